@@ -1,0 +1,84 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::AggregateKind;
+use crate::aggregates::{
+    assessment::AssessmentEvent, care_plan::CarePlanEvent, care_team::CareTeamEvent,
+    consent::ConsentEvent, discharge::DischargeEvent, feedback::FeedbackEvent,
+    meeting::MeetingEvent, person::PersonEvent, referral::ReferralEvent,
+};
+use crate::values::Code;
+
+/// Any domain event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Person(PersonEvent),
+    Referral(ReferralEvent),
+    Assessment(AssessmentEvent),
+    CarePlan(CarePlanEvent),
+    CareTeam(CareTeamEvent),
+    Consent(ConsentEvent),
+    Discharge(DischargeEvent),
+    Meeting(MeetingEvent),
+    Feedback(FeedbackEvent),
+}
+
+impl Event {
+    /// Stable snake_case event type, used in NATS subjects and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Person(e) => e.name(),
+            Event::Referral(e) => e.name(),
+            Event::Assessment(e) => e.name(),
+            Event::CarePlan(e) => e.name(),
+            Event::CareTeam(e) => e.name(),
+            Event::Consent(e) => e.name(),
+            Event::Discharge(e) => e.name(),
+            Event::Meeting(e) => e.name(),
+            Event::Feedback(e) => e.name(),
+        }
+    }
+
+    pub fn kind(&self) -> AggregateKind {
+        match self {
+            Event::Person(_) => AggregateKind::Person,
+            Event::Referral(_) => AggregateKind::Referral,
+            Event::Assessment(_) => AggregateKind::Assessment,
+            Event::CarePlan(_) => AggregateKind::CarePlan,
+            Event::CareTeam(_) => AggregateKind::CareTeam,
+            Event::Consent(_) => AggregateKind::Consent,
+            Event::Discharge(_) => AggregateKind::DischargeEpisode,
+            Event::Meeting(_) => AggregateKind::Meeting,
+            Event::Feedback(_) => AggregateKind::Feedback,
+        }
+    }
+}
+
+/// The envelope every event carries (domain.md, "Event envelope").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub event_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub aggregate_kind: AggregateKind,
+    pub person_id: Uuid,
+    /// 1-based position of this event within its aggregate.
+    pub version: u64,
+    pub command_id: Uuid,
+    pub correlation_id: Uuid,
+    pub causation_id: Uuid,
+    pub organisation: Code,
+    pub user: Code,
+    /// Valid time: when it happened in the world.
+    pub occurred_at: DateTime<Utc>,
+    /// When the log got it.
+    pub recorded_at: DateTime<Utc>,
+    pub schema_version: u32,
+}
+
+/// An event as read back from the log, with its log position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub sequence: u64,
+    pub meta: EventMeta,
+    pub event: Event,
+}

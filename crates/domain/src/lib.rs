@@ -1,0 +1,118 @@
+//! Carewoven's domain: commands, events, and for each aggregate a `decide` and an `evolve`
+//! function.
+//!
+//! This crate is pure. It does no IO, owns no async runtime and knows nothing of NATS, tonic
+//! or redb. Time comes in through [`DecideContext::now`], so every rule is a plain function
+//! that tests can drive directly.
+
+pub mod aggregates;
+mod command;
+mod error;
+mod event;
+pub mod values;
+
+pub use aggregates::{
+    AggregateState, assessment, care_plan, care_team, consent, discharge, feedback, meeting,
+    person, referral,
+};
+pub use command::{Command, Existence, Target, decide, evolve};
+pub use error::{DomainError, ReplayError};
+pub use event::{Event, EventMeta, RecordedEvent};
+
+use chrono::{DateTime, Utc};
+use values::Code;
+
+/// Current version of the event payload schema written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The kinds of aggregate. Every aggregate belongs to exactly one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AggregateKind {
+    Person,
+    Referral,
+    Assessment,
+    CarePlan,
+    CareTeam,
+    Consent,
+    DischargeEpisode,
+    Meeting,
+    Feedback,
+}
+
+impl AggregateKind {
+    pub const ALL: [AggregateKind; 9] = [
+        AggregateKind::Person,
+        AggregateKind::Referral,
+        AggregateKind::Assessment,
+        AggregateKind::CarePlan,
+        AggregateKind::CareTeam,
+        AggregateKind::Consent,
+        AggregateKind::DischargeEpisode,
+        AggregateKind::Meeting,
+        AggregateKind::Feedback,
+    ];
+
+    /// Stable lower-case token used in NATS subjects and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateKind::Person => "person",
+            AggregateKind::Referral => "referral",
+            AggregateKind::Assessment => "assessment",
+            AggregateKind::CarePlan => "care_plan",
+            AggregateKind::CareTeam => "care_team",
+            AggregateKind::Consent => "consent",
+            AggregateKind::DischargeEpisode => "discharge",
+            AggregateKind::Meeting => "meeting",
+            AggregateKind::Feedback => "feedback",
+        }
+    }
+
+    pub fn parse(token: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == token)
+    }
+}
+
+/// Who acted: the organisation and the user within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub organisation: Code,
+    pub user: Code,
+}
+
+/// Everything `decide` may know besides the state and the command.
+#[derive(Debug, Clone)]
+pub struct DecideContext {
+    /// The service's clock at the moment the command is decided.
+    pub now: DateTime<Utc>,
+    pub actor: Actor,
+}
+
+/// One aggregate's rules. `decide` refuses or accepts a command; `evolve` folds an event into
+/// state. `evolve` never refuses an event that `decide` produced from the same state.
+pub trait Aggregate: Sized + Clone + PartialEq + std::fmt::Debug {
+    const KIND: AggregateKind;
+    type Command;
+    type Event;
+
+    fn decide(
+        state: Option<&Self>,
+        command: &Self::Command,
+        ctx: &DecideContext,
+    ) -> Result<Vec<Self::Event>, DomainError>;
+
+    fn evolve(state: Option<Self>, event: &Self::Event) -> Result<Self, ReplayError>;
+}
+
+/// Fold a sequence of events into state, from nothing.
+pub fn replay<'a, A: Aggregate + 'a>(
+    events: impl IntoIterator<Item = &'a A::Event>,
+) -> Result<Option<A>, ReplayError>
+where
+    A::Event: 'a,
+{
+    let mut state = None;
+    for event in events {
+        state = Some(A::evolve(state, event)?);
+    }
+    Ok(state)
+}
