@@ -204,21 +204,6 @@ impl Command {
             existence,
         }
     }
-
-    /// Short name for logs and metrics (never personal data).
-    pub fn name(&self) -> String {
-        let debug = format!("{self:?}");
-        // "Referral { .. command: Accept }" -> "referral.Accept"
-        let inner = debug
-            .rsplit("command: ")
-            .next()
-            .unwrap_or_default()
-            .split([' ', '{', '}', '('])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        format!("{}.{}", self.target().kind.as_str(), inner)
-    }
 }
 
 fn run<A: Aggregate>(

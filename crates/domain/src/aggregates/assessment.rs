@@ -76,7 +76,11 @@ impl Eligibility {
         } else {
             "needs do not arise from a physical or mental impairment or illness".to_owned()
         });
-        let count = f.outcomes_not_achieved.len();
+        // Count distinct outcomes: one outcome listed twice is still one outcome.
+        let mut distinct = f.outcomes_not_achieved.clone();
+        distinct.sort();
+        distinct.dedup();
+        let count = distinct.len();
         let outcomes = count >= 2;
         reasons.push(format!(
             "{count} specified outcome(s) cannot be achieved; two or more are required"
