@@ -1,0 +1,542 @@
+//! The value messages of `common.proto`, both ways, and the enumerations.
+//!
+//! Wire -> domain goes through [`FromWire`], which validates and names each field by its
+//! proto path under the prefix it is given; domain -> wire is a plain `From`.
+
+use carewoven_domain::DomainError;
+use carewoven_domain::assessment::{AssessmentKind, AssessmentRequest, CareActOutcome, Findings};
+use carewoven_domain::care_plan::{Activity, PlanContent};
+use carewoven_domain::care_team::{CareTeamRole, MemberRef};
+use carewoven_domain::consent::{ConsentDecision, ConsentTerms, DataClass, Purpose};
+use carewoven_domain::discharge::{DelayReason, Pathway};
+use carewoven_domain::feedback::{FeedbackRecord, FeedbackSource};
+use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
+use carewoven_domain::person::{Carer, Correction, Profile};
+use carewoven_domain::referral::{NewReferral, Priority};
+use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText, parse_list};
+
+use super::wire::{
+    WireEnum, WireString, at, opt, opt_date, opt_uuid, present, req_date, req_enum, req_instant,
+    required, timestamp,
+};
+use crate::v1;
+
+/// Build a domain value from its wire message, naming fields under `field`.
+pub trait FromWire<W>: Sized {
+    fn from_wire(field: &str, wire: &W) -> Result<Self, DomainError>;
+}
+
+/// A required sub-message: missing is refused as `field` "is required".
+pub(super) fn req_msg<T: FromWire<W>, W>(field: &str, wire: Option<&W>) -> Result<T, DomainError> {
+    T::from_wire(field, wire.ok_or_else(|| required(field))?)
+}
+
+/// A repeated sub-message field.
+fn msg_list<T: FromWire<W>, W>(field: &str, wire: &[W]) -> Result<Vec<T>, DomainError> {
+    parse_list(field, wire, T::from_wire)
+}
+
+/// A repeated code field.
+pub(super) fn code_list(field: &str, raw: &[String]) -> Result<Vec<Code>, DomainError> {
+    parse_list(field, raw, |f, s| Code::parse(f, s))
+}
+
+fn long_list(field: &str, raw: &[String]) -> Result<Vec<LongText>, DomainError> {
+    parse_list(field, raw, |f, s| LongText::parse(f, s))
+}
+
+fn enum_list<E: WireEnum>(field: &str, raw: &[i32]) -> Result<Vec<E>, DomainError> {
+    parse_list(field, raw, |f, v| req_enum(f, *v))
+}
+
+fn wire_list<'a, D: 'a, W: From<&'a D>>(items: &'a [D]) -> Vec<W> {
+    items.iter().map(W::from).collect()
+}
+
+fn wire_strings<T: WireString>(items: &[T]) -> Vec<String> {
+    items.iter().map(WireString::wire).collect()
+}
+
+fn enum_i32s<E: WireEnum>(items: &[E]) -> Vec<i32> {
+    items.iter().map(|e| e.to_i32()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations
+
+macro_rules! wire_enum_map {
+    ($domain:ident => $wire:ident { $($d:ident = $w:ident),+ $(,)? }) => {
+        impl WireEnum for $domain {
+            type Wire = v1::$wire;
+
+            fn from_wire(wire: v1::$wire) -> Option<Self> {
+                match wire {
+                    v1::$wire::Unspecified => None,
+                    $(v1::$wire::$w => Some($domain::$d),)+
+                }
+            }
+
+            fn to_wire(self) -> v1::$wire {
+                match self {
+                    $($domain::$d => v1::$wire::$w,)+
+                }
+            }
+        }
+    };
+}
+
+wire_enum_map!(Priority => Priority {
+    Routine = Routine,
+    Urgent = Urgent,
+    Asap = Asap,
+    Stat = Stat,
+});
+
+wire_enum_map!(AssessmentKind => AssessmentKind {
+    CareActNeeds = CareActNeeds,
+    Carers = Carers,
+    Health = Health,
+    Therapy = Therapy,
+});
+
+wire_enum_map!(CareActOutcome => CareActOutcome {
+    ManagingNutrition = ManagingNutrition,
+    PersonalHygiene = PersonalHygiene,
+    ManagingToiletNeeds = ManagingToiletNeeds,
+    BeingAppropriatelyClothed = BeingAppropriatelyClothed,
+    UsingTheHomeSafely = UsingTheHomeSafely,
+    MaintainingAHabitableHome = MaintainingAHabitableHome,
+    FamilyAndPersonalRelationships = FamilyAndPersonalRelationships,
+    WorkTrainingEducationVolunteering = WorkTrainingEducationVolunteering,
+    UsingCommunityServices = UsingCommunityServices,
+    CaringResponsibilities = CaringResponsibilities,
+});
+
+wire_enum_map!(CareTeamRole => CareTeamRole {
+    GeneralPractice = GeneralPractice,
+    HospitalTeam = HospitalTeam,
+    CommunityNursing = CommunityNursing,
+    SocialWorker = SocialWorker,
+    Therapist = Therapist,
+    MentalHealth = MentalHealth,
+    Voluntary = Voluntary,
+    Carer = Carer,
+    Other = Other,
+});
+
+wire_enum_map!(ConsentDecision => ConsentDecision {
+    Permit = Permit,
+    Deny = Deny,
+});
+
+wire_enum_map!(Purpose => Purpose {
+    DirectCare = DirectCare,
+    CareCoordination = CareCoordination,
+    Research = Research,
+    Planning = Planning,
+});
+
+wire_enum_map!(DataClass => DataClass {
+    Demographics = Demographics,
+    Contact = Contact,
+    Referrals = Referrals,
+    Assessments = Assessments,
+    CarePlan = CarePlan,
+    CareTeam = CareTeam,
+    Discharge = Discharge,
+    Meetings = Meetings,
+    Feedback = Feedback,
+});
+
+wire_enum_map!(Pathway => Pathway {
+    P0 = Pathway0,
+    P1 = Pathway1,
+    P2 = Pathway2,
+    P3 = Pathway3,
+});
+
+wire_enum_map!(DelayReason => DelayReason {
+    AwaitingAssessment = AwaitingAssessment,
+    AwaitingHomeCare = AwaitingHomeCare,
+    AwaitingReablement = AwaitingReablement,
+    AwaitingBedBasedRehabilitation = AwaitingBedBasedRehabilitation,
+    AwaitingCareHomePlacement = AwaitingCareHomePlacement,
+    AwaitingEquipment = AwaitingEquipment,
+    AwaitingHousing = AwaitingHousing,
+    AwaitingTransport = AwaitingTransport,
+    AwaitingMedication = AwaitingMedication,
+    PersonOrFamilyChoice = PersonOrFamilyChoice,
+    Other = Other,
+});
+
+wire_enum_map!(FeedbackSource => FeedbackSource {
+    Person = Person,
+    Carer = Carer,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Person
+
+impl FromWire<v1::Carer> for Carer {
+    fn from_wire(field: &str, w: &v1::Carer) -> Result<Self, DomainError> {
+        Ok(Carer {
+            name: ShortText::parse(&at(field, "name"), &w.name)?,
+            relationship: ShortText::parse(&at(field, "relationship"), &w.relationship)?,
+            contact: opt(&at(field, "contact"), &w.contact, ShortText::parse)?,
+        })
+    }
+}
+
+impl From<&Carer> for v1::Carer {
+    fn from(c: &Carer) -> Self {
+        v1::Carer {
+            name: c.name.wire(),
+            relationship: c.relationship.wire(),
+            contact: c.contact.wire(),
+        }
+    }
+}
+
+impl FromWire<v1::Profile> for Profile {
+    fn from_wire(field: &str, w: &v1::Profile) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(Profile {
+            nhs_number: NhsNumber::parse(&f("nhs_number"), &w.nhs_number)?,
+            given_name: ShortText::parse(&f("given_name"), &w.given_name)?,
+            family_name: ShortText::parse(&f("family_name"), &w.family_name)?,
+            date_of_birth: req_date(&f("date_of_birth"), &w.date_of_birth)?,
+            contact: opt(&f("contact"), &w.contact, LongText::parse)?,
+            what_matters: opt(&f("what_matters"), &w.what_matters, LongText::parse)?,
+            communication_needs: opt(
+                &f("communication_needs"),
+                &w.communication_needs,
+                LongText::parse,
+            )?,
+            carers: msg_list(&f("carers"), &w.carers)?,
+        })
+    }
+}
+
+impl From<&Profile> for v1::Profile {
+    fn from(p: &Profile) -> Self {
+        v1::Profile {
+            nhs_number: p.nhs_number.wire(),
+            given_name: p.given_name.wire(),
+            family_name: p.family_name.wire(),
+            date_of_birth: p.date_of_birth.wire(),
+            contact: p.contact.wire(),
+            what_matters: p.what_matters.wire(),
+            communication_needs: p.communication_needs.wire(),
+            carers: wire_list(&p.carers),
+        }
+    }
+}
+
+impl FromWire<v1::Correction> for Correction {
+    fn from_wire(field: &str, w: &v1::Correction) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(Correction {
+            nhs_number: present(&f("nhs_number"), w.nhs_number.as_deref(), NhsNumber::parse)?,
+            given_name: present(&f("given_name"), w.given_name.as_deref(), ShortText::parse)?,
+            family_name: present(
+                &f("family_name"),
+                w.family_name.as_deref(),
+                ShortText::parse,
+            )?,
+            date_of_birth: present(&f("date_of_birth"), w.date_of_birth.as_deref(), req_date)?,
+            contact: present(&f("contact"), w.contact.as_deref(), LongText::parse)?,
+            what_matters: present(
+                &f("what_matters"),
+                w.what_matters.as_deref(),
+                LongText::parse,
+            )?,
+            communication_needs: present(
+                &f("communication_needs"),
+                w.communication_needs.as_deref(),
+                LongText::parse,
+            )?,
+            carers: w
+                .carers
+                .as_ref()
+                .map(|list| msg_list(&at(&f("carers"), "carers"), &list.carers))
+                .transpose()?,
+        })
+    }
+}
+
+impl From<&Correction> for v1::Correction {
+    fn from(c: &Correction) -> Self {
+        v1::Correction {
+            nhs_number: c.nhs_number.as_ref().map(WireString::wire),
+            given_name: c.given_name.as_ref().map(WireString::wire),
+            family_name: c.family_name.as_ref().map(WireString::wire),
+            date_of_birth: c.date_of_birth.as_ref().map(WireString::wire),
+            contact: c.contact.as_ref().map(WireString::wire),
+            what_matters: c.what_matters.as_ref().map(WireString::wire),
+            communication_needs: c.communication_needs.as_ref().map(WireString::wire),
+            carers: c.carers.as_ref().map(|carers| v1::CarerList {
+                carers: wire_list(carers),
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Referral
+
+impl FromWire<v1::Referral> for NewReferral {
+    fn from_wire(field: &str, w: &v1::Referral) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(NewReferral {
+            from_organisation: Code::parse(&f("from_organisation"), &w.from_organisation)?,
+            to_service: Code::parse(&f("to_service"), &w.to_service)?,
+            priority: req_enum(&f("priority"), w.priority)?,
+            reason: LongText::parse(&f("reason"), &w.reason)?,
+            replaces: opt_uuid(&f("replaces"), &w.replaces)?,
+        })
+    }
+}
+
+impl From<&NewReferral> for v1::Referral {
+    fn from(r: &NewReferral) -> Self {
+        v1::Referral {
+            from_organisation: r.from_organisation.wire(),
+            to_service: r.to_service.wire(),
+            priority: r.priority.to_i32(),
+            reason: r.reason.wire(),
+            replaces: r.replaces.wire(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assessment
+
+impl FromWire<v1::AssessmentRequest> for AssessmentRequest {
+    fn from_wire(field: &str, w: &v1::AssessmentRequest) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(AssessmentRequest {
+            kind: req_enum(&f("kind"), w.kind)?,
+            assessors: code_list(&f("assessors"), &w.assessors)?,
+            referral_id: opt_uuid(&f("referral_id"), &w.referral_id)?,
+            due_by: opt_date(&f("due_by"), &w.due_by)?,
+        })
+    }
+}
+
+impl From<&AssessmentRequest> for v1::AssessmentRequest {
+    fn from(r: &AssessmentRequest) -> Self {
+        v1::AssessmentRequest {
+            kind: r.kind.to_i32(),
+            assessors: wire_strings(&r.assessors),
+            referral_id: r.referral_id.wire(),
+            due_by: r.due_by.wire(),
+        }
+    }
+}
+
+impl FromWire<v1::Findings> for Findings {
+    fn from_wire(field: &str, w: &v1::Findings) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(Findings {
+            summary: LongText::parse(&f("summary"), &w.summary)?,
+            outcomes_not_achieved: enum_list(
+                &f("outcomes_not_achieved"),
+                &w.outcomes_not_achieved,
+            )?,
+            wellbeing_impact: opt(&f("wellbeing_impact"), &w.wellbeing_impact, LongText::parse)?,
+            needs_arise_from_impairment_or_illness: w.needs_arise_from_impairment_or_illness,
+            significant_impact_on_wellbeing: w.significant_impact_on_wellbeing,
+        })
+    }
+}
+
+impl From<&Findings> for v1::Findings {
+    fn from(f: &Findings) -> Self {
+        v1::Findings {
+            summary: f.summary.wire(),
+            outcomes_not_achieved: enum_i32s(&f.outcomes_not_achieved),
+            wellbeing_impact: f.wellbeing_impact.wire(),
+            needs_arise_from_impairment_or_illness: f.needs_arise_from_impairment_or_illness,
+            significant_impact_on_wellbeing: f.significant_impact_on_wellbeing,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Care plan
+
+impl FromWire<v1::Activity> for Activity {
+    fn from_wire(field: &str, w: &v1::Activity) -> Result<Self, DomainError> {
+        Ok(Activity {
+            description: LongText::parse(&at(field, "description"), &w.description)?,
+            responsible_organisation: Code::parse(
+                &at(field, "responsible_organisation"),
+                &w.responsible_organisation,
+            )?,
+        })
+    }
+}
+
+impl From<&Activity> for v1::Activity {
+    fn from(a: &Activity) -> Self {
+        v1::Activity {
+            description: a.description.wire(),
+            responsible_organisation: a.responsible_organisation.wire(),
+        }
+    }
+}
+
+impl FromWire<v1::PlanContent> for PlanContent {
+    fn from_wire(field: &str, w: &v1::PlanContent) -> Result<Self, DomainError> {
+        Ok(PlanContent {
+            goals: long_list(&at(field, "goals"), &w.goals)?,
+            activities: msg_list(&at(field, "activities"), &w.activities)?,
+            review_date: req_date(&at(field, "review_date"), &w.review_date)?,
+        })
+    }
+}
+
+impl From<&PlanContent> for v1::PlanContent {
+    fn from(p: &PlanContent) -> Self {
+        v1::PlanContent {
+            goals: wire_strings(&p.goals),
+            activities: wire_list(&p.activities),
+            review_date: p.review_date.wire(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Care team
+
+impl FromWire<v1::MemberRef> for MemberRef {
+    fn from_wire(field: &str, w: &v1::MemberRef) -> Result<Self, DomainError> {
+        Ok(MemberRef {
+            organisation: Code::parse(&at(field, "organisation"), &w.organisation)?,
+            practitioner: opt(&at(field, "practitioner"), &w.practitioner, Code::parse)?,
+        })
+    }
+}
+
+impl From<&MemberRef> for v1::MemberRef {
+    fn from(m: &MemberRef) -> Self {
+        v1::MemberRef {
+            organisation: m.organisation.wire(),
+            practitioner: m.practitioner.wire(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consent
+
+impl FromWire<v1::ConsentTerms> for ConsentTerms {
+    fn from_wire(field: &str, w: &v1::ConsentTerms) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(ConsentTerms {
+            decision: req_enum(&f("decision"), w.decision)?,
+            purpose: req_enum(&f("purpose"), w.purpose)?,
+            partners: code_list(&f("partners"), &w.partners)?,
+            data_classes: enum_list(&f("data_classes"), &w.data_classes)?,
+            valid_from: req_date(&f("valid_from"), &w.valid_from)?,
+            valid_until: opt_date(&f("valid_until"), &w.valid_until)?,
+            capacity_assessed: w.capacity_assessed,
+        })
+    }
+}
+
+impl From<&ConsentTerms> for v1::ConsentTerms {
+    fn from(t: &ConsentTerms) -> Self {
+        v1::ConsentTerms {
+            decision: t.decision.to_i32(),
+            purpose: t.purpose.to_i32(),
+            partners: wire_strings(&t.partners),
+            data_classes: enum_i32s(&t.data_classes),
+            valid_from: t.valid_from.wire(),
+            valid_until: t.valid_until.wire(),
+            capacity_assessed: t.capacity_assessed,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meeting
+
+impl FromWire<v1::MeetingAction> for MeetingAction {
+    fn from_wire(field: &str, w: &v1::MeetingAction) -> Result<Self, DomainError> {
+        Ok(MeetingAction {
+            description: LongText::parse(&at(field, "description"), &w.description)?,
+            owner: Code::parse(&at(field, "owner"), &w.owner)?,
+            due_by: req_date(&at(field, "due_by"), &w.due_by)?,
+        })
+    }
+}
+
+impl From<&MeetingAction> for v1::MeetingAction {
+    fn from(a: &MeetingAction) -> Self {
+        v1::MeetingAction {
+            description: a.description.wire(),
+            owner: a.owner.wire(),
+            due_by: a.due_by.wire(),
+        }
+    }
+}
+
+impl FromWire<v1::MeetingRecord> for MeetingRecord {
+    fn from_wire(field: &str, w: &v1::MeetingRecord) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(MeetingRecord {
+            held_at: req_instant(&f("held_at"), w.held_at.as_ref())?,
+            attendees: code_list(&f("attendees"), &w.attendees)?,
+            decisions: long_list(&f("decisions"), &w.decisions)?,
+            actions: msg_list(&f("actions"), &w.actions)?,
+        })
+    }
+}
+
+impl From<&MeetingRecord> for v1::MeetingRecord {
+    fn from(m: &MeetingRecord) -> Self {
+        v1::MeetingRecord {
+            held_at: Some(timestamp(m.held_at)),
+            attendees: wire_strings(&m.attendees),
+            decisions: wire_strings(&m.decisions),
+            actions: wire_list(&m.actions),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feedback
+
+impl FromWire<v1::FeedbackRecord> for FeedbackRecord {
+    fn from_wire(field: &str, w: &v1::FeedbackRecord) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(FeedbackRecord {
+            source: req_enum(&f("source"), w.source)?,
+            anonymous: w.anonymous,
+            text: LongText::parse(&f("text"), &w.text)?,
+            rating: rating(&f("rating"), w.rating)?,
+        })
+    }
+}
+
+/// 0 means no rating; otherwise 1 to 5.
+fn rating(field: &str, raw: u32) -> Result<Option<u8>, DomainError> {
+    match raw {
+        0 => Ok(None),
+        1..=5 => Ok(u8::try_from(raw).ok()),
+        _ => Err(DomainError::invalid(field, "must be between 1 and 5")),
+    }
+}
+
+impl From<&FeedbackRecord> for v1::FeedbackRecord {
+    fn from(r: &FeedbackRecord) -> Self {
+        v1::FeedbackRecord {
+            source: r.source.to_i32(),
+            anonymous: r.anonymous,
+            text: r.text.wire(),
+            rating: r.rating.map_or(0, u32::from),
+        }
+    }
+}
