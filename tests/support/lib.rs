@@ -1,1 +1,270 @@
+//! Shared set-up for the end-to-end tests: a real nats-server per test (from the test kit) and
+//! the command service serving real gRPC on a loopback port.
 
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use carewoven_commands::Config;
+use carewoven_eventlog::{EventLog, LogConfig};
+use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
+use carewoven_testkit::NatsServer;
+use chrono::{Days, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+/// A synthetic NHS number from the 999 test range with a valid check digit.
+pub fn test_nhs_number(n: u32) -> String {
+    for bump in 0..100u32 {
+        let body = format!("999{:06}", (n * 7 + bump) % 1_000_000);
+        let digits: [u8; 9] = body.as_bytes().try_into().unwrap();
+        if let Some(check) = carewoven_domain::values::check_digit(&digits) {
+            return format!("{body}{check}");
+        }
+    }
+    unreachable!("a valid check digit exists within 100 tries")
+}
+
+/// One running command service.
+pub struct Service {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Service {
+    pub async fn start(config: Config) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            carewoven_commands::run(listener, config, token.cancelled_owned()).await
+        });
+        let service = Service { addr, stop, task };
+        service.wait_serving().await?;
+        Ok(service)
+    }
+
+    async fn wait_serving(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.addr))?
+                .connect()
+                .await
+            {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let req = tonic_health::pb::HealthCheckRequest {
+                    service: "carewoven.v1.CommandService".into(),
+                };
+                if let Ok(resp) = health.check(req).await
+                    && resp.get_ref().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "service did not become ready");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn client(&self) -> Result<CommandServiceClient<Channel>> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?;
+        Ok(CommandServiceClient::new(channel))
+    }
+
+    /// Ask the service to stop and wait until `run` has returned.
+    pub async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        self.task.await.context("service task panicked")?
+    }
+}
+
+/// NATS, one command service, a gRPC client and a direct handle on the log for inspection.
+pub struct Stack {
+    pub nats: NatsServer,
+    pub service: Service,
+    pub client: CommandServiceClient<Channel>,
+    pub log: EventLog,
+}
+
+impl Stack {
+    pub async fn start() -> Result<Self> {
+        let nats = NatsServer::start()?;
+        Self::on(nats).await
+    }
+
+    pub async fn on(nats: NatsServer) -> Result<Self> {
+        let service = Service::start(Config::for_nats(nats.url())).await?;
+        let client = service.client().await?;
+        let log =
+            EventLog::open(async_nats::connect(nats.url()).await?, LogConfig::default()).await?;
+        Ok(Stack {
+            nats,
+            service,
+            client,
+            log,
+        })
+    }
+
+    pub fn config(&self) -> Config {
+        Config::for_nats(self.nats.url())
+    }
+
+    pub async fn count(&self) -> u64 {
+        self.log.message_count().await.unwrap()
+    }
+}
+
+pub fn ctx(org: &str) -> Option<v1::CommandContext> {
+    Some(v1::CommandContext {
+        command_id: Uuid::now_v7().to_string(),
+        organisation: org.into(),
+        user: "tester".into(),
+        ..Default::default()
+    })
+}
+
+pub fn date_days_ago(days: u64) -> String {
+    (Utc::now().date_naive() - Days::new(days)).to_string()
+}
+
+pub fn date_days_ahead(days: u64) -> String {
+    (Utc::now().date_naive() + Days::new(days)).to_string()
+}
+
+pub fn ts_hours_ago(hours: i64) -> Option<prost_types::Timestamp> {
+    let t = Utc::now() - chrono::Duration::hours(hours);
+    Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    })
+}
+
+pub fn register_request(n: u32) -> v1::RegisterPersonRequest {
+    v1::RegisterPersonRequest {
+        context: ctx("HOSP-A"),
+        profile: Some(v1::Profile {
+            nhs_number: test_nhs_number(n),
+            given_name: "Ada".into(),
+            family_name: "Example".into(),
+            date_of_birth: "1941-03-02".into(),
+            what_matters: "Getting back to my allotment".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Register a synthetic person and return their id.
+pub async fn register(client: &mut CommandServiceClient<Channel>, n: u32) -> Result<String> {
+    let reply = client.register_person(register_request(n)).await?;
+    Ok(reply.into_inner().person_id)
+}
+
+pub async fn make_referral(
+    client: &mut CommandServiceClient<Channel>,
+    person: &str,
+) -> Result<String> {
+    let reply = client
+        .make_referral(v1::MakeReferralRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.into(),
+            referral: Some(v1::Referral {
+                from_organisation: "HOSP-A".into(),
+                to_service: "ASC-D2A".into(),
+                priority: v1::Priority::Urgent as i32,
+                reason: "Needs support at home after discharge".into(),
+                replaces: String::new(),
+            }),
+        })
+        .await?;
+    Ok(reply.into_inner().aggregate_id)
+}
+
+pub fn referral_action(
+    person: &str,
+    referral: &str,
+    action: v1::ReferralAction,
+    org: &str,
+) -> v1::ProgressReferralRequest {
+    v1::ProgressReferralRequest {
+        context: ctx(org),
+        person_id: person.into(),
+        referral_id: referral.into(),
+        action: action as i32,
+        reason: "synthetic reason".into(),
+    }
+}
+
+pub fn discharge_step(
+    person: &str,
+    episode: &str,
+    step: v1::progress_discharge_request::Step,
+) -> v1::ProgressDischargeRequest {
+    v1::ProgressDischargeRequest {
+        context: ctx("HOSP-A"),
+        person_id: person.into(),
+        episode_id: episode.into(),
+        step: Some(step),
+    }
+}
+
+/// Admit a person and take the episode to "discharge ready" (DRD yesterday).
+pub async fn episode_ready(
+    client: &mut CommandServiceClient<Channel>,
+    person: &str,
+) -> Result<String> {
+    use v1::progress_discharge_request::{self as pd, Step};
+    let episode = client
+        .admit_person(v1::AdmitPersonRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.into(),
+            site: "HOSP-A".into(),
+            ward: "Ward 7".into(),
+            admitted_at: ts_hours_ago(24 * 5),
+        })
+        .await?
+        .into_inner()
+        .aggregate_id;
+    client
+        .progress_discharge(discharge_step(
+            person,
+            &episode,
+            Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
+                expected: date_days_ahead(1),
+            }),
+        ))
+        .await?;
+    client
+        .progress_discharge(discharge_step(
+            person,
+            &episode,
+            Step::MarkDischargeReady(pd::MarkDischargeReady {
+                discharge_ready_date: date_days_ago(1),
+            }),
+        ))
+        .await?;
+    Ok(episode)
+}
+
+/// Wait for `condition` with a deadline (never a bare sleep).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !condition().await {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use carewoven_eventlog::{EventLog, LogConfig};
+use carewoven_proto::v1::command_service_server::CommandServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::handler::Handler;
+use crate::ids::Ids;
+use crate::service::Commands;
+
+/// Largest gRPC request the service decodes. Larger ones are refused before any work is done.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+/// Service configuration, from flags or environment (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// NATS server URL(s), comma-separated.
+    #[arg(
+        long,
+        env = "CAREWOVEN_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// JetStream stream holding the event log.
+    #[arg(long, env = "CAREWOVEN_STREAM", default_value = "CAREWOVEN")]
+    pub stream: String,
+    /// Stream replicas: 1 on one server, 3 on a three-node NATS cluster.
+    #[arg(long, env = "CAREWOVEN_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// Seconds to wait for NATS before answering UNAVAILABLE.
+    #[arg(long, env = "CAREWOVEN_NATS_TIMEOUT_SECS", default_value_t = 5)]
+    pub nats_timeout_secs: u64,
+    /// Secret key for deriving person ids from NHS numbers. Must be the same for every
+    /// instance and never change; keep it out of source control in production.
+    #[arg(
+        long,
+        env = "CAREWOVEN_PERSON_ID_KEY",
+        default_value = "carewoven-development-key",
+        hide_env_values = true
+    )]
+    pub person_id_key: String,
+    /// Seconds to let in-flight commands finish on shutdown.
+    #[arg(long, env = "CAREWOVEN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// Defaults, pointed at one NATS URL (for tests and benchmarks).
+    pub fn for_nats(url: impl Into<String>) -> Self {
+        Config {
+            nats_url: url.into(),
+            stream: "CAREWOVEN".to_owned(),
+            replicas: 1,
+            nats_timeout_secs: 5,
+            person_id_key: "carewoven-development-key".to_owned(),
+            shutdown_grace_secs: 30,
+        }
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            stream: self.stream.clone(),
+            replicas: self.replicas,
+            timeout: Duration::from_secs(self.nats_timeout_secs),
+            ..LogConfig::default()
+        }
+    }
+}
+
+/// Connect to NATS. The client reconnects by itself for as long as the service runs, so the
+/// service recovers when NATS returns.
+pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name("carewoven-commands")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(config.nats_timeout_secs))
+        .request_timeout(Some(Duration::from_secs(config.nats_timeout_secs)))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                other => tracing::info!(%other, "NATS event"),
+            }
+        })
+        .connect(config.nats_url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats_url))
+}
+
+/// Open the event log, retrying until NATS answers.
+async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
+    let client = connect_nats(config).await?;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match EventLog::open(client.clone(), config.log_config()).await {
+            Ok(log) => return Ok(log),
+            Err(e) => {
+                tracing::warn!(error = %e, "event log not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Serve the command API on `listener` until `shutdown` completes, then stop accepting and
+/// return once in-flight commands have finished (or the grace period ends).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let log = tokio::select! {
+        log = open_log(&config) => log?,
+        _ = stop.cancelled() => return Ok(()),
+    };
+    tracing::info!(stream = log.stream_name(), "event log ready");
+    let handler = Handler::new(log, Ids::new(config.person_id_key.as_bytes()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CommandServiceServer<Commands>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let commands = CommandServiceServer::new(Commands::new(handler))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(commands)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        );
+    tracing::info!(%local, "command service listening");
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("serving gRPC")?,
+        _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "in-flight commands did not finish within the grace period");
+        }
+    }
+    tracing::info!("command service stopped");
+    Ok(())
+}
+
+/// Log a command's outcome: identifiers and codes only, never personal data.
+pub(crate) fn trace_outcome(rpc: &str, result: &Result<carewoven_proto::v1::CommandReply, Status>) {
+    match result {
+        Ok(reply) => tracing::info!(
+            rpc,
+            aggregate_kind = %reply.aggregate_kind,
+            aggregate_id = %reply.aggregate_id,
+            log_position = reply.log_position,
+            duplicate = reply.duplicate,
+            "command accepted"
+        ),
+        Err(status) => tracing::info!(rpc, code = ?status.code(), "command refused"),
+    }
+}

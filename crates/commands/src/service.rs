@@ -1,0 +1,59 @@
+//! The tonic `CommandService`: every RPC converts its request and hands it to the handler.
+
+use carewoven_proto::v1::{self, command_service_server::CommandService};
+use tonic::{Request, Response, Status};
+
+use crate::handler::Handler;
+
+pub struct Commands {
+    handler: Handler,
+}
+
+impl Commands {
+    pub fn new(handler: Handler) -> Self {
+        Commands { handler }
+    }
+}
+
+macro_rules! rpcs {
+    ($($method:ident($request:ident);)*) => {
+        #[tonic::async_trait]
+        impl CommandService for Commands {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<v1::$request>,
+                ) -> Result<Response<v1::CommandReply>, Status> {
+                    let span = tracing::info_span!("command", rpc = stringify!($method));
+                    let _entered = span.enter();
+                    let result = self.handler.execute(request.get_ref()).await;
+                    crate::server::trace_outcome(stringify!($method), &result);
+                    result.map(Response::new)
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    register_person(RegisterPersonRequest);
+    correct_person_details(CorrectPersonDetailsRequest);
+    make_referral(MakeReferralRequest);
+    progress_referral(ProgressReferralRequest);
+    request_assessment(RequestAssessmentRequest);
+    contribute_to_assessment(ContributeToAssessmentRequest);
+    complete_assessment(CompleteAssessmentRequest);
+    cancel_assessment(CancelAssessmentRequest);
+    agree_care_plan(AgreeCarePlanRequest);
+    revise_care_plan(ReviseCarePlanRequest);
+    add_care_team_member(AddCareTeamMemberRequest);
+    remove_care_team_member(RemoveCareTeamMemberRequest);
+    name_care_coordinator(NameCareCoordinatorRequest);
+    record_consent(RecordConsentRequest);
+    withdraw_consent(WithdrawConsentRequest);
+    admit_person(AdmitPersonRequest);
+    progress_discharge(ProgressDischargeRequest);
+    record_meeting(RecordMeetingRequest);
+    complete_meeting_action(CompleteMeetingActionRequest);
+    record_feedback(RecordFeedbackRequest);
+}
