@@ -1,0 +1,60 @@
+# Carewoven development recipes. On a fresh machine use ./dev, which installs the pinned
+# tools first: `./dev up`, `./dev verify`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export CAREWOVEN_NATS_SERVER := justfile_directory() / ".tools/venv/bin/nats-server"
+run := justfile_directory() / ".run"
+nats_port := env_var_or_default("CAREWOVEN_NATS_PORT", "4222")
+grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
+
+default:
+    @just --list
+
+# Formatting and clippy with warnings as errors
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The whole default test suite (starts its own nats-servers)
+test:
+    cargo test --workspace --locked
+
+# Lint, then the whole test suite: what CI runs
+verify: lint test
+
+# Start NATS and the command service in the background and load the demo
+up: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p {{run}}/nats
+    if [ -f {{run}}/nats.pid ] && kill -0 "$(cat {{run}}/nats.pid)" 2>/dev/null; then
+      echo "already running; ./dev down first"; exit 1
+    fi
+    CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
+      "$CAREWOVEN_NATS_SERVER" -c deploy/nats-server.conf > {{run}}/nats.log 2>&1 & echo $! > {{run}}/nats.pid
+    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} \
+      target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
+    target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
+    target/release/carectl --server http://{{grpc_addr}} demo
+    echo
+    echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}}."
+    echo "Logs in .run/. Try: target/release/carectl --help   Stop with: ./dev down"
+
+# Stop what `up` started
+down:
+    #!/usr/bin/env bash
+    for p in commands nats; do
+      if [ -f {{run}}/$p.pid ]; then kill "$(cat {{run}}/$p.pid)" 2>/dev/null || true; rm -f {{run}}/$p.pid; fi
+    done
+    echo stopped
+
+# Release build of the binaries
+build:
+    cargo build --release --locked -p carewoven-commands -p carewoven-cli
+
+# Append benchmark: raw JetStream publish vs the full command path, under both sync policies
+bench-append *ARGS:
+    cargo build --release --locked -p carewoven-bench
+    target/release/bench-append --sync always {{ARGS}}
+    target/release/bench-append --sync default {{ARGS}}
