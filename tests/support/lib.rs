@@ -46,7 +46,12 @@ impl Service {
             carewoven_commands::run(listener, config, token.cancelled_owned()).await
         });
         let service = Service { addr, stop, task };
-        service.wait_serving().await?;
+        if let Err(e) = service.wait_serving().await {
+            if service.task.is_finished() {
+                return Err(service.task.await?.err().unwrap_or(e));
+            }
+            return Err(e);
+        }
         Ok(service)
     }
 
@@ -68,6 +73,10 @@ impl Service {
                     return Ok(());
                 }
             }
+            anyhow::ensure!(
+                !self.task.is_finished(),
+                "the service stopped while starting"
+            );
             anyhow::ensure!(Instant::now() < deadline, "service did not become ready");
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -76,6 +76,12 @@ impl Config {
 /// Connect to NATS. The client reconnects by itself for as long as the service runs, so the
 /// service recovers when NATS returns.
 pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let servers = config
+        .nats_url
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing the NATS URL list {:?}", config.nats_url))?;
     async_nats::ConnectOptions::new()
         .name("carewoven-commands")
         .retry_on_initial_connect()
@@ -89,7 +95,7 @@ pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client>
                 other => tracing::info!(%other, "NATS event"),
             }
         })
-        .connect(config.nats_url.as_str())
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats_url))
 }

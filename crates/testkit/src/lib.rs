@@ -203,6 +203,74 @@ fn read_port(dir: &Path) -> Option<u16> {
     rest[..end].rsplit(':').next()?.parse().ok()
 }
 
+/// A nats-server started from one of the project's own configuration files (for example
+/// `deploy/nats-server.conf`), with the environment variables that file reads. Killed on drop;
+/// its store directory is a fresh temporary directory, removed on drop.
+pub struct ConfiguredServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ConfiguredServer {
+    /// Start `config` with `env` set, plus `CAREWOVEN_NATS_STORE` pointing at a fresh store,
+    /// and wait until it accepts connections on `port`.
+    pub fn start(config: &Path, env: &[(String, String)], port: u16) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("carewoven-nats-")
+            .tempdir()?;
+        let log = std::fs::File::create(dir.path().join("nats.log"))?;
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(config)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CAREWOVEN_NATS_STORE", dir.path().join("jetstream"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting nats-server with {}", config.display()))?;
+        let mut server = ConfiguredServer { child, port, dir };
+        let addr = format!("127.0.0.1:{port}");
+        let ready = wait_until(
+            "nats-server to accept connections",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(&addr).is_ok(),
+        );
+        if let Err(e) = ready {
+            let _ = server.child.kill();
+            let log =
+                std::fs::read_to_string(server.dir.path().join("nats.log")).unwrap_or_default();
+            return Err(e.context(format!(
+                "{} did not start; its log:\n{log}",
+                config.display()
+            )));
+        }
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log so far (useful in assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ConfiguredServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository root (for reaching `deploy/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// A free TCP port on 127.0.0.1, for services under test that must be told a port up front.
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
