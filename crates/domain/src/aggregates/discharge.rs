@@ -426,6 +426,9 @@ impl Aggregate for DischargeEpisode {
                 if *died_at < ep.admitted_at {
                     return Err(DomainError::invalid("died_at", "is before admission"));
                 }
+                if ep.discharged_at.is_some_and(|d| *died_at < d) {
+                    return Err(DomainError::invalid("died_at", "is before discharge"));
+                }
                 E::Died { died_at: *died_at }
             }
             C::RecordSelfDischarge { left_at }
