@@ -13,9 +13,6 @@ mod parse;
 mod requests;
 mod rpc;
 
-#[cfg(test)]
-mod mock_tests;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,6 +57,12 @@ async fn main() -> ExitCode {
             }
         },
         Command::Demo(d) => {
+            if let Some(n) = &d.nhs_number
+                && let Err(e) = demo::check_nhs_number(n)
+            {
+                output::report_error(&e, g.json);
+                return ExitCode::from(2);
+            }
             let mut client = match rpc::connect(&g.server, timeout).await {
                 Ok(c) => c,
                 Err(e) => {

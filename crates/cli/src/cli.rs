@@ -1,0 +1,693 @@
+//! The command line: global options and one subcommand per `CommandService` RPC.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::enums::{
+    AssessmentKind, DataClass, Decision, DelayReason, FeedbackSource, Outcome, Pathway, Priority,
+    Purpose, ReferralAction, Role,
+};
+use crate::parse;
+use carewoven_proto::v1;
+
+const DATE_HELP: &str = "Dates are YYYY-MM-DD, or today, yesterday, tomorrow, today+N, today-N. \
+Instants are RFC 3339 (2026-11-26T10:30:00Z) or `now`. To retry a command safely, repeat it \
+with the same --command-id and the same resolved values (not `now`/`today` on another day).";
+
+/// carectl: send Carewoven care-coordination commands over gRPC.
+///
+/// Every command carries a command id (idempotency key). Unless --command-id is given, a fresh
+/// UUIDv7 is used and printed, so a failed or timed-out command can be retried with it.
+#[derive(Debug, Parser)]
+#[command(name = "carectl", version, after_help = DATE_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// Command service address.
+    #[arg(
+        long,
+        env = "CAREWOVEN_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub server: String,
+    /// Acting organisation code (for example an ODS code).
+    #[arg(
+        long,
+        env = "CAREWOVEN_ORG",
+        default_value = "DEMO-HOSP",
+        global = true
+    )]
+    pub org: String,
+    /// Acting user code within the organisation (a code, never a name).
+    #[arg(
+        long,
+        env = "CAREWOVEN_USER",
+        default_value = "demo-user",
+        global = true
+    )]
+    pub user: String,
+    /// Idempotency key (UUID); default: a fresh UUIDv7, printed with the result.
+    #[arg(long, global = true, value_name = "UUID")]
+    pub command_id: Option<Uuid>,
+    /// Groups the commands of one piece of work; default: the command id.
+    #[arg(long, global = true, value_name = "UUID")]
+    pub correlation_id: Option<Uuid>,
+    /// The event or command that caused this one; default: the command id.
+    #[arg(long, global = true, value_name = "UUID")]
+    pub causation_id: Option<Uuid>,
+    /// When it happened in the world, if earlier than now (RFC 3339).
+    #[arg(long, global = true, value_name = "INSTANT", value_parser = parse::instant)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Machine-readable output: one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// gRPC deadline per call in seconds (for wait-ready: the overall deadline).
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register a person once (NHS number, name, date of birth, what matters, carers).
+    RegisterPerson(RegisterPerson),
+    /// Correct a person's details: only the fields given are replaced.
+    CorrectPerson(CorrectPerson),
+    /// Make a referral from an organisation to a service.
+    MakeReferral(MakeReferral),
+    /// Move a referral through its life cycle.
+    Referral(ProgressReferral),
+    /// Request an assessment by one or more organisations (joint assessment).
+    RequestAssessment(RequestAssessment),
+    /// Record one assessing organisation's contribution.
+    ContributeAssessment(ContributeAssessment),
+    /// Complete an assessment with findings (and, for Care Act needs, eligibility inputs).
+    CompleteAssessment(CompleteAssessment),
+    /// Cancel a requested assessment.
+    CancelAssessment(CancelAssessment),
+    /// Agree the person's shared care plan.
+    AgreeCarePlan(AgreeCarePlan),
+    /// Revise the care plan from a known version (a stale version is refused: ABORTED).
+    ReviseCarePlan(ReviseCarePlan),
+    /// Add an organisation or practitioner to the care team.
+    AddTeamMember(AddTeamMember),
+    /// Remove a member from the care team.
+    RemoveTeamMember(RemoveTeamMember),
+    /// Name a current care-team member as the care coordinator.
+    NameCoordinator(NameCoordinator),
+    /// Record consent or an objection (deny) to sharing.
+    RecordConsent(RecordConsent),
+    /// Withdraw a consent.
+    WithdrawConsent(WithdrawConsent),
+    /// Admit a person, opening a discharge episode.
+    Admit(Admit),
+    /// Progress a discharge episode by one step.
+    Discharge(Discharge),
+    /// Record a multi-agency meeting with decisions and actions.
+    RecordMeeting(RecordMeeting),
+    /// Mark one meeting action complete.
+    CompleteAction(CompleteAction),
+    /// Record feedback from the person or a carer.
+    Feedback(Feedback),
+    /// Wait until the server's gRPC health service reports SERVING.
+    WaitReady,
+    /// Load a small synthetic demo through the real API (re-runnable: a second run on the
+    /// same day returns duplicates).
+    ///
+    /// Registers a fictional person (Ada Example, test-range NHS number) and takes them
+    /// through care team, referral, joint Care Act assessment, care plan, admission, discharge
+    /// to assess on pathway 1, handover and consent. Each step acts as a plausible organisation
+    /// (DEMO-HOSP, DEMO-GP, DEMO-ASC, DEMO-COMM, DEMO-ASC-REABLE), so --org, --user,
+    /// --command-id, --correlation-id, --causation-id and --occurred-at are ignored. Command
+    /// ids, dates and instants derive from the demo day only (the discharge is recorded at
+    /// 00:00 UTC of that day), so a re-run on the same day sends identical commands.
+    Demo(Demo),
+}
+
+#[derive(Debug, Args)]
+pub struct PersonRef {
+    /// The person's id (from register-person's reply).
+    #[arg(long, visible_alias = "person", value_name = "UUID")]
+    pub person_id: Uuid,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterPerson {
+    /// Ten digits with a modulus-11 check digit (test data: numbers starting 999 only).
+    #[arg(long)]
+    pub nhs_number: String,
+    #[arg(long)]
+    pub given_name: String,
+    #[arg(long)]
+    pub family_name: String,
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub date_of_birth: NaiveDate,
+    #[arg(long)]
+    pub contact: Option<String>,
+    /// What matters to the person, in their words.
+    #[arg(long)]
+    pub what_matters: Option<String>,
+    #[arg(long)]
+    pub communication_needs: Option<String>,
+    /// A carer as "NAME|RELATIONSHIP|CONTACT" (contact optional); repeat for more.
+    #[arg(long = "carer", value_name = "NAME|RELATIONSHIP|CONTACT", value_parser = parse::carer)]
+    pub carers: Vec<v1::Carer>,
+}
+
+#[derive(Debug, Args)]
+pub struct CorrectPerson {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long)]
+    pub nhs_number: Option<String>,
+    #[arg(long)]
+    pub given_name: Option<String>,
+    #[arg(long)]
+    pub family_name: Option<String>,
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub date_of_birth: Option<NaiveDate>,
+    #[arg(long)]
+    pub contact: Option<String>,
+    #[arg(long)]
+    pub what_matters: Option<String>,
+    #[arg(long)]
+    pub communication_needs: Option<String>,
+    /// Replace the carers with these "NAME|RELATIONSHIP|CONTACT" items; repeat for more.
+    #[arg(long = "carer", value_name = "NAME|RELATIONSHIP|CONTACT", value_parser = parse::carer,
+          conflicts_with = "clear_carers")]
+    pub carers: Vec<v1::Carer>,
+    /// Replace the carers with an empty list.
+    #[arg(long)]
+    pub clear_carers: bool,
+    /// Why the details are corrected.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MakeReferral {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// Referring organisation; default: the acting organisation (--org).
+    #[arg(long = "from", value_name = "ORG")]
+    pub from_organisation: Option<String>,
+    /// The service referred to (single point of access code).
+    #[arg(long, value_name = "SERVICE")]
+    pub to_service: String,
+    #[arg(long, value_enum)]
+    pub priority: Priority,
+    #[arg(long)]
+    pub reason: String,
+    /// The (rejected) referral this one replaces.
+    #[arg(long, value_name = "REFERRAL_ID")]
+    pub replaces: Option<Uuid>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProgressReferral {
+    /// What to do with the referral.
+    #[arg(value_enum)]
+    pub action: ReferralAction,
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub referral_id: Uuid,
+    /// Required for reject, hold, fail, cancel and entered-in-error.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestAssessment {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_enum)]
+    pub kind: AssessmentKind,
+    /// An assessing organisation; repeat for a joint assessment.
+    #[arg(long = "assessor", value_name = "ORG", required = true)]
+    pub assessors: Vec<String>,
+    /// The referral that prompted it.
+    #[arg(long, value_name = "UUID")]
+    pub referral_id: Option<Uuid>,
+    /// When the assessment is due.
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub due_by: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct AssessmentRef {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub assessment_id: Uuid,
+}
+
+#[derive(Debug, Args)]
+pub struct ContributeAssessment {
+    #[command(flatten)]
+    pub assessment: AssessmentRef,
+    /// The contributing organisation; default: the acting organisation (--org).
+    #[arg(long, value_name = "ORG")]
+    pub organisation: Option<String>,
+    #[arg(long)]
+    pub summary: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteAssessment {
+    #[command(flatten)]
+    pub assessment: AssessmentRef,
+    #[arg(long)]
+    pub summary: String,
+    /// A Care Act outcome the person cannot achieve; repeat for more.
+    #[arg(long = "outcome", value_enum)]
+    pub outcomes: Vec<Outcome>,
+    /// The impact on wellbeing (required for Care Act assessments).
+    #[arg(long)]
+    pub wellbeing_impact: Option<String>,
+    /// The needs arise from a physical or mental impairment or illness.
+    #[arg(long = "impairment")]
+    pub needs_arise_from_impairment_or_illness: bool,
+    /// Not achieving the outcomes significantly affects wellbeing.
+    #[arg(long = "significant-impact")]
+    pub significant_impact_on_wellbeing: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelAssessment {
+    #[command(flatten)]
+    pub assessment: AssessmentRef,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Plan {
+    /// A goal in the person's own words; repeat for more.
+    #[arg(long = "goal", required = true)]
+    pub goals: Vec<String>,
+    /// An activity as "DESCRIPTION|RESPONSIBLE_ORG"; repeat for more.
+    #[arg(long = "activity", value_name = "DESCRIPTION|ORG", value_parser = parse::activity)]
+    pub activities: Vec<v1::Activity>,
+    /// When the plan is next reviewed (not in the past).
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub review_date: NaiveDate,
+}
+
+#[derive(Debug, Args)]
+pub struct AgreeCarePlan {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[command(flatten)]
+    pub plan: Plan,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviseCarePlan {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// The plan version this revision was made from.
+    #[arg(long, value_name = "VERSION")]
+    pub based_on_version: u32,
+    #[command(flatten)]
+    pub plan: Plan,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Member {
+    /// The member organisation.
+    #[arg(long = "member", value_name = "ORG")]
+    pub organisation: String,
+    /// Optional practitioner code within the organisation.
+    #[arg(long, value_name = "CODE")]
+    pub practitioner: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddTeamMember {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[command(flatten)]
+    pub member: Member,
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// Member since (not in the future).
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub since: NaiveDate,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveTeamMember {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[command(flatten)]
+    pub member: Member,
+    /// Member until (not in the future).
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub until: NaiveDate,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NameCoordinator {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[command(flatten)]
+    pub member: Member,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordConsent {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_enum)]
+    pub decision: Decision,
+    #[arg(long, value_enum)]
+    pub purpose: Purpose,
+    /// A partner organisation covered; repeat for more.
+    #[arg(long = "partner", value_name = "ORG", required = true)]
+    pub partners: Vec<String>,
+    /// A data class covered; repeat for more (none: every data class).
+    #[arg(long = "data-class", value_enum)]
+    pub data_classes: Vec<DataClass>,
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub valid_from: NaiveDate,
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub valid_until: Option<NaiveDate>,
+    /// Mental capacity to make this decision was assessed.
+    #[arg(long)]
+    pub capacity_assessed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawConsent {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub consent_id: Uuid,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Admit {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// The admitting site; default: the acting organisation (--org).
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    #[arg(long)]
+    pub ward: Option<String>,
+    /// When the person was admitted (RFC 3339 or `now`; not in the future).
+    #[arg(long, value_parser = parse::instant, value_name = "INSTANT")]
+    pub admitted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Args)]
+pub struct Discharge {
+    #[command(subcommand)]
+    pub step: DischargeStep,
+}
+
+#[derive(Debug, Args)]
+pub struct EpisodeRef {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// The discharge episode (from admit's reply).
+    #[arg(long, visible_alias = "episode", value_name = "UUID")]
+    pub episode_id: Uuid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DischargeStep {
+    /// Set the expected discharge date (admitted -> planning).
+    ExpectedDate {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_parser = parse::date, value_name = "DATE")]
+        expected: NaiveDate,
+    },
+    /// Record the Discharge Ready Date: the day the person no longer meets the criteria to
+    /// reside.
+    Ready {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long = "drd", visible_alias = "discharge-ready-date",
+              value_parser = parse::date, value_name = "DATE")]
+        discharge_ready_date: NaiveDate,
+    },
+    /// Assign the discharge-to-assess pathway (0-3).
+    Pathway {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_enum)]
+        pathway: Pathway,
+    },
+    /// Request the service the person needs to leave hospital.
+    RequestService {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_name = "SERVICE")]
+        service: String,
+    },
+    /// Agree the discharge with a service for a planned date.
+    Agree {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_name = "SERVICE")]
+        service: String,
+        /// The planned discharge date (not in the past).
+        #[arg(long, value_parser = parse::date, value_name = "DATE")]
+        planned_for: NaiveDate,
+    },
+    /// The agreed provider fell through (back to awaiting service).
+    FallThrough {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The person deteriorated (back to planning; a later DRD supersedes the old one).
+    Deteriorated {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Record why a ready person is not yet discharged.
+    Delay {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_enum)]
+        reason: DelayReason,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The person left hospital.
+    Discharged {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        /// When the person left (RFC 3339 or `now`).
+        #[arg(long, value_parser = parse::instant, value_name = "INSTANT")]
+        discharged_at: DateTime<Utc>,
+        /// Where to, e.g. "Home".
+        #[arg(long)]
+        destination: String,
+    },
+    /// The receiving organisation accepted the handover.
+    Handover {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        /// Accepting organisation; default: the acting organisation (--org).
+        #[arg(long, value_name = "ORG")]
+        organisation: Option<String>,
+    },
+    /// The assessment at home was completed.
+    HomeAssessment {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_parser = parse::date, value_name = "DATE")]
+        completed_on: NaiveDate,
+        #[arg(long)]
+        outcome: String,
+    },
+    /// Close the episode.
+    Close {
+        #[command(flatten)]
+        episode: EpisodeRef,
+    },
+    /// The person died (terminal).
+    Died {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_parser = parse::instant, value_name = "INSTANT")]
+        died_at: DateTime<Utc>,
+    },
+    /// The person discharged themselves (terminal).
+    SelfDischarged {
+        #[command(flatten)]
+        episode: EpisodeRef,
+        #[arg(long, value_parser = parse::instant, value_name = "INSTANT")]
+        left_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RecordMeeting {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// When the meeting was held (RFC 3339 or `now`).
+    #[arg(long, value_parser = parse::instant, value_name = "INSTANT")]
+    pub held_at: DateTime<Utc>,
+    /// An attending organisation; repeat for more.
+    #[arg(long = "attendee", value_name = "ORG")]
+    pub attendees: Vec<String>,
+    /// A decision taken; repeat for more.
+    #[arg(long = "decision")]
+    pub decisions: Vec<String>,
+    /// An action as "DESCRIPTION|OWNER_ORG|DUE_DATE"; repeat for more (numbered from 1).
+    #[arg(long = "action", value_name = "DESCRIPTION|OWNER|DUE", value_parser = parse::meeting_action)]
+    pub actions: Vec<v1::MeetingAction>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteAction {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub meeting_id: Uuid,
+    /// The 1-based number of the action in the meeting record.
+    #[arg(long, value_name = "N")]
+    pub action: u32,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Feedback {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_enum)]
+    pub source: FeedbackSource,
+    #[arg(long)]
+    pub anonymous: bool,
+    #[arg(long)]
+    pub text: String,
+    /// 1 (poor) to 5 (excellent); omit for no rating.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub rating: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct Demo {
+    /// The demo's day (default: today, UTC): all its dates and ids derive from it. A past day
+    /// only replays a demo already loaded on that day (planned dates cannot be in the past).
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub day: Option<NaiveDate>,
+    /// Register this NHS number instead of one derived from the day (test range 999 only).
+    #[arg(long)]
+    pub nhs_number: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const P: &str = "0190f3a4-1b2c-7d3e-8f40-123456789abc";
+
+    #[test]
+    fn repeated_and_composite_options() {
+        let cli = parse(&[
+            "carectl",
+            "agree-care-plan",
+            "--person-id",
+            P,
+            "--goal",
+            "Get back to my allotment",
+            "--goal",
+            "Cook my own tea",
+            "--activity",
+            "Daily reablement visits|COUNCIL-REABLE",
+            "--review-date",
+            "2026-12-01",
+            "--json",
+        ]);
+        assert!(cli.global.json);
+        let Command::AgreeCarePlan(a) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(a.plan.goals.len(), 2);
+        assert_eq!(
+            a.plan.activities[0].responsible_organisation,
+            "COUNCIL-REABLE"
+        );
+    }
+
+    #[test]
+    fn discharge_steps_and_globals_after_subcommand() {
+        let cli = parse(&[
+            "carectl",
+            "discharge",
+            "pathway",
+            "--person-id",
+            P,
+            "--episode-id",
+            P,
+            "--pathway",
+            "1",
+            "--org",
+            "DEMO-HOSP",
+            "--timeout-secs",
+            "3",
+        ]);
+        assert_eq!(cli.global.timeout_secs, 3);
+        let Command::Discharge(Discharge {
+            step: DischargeStep::Pathway { pathway, .. },
+        }) = cli.command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(pathway, Pathway::P1);
+        assert!(Cli::try_parse_from(["carectl", "referral", "approve", "--person-id", P]).is_err());
+        let cli = parse(&[
+            "carectl",
+            "referral",
+            "entered-in-error",
+            "--person-id",
+            P,
+            "--referral-id",
+            P,
+            "--reason",
+            "wrong person",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Command::Referral(ProgressReferral {
+                action: ReferralAction::EnteredInError,
+                ..
+            })
+        ));
+    }
+}

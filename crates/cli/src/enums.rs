@@ -1,0 +1,221 @@
+//! Command-line value enums and their protobuf counterparts. Every enum maps one-to-one onto
+//! the proto enum's specified values (UNSPECIFIED is never sent).
+
+use carewoven_proto::v1;
+use clap::ValueEnum;
+
+/// Declare a clap value enum and its mapping to a proto enum (sent as `i32`).
+macro_rules! value_enum {
+    ($(#[$doc:meta])* $name:ident => $wire:ty { $($(#[$vdoc:meta])* $variant:ident = $w:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            pub fn wire(self) -> $wire {
+                match self {
+                    $($name::$variant => <$wire>::$w,)+
+                }
+            }
+
+            pub fn to_i32(self) -> i32 {
+                self.wire() as i32
+            }
+        }
+    };
+}
+
+value_enum!(Priority => v1::Priority {
+    Routine = Routine,
+    Urgent = Urgent,
+    Asap = Asap,
+    Stat = Stat,
+});
+
+value_enum!(ReferralAction => v1::ReferralAction {
+    Receive = Receive,
+    Accept = Accept,
+    /// Needs --reason.
+    Reject = Reject,
+    Start = Start,
+    /// Needs --reason.
+    Hold = Hold,
+    Resume = Resume,
+    Complete = Complete,
+    /// Needs --reason.
+    Fail = Fail,
+    /// Needs --reason.
+    Cancel = Cancel,
+    /// Needs --reason.
+    EnteredInError = MarkEnteredInError,
+});
+
+value_enum!(AssessmentKind => v1::AssessmentKind {
+    /// Care Act 2014 s.9 needs assessment.
+    CareActNeeds = CareActNeeds,
+    /// Care Act 2014 s.10 carer's assessment.
+    Carers = Carers,
+    Health = Health,
+    Therapy = Therapy,
+});
+
+value_enum!(Outcome => v1::CareActOutcome {
+    ManagingNutrition = ManagingNutrition,
+    PersonalHygiene = PersonalHygiene,
+    ManagingToiletNeeds = ManagingToiletNeeds,
+    BeingAppropriatelyClothed = BeingAppropriatelyClothed,
+    UsingTheHomeSafely = UsingTheHomeSafely,
+    MaintainingAHabitableHome = MaintainingAHabitableHome,
+    FamilyAndPersonalRelationships = FamilyAndPersonalRelationships,
+    WorkTrainingEducationVolunteering = WorkTrainingEducationVolunteering,
+    UsingCommunityServices = UsingCommunityServices,
+    CaringResponsibilities = CaringResponsibilities,
+});
+
+value_enum!(Role => v1::CareTeamRole {
+    GeneralPractice = GeneralPractice,
+    HospitalTeam = HospitalTeam,
+    CommunityNursing = CommunityNursing,
+    SocialWorker = SocialWorker,
+    Therapist = Therapist,
+    MentalHealth = MentalHealth,
+    Voluntary = Voluntary,
+    Carer = Carer,
+    Other = Other,
+});
+
+value_enum!(Decision => v1::ConsentDecision {
+    Permit = Permit,
+    /// An objection.
+    Deny = Deny,
+});
+
+value_enum!(Purpose => v1::Purpose {
+    DirectCare = DirectCare,
+    CareCoordination = CareCoordination,
+    Research = Research,
+    Planning = Planning,
+});
+
+value_enum!(DataClass => v1::DataClass {
+    Demographics = Demographics,
+    Contact = Contact,
+    Referrals = Referrals,
+    Assessments = Assessments,
+    CarePlan = CarePlan,
+    CareTeam = CareTeam,
+    Discharge = Discharge,
+    Meetings = Meetings,
+    Feedback = Feedback,
+});
+
+value_enum!(
+    /// Discharge-to-assess pathway (DHSC hospital discharge guidance).
+    Pathway => v1::Pathway {
+    /// Home, no new or extra support.
+    #[value(name = "0")]
+    P0 = Pathway0,
+    /// Home with new or extra health and/or social care.
+    #[value(name = "1")]
+    P1 = Pathway1,
+    /// Short-term bed-based rehabilitation or reablement.
+    #[value(name = "2")]
+    P2 = Pathway2,
+    /// Care-home placement, usually to assess long-term needs.
+    #[value(name = "3")]
+    P3 = Pathway3,
+});
+
+value_enum!(DelayReason => v1::DelayReason {
+    AwaitingAssessment = AwaitingAssessment,
+    AwaitingHomeCare = AwaitingHomeCare,
+    AwaitingReablement = AwaitingReablement,
+    AwaitingBedBasedRehabilitation = AwaitingBedBasedRehabilitation,
+    AwaitingCareHomePlacement = AwaitingCareHomePlacement,
+    AwaitingEquipment = AwaitingEquipment,
+    AwaitingHousing = AwaitingHousing,
+    AwaitingTransport = AwaitingTransport,
+    AwaitingMedication = AwaitingMedication,
+    PersonOrFamilyChoice = PersonOrFamilyChoice,
+    Other = Other,
+});
+
+value_enum!(FeedbackSource => v1::FeedbackSource {
+    Person = Person,
+    Carer = Carer,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<E: ValueEnum>(s: &str) -> E {
+        E::from_str(s, false).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn names_map_to_proto_values() {
+        assert_eq!(parse::<Priority>("urgent").wire(), v1::Priority::Urgent);
+        assert_eq!(parse::<Pathway>("1").wire(), v1::Pathway::Pathway1);
+        assert_eq!(parse::<Pathway>("0").to_i32(), 1);
+        assert_eq!(
+            parse::<Role>("social-worker").wire(),
+            v1::CareTeamRole::SocialWorker
+        );
+        assert_eq!(
+            parse::<Outcome>("managing-nutrition").wire(),
+            v1::CareActOutcome::ManagingNutrition
+        );
+        assert_eq!(
+            parse::<Outcome>("maintaining-a-habitable-home").wire(),
+            v1::CareActOutcome::MaintainingAHabitableHome
+        );
+        assert_eq!(
+            parse::<ReferralAction>("entered-in-error").wire(),
+            v1::ReferralAction::MarkEnteredInError
+        );
+        assert_eq!(
+            parse::<AssessmentKind>("care-act-needs").wire(),
+            v1::AssessmentKind::CareActNeeds
+        );
+        assert_eq!(
+            parse::<DelayReason>("awaiting-home-care").wire(),
+            v1::DelayReason::AwaitingHomeCare
+        );
+        assert_eq!(
+            parse::<Purpose>("direct-care").wire(),
+            v1::Purpose::DirectCare
+        );
+        assert_eq!(
+            parse::<DataClass>("care-plan").wire(),
+            v1::DataClass::CarePlan
+        );
+        assert_eq!(parse::<Decision>("deny").wire(), v1::ConsentDecision::Deny);
+        assert_eq!(
+            parse::<FeedbackSource>("carer").wire(),
+            v1::FeedbackSource::Carer
+        );
+        assert!(Pathway::from_str("4", false).is_err());
+    }
+
+    #[test]
+    fn no_value_maps_to_unspecified() {
+        assert!(Outcome::value_variants().iter().all(|o| o.to_i32() != 0));
+        assert!(Role::value_variants().iter().all(|o| o.to_i32() != 0));
+        assert!(
+            DelayReason::value_variants()
+                .iter()
+                .all(|o| o.to_i32() != 0)
+        );
+        assert!(DataClass::value_variants().iter().all(|o| o.to_i32() != 0));
+        assert!(
+            ReferralAction::value_variants()
+                .iter()
+                .all(|o| o.to_i32() != 0)
+        );
+        assert_eq!(Outcome::value_variants().len(), 10);
+        assert_eq!(DelayReason::value_variants().len(), 11);
+    }
+}

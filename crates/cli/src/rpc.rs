@@ -1,0 +1,133 @@
+//! The gRPC side: connecting, the command context, and one call per request type.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+pub type Client = CommandServiceClient<Channel>;
+
+/// An endpoint with the connect timeout and per-call deadline applied.
+pub fn endpoint(server: &str, timeout: Duration) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(with_scheme(server))
+        .with_context(|| format!("invalid server address `{server}`"))?
+        .connect_timeout(timeout)
+        .timeout(timeout))
+}
+
+/// `host:port` means `http://host:port`.
+pub fn with_scheme(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// Connect to the command service (eagerly, so a wrong address fails here).
+pub async fn connect(server: &str, timeout: Duration) -> Result<Client> {
+    let channel = endpoint(server, timeout)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the command service at {server}"))?;
+    Ok(CommandServiceClient::new(channel))
+}
+
+/// Who is acting and how the command relates to others.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub command_id: Uuid,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub organisation: String,
+    pub user: String,
+    pub occurred_at: Option<prost_types::Timestamp>,
+}
+
+impl Ctx {
+    pub fn wire(&self) -> Option<v1::CommandContext> {
+        let id = |u: Option<Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+        Some(v1::CommandContext {
+            command_id: self.command_id.to_string(),
+            correlation_id: id(self.correlation_id),
+            causation_id: id(self.causation_id),
+            organisation: self.organisation.clone(),
+            user: self.user.clone(),
+            occurred_at: self.occurred_at,
+        })
+    }
+}
+
+/// One request of `CommandService`, ready to send.
+#[derive(Debug, Clone)]
+pub enum Rpc {
+    RegisterPerson(v1::RegisterPersonRequest),
+    CorrectPersonDetails(v1::CorrectPersonDetailsRequest),
+    MakeReferral(v1::MakeReferralRequest),
+    ProgressReferral(v1::ProgressReferralRequest),
+    RequestAssessment(v1::RequestAssessmentRequest),
+    ContributeToAssessment(v1::ContributeToAssessmentRequest),
+    CompleteAssessment(v1::CompleteAssessmentRequest),
+    CancelAssessment(v1::CancelAssessmentRequest),
+    AgreeCarePlan(v1::AgreeCarePlanRequest),
+    ReviseCarePlan(v1::ReviseCarePlanRequest),
+    AddCareTeamMember(v1::AddCareTeamMemberRequest),
+    RemoveCareTeamMember(v1::RemoveCareTeamMemberRequest),
+    NameCareCoordinator(v1::NameCareCoordinatorRequest),
+    RecordConsent(v1::RecordConsentRequest),
+    WithdrawConsent(v1::WithdrawConsentRequest),
+    AdmitPerson(v1::AdmitPersonRequest),
+    ProgressDischarge(v1::ProgressDischargeRequest),
+    RecordMeeting(v1::RecordMeetingRequest),
+    CompleteMeetingAction(v1::CompleteMeetingActionRequest),
+    RecordFeedback(v1::RecordFeedbackRequest),
+}
+
+fn with_deadline<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+impl Rpc {
+    /// Send the request with `timeout` as its gRPC deadline.
+    pub async fn send(
+        self,
+        client: &mut Client,
+        timeout: Duration,
+    ) -> Result<v1::CommandReply, Status> {
+        macro_rules! call {
+            ($method:ident, $message:expr) => {
+                client
+                    .$method(with_deadline($message, timeout))
+                    .await
+                    .map(tonic::Response::into_inner)
+            };
+        }
+        match self {
+            Rpc::RegisterPerson(m) => call!(register_person, m),
+            Rpc::CorrectPersonDetails(m) => call!(correct_person_details, m),
+            Rpc::MakeReferral(m) => call!(make_referral, m),
+            Rpc::ProgressReferral(m) => call!(progress_referral, m),
+            Rpc::RequestAssessment(m) => call!(request_assessment, m),
+            Rpc::ContributeToAssessment(m) => call!(contribute_to_assessment, m),
+            Rpc::CompleteAssessment(m) => call!(complete_assessment, m),
+            Rpc::CancelAssessment(m) => call!(cancel_assessment, m),
+            Rpc::AgreeCarePlan(m) => call!(agree_care_plan, m),
+            Rpc::ReviseCarePlan(m) => call!(revise_care_plan, m),
+            Rpc::AddCareTeamMember(m) => call!(add_care_team_member, m),
+            Rpc::RemoveCareTeamMember(m) => call!(remove_care_team_member, m),
+            Rpc::NameCareCoordinator(m) => call!(name_care_coordinator, m),
+            Rpc::RecordConsent(m) => call!(record_consent, m),
+            Rpc::WithdrawConsent(m) => call!(withdraw_consent, m),
+            Rpc::AdmitPerson(m) => call!(admit_person, m),
+            Rpc::ProgressDischarge(m) => call!(progress_discharge, m),
+            Rpc::RecordMeeting(m) => call!(record_meeting, m),
+            Rpc::CompleteMeetingAction(m) => call!(complete_meeting_action, m),
+            Rpc::RecordFeedback(m) => call!(record_feedback, m),
+        }
+    }
+}
