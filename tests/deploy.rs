@@ -74,6 +74,6 @@ async fn a_three_node_cluster_replicates_the_log() {
         3,
         "a leader and two replicas: {cluster:?}"
     );
-    assert_eq!(info.state.messages, 4, "two events and two markers");
+    assert_eq!(info.state.messages, 2, "two events");
     service.stop().await.unwrap();
 }

@@ -102,9 +102,9 @@ async fn a_pathway_1_journey_becomes_events_filterable_by_subject() {
         .load(person_id, AggregateKind::DischargeEpisode, episode_id)
         .await
         .unwrap();
-    let versions: Vec<u64> = history.events.iter().map(|e| e.meta.version).collect();
+    let versions: Vec<u64> = history.recorded().map(|e| e.meta.version).collect();
     assert_eq!(versions, (1..=9).collect::<Vec<_>>());
-    for e in &history.events {
+    for e in history.recorded() {
         assert_eq!(e.meta.person_id, person_id);
         assert_eq!(e.meta.aggregate_id, episode_id);
         assert_eq!(e.meta.schema_version, carewoven_domain::SCHEMA_VERSION);
@@ -365,11 +365,7 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
         }
     }
     assert!(accepted >= 1);
-    assert_eq!(
-        stack.count().await,
-        base + 2 * accepted,
-        "one event and one marker each"
-    );
+    assert_eq!(stack.count().await, base + accepted, "one event each");
     // The losers retry with the same command id and eventually all land, exactly once.
     for i in aborted {
         let mut client = c.clone();
@@ -390,7 +386,7 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
             .await
             .unwrap();
     }
-    assert_eq!(stack.count().await, base + 2 * 16);
+    assert_eq!(stack.count().await, base + 16);
     let history = stack
         .log
         .load(
@@ -400,7 +396,7 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
         )
         .await
         .unwrap();
-    let versions: Vec<u64> = history.events.iter().map(|e| e.meta.version).collect();
+    let versions: Vec<u64> = history.recorded().map(|e| e.meta.version).collect();
     assert_eq!(
         versions,
         (1..=19).collect::<Vec<_>>(),
@@ -431,14 +427,14 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
         assert_eq!(r.event_ids, original.event_ids);
         assert_eq!(r.log_position, original.log_position);
     }
-    assert_eq!(stack.count().await, before + 2);
+    assert_eq!(stack.count().await, before + 1);
 
     // The same id with different content is refused, naming the field.
     let mut other = req.clone();
     other.action = v1::ReferralAction::Reject as i32;
     assert_refused(
         &stack,
-        before + 2,
+        before + 1,
         c.progress_referral(other).await,
         Code::InvalidArgument,
         Some("context.command_id"),
@@ -454,8 +450,8 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     assert!(again.duplicate);
     assert_eq!(again.event_ids, original.event_ids);
 
-    // ...and after NATS itself is killed and restarted on the same store. The marker lives in
-    // the stream, so the broker's duplicate window plays no part.
+    // ...and after NATS itself is killed and restarted on the same store. The command is
+    // recognised by its own event in the log, so the broker's duplicate window plays no part.
     stack.nats.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let replayed = loop {
@@ -473,7 +469,66 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     };
     assert!(replayed.duplicate);
     assert_eq!(replayed.event_ids, original.event_ids);
-    assert_eq!(stack.count().await, before + 2);
+    assert_eq!(stack.count().await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_creating_command_returns_the_aggregate_it_created() {
+    let stack = Stack::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let person = register(&mut c, 10).await.unwrap();
+    let make = v1::MakeReferralRequest {
+        context: ctx("HOSP-A"),
+        person_id: person.clone(),
+        referral: Some(v1::Referral {
+            from_organisation: "HOSP-A".into(),
+            to_service: "ASC-D2A".into(),
+            priority: v1::Priority::Routine as i32,
+            reason: "Support at home".into(),
+            replaces: String::new(),
+        }),
+    };
+    let first = c.make_referral(make.clone()).await.unwrap().into_inner();
+    assert!(!first.duplicate);
+    let before = stack.count().await;
+    // The referral moves on; a late retry of its creation still gets the original answer.
+    c.progress_referral(referral_action(
+        &person,
+        &first.aggregate_id,
+        v1::ReferralAction::Receive,
+        "ASC-D2A",
+    ))
+    .await
+    .unwrap();
+    let again = c.make_referral(make.clone()).await.unwrap().into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.aggregate_id, first.aggregate_id);
+    assert_eq!(again.event_ids, first.event_ids);
+    assert_eq!(again.log_position, first.log_position);
+    assert_eq!(
+        stack.count().await,
+        before + 1,
+        "only the receive was appended"
+    );
+    // Registering: a retry is a duplicate; the same person under a new command id is refused.
+    let register = register_request(11);
+    let original = c
+        .register_person(register.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let retried = c.register_person(register).await.unwrap().into_inner();
+    assert!(retried.duplicate);
+    assert_eq!(retried.event_ids, original.event_ids);
+    let before = stack.count().await;
+    assert_refused(
+        &stack,
+        before,
+        c.register_person(register_request(11)).await,
+        Code::AlreadyExists,
+        None,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,7 +593,11 @@ async fn a_command_with_several_events_appends_them_atomically() {
         reply.event_types,
         vec!["assessment_completed", "eligibility_determined"]
     );
-    assert_eq!(stack.count().await, before + 3, "two events and one marker");
+    assert_eq!(
+        stack.count().await,
+        before + 2,
+        "two events, in one atomic batch"
+    );
     let history = stack
         .log
         .load(
@@ -553,7 +612,7 @@ async fn a_command_with_several_events_appends_them_atomically() {
         .iter()
         .rev()
         .take(2)
-        .map(|e| e.sequence)
+        .map(|e| e.recorded.sequence)
         .collect();
     assert_eq!(
         tail,
@@ -627,7 +686,7 @@ async fn shutdown_finishes_in_flight_commands() {
     .unwrap();
     assert_eq!(
         log.message_count().await.unwrap(),
-        before + 2 * ok,
+        before + ok,
         "every accepted command is in the log"
     );
 }

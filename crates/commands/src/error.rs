@@ -49,7 +49,7 @@ pub fn domain_status(e: &DomainError) -> Status {
 
 pub fn log_status(e: &LogError) -> Status {
     match e {
-        LogError::Unavailable(detail) => Status::unavailable(format!(
+        LogError::Unavailable(detail) | LogError::Busy(detail) => Status::unavailable(format!(
             "event log unavailable, retry with the same command_id: {detail}"
         )),
         LogError::Conflict => Status::with_error_details(

@@ -1,17 +1,21 @@
-//! Executes one command: check idempotency, load, decide, append, reply.
+//! Executes one command: read the aggregate, answer a retry from its own events, decide,
+//! append, reply.
 //!
 //! Nothing that decides a command lives only in this process: the aggregate's state is
 //! replayed from the log for every command, the log's optimistic concurrency check settles
-//! races between instances, and command ids are remembered by markers in the log. Any number
-//! of instances may therefore run against one NATS.
+//! races between instances, and a retried command is recognised by its own events in the
+//! aggregate's history. Any number of instances may therefore run against one NATS.
 
 use carewoven_domain::{
-    AggregateState, DecideContext, DomainError, EventMeta, Existence, SCHEMA_VERSION, Target,
+    AggregateKind, AggregateState, DecideContext, DomainError, EventMeta, Existence,
+    SCHEMA_VERSION, Target,
 };
-use carewoven_eventlog::{Append, CommandRecord, EventLog, History, LogError, StoredCommand};
+use carewoven_eventlog::{Append, CommandEffect, EventLog, History, LogError};
 use carewoven_proto::convert::{CommandRequest, parse_context};
 use carewoven_proto::v1::CommandReply;
 use chrono::Utc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -22,11 +26,42 @@ use crate::ids::{Ids, fingerprint};
 pub struct Handler {
     log: EventLog,
     ids: Ids,
+    known_persons: KnownPersons,
+}
+
+/// Persons seen to exist. A registered person is never deleted (records are corrected, not
+/// removed), so this caches an immutable fact and can never be stale; it saves a read on
+/// every command that creates an aggregate for a known person. Bounded: it is emptied when
+/// full.
+#[derive(Clone, Default)]
+struct KnownPersons(Arc<Mutex<HashSet<Uuid>>>);
+
+const KNOWN_PERSONS_MAX: usize = 1_000_000;
+
+impl KnownPersons {
+    fn contains(&self, person: Uuid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&person)
+    }
+
+    fn insert(&self, person: Uuid) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= KNOWN_PERSONS_MAX {
+            set.clear();
+        }
+        set.insert(person);
+    }
 }
 
 impl Handler {
     pub fn new(log: EventLog, ids: Ids) -> Self {
-        Handler { log, ids }
+        Handler {
+            log,
+            ids,
+            known_persons: KnownPersons::default(),
+        }
     }
 
     pub fn log(&self) -> &EventLog {
@@ -39,24 +74,28 @@ impl Handler {
     {
         let ctx = parse_context(request.context()).map_err(|e| domain_status(&e))?;
         let command = request
-            .to_command(&self.ids)
+            .to_command(&self.ids.for_command(ctx.command_id))
             .map_err(|e| domain_status(&e))?;
         let target = command.target();
         let print = fingerprint(&request.encode_to_vec());
         self.log.ensure_connected().map_err(|e| log_status(&e))?;
 
-        // The idempotency check and the read the decision needs go out together.
-        let (previous, history) = tokio::join!(
-            self.log.find_command(ctx.command_id),
-            self.read_for(&target)
-        );
-        if let Some(stored) = previous.map_err(|e| log_status(&e))? {
-            return replay_reply(ctx.command_id, &print, stored);
-        }
-        let history = history?;
+        // A creating command reads nothing but the person's existence: its aggregate id is
+        // derived from the command id, so if an earlier attempt already created it, the
+        // append's concurrency check fails and the retry is recognised below.
+        let history = if target.existence == Existence::MustNotExist {
+            self.require_person(&target).await?;
+            History::default()
+        } else {
+            let history = self.read_for(&target).await?;
+            if let Some(previous) = history.command(ctx.command_id) {
+                return replay_reply(ctx.command_id, &print, &target, previous);
+            }
+            history
+        };
 
         let mut state: Option<AggregateState> = None;
-        for recorded in &history.events {
+        for recorded in history.recorded() {
             state = Some(
                 carewoven_domain::evolve(state, &recorded.event).map_err(|e| replay_status(&e))?,
             );
@@ -71,60 +110,43 @@ impl Handler {
 
         let base_version = history.events.len() as u64;
         let occurred_at = ctx.occurred_at.unwrap_or(now);
-        let metas: Vec<(EventMeta, carewoven_domain::Event)> = events
+        let events = events
             .into_iter()
-            .enumerate()
-            .map(|(i, event)| {
-                (
-                    EventMeta {
-                        event_id: Uuid::now_v7(),
-                        aggregate_id: target.aggregate_id,
-                        aggregate_kind: target.kind,
-                        person_id: target.person_id,
-                        version: base_version + i as u64 + 1,
-                        command_id: ctx.command_id,
-                        correlation_id: ctx.correlation_id,
-                        causation_id: ctx.causation_id,
-                        organisation: ctx.actor.organisation.clone(),
-                        user: ctx.actor.user.clone(),
-                        occurred_at,
-                        recorded_at: now,
-                        schema_version: SCHEMA_VERSION,
-                    },
-                    event,
-                )
+            .zip(base_version + 1..)
+            .map(|(event, version)| {
+                let meta = EventMeta {
+                    event_id: Uuid::now_v7(),
+                    aggregate_id: target.aggregate_id,
+                    aggregate_kind: target.kind,
+                    person_id: target.person_id,
+                    version,
+                    command_id: ctx.command_id,
+                    correlation_id: ctx.correlation_id,
+                    causation_id: ctx.causation_id,
+                    organisation: ctx.actor.organisation.clone(),
+                    user: ctx.actor.user.clone(),
+                    occurred_at,
+                    recorded_at: now,
+                    schema_version: SCHEMA_VERSION,
+                };
+                (meta, event)
             })
             .collect();
-        let record = CommandRecord {
-            command_id: ctx.command_id,
-            fingerprint: print.clone(),
-            aggregate_kind: target.kind.as_str().to_owned(),
-            aggregate_id: target.aggregate_id,
-            person_id: target.person_id,
-            first_version: base_version + 1,
-            last_version: base_version + metas.len() as u64,
-            event_ids: metas.iter().map(|(m, _)| m.event_id).collect(),
-            event_types: metas.iter().map(|(_, e)| e.name().to_owned()).collect(),
-        };
         let append = Append {
             person_id: target.person_id,
             kind: target.kind,
             aggregate_id: target.aggregate_id,
             expected_last_sequence: history.last_sequence,
-            events: metas,
-            record,
+            fingerprint: print.clone(),
+            events,
         };
         match self.log.append(append).await {
-            Ok(stored) => Ok(reply(stored, false)),
+            Ok(effect) => Ok(reply(&target, &effect, false)),
             Err(LogError::Conflict) => {
-                // Either the same command id won a race with us, or the aggregate moved.
-                if let Some(stored) = self
-                    .log
-                    .find_command(ctx.command_id)
-                    .await
-                    .map_err(|e| log_status(&e))?
-                {
-                    return replay_reply(ctx.command_id, &print, stored);
+                // Either an attempt of this same command won the race, or the aggregate moved.
+                let history = self.read_for(&target).await?;
+                if let Some(previous) = history.command(ctx.command_id) {
+                    return replay_reply(ctx.command_id, &print, &target, previous);
                 }
                 if target.existence == Existence::MustNotExist {
                     return Err(domain_status(&DomainError::AlreadyExists {
@@ -138,41 +160,35 @@ impl Handler {
         }
     }
 
-    /// What a decision needs to read: the aggregate's history, or for a creating command only
-    /// that the person exists.
+    /// The aggregate's history. When it has none, the refusal names what is missing: the
+    /// person, or the aggregate.
     async fn read_for(&self, target: &Target) -> Result<History, Status> {
-        let person_needed = target.kind != carewoven_domain::AggregateKind::Person;
-        match target.existence {
-            Existence::MustNotExist => {
-                if person_needed
-                    && !self
-                        .log
-                        .person_exists(target.person_id)
-                        .await
-                        .map_err(|e| log_status(&e))?
-                {
-                    return Err(person_not_found(target.person_id));
-                }
-                Ok(History::default())
-            }
-            Existence::MustExist | Existence::Either => {
-                let history = self
-                    .log
-                    .load(target.person_id, target.kind, target.aggregate_id)
-                    .await
-                    .map_err(|e| log_status(&e))?;
-                if history.events.is_empty()
-                    && person_needed
-                    && !self
-                        .log
-                        .person_exists(target.person_id)
-                        .await
-                        .map_err(|e| log_status(&e))?
-                {
-                    return Err(person_not_found(target.person_id));
-                }
-                Ok(history)
-            }
+        let history = self
+            .log
+            .load(target.person_id, target.kind, target.aggregate_id)
+            .await
+            .map_err(|e| log_status(&e))?;
+        if history.events.is_empty() {
+            self.require_person(target).await?;
+        }
+        Ok(history)
+    }
+
+    /// Every aggregate but the person itself needs its person to exist.
+    async fn require_person(&self, target: &Target) -> Result<(), Status> {
+        if target.kind == AggregateKind::Person || self.known_persons.contains(target.person_id) {
+            return Ok(());
+        }
+        if self
+            .log
+            .person_exists(target.person_id)
+            .await
+            .map_err(|e| log_status(&e))?
+        {
+            self.known_persons.insert(target.person_id);
+            Ok(())
+        } else {
+            Err(person_not_found(target.person_id))
         }
     }
 }
@@ -199,32 +215,46 @@ fn with_target(e: DomainError, target: &Target) -> DomainError {
     }
 }
 
+/// Answer a retry with the original result, unless the id was reused for other content.
 fn replay_reply(
     command_id: Uuid,
     print: &str,
-    stored: StoredCommand,
+    target: &Target,
+    previous: CommandEffect,
 ) -> Result<CommandReply, Status> {
-    if stored.record.fingerprint != print {
+    if previous.fingerprint.as_deref() != Some(print) {
         return Err(domain_status(&DomainError::invalid(
             "context.command_id",
             format!("{command_id} was already used for a different command"),
         )));
     }
-    Ok(reply(stored, true))
+    Ok(reply(target, &previous, true))
 }
 
-fn reply(stored: StoredCommand, duplicate: bool) -> CommandReply {
-    let r = stored.record;
+fn reply(target: &Target, effect: &CommandEffect, duplicate: bool) -> CommandReply {
+    let versions = effect.events.iter().map(|e| e.meta.version);
     CommandReply {
-        command_id: r.command_id.to_string(),
-        aggregate_kind: r.aggregate_kind,
-        aggregate_id: r.aggregate_id.to_string(),
-        person_id: r.person_id.to_string(),
-        first_version: r.first_version,
-        last_version: r.last_version,
-        log_position: stored.last_event_sequence,
-        event_ids: r.event_ids.iter().map(Uuid::to_string).collect(),
-        event_types: r.event_types,
+        command_id: effect
+            .events
+            .first()
+            .map(|e| e.meta.command_id.to_string())
+            .unwrap_or_default(),
+        aggregate_kind: target.kind.as_str().to_owned(),
+        aggregate_id: target.aggregate_id.to_string(),
+        person_id: target.person_id.to_string(),
+        first_version: versions.clone().min().unwrap_or_default(),
+        last_version: versions.max().unwrap_or_default(),
+        log_position: effect.last_sequence(),
+        event_ids: effect
+            .events
+            .iter()
+            .map(|e| e.meta.event_id.to_string())
+            .collect(),
+        event_types: effect
+            .events
+            .iter()
+            .map(|e| e.event.name().to_owned())
+            .collect(),
         duplicate,
     }
 }

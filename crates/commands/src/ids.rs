@@ -6,34 +6,58 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-/// New aggregates get time-ordered UUIDv7s. A person's id is derived from their NHS number
-/// with a keyed hash (UUIDv8), so registering the same person twice addresses the same
-/// aggregate and is refused, and the id reveals nothing without the key.
+/// Ids are derived with a keyed hash (UUIDv8), never drawn at random:
+///
+/// - a person's id from their NHS number, so registering the same person twice addresses the
+///   same aggregate and is refused;
+/// - a new aggregate's id from the command id that creates it, so a retried command addresses
+///   the aggregate its first attempt created and finds its own events there.
+///
+/// Without the key an id reveals nothing. The key must be the same on every instance.
 #[derive(Clone)]
 pub struct Ids {
     key: Vec<u8>,
+}
+
+/// The ids for one command.
+pub struct CommandIds<'a> {
+    ids: &'a Ids,
+    command_id: Uuid,
 }
 
 impl Ids {
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
         Ids { key: key.into() }
     }
-}
 
-impl IdSource for Ids {
-    fn new_aggregate_id(&self) -> Uuid {
-        Uuid::now_v7()
+    pub fn for_command(&self, command_id: Uuid) -> CommandIds<'_> {
+        CommandIds {
+            ids: self,
+            command_id,
+        }
     }
 
-    fn person_id_for(&self, nhs: &NhsNumber) -> Uuid {
+    fn derive(&self, purpose: &[u8], input: &[u8]) -> Uuid {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
             .expect("HMAC takes keys of any length");
-        mac.update(b"carewoven.person.v1:");
-        mac.update(nhs.as_str().as_bytes());
+        mac.update(purpose);
+        mac.update(input);
         let digest = mac.finalize().into_bytes();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         Uuid::new_v8(bytes)
+    }
+}
+
+impl IdSource for CommandIds<'_> {
+    fn new_aggregate_id(&self) -> Uuid {
+        self.ids
+            .derive(b"carewoven.aggregate.v1:", self.command_id.as_bytes())
+    }
+
+    fn person_id_for(&self, nhs: &NhsNumber) -> Uuid {
+        self.ids
+            .derive(b"carewoven.person.v1:", nhs.as_str().as_bytes())
     }
 }
 

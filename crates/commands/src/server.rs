@@ -6,9 +6,9 @@ use anyhow::Context;
 use carewoven_eventlog::{EventLog, LogConfig};
 use carewoven_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+use tonic::transport::server::TcpIncoming;
 
 use crate::handler::Handler;
 use crate::ids::Ids;
@@ -153,7 +153,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(commands)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.clone().cancelled_owned(),
         );
     tracing::info!(%local, "command service listening");

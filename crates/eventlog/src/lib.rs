@@ -1,16 +1,18 @@
 //! The event log on NATS JetStream.
 //!
-//! One stream holds every domain event (one protobuf `EventEnvelope` per message, see
-//! [`subjects`] for the subject scheme) and one marker message per accepted command. A
-//! command's events and its marker are appended as one JetStream atomic batch, so:
+//! One stream holds every domain event, one protobuf `EventEnvelope` per message (see
+//! [`subjects`] for the subject scheme).
 //!
-//! - all of a command's events are stored, or none are;
-//! - the first event carries `Nats-Expected-Last-Subject-Sequence` for its aggregate's subject
-//!   filter, so of two concurrent commands on one aggregate exactly one is appended
-//!   (optimistic concurrency, checked by the server under its lock);
-//! - the marker on `cw.cmd.<command_id>` carries an expected last sequence of 0, so a command
-//!   id is accepted at most once, forever: not just inside the broker's duplicate window, and
-//!   across restarts and service instances, because the marker lives in the log itself.
+//! - The first (usually only) event of a command carries `Nats-Expected-Last-Subject-Sequence`
+//!   for its aggregate's subject filter, so of two commands decided against the same state of
+//!   one aggregate exactly one is appended (optimistic concurrency, checked by the server).
+//! - A command with several events appends them as one JetStream atomic batch: all or none.
+//!   A single event is one message, atomic by nature, and skips the batch's extra cost.
+//! - Every event records its command id (in the envelope) and the command's fingerprint (in
+//!   the `Carewoven-Command-Fingerprint` header). Commands address their aggregate
+//!   deterministically (new aggregates take an id derived from the command id), so a retried
+//!   command finds its own events in the aggregate's history: idempotency lives in the log,
+//!   forever, independent of the broker's duplicate window and of any process's memory.
 
 pub mod subjects;
 
@@ -23,7 +25,6 @@ use carewoven_domain::{AggregateKind, Event, EventMeta, RecordedEvent};
 use futures::StreamExt;
 use jetstream_extra::batch_fetch::{BatchFetchErrorKind, BatchFetchExt};
 use jetstream_extra::batch_publish::{BatchPublishErrorKind, BatchPublishExt};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use carewoven_proto::convert::DecodeError;
@@ -56,6 +57,9 @@ pub enum LogError {
     /// The broker could not be reached or did not answer in time.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    /// The server has too many atomic batches open; nothing was stored and a retry may pass.
+    #[error("event log busy: {0}")]
+    Busy(String),
     /// Another append to the same aggregate (or the same command id) won the race.
     #[error("concurrent append to the same aggregate or command id")]
     Conflict,
@@ -67,34 +71,56 @@ pub enum LogError {
     Refused(String),
 }
 
-/// What a command marker records: enough to answer a retry with the original result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandRecord {
-    pub command_id: Uuid,
-    /// Hash of the command's content, so a reused id with different content is detected.
-    pub fingerprint: String,
-    pub aggregate_kind: String,
-    pub aggregate_id: Uuid,
-    pub person_id: Uuid,
-    pub first_version: u64,
-    pub last_version: u64,
-    pub event_ids: Vec<Uuid>,
-    pub event_types: Vec<String>,
-}
+/// Header carrying the fingerprint of the command that produced an event.
+pub const FINGERPRINT_HEADER: &str = "Carewoven-Command-Fingerprint";
 
-/// A command record as found in the log, with the log position of the command's last event.
+/// An event as stored, with the fingerprint of the command that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCommand {
-    pub record: CommandRecord,
-    pub last_event_sequence: u64,
+pub struct StoredEvent {
+    pub recorded: RecordedEvent,
+    pub fingerprint: Option<String>,
 }
 
 /// An aggregate's history.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    pub events: Vec<RecordedEvent>,
+    pub events: Vec<StoredEvent>,
     /// Stream sequence of the aggregate's last event; 0 when it has none.
     pub last_sequence: u64,
+}
+
+/// What one command appended, as found in (or just written to) the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandEffect {
+    pub fingerprint: Option<String>,
+    pub events: Vec<RecordedEvent>,
+}
+
+impl CommandEffect {
+    /// Log position of the command's last event.
+    pub fn last_sequence(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.sequence)
+    }
+}
+
+impl History {
+    /// The events an earlier attempt of this command appended, if any.
+    pub fn command(&self, command_id: Uuid) -> Option<CommandEffect> {
+        let mine: Vec<&StoredEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.recorded.meta.command_id == command_id)
+            .collect();
+        let first = mine.first()?;
+        Some(CommandEffect {
+            fingerprint: first.fingerprint.clone(),
+            events: mine.iter().map(|e| e.recorded.clone()).collect(),
+        })
+    }
+
+    pub fn recorded(&self) -> impl Iterator<Item = &RecordedEvent> {
+        self.events.iter().map(|e| &e.recorded)
+    }
 }
 
 /// One command's effect, ready to append.
@@ -105,8 +131,8 @@ pub struct Append {
     pub aggregate_id: Uuid,
     /// The aggregate's last stream sequence the command was decided against (0: none).
     pub expected_last_sequence: u64,
+    pub fingerprint: String,
     pub events: Vec<(EventMeta, Event)>,
-    pub record: CommandRecord,
 }
 
 #[derive(Clone)]
@@ -118,8 +144,8 @@ pub struct EventLog {
 }
 
 const LOAD_BATCH: usize = 1000;
-/// The server's limit on messages in one atomic batch, less the marker.
-pub const MAX_EVENTS_PER_COMMAND: usize = 999;
+/// The server's limit on messages in one atomic batch.
+pub const MAX_EVENTS_PER_COMMAND: usize = 1000;
 
 fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
@@ -132,11 +158,8 @@ impl EventLog {
         js.set_timeout(config.timeout);
         let stream_config = stream::Config {
             name: config.stream.clone(),
-            description: Some("Carewoven domain events and command markers".to_owned()),
-            subjects: vec![
-                subjects::ALL_EVENTS.to_owned(),
-                subjects::ALL_MARKERS.to_owned(),
-            ],
+            description: Some("Carewoven domain events".to_owned()),
+            subjects: vec![subjects::ALL_EVENTS.to_owned()],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
             retention: stream::RetentionPolicy::Limits,
@@ -181,7 +204,7 @@ impl EventLog {
         }
     }
 
-    /// Number of messages in the stream (events and markers).
+    /// Number of messages (events) in the stream.
     pub async fn message_count(&self) -> Result<u64, LogError> {
         let info = self.stream.get_info().await.map_err(unavailable)?;
         Ok(info.state.messages)
@@ -211,22 +234,6 @@ impl EventLog {
             .last_on_subject(subjects::person_registered(person))
             .await?
             .is_some())
-    }
-
-    /// The marker of an accepted command id, if any.
-    pub async fn find_command(&self, command_id: Uuid) -> Result<Option<StoredCommand>, LogError> {
-        let Some(msg) = self.last_on_subject(subjects::marker(command_id)).await? else {
-            return Ok(None);
-        };
-        let record: CommandRecord =
-            serde_json::from_slice(&msg.payload).map_err(|e| LogError::Undecodable {
-                sequence: msg.sequence,
-                reason: e.to_string(),
-            })?;
-        Ok(Some(StoredCommand {
-            record,
-            last_event_sequence: msg.sequence.saturating_sub(1),
-        }))
     }
 
     /// Every event of one aggregate, in order.
@@ -273,7 +280,13 @@ impl EventLog {
                 got += 1;
                 next = msg.sequence + 1;
                 history.last_sequence = msg.sequence;
-                history.events.push(decode(msg.sequence, &msg.payload)?);
+                history.events.push(StoredEvent {
+                    recorded: decode(msg.sequence, &msg.payload)?,
+                    fingerprint: msg
+                        .headers
+                        .get(FINGERPRINT_HEADER)
+                        .map(|v| v.as_str().to_owned()),
+                });
             }
             if got < want {
                 break;
@@ -282,62 +295,125 @@ impl EventLog {
         Ok(history)
     }
 
-    /// Append one command's events and its marker atomically.
-    pub async fn append(&self, append: Append) -> Result<StoredCommand, LogError> {
+    /// Append one command's events atomically, under the aggregate's concurrency check.
+    ///
+    /// When the server has too many atomic batches open on the stream (back-pressure), the
+    /// refused batch stored nothing, so it is retried with a new batch until the timeout.
+    pub async fn append(&self, append: Append) -> Result<CommandEffect, LogError> {
         if append.events.is_empty() || append.events.len() > MAX_EVENTS_PER_COMMAND {
             return Err(LogError::Refused(format!(
                 "a command must append between 1 and {MAX_EVENTS_PER_COMMAND} events"
             )));
         }
-        self.ensure_connected()?;
-        let mut batch = self.js.batch_publish().timeout(self.config.timeout).build();
-        for (i, (meta, event)) in append.events.iter().enumerate() {
-            let mut headers = HeaderMap::new();
-            if i == 0 {
-                headers.insert(
-                    "Nats-Expected-Last-Subject-Sequence",
-                    HeaderValue::from(append.expected_last_sequence.to_string().as_str()),
-                );
-                headers.insert(
-                    "Nats-Expected-Last-Subject-Sequence-Subject",
-                    HeaderValue::from(
-                        subjects::aggregate(append.person_id, append.kind, append.aggregate_id)
-                            .as_str(),
-                    ),
-                );
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match self.append_once(&append).await {
+                Err(LogError::Busy(detail)) => {
+                    if tokio::time::Instant::now() + backoff > deadline {
+                        return Err(LogError::Unavailable(detail));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
             }
-            let subject = subjects::event(
-                append.person_id,
-                append.kind,
-                append.aggregate_id,
-                event.name(),
-            );
-            let payload = Bytes::from(carewoven_proto::convert::encode_event(meta, event));
-            batch
-                .add_message(jetstream::message::OutboundMessage::new(
-                    subject.into(),
-                    payload,
-                    Some(headers),
-                ))
-                .await
-                .map_err(batch_error)?;
         }
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
-        let marker = serde_json::to_vec(&append.record)
-            .map_err(|e| LogError::Refused(format!("encoding the command record: {e}")))?;
-        let ack = batch
-            .commit_message(jetstream::message::OutboundMessage::new(
-                subjects::marker(append.record.command_id).into(),
-                Bytes::from(marker),
-                Some(headers),
-            ))
-            .await
-            .map_err(batch_error)?;
-        Ok(StoredCommand {
-            record: append.record,
-            last_event_sequence: ack.sequence.saturating_sub(1),
+    }
+
+    async fn append_once(&self, append: &Append) -> Result<CommandEffect, LogError> {
+        self.ensure_connected()?;
+        let messages: Vec<jetstream::message::OutboundMessage> = append
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, (meta, event))| {
+                let mut headers = HeaderMap::new();
+                headers.insert(FINGERPRINT_HEADER, append.fingerprint.as_str());
+                if i == 0 {
+                    headers.insert(
+                        "Nats-Expected-Last-Subject-Sequence",
+                        HeaderValue::from(append.expected_last_sequence.to_string().as_str()),
+                    );
+                    headers.insert(
+                        "Nats-Expected-Last-Subject-Sequence-Subject",
+                        HeaderValue::from(
+                            subjects::aggregate(append.person_id, append.kind, append.aggregate_id)
+                                .as_str(),
+                        ),
+                    );
+                }
+                jetstream::message::OutboundMessage::new(
+                    subjects::event(
+                        append.person_id,
+                        append.kind,
+                        append.aggregate_id,
+                        event.name(),
+                    )
+                    .into(),
+                    Bytes::from(carewoven_proto::convert::encode_event(meta, event)),
+                    Some(headers),
+                )
+            })
+            .collect();
+        let last_sequence = if messages.len() == 1 {
+            self.publish_one(messages.into_iter().next()).await?
+        } else {
+            self.publish_batch(messages).await?
+        };
+        let first_sequence = last_sequence + 1 - append.events.len() as u64;
+        Ok(CommandEffect {
+            fingerprint: Some(append.fingerprint.clone()),
+            events: append
+                .events
+                .iter()
+                .zip(first_sequence..)
+                .map(|((meta, event), sequence)| RecordedEvent {
+                    sequence,
+                    meta: meta.clone(),
+                    event: event.clone(),
+                })
+                .collect(),
         })
+    }
+
+    /// One message: atomic by itself, and cheaper than a batch.
+    async fn publish_one(
+        &self,
+        message: Option<jetstream::message::OutboundMessage>,
+    ) -> Result<u64, LogError> {
+        let message = message.ok_or_else(|| LogError::Refused("nothing to append".into()))?;
+        let headers = message.headers.unwrap_or_default();
+        let ack = self
+            .js
+            .publish_with_headers(message.subject, headers, message.payload)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(|e| {
+                if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence {
+                    LogError::Conflict
+                } else {
+                    unavailable(e)
+                }
+            })?;
+        Ok(ack.sequence)
+    }
+
+    /// Several messages as one atomic batch: all stored, or none.
+    async fn publish_batch(
+        &self,
+        messages: Vec<jetstream::message::OutboundMessage>,
+    ) -> Result<u64, LogError> {
+        let mut batch = self.js.batch_publish().timeout(self.config.timeout).build();
+        let mut messages = messages.into_iter();
+        let last = messages.next_back();
+        for message in messages {
+            batch.add_message(message).await.map_err(batch_error)?;
+        }
+        let last = last.ok_or_else(|| LogError::Refused("nothing to append".into()))?;
+        let ack = batch.commit_message(last).await.map_err(batch_error)?;
+        Ok(ack.sequence)
     }
 }
 
@@ -351,9 +427,9 @@ fn batch_error(e: jetstream_extra::batch_publish::BatchPublishError) -> LogError
         return LogError::Conflict;
     }
     match e.kind() {
+        BatchPublishErrorKind::BatchPublishTooManyInflight => LogError::Busy(e.to_string()),
         BatchPublishErrorKind::Request
         | BatchPublishErrorKind::Publish
-        | BatchPublishErrorKind::BatchPublishTooManyInflight
         | BatchPublishErrorKind::BatchPublishIncomplete => LogError::Unavailable(e.to_string()),
         _ => match e.source() {
             Some(source) => LogError::Refused(format!("{e}: {source}")),

@@ -6,19 +6,14 @@
 //!
 //! so a consumer filters by person (`cw.evt.<person>.>`), by aggregate kind
 //! (`cw.evt.*.referral.>`), by aggregate (`cw.evt.<person>.referral.<id>.*`) or by event type
-//! (`cw.evt.*.*.*.discharge_agreed`). Command markers, which make command ids durable
-//! idempotency keys, live beside them on `cw.cmd.<command_id>`. Identifiers are UUIDs and
-//! codes, never personal data.
+//! (`cw.evt.*.*.*.discharge_agreed`). Identifiers are UUIDs and codes, never personal data.
 
 use carewoven_domain::AggregateKind;
 use uuid::Uuid;
 
 pub const EVENT_PREFIX: &str = "cw.evt";
-pub const MARKER_PREFIX: &str = "cw.cmd";
 /// Every event subject.
 pub const ALL_EVENTS: &str = "cw.evt.>";
-/// Every command marker subject.
-pub const ALL_MARKERS: &str = "cw.cmd.>";
 
 pub fn event(person: Uuid, kind: AggregateKind, aggregate: Uuid, event_type: &str) -> String {
     format!(
@@ -45,11 +40,6 @@ pub fn kind(kind: AggregateKind) -> String {
 /// All events of one type.
 pub fn event_type(event_type: &str) -> String {
     format!("{EVENT_PREFIX}.*.*.*.{event_type}")
-}
-
-/// The marker subject recording that a command id was accepted.
-pub fn marker(command_id: Uuid) -> String {
-    format!("{MARKER_PREFIX}.{command_id}")
 }
 
 /// The subject of the registration event: it exists exactly when the person does.

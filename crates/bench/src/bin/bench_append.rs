@@ -173,7 +173,7 @@ async fn main() -> Result<()> {
     let payload_len = history
         .events
         .first()
-        .map(|e| carewoven_proto::convert::encode_event(&e.meta, &e.event).len())
+        .map(|e| carewoven_proto::convert::encode_event(&e.recorded.meta, &e.recorded.event).len())
         .context("no sample event")?;
     let _ = sample;
     println!("payload: {payload_len} bytes per event");

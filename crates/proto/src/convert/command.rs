@@ -57,8 +57,9 @@ pub fn parse_context(ctx: Option<&v1::CommandContext>) -> Result<ParsedContext, 
 
 /// Where commands that create an aggregate get its id.
 pub trait IdSource {
-    /// A fresh id for a new referral, assessment, consent, discharge episode, meeting or
-    /// feedback.
+    /// The id of the referral, assessment, consent, discharge episode, meeting or feedback
+    /// this command creates. The service derives it from the command id, so a retried
+    /// command addresses the aggregate its first attempt created.
     fn new_aggregate_id(&self) -> Uuid;
     /// The person id for an NHS number (so registering twice addresses the same person).
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid;
