@@ -198,7 +198,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
         before,
         c.register_person(req).await,
         Code::InvalidArgument,
-        Some("date_of_birth"),
+        Some("profile.date_of_birth"),
     )
     .await;
     // Over-long text.
@@ -296,6 +296,33 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
         c.revise_care_plan(req).await,
         Code::Aborted,
         None,
+    )
+    .await;
+    // A decide-time refusal names the request's own field path: a future Discharge Ready Date.
+    let episode = episode_ready(&mut c, &person).await.unwrap();
+    c.progress_discharge(discharge_step(
+        &person,
+        &episode,
+        Step::RecordDeterioration(pd::RecordDeterioration {
+            reason: "Deteriorated".into(),
+        }),
+    ))
+    .await
+    .unwrap();
+    let before = stack.count().await;
+    let req = discharge_step(
+        &person,
+        &episode,
+        Step::MarkDischargeReady(pd::MarkDischargeReady {
+            discharge_ready_date: date_days_ahead(2),
+        }),
+    );
+    assert_refused(
+        &stack,
+        before,
+        c.progress_discharge(req).await,
+        Code::InvalidArgument,
+        Some("step.mark_discharge_ready.discharge_ready_date"),
     )
     .await;
     // An empty oneof.

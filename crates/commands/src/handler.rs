@@ -105,8 +105,15 @@ impl Handler {
             now,
             actor: ctx.actor.clone(),
         };
-        let events = carewoven_domain::decide(state.as_ref(), &command, &decide_ctx)
-            .map_err(|e| domain_status(&with_target(e, &target)))?;
+        let events = carewoven_domain::decide(state.as_ref(), &command, &decide_ctx).map_err(
+            |e| match e {
+                DomainError::Invalid { field, reason } => domain_status(&DomainError::Invalid {
+                    field: request.wire_field(&field),
+                    reason,
+                }),
+                e => domain_status(&with_target(e, &target)),
+            },
+        )?;
 
         let base_version = history.events.len() as u64;
         let occurred_at = ctx.occurred_at.unwrap_or(now);

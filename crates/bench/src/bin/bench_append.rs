@@ -34,6 +34,9 @@ struct Args {
     /// Requests in flight during the throughput phase.
     #[arg(long, default_value_t = 64)]
     concurrency: u64,
+    /// gRPC connections the command path's requests are spread over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Sequential requests in the latency phase.
     #[arg(long, default_value_t = 2_000)]
     latency_samples: u64,
@@ -202,11 +205,20 @@ async fn main() -> Result<()> {
             }
         }
     };
+    // One HTTP/2 connection by default, as the baseline uses one NATS connection.
+    let mut clients = Vec::new();
+    for _ in 0..args.connections {
+        clients.push(CommandServiceClient::new(
+            connect(&format!("http://{addr}")).await?,
+        ));
+    }
+    let clients = Arc::new(clients);
+    let turn = Arc::new(AtomicU64::new(0));
     let ours = {
-        let client = client.clone();
         let person = person.clone();
         move || {
-            let mut client = client.clone();
+            let i = turn.fetch_add(1, Ordering::Relaxed) as usize % clients.len();
+            let mut client = clients[i].clone();
             let req = referral(&person);
             async move {
                 client.make_referral(req).await?;

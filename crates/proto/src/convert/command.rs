@@ -72,6 +72,20 @@ pub trait CommandRequest {
     /// The domain command the request asks for. Does not look at the context.
     fn to_command(&self, ids: &dyn IdSource) -> Result<Command, DomainError>;
 
+    /// Where the fields that `decide` names (in domain words, such as `date_of_birth`) sit in
+    /// this request (`profile`), so a refusal names the request's own field path.
+    fn domain_field_prefix(&self) -> Option<String> {
+        None
+    }
+
+    /// A field `decide` named, as a path in this request.
+    fn wire_field(&self, domain_field: &str) -> String {
+        match self.domain_field_prefix() {
+            Some(prefix) => format!("{prefix}.{domain_field}"),
+            None => domain_field.to_owned(),
+        }
+    }
+
     /// Context and command together, the context checked first.
     fn parse(&self, ids: &dyn IdSource) -> Result<(ParsedContext, Command), DomainError> {
         let context = parse_context(self.context())?;
@@ -82,9 +96,17 @@ pub trait CommandRequest {
 /// Implements [`CommandRequest`] for a request message with a `context` field.
 macro_rules! command_request {
     ($request:ty, |$r:ident, $ids:ident| $body:block) => {
+        command_request!($request, prefix(_r) None, |$r, $ids| $body);
+    };
+    ($request:ty, prefix($p:ident) $prefix:expr, |$r:ident, $ids:ident| $body:block) => {
         impl CommandRequest for $request {
             fn context(&self) -> Option<&v1::CommandContext> {
                 self.context.as_ref()
+            }
+
+            fn domain_field_prefix(&self) -> Option<String> {
+                let $p = self;
+                $prefix
             }
 
             fn to_command(&self, $ids: &dyn IdSource) -> Result<Command, DomainError> {
@@ -106,7 +128,7 @@ fn reason(raw: &str) -> Result<LongText, DomainError> {
 // ---------------------------------------------------------------------------------------------
 // Person
 
-command_request!(v1::RegisterPersonRequest, |r, ids| {
+command_request!(v1::RegisterPersonRequest, prefix(_r) Some("profile".to_owned()), |r, ids| {
     let profile: Profile = req_msg("profile", r.profile.as_ref())?;
     let person_id = ids.person_id_for(&profile.nhs_number);
     Ok(Command::Person {
@@ -128,7 +150,7 @@ command_request!(v1::CorrectPersonDetailsRequest, |r, _ids| {
 // ---------------------------------------------------------------------------------------------
 // Referral
 
-command_request!(v1::MakeReferralRequest, |r, ids| {
+command_request!(v1::MakeReferralRequest, prefix(_r) Some("referral".to_owned()), |r, ids| {
     let person_id = person_id(&r.person_id)?;
     let referral = req_msg("referral", r.referral.as_ref())?;
     Ok(Command::Referral {
@@ -168,7 +190,7 @@ fn referral_action(r: &v1::ProgressReferralRequest) -> Result<ReferralCommand, D
 // ---------------------------------------------------------------------------------------------
 // Assessment
 
-command_request!(v1::RequestAssessmentRequest, |r, ids| {
+command_request!(v1::RequestAssessmentRequest, prefix(_r) Some("request".to_owned()), |r, ids| {
     let person_id = person_id(&r.person_id)?;
     let request = req_msg("request", r.request.as_ref())?;
     Ok(Command::Assessment {
@@ -269,7 +291,7 @@ command_request!(v1::NameCareCoordinatorRequest, |r, _ids| {
 // ---------------------------------------------------------------------------------------------
 // Consent
 
-command_request!(v1::RecordConsentRequest, |r, ids| {
+command_request!(v1::RecordConsentRequest, prefix(_r) Some("terms".to_owned()), |r, ids| {
     let person_id = person_id(&r.person_id)?;
     let terms = req_msg("terms", r.terms.as_ref())?;
     Ok(Command::Consent {
@@ -306,7 +328,7 @@ command_request!(v1::AdmitPersonRequest, |r, ids| {
     })
 });
 
-command_request!(v1::ProgressDischargeRequest, |r, _ids| {
+command_request!(v1::ProgressDischargeRequest, prefix(r) r.step.as_ref().map(|s| format!("step.{}", step_name(s))), |r, _ids| {
     Ok(Command::Discharge {
         person_id: person_id(&r.person_id)?,
         episode_id: req_uuid("episode_id", &r.episode_id)?,
@@ -374,7 +396,7 @@ fn discharge_step(step: &Step) -> Result<DischargeCommand, DomainError> {
 // ---------------------------------------------------------------------------------------------
 // Meeting
 
-command_request!(v1::RecordMeetingRequest, |r, ids| {
+command_request!(v1::RecordMeetingRequest, prefix(_r) Some("meeting".to_owned()), |r, ids| {
     let person_id = person_id(&r.person_id)?;
     let meeting = req_msg("meeting", r.meeting.as_ref())?;
     Ok(Command::Meeting {
@@ -398,7 +420,7 @@ command_request!(v1::CompleteMeetingActionRequest, |r, _ids| {
 // ---------------------------------------------------------------------------------------------
 // Feedback
 
-command_request!(v1::RecordFeedbackRequest, |r, ids| {
+command_request!(v1::RecordFeedbackRequest, prefix(_r) Some("feedback".to_owned()), |r, ids| {
     let person_id = person_id(&r.person_id)?;
     let feedback = req_msg("feedback", r.feedback.as_ref())?;
     Ok(Command::Feedback {
@@ -407,3 +429,24 @@ command_request!(v1::RecordFeedbackRequest, |r, ids| {
         command: FeedbackCommand::Record { feedback },
     })
 });
+
+/// The oneof case name of a discharge step, as in the proto.
+fn step_name(step: &v1::progress_discharge_request::Step) -> &'static str {
+    use v1::progress_discharge_request::Step;
+    match step {
+        Step::SetExpectedDischargeDate(_) => "set_expected_discharge_date",
+        Step::MarkDischargeReady(_) => "mark_discharge_ready",
+        Step::AssignPathway(_) => "assign_pathway",
+        Step::RequestService(_) => "request_service",
+        Step::AgreeDischarge(_) => "agree_discharge",
+        Step::RecordProviderFallThrough(_) => "record_provider_fall_through",
+        Step::RecordDeterioration(_) => "record_deterioration",
+        Step::RecordDelayReason(_) => "record_delay_reason",
+        Step::Discharge(_) => "discharge",
+        Step::AcceptHandover(_) => "accept_handover",
+        Step::CompleteHomeAssessment(_) => "complete_home_assessment",
+        Step::Close(_) => "close",
+        Step::RecordDeath(_) => "record_death",
+        Step::RecordSelfDischarge(_) => "record_self_discharge",
+    }
+}
