@@ -33,7 +33,10 @@ up: build
     fi
     CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
       "$CAREWOVEN_NATS_SERVER" -c deploy/nats-server.conf > {{run}}/nats.log 2>&1 & echo $! > {{run}}/nats.pid
+    # A secret key for deriving ids, made once per machine and kept out of the repository.
+    [ -s {{run}}/person-id-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/person-id-key
     CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} \
+      CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
     target/release/carectl --server http://{{grpc_addr}} demo

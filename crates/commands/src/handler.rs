@@ -16,6 +16,7 @@ use carewoven_proto::v1::CommandReply;
 use chrono::Utc;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tonic::Status;
 use uuid::Uuid;
 
@@ -27,6 +28,8 @@ pub struct Handler {
     log: EventLog,
     ids: Ids,
     known_persons: KnownPersons,
+    /// No command takes longer than this, whatever it has to read and retry.
+    deadline: Duration,
 }
 
 /// Persons seen to exist. A registered person is never deleted (records are corrected, not
@@ -56,11 +59,12 @@ impl KnownPersons {
 }
 
 impl Handler {
-    pub fn new(log: EventLog, ids: Ids) -> Self {
+    pub fn new(log: EventLog, ids: Ids, deadline: Duration) -> Self {
         Handler {
             log,
             ids,
             known_persons: KnownPersons::default(),
+            deadline,
         }
     }
 
@@ -68,7 +72,22 @@ impl Handler {
         &self.log
     }
 
+    /// Execute one command, within the handler's deadline: past it the caller gets
+    /// UNAVAILABLE and may retry with the same command id.
     pub async fn execute<R>(&self, request: &R) -> Result<CommandReply, Status>
+    where
+        R: CommandRequest + prost::Message,
+    {
+        match tokio::time::timeout(self.deadline, self.execute_now(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::unavailable(format!(
+                "the command did not complete within {:?}; retry with the same command_id",
+                self.deadline
+            ))),
+        }
+    }
+
+    async fn execute_now<R>(&self, request: &R) -> Result<CommandReply, Status>
     where
         R: CommandRequest + prost::Message,
     {
@@ -80,9 +99,10 @@ impl Handler {
         let print = fingerprint(&request.encode_to_vec());
         self.log.ensure_connected().map_err(|e| log_status(&e))?;
 
-        // A creating command reads nothing but the person's existence: its aggregate id is
-        // derived from the command id, so if an earlier attempt already created it, the
-        // append's concurrency check fails and the retry is recognised below.
+        // A creating command reads nothing but the person's existence. If an earlier attempt
+        // already created its aggregate (whose id is derived from the command id, or for a
+        // person from the NHS number), the append's concurrency check fails and the retry is
+        // recognised below.
         let history = if target.existence == Existence::MustNotExist {
             self.require_person(&target).await?;
             History::default()
@@ -105,15 +125,28 @@ impl Handler {
             now,
             actor: ctx.actor.clone(),
         };
-        let events = carewoven_domain::decide(state.as_ref(), &command, &decide_ctx).map_err(
-            |e| match e {
-                DomainError::Invalid { field, reason } => domain_status(&DomainError::Invalid {
-                    field: request.wire_field(&field),
-                    reason,
-                }),
-                e => domain_status(&with_target(e, &target)),
-            },
-        )?;
+        let events = match carewoven_domain::decide(state.as_ref(), &command, &decide_ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                // A retried creating command is decided before it can be recognised (it reads
+                // nothing first); a rule that has since changed, or the calendar moving on,
+                // must not turn its replay into a refusal.
+                if target.existence == Existence::MustNotExist
+                    && let Some(previous) = self.creation_by(&target, ctx.command_id).await?
+                {
+                    return replay_reply(ctx.command_id, &print, &target, previous);
+                }
+                return Err(match e {
+                    DomainError::Invalid { field, reason } => {
+                        domain_status(&DomainError::Invalid {
+                            field: request.wire_field(&field),
+                            reason,
+                        })
+                    }
+                    e => domain_status(&e),
+                });
+            }
+        };
 
         let base_version = history.events.len() as u64;
         let occurred_at = ctx.occurred_at.unwrap_or(now);
@@ -151,15 +184,18 @@ impl Handler {
             Ok(effect) => Ok(reply(&target, &effect, false)),
             Err(LogError::Conflict) => {
                 // Either an attempt of this same command won the race, or the aggregate moved.
-                let history = self.read_for(&target).await?;
-                if let Some(previous) = history.command(ctx.command_id) {
-                    return replay_reply(ctx.command_id, &print, &target, previous);
-                }
                 if target.existence == Existence::MustNotExist {
+                    if let Some(previous) = self.creation_by(&target, ctx.command_id).await? {
+                        return replay_reply(ctx.command_id, &print, &target, previous);
+                    }
                     return Err(domain_status(&DomainError::AlreadyExists {
                         what: target.kind.as_str(),
                         id: target.aggregate_id.to_string(),
                     }));
+                }
+                let history = self.read_for(&target).await?;
+                if let Some(previous) = history.command(ctx.command_id) {
+                    return replay_reply(ctx.command_id, &print, &target, previous);
                 }
                 Err(log_status(&LogError::Conflict))
             }
@@ -179,6 +215,28 @@ impl Handler {
             self.require_person(target).await?;
         }
         Ok(history)
+    }
+
+    /// If this command created the aggregate, what it appended. The first event is read from
+    /// the stream leader, so a lagging replica cannot hide it.
+    async fn creation_by(
+        &self,
+        target: &Target,
+        command_id: Uuid,
+    ) -> Result<Option<CommandEffect>, Status> {
+        let first = self
+            .log
+            .first_event(target.person_id, target.kind, target.aggregate_id)
+            .await
+            .map_err(|e| log_status(&e))?;
+        let Some(first) = first.filter(|f| f.recorded.meta.command_id == command_id) else {
+            return Ok(None);
+        };
+        let history = self.read_for(target).await?;
+        Ok(Some(history.command(command_id).unwrap_or(CommandEffect {
+            fingerprint: first.fingerprint,
+            events: vec![first.recorded],
+        })))
     }
 
     /// Every aggregate but the person itself needs its person to exist.
@@ -205,21 +263,6 @@ fn person_not_found(person: Uuid) -> Status {
         what: "person",
         id: person.to_string(),
     })
-}
-
-/// Aggregates report NotFound/AlreadyExists without knowing their own id; fill it in.
-fn with_target(e: DomainError, target: &Target) -> DomainError {
-    match e {
-        DomainError::NotFound { what, id } if id.is_empty() => DomainError::NotFound {
-            what,
-            id: target.aggregate_id.to_string(),
-        },
-        DomainError::AlreadyExists { what, id } if id.is_empty() => DomainError::AlreadyExists {
-            what,
-            id: target.aggregate_id.to_string(),
-        },
-        other => other,
-    }
 }
 
 /// Answer a retry with the original result, unless the id was reused for other content.

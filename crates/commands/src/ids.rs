@@ -1,5 +1,6 @@
 //! Identifiers the service chooses.
 
+use carewoven_domain::AggregateKind;
 use carewoven_domain::values::NhsNumber;
 use carewoven_proto::convert::IdSource;
 use hmac::{Hmac, Mac};
@@ -10,8 +11,9 @@ use uuid::Uuid;
 ///
 /// - a person's id from their NHS number, so registering the same person twice addresses the
 ///   same aggregate and is refused;
-/// - a new aggregate's id from the command id that creates it, so a retried command addresses
-///   the aggregate its first attempt created and finds its own events there.
+/// - a new aggregate's id from its kind, its person and the command id that creates it, so a
+///   retried command addresses the aggregate its first attempt created and finds its own
+///   events there, and one command id reused for another kind or person cannot collide.
 ///
 /// Without the key an id reveals nothing. The key must be the same on every instance.
 #[derive(Clone)]
@@ -50,9 +52,12 @@ impl Ids {
 }
 
 impl IdSource for CommandIds<'_> {
-    fn new_aggregate_id(&self) -> Uuid {
-        self.ids
-            .derive(b"carewoven.aggregate.v1:", self.command_id.as_bytes())
+    fn new_aggregate_id(&self, kind: AggregateKind, person_id: Uuid) -> Uuid {
+        let mut input = Vec::with_capacity(48);
+        input.extend_from_slice(kind.as_str().as_bytes());
+        input.extend_from_slice(person_id.as_bytes());
+        input.extend_from_slice(self.command_id.as_bytes());
+        self.ids.derive(b"carewoven.aggregate.v1:", &input)
     }
 
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid {

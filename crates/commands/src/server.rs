@@ -14,6 +14,11 @@ use crate::handler::Handler;
 use crate::ids::Ids;
 use crate::service::Commands;
 
+/// The key `Config::for_nats` uses: for tests and benchmarks only.
+pub const TEST_KEY: &str = "carewoven-test-key-not-for-real-records";
+/// Shortest accepted `--person-id-key`.
+pub const MIN_KEY_LEN: usize = 32;
+
 /// Largest gRPC request the service decodes. Larger ones are refused before any work is done.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
@@ -58,7 +63,7 @@ impl Config {
             stream: "CAREWOVEN".to_owned(),
             replicas: 1,
             nats_timeout_secs: 5,
-            person_id_key: "carewoven-development-key".to_owned(),
+            person_id_key: TEST_KEY.to_owned(),
             shutdown_grace_secs: 30,
         }
     }
@@ -107,6 +112,9 @@ async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
     loop {
         match EventLog::open(client.clone(), config.log_config()).await {
             Ok(log) => return Ok(log),
+            Err(e @ carewoven_eventlog::LogError::Refused(_)) => {
+                return Err(anyhow::anyhow!(e).context("opening the event log"));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "event log not ready; retrying");
                 tokio::time::sleep(delay).await;
@@ -124,6 +132,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
+    anyhow::ensure!(
+        config.person_id_key.len() >= MIN_KEY_LEN,
+        "--person-id-key (CAREWOVEN_PERSON_ID_KEY) must be at least {MIN_KEY_LEN} characters"
+    );
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
@@ -135,7 +147,11 @@ pub async fn run(
         _ = stop.cancelled() => return Ok(()),
     };
     tracing::info!(stream = log.stream_name(), "event log ready");
-    let handler = Handler::new(log, Ids::new(config.person_id_key.as_bytes()));
+    let handler = Handler::new(
+        log,
+        Ids::new(config.person_id_key.as_bytes()),
+        Duration::from_secs(config.nats_timeout_secs),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CommandServiceServer<Commands>>().await;

@@ -2,6 +2,7 @@
 
 use carewoven_proto::v1::{self, command_service_server::CommandService};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::handler::Handler;
 
@@ -25,8 +26,7 @@ macro_rules! rpcs {
                     request: Request<v1::$request>,
                 ) -> Result<Response<v1::CommandReply>, Status> {
                     let span = tracing::info_span!("command", rpc = stringify!($method));
-                    let _entered = span.enter();
-                    let result = self.handler.execute(request.get_ref()).await;
+                    let result = self.handler.execute(request.get_ref()).instrument(span).await;
                     crate::server::trace_outcome(stringify!($method), &result);
                     result.map(Response::new)
                 }

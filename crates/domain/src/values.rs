@@ -2,7 +2,6 @@
 //! caller exactly which input was wrong.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::DomainError;
@@ -18,7 +17,7 @@ pub const LIST_MAX: usize = 50;
 
 /// An identifier code for an organisation, service, practitioner or user, for example an ODS
 /// code such as `RXH01`. ASCII letters, digits, `-` and `_`; never personal data.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Code(String);
 
 impl Code {
@@ -79,7 +78,7 @@ fn bounded_text(field: &str, raw: &str, max: usize) -> Result<String, DomainErro
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash)]
         pub struct $name(String);
 
         impl $name {
@@ -113,7 +112,7 @@ text_type!(
 );
 
 /// An NHS number: ten digits whose last is a modulus-11 check digit.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NhsNumber(String);
 
 impl NhsNumber {

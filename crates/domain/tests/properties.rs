@@ -777,8 +777,8 @@ fn check_assessment(
     prop_assert_eq!(a.findings.is_some(), completed);
     prop_assert_eq!(
         a.eligibility.is_some(),
-        completed && a.request.kind.is_care_act(),
-        "eligibility present iff completed Care Act assessment"
+        completed && a.request.kind == AssessmentKind::CareActNeeds,
+        "eligibility present iff completed Care Act s.9 needs assessment"
     );
     prop_assert!(!a.request.assessors.is_empty());
     for (i, o) in a.request.assessors.iter().enumerate() {

@@ -171,6 +171,23 @@ impl EventLog {
             allow_atomic_publish: true,
             ..Default::default()
         };
+        // Never shrink the log's replication because one instance was started with a lower
+        // setting: that would quietly weaken durability for everyone. (A missing stream is
+        // created below; an unreachable server is reported there.)
+        if let Ok(mut existing) = js.get_stream(&config.stream).await {
+            let current = existing
+                .info()
+                .await
+                .map_err(unavailable)?
+                .config
+                .num_replicas;
+            if current > config.replicas {
+                return Err(LogError::Refused(format!(
+                    "stream {} has {current} replicas; refusing to reduce them to {} (set the replicas to {current})",
+                    config.stream, config.replicas
+                )));
+            }
+        }
         js.create_or_update_stream(stream_config)
             .await
             .map_err(|e| LogError::Unavailable(format!("creating or updating the stream: {e}")))?;
@@ -228,12 +245,44 @@ impl EventLog {
         }
     }
 
-    /// Does this person exist?
+    /// Does this person exist? A "no" is confirmed with the stream leader: a direct get may
+    /// be answered by a replica that has not caught up yet.
     pub async fn person_exists(&self, person: Uuid) -> Result<bool, LogError> {
-        Ok(self
-            .last_on_subject(subjects::person_registered(person))
-            .await?
-            .is_some())
+        let subject = subjects::person_registered(person);
+        if self.last_on_subject(subject.clone()).await?.is_some() {
+            return Ok(true);
+        }
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The first event of an aggregate, read from the stream leader (never a lagging
+    /// replica): for telling whether a creating command's own first attempt created it.
+    pub async fn first_event(
+        &self,
+        person: Uuid,
+        kind: AggregateKind,
+        aggregate: Uuid,
+    ) -> Result<Option<StoredEvent>, LogError> {
+        let filter = subjects::aggregate(person, kind, aggregate);
+        match self
+            .stream
+            .get_first_raw_message_by_subject(&filter, 1)
+            .await
+        {
+            Ok(msg) => Ok(Some(StoredEvent {
+                recorded: decode(msg.sequence, &msg.payload)?,
+                fingerprint: msg
+                    .headers
+                    .get(FINGERPRINT_HEADER)
+                    .map(|v| v.as_str().to_owned()),
+            })),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Every event of one aggregate, in order.
@@ -271,6 +320,7 @@ impl EventLog {
                 Err(e) => return Err(unavailable(e)),
             };
             let mut got = 0;
+            let mut pending = None;
             while let Some(msg) = batch.next().await {
                 let msg = match msg {
                     Ok(m) => m,
@@ -279,6 +329,10 @@ impl EventLog {
                 };
                 got += 1;
                 next = msg.sequence + 1;
+                pending = msg
+                    .headers
+                    .get("Nats-Num-Pending")
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
                 history.last_sequence = msg.sequence;
                 history.events.push(StoredEvent {
                     recorded: decode(msg.sequence, &msg.payload)?,
@@ -288,7 +342,13 @@ impl EventLog {
                         .map(|v| v.as_str().to_owned()),
                 });
             }
-            if got < want {
+            // The server may end a batch early (at its byte limit): go on while it says more
+            // messages match.
+            let done = match pending {
+                Some(left) => left == 0,
+                None => got < want,
+            };
+            if got == 0 || done {
                 break;
             }
         }

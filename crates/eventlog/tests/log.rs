@@ -129,3 +129,24 @@ async fn a_batch_whose_last_event_is_refused_stores_none_of_its_events() {
     let seqs: Vec<u64> = ok.events.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, vec![1, 2]);
 }
+
+#[tokio::test]
+async fn an_aggregate_longer_than_one_read_batch_loads_whole() {
+    let nats = NatsServer::start().unwrap();
+    let log = open(&nats, 1024 * 1024).await;
+    let aggregate = Uuid::now_v7();
+    let mut last = 0;
+    for version in 1..=2500u64 {
+        let mut a = append(aggregate, last, vec![feedback(10)]);
+        a.events[0].0.version = version;
+        last = log.append(a).await.unwrap().last_sequence();
+    }
+    let history = log
+        .load(Uuid::from_u128(1), AggregateKind::Feedback, aggregate)
+        .await
+        .unwrap();
+    assert_eq!(history.events.len(), 2500);
+    assert_eq!(history.last_sequence, last);
+    let versions: Vec<u64> = history.recorded().map(|e| e.meta.version).collect();
+    assert_eq!(versions, (1..=2500).collect::<Vec<_>>());
+}

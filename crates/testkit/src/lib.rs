@@ -113,7 +113,7 @@ impl NatsServer {
             None => "127.0.0.1:-1".to_owned(),
         };
         let config = format!(
-            "listen: \"{listen}\"\nports_file_dir: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n{sync}  limits {{ batch {{ max_inflight_per_stream: 1000 }} }}\n}}\n{}\n",
+            "listen: \"{listen}\"\nmax_payload: 1MB\nports_file_dir: \"{}\"\njetstream {{\n  store_dir: \"{}\"\n{sync}  limits {{ batch {{ max_inflight_per_stream: 1000, max_inflight_total: 4000 }} }}\n}}\n{}\n",
             ports_dir.display(),
             store.display(),
             self.options.extra_config

@@ -257,7 +257,10 @@ impl Aggregate for Assessment {
                 let mut events = vec![E::Completed {
                     findings: findings.clone(),
                 }];
-                if a.request.kind.is_care_act() {
+                // Eligibility is determined for Care Act s.9 needs assessments. A carer's
+                // assessment (s.10) has its own criteria, not modelled yet: it records
+                // findings only.
+                if a.request.kind == AssessmentKind::CareActNeeds {
                     if findings.wellbeing_impact.is_none() {
                         return Err(DomainError::invalid(
                             "findings.wellbeing_impact",

@@ -3,6 +3,7 @@
 //! Conversions check form only (required, well-formed, known, within bounds) and name the
 //! offending field by its proto path; rules that need the clock or state stay in `decide`.
 
+use carewoven_domain::AggregateKind;
 use carewoven_domain::assessment::AssessmentCommand;
 use carewoven_domain::care_plan::CarePlanCommand;
 use carewoven_domain::care_team::CareTeamCommand;
@@ -60,7 +61,7 @@ pub trait IdSource {
     /// The id of the referral, assessment, consent, discharge episode, meeting or feedback
     /// this command creates. The service derives it from the command id, so a retried
     /// command addresses the aggregate its first attempt created.
-    fn new_aggregate_id(&self) -> Uuid;
+    fn new_aggregate_id(&self, kind: AggregateKind, person_id: Uuid) -> Uuid;
     /// The person id for an NHS number (so registering twice addresses the same person).
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid;
 }
@@ -155,7 +156,7 @@ command_request!(v1::MakeReferralRequest, prefix(_r) Some("referral".to_owned())
     let referral = req_msg("referral", r.referral.as_ref())?;
     Ok(Command::Referral {
         person_id,
-        referral_id: ids.new_aggregate_id(),
+        referral_id: ids.new_aggregate_id(AggregateKind::Referral, person_id),
         command: ReferralCommand::Make { referral },
     })
 });
@@ -195,7 +196,7 @@ command_request!(v1::RequestAssessmentRequest, prefix(_r) Some("request".to_owne
     let request = req_msg("request", r.request.as_ref())?;
     Ok(Command::Assessment {
         person_id,
-        assessment_id: ids.new_aggregate_id(),
+        assessment_id: ids.new_aggregate_id(AggregateKind::Assessment, person_id),
         command: AssessmentCommand::Request { request },
     })
 });
@@ -296,7 +297,7 @@ command_request!(v1::RecordConsentRequest, prefix(_r) Some("terms".to_owned()), 
     let terms = req_msg("terms", r.terms.as_ref())?;
     Ok(Command::Consent {
         person_id,
-        consent_id: ids.new_aggregate_id(),
+        consent_id: ids.new_aggregate_id(AggregateKind::Consent, person_id),
         command: ConsentCommand::Record { terms },
     })
 });
@@ -323,7 +324,7 @@ command_request!(v1::AdmitPersonRequest, |r, ids| {
     };
     Ok(Command::Discharge {
         person_id,
-        episode_id: ids.new_aggregate_id(),
+        episode_id: ids.new_aggregate_id(AggregateKind::DischargeEpisode, person_id),
         command,
     })
 });
@@ -401,7 +402,7 @@ command_request!(v1::RecordMeetingRequest, prefix(_r) Some("meeting".to_owned())
     let meeting = req_msg("meeting", r.meeting.as_ref())?;
     Ok(Command::Meeting {
         person_id,
-        meeting_id: ids.new_aggregate_id(),
+        meeting_id: ids.new_aggregate_id(AggregateKind::Meeting, person_id),
         command: MeetingCommand::Record { meeting },
     })
 });
@@ -425,7 +426,7 @@ command_request!(v1::RecordFeedbackRequest, prefix(_r) Some("feedback".to_owned(
     let feedback = req_msg("feedback", r.feedback.as_ref())?;
     Ok(Command::Feedback {
         person_id,
-        feedback_id: ids.new_aggregate_id(),
+        feedback_id: ids.new_aggregate_id(AggregateKind::Feedback, person_id),
         command: FeedbackCommand::Record { feedback },
     })
 });

@@ -19,7 +19,7 @@ struct FixedIds;
 const NEW_ID: u128 = 0xA11;
 
 impl IdSource for FixedIds {
-    fn new_aggregate_id(&self) -> Uuid {
+    fn new_aggregate_id(&self, _kind: carewoven_domain::AggregateKind, _person: Uuid) -> Uuid {
         id(NEW_ID)
     }
 
