@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "carewoven/v1/common.proto",
         "carewoven/v1/events.proto",
         "carewoven/v1/commands.proto",
+        "carewoven/v1/queries.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

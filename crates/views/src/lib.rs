@@ -1,0 +1,15 @@
+//! The views service: consumes the JetStream event log and keeps the coordinated views in
+//! redb, then serves them over gRPC.
+
+pub mod admin;
+pub mod errors;
+pub mod paging;
+pub mod project;
+pub mod projector;
+pub mod query;
+mod server;
+pub mod state;
+pub mod store;
+pub mod tables;
+
+pub use server::{Config, run};

@@ -1,0 +1,185 @@
+//! Applies the event log to the views, exactly once in effect.
+//!
+//! Each batch of events is applied in one redb write transaction that also records the log
+//! position reached, so after a crash at any point the views and their position agree and
+//! projection resumes right after the last committed event. Under load a transaction takes
+//! every event already waiting (up to [`MAX_BATCH`]); when idle a single event is committed
+//! at once.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use async_nats::jetstream::{self, consumer};
+use carewoven_eventlog::subjects;
+use futures::StreamExt;
+use redb::{Database, ReadableTable};
+
+use crate::project::{BoardChange, apply};
+use crate::tables::{META, POSITION, SKIPPED};
+
+/// Most events in one write transaction.
+pub const MAX_BATCH: usize = 2000;
+
+/// What to do with an event the projector cannot decode (for example from a newer schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUndecodable {
+    /// Stop at it, naming its sequence. The default: never drop an event silently.
+    Stop,
+    /// Skip it, log that it did, and count it in the file.
+    Skip,
+}
+
+/// A message from the log: its sequence and payload.
+pub struct LogMessage {
+    pub sequence: u64,
+    pub payload: bytes::Bytes,
+}
+
+/// Apply a batch of log messages in one write transaction, recording the position.
+pub fn apply_batch(
+    db: &Database,
+    messages: &[LogMessage],
+    on_undecodable: OnUndecodable,
+) -> Result<(u64, Vec<BoardChange>)> {
+    let txn = db.begin_write()?;
+    let mut changes = Vec::new();
+    let mut skipped = 0u64;
+    let mut last = 0;
+    for m in messages {
+        match carewoven_eventlog::decode(m.sequence, &m.payload) {
+            Ok(event) => changes.extend(apply(&txn, &event)?),
+            Err(e) => match on_undecodable {
+                OnUndecodable::Stop => {
+                    return Err(anyhow!(e).context(format!(
+                        "projector stopped at log sequence {}: the event cannot be decoded",
+                        m.sequence
+                    )));
+                }
+                OnUndecodable::Skip => {
+                    tracing::warn!(sequence = m.sequence, error = %e, "skipping an undecodable event, as configured");
+                    skipped += 1;
+                }
+            },
+        }
+        last = m.sequence;
+    }
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(POSITION, last)?;
+        if skipped > 0 {
+            let before = meta.get(SKIPPED)?.map_or(0, |v| v.value());
+            meta.insert(SKIPPED, before + skipped)?;
+        }
+    }
+    txn.commit()?;
+    Ok((last, changes))
+}
+
+/// An ordered consumer over every event from `from` (inclusive).
+pub async fn ordered_messages(
+    js: &jetstream::Context,
+    stream: &str,
+    from: u64,
+) -> Result<consumer::pull::Ordered> {
+    let stream = js
+        .get_stream_no_info(stream)
+        .await
+        .context("opening the event stream")?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subjects::ALL_EVENTS.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .context("creating an ordered consumer")?;
+    consumer
+        .messages()
+        .await
+        .context("reading the event stream")
+}
+
+/// Run the live projector until `stop` fires or an event cannot be decoded (with
+/// [`OnUndecodable::Stop`]). NATS outages are ridden out: it reconnects and resumes from the
+/// last committed position.
+pub async fn run(
+    views: std::sync::Arc<crate::state::Views>,
+    js: jetstream::Context,
+    stream: String,
+    on_undecodable: OnUndecodable,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let from = views.position() + 1;
+        let messages = tokio::select! {
+            m = ordered_messages(&js, &stream, from) => m,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "event log not reachable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let mut chunks = messages.ready_chunks(MAX_BATCH);
+        loop {
+            let chunk = tokio::select! {
+                c = chunks.next() => c,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let Some(chunk) = chunk else { break };
+            let mut batch = Vec::with_capacity(chunk.len());
+            let mut failed = None;
+            for m in chunk {
+                match m {
+                    Ok(m) => match m.info() {
+                        Ok(info) => batch.push(LogMessage {
+                            sequence: info.stream_sequence,
+                            payload: m.payload.clone(),
+                        }),
+                        Err(e) => failed = Some(anyhow!("{e}")),
+                    },
+                    Err(e) => failed = Some(anyhow!("{e}")),
+                }
+            }
+            if !batch.is_empty() {
+                let guard = views.writer.lock().await;
+                // Skip anything a rebuild swap already covered.
+                let applied = views.position();
+                batch.retain(|m| m.sequence > applied);
+                if !batch.is_empty() {
+                    let db = views.db();
+                    let result =
+                        tokio::task::block_in_place(|| apply_batch(&db, &batch, on_undecodable));
+                    match result {
+                        Ok((position, changes)) => views.committed(position, changes),
+                        Err(e) => {
+                            let reason = format!("{e:#}");
+                            tracing::error!(error = %reason, "projector stopped");
+                            *views
+                                .stopped
+                                .write()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                            return Err(e);
+                        }
+                    }
+                }
+                drop(guard);
+            }
+            if let Some(e) = failed {
+                tracing::warn!(error = %e, "event stream interrupted; resuming from the last committed position");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The query API: the coordinated views, with read-your-writes.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carewoven_proto::v1::{self, query_service_server::QueryService};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::Stream;
+use prost::Message;
+use redb::{ReadableDatabase, ReadableTable};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::paging::PageTokens;
+use crate::project::BoardChange;
+use crate::state::Views;
+use crate::tables::{
+    BOARD, CASELOAD, INBOX, META, POSITION, RECORDS, coordinator_key, organisation_key,
+};
+
+/// Longest a query waits for the views to reach `min_log_position` when the caller sets no
+/// deadline.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+pub const MAX_PAGE: usize = 500;
+pub const DEFAULT_PAGE: usize = 100;
+const BOARD_STATUSES: [&str; 5] = [
+    "discharge_ready",
+    "pathway_assigned",
+    "awaiting_service",
+    "discharge_agreed",
+    "discharged",
+];
+
+pub struct Queries {
+    views: Arc<Views>,
+    tokens: PageTokens,
+}
+
+impl Queries {
+    pub fn new(views: Arc<Views>, tokens: PageTokens) -> Self {
+        Queries { views, tokens }
+    }
+
+    /// Wait until the views have applied the log up to `min`, within the call's deadline.
+    async fn reach<T>(&self, request: &Request<T>, min: u64) -> Result<(), Status> {
+        if min == 0 || self.views.position() >= min {
+            return Ok(());
+        }
+        let wait = deadline(request).unwrap_or(DEFAULT_WAIT);
+        let mut rx = self.views.watch_position();
+        match tokio::time::timeout(wait, rx.wait_for(|p| *p >= min)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                let mut message = format!(
+                    "the views reached log position {} but {min} was asked for",
+                    self.views.position()
+                );
+                if let Some(reason) = self.views.stop_reason() {
+                    message.push_str(&format!("; the projector is stopped: {reason}"));
+                }
+                Err(Status::deadline_exceeded(message))
+            }
+        }
+    }
+}
+
+fn deadline<T>(request: &Request<T>) -> Option<Duration> {
+    let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let value: u64 = value.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    crate::errors::invalid(field, reason)
+}
+
+fn uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
+    if raw.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    raw.parse()
+        .map_err(|_| invalid(field, "is not a valid UUID"))
+}
+
+fn code(field: &str, raw: &str) -> Result<String, Status> {
+    carewoven_domain::values::Code::parse(field, raw)
+        .map(|c| c.as_str().to_owned())
+        .map_err(|e| match e {
+            carewoven_domain::DomainError::Invalid { field, reason } => invalid(&field, &reason),
+            other => Status::invalid_argument(other.to_string()),
+        })
+}
+
+fn storage(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("reading the views: {e}"))
+}
+
+/// The log position a read transaction sees.
+fn read_position(read: &redb::ReadTransaction) -> Result<u64, Status> {
+    Ok(read
+        .open_table(META)
+        .map_err(storage)?
+        .get(POSITION)
+        .map_err(storage)?
+        .map_or(0, |v| v.value()))
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Status> {
+    M::decode(bytes).map_err(|e| Status::data_loss(format!("a stored view cannot be decoded: {e}")))
+}
+
+fn page_size(raw: u32) -> Result<usize, Status> {
+    match raw as usize {
+        0 => Ok(DEFAULT_PAGE),
+        n if n <= MAX_PAGE => Ok(n),
+        _ => Err(invalid("page_size", "must be at most 500")),
+    }
+}
+
+fn pathway_filter(raw: i32) -> Result<Option<i32>, Status> {
+    match v1::Pathway::try_from(raw) {
+        Ok(v1::Pathway::Unspecified) => Ok(None),
+        Ok(p) => Ok(Some(p as i32)),
+        Err(_) => Err(invalid("pathway", &format!("unknown value {raw}"))),
+    }
+}
+
+fn parse_date(raw: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
+}
+
+fn instant(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    ts.as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+}
+
+/// Fill in what depends on the clock.
+fn at_read_time(mut entry: v1::BoardEntry, now: DateTime<Utc>) -> v1::BoardEntry {
+    let discharged = instant(&entry.discharged_at);
+    if let Some(drd) = parse_date(&entry.discharge_ready_date) {
+        let until = discharged.map_or(now.date_naive(), |d| d.date_naive());
+        entry.days_delayed = u32::try_from((until - drd).num_days().max(0)).unwrap_or(u32::MAX);
+    }
+    if let Some(d) = discharged {
+        entry.hours_since_discharge =
+            u32::try_from((now - d).num_hours().max(0)).unwrap_or(u32::MAX);
+    }
+    entry
+}
+
+fn board_matches(entry: &v1::BoardEntry, site: &str, pathway: Option<i32>, status: &str) -> bool {
+    (site.is_empty() || entry.site == site)
+        && pathway.is_none_or(|p| entry.pathway == p)
+        && (status.is_empty() || entry.status == status)
+}
+
+fn priority_rank(p: i32) -> u8 {
+    match v1::Priority::try_from(p) {
+        Ok(v1::Priority::Stat) => 0,
+        Ok(v1::Priority::Asap) => 1,
+        Ok(v1::Priority::Urgent) => 2,
+        _ => 3,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::BoardUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl QueryService for Queries {
+    async fn get_care_record(
+        &self,
+        request: Request<v1::GetCareRecordRequest>,
+    ) -> Result<Response<v1::CareRecord>, Status> {
+        let person = uuid("person_id", &request.get_ref().person_id)?;
+        self.reach(&request, request.get_ref().min_log_position)
+            .await?;
+        let db = self.views.db();
+        let read = db.begin_read().map_err(storage)?;
+        let position = read_position(&read)?;
+        let records = read.open_table(RECORDS).map_err(storage)?;
+        let Some(bytes) = records.get(person.as_u128()).map_err(storage)? else {
+            return Err(Status::not_found(format!("person {person} not found")));
+        };
+        let mut record: v1::CareRecord = decode(bytes.value())?;
+        record.log_position = position;
+        Ok(Response::new(record))
+    }
+
+    async fn list_discharge_board(
+        &self,
+        request: Request<v1::ListDischargeBoardRequest>,
+    ) -> Result<Response<v1::DischargeBoardPage>, Status> {
+        let r = request.get_ref();
+        let site = if r.site.is_empty() {
+            String::new()
+        } else {
+            code("site", &r.site)?
+        };
+        let pathway = pathway_filter(r.pathway)?;
+        if !r.status.is_empty() && !BOARD_STATUSES.contains(&r.status.as_str()) {
+            return Err(invalid(
+                "status",
+                "must be one of discharge_ready, pathway_assigned, awaiting_service, discharge_agreed, discharged",
+            ));
+        }
+        let size = page_size(r.page_size)?;
+        let filters = format!("board|{site}|{pathway:?}|{}", r.status);
+        let after = self.tokens.read(&r.page_token, &filters)?;
+        self.reach(&request, r.min_log_position).await?;
+
+        let db = self.views.db();
+        let read = db.begin_read().map_err(storage)?;
+        let position = read_position(&read)?;
+        let board = read.open_table(BOARD).map_err(storage)?;
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let now = Utc::now();
+        let mut entries = Vec::new();
+        let mut next = String::new();
+        let mut last_key = 0u128;
+        for item in board.range(start..).map_err(storage)? {
+            let (key, value) = item.map_err(storage)?;
+            let entry: v1::BoardEntry = decode(value.value())?;
+            if !board_matches(&entry, &site, pathway, &r.status) {
+                continue;
+            }
+            if entries.len() == size {
+                // More remain: the token resumes after the last entry returned.
+                next = self.tokens.issue(last_key, &filters);
+                break;
+            }
+            last_key = key.value();
+            entries.push(at_read_time(entry, now));
+        }
+        Ok(Response::new(v1::DischargeBoardPage {
+            entries,
+            next_page_token: next,
+            log_position: position,
+        }))
+    }
+
+    type WatchDischargeBoardStream = WatchStream;
+
+    async fn watch_discharge_board(
+        &self,
+        request: Request<v1::WatchDischargeBoardRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let r = request.get_ref().clone();
+        let site = if r.site.is_empty() {
+            String::new()
+        } else {
+            code("site", &r.site)?
+        };
+        let pathway = pathway_filter(r.pathway)?;
+        self.reach(&request, r.min_log_position).await?;
+        // Subscribe before reading the snapshot so no change between the two is missed.
+        let mut changes = self.views.subscribe_board();
+        let db = self.views.db();
+        let (snapshot, position) = {
+            let read = db.begin_read().map_err(storage)?;
+            let position = read_position(&read)?;
+            let board = read.open_table(BOARD).map_err(storage)?;
+            let mut entries = Vec::new();
+            for item in board.iter().map_err(storage)? {
+                let (_, value) = item.map_err(storage)?;
+                let entry: v1::BoardEntry = decode(value.value())?;
+                if board_matches(&entry, &site, pathway, "") {
+                    entries.push(entry);
+                }
+            }
+            (entries, position)
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::BoardUpdate, Status>>(256);
+        tokio::spawn(async move {
+            let now = Utc::now();
+            let mut shown: HashSet<String> = HashSet::new();
+            for entry in snapshot {
+                shown.insert(entry.episode_id.clone());
+                let update = v1::BoardUpdate {
+                    change: Some(v1::board_update::Change::Upsert(at_read_time(entry, now))),
+                    log_position: position,
+                };
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+            let done = v1::BoardUpdate {
+                change: Some(v1::board_update::Change::SnapshotComplete(true)),
+                log_position: position,
+            };
+            if tx.send(Ok(done)).await.is_err() {
+                return;
+            }
+            loop {
+                let batch = tokio::select! {
+                    b = changes.recv() => b,
+                    _ = tx.closed() => return,
+                };
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::aborted(format!(
+                                "this watcher fell {n} batches behind the board; watch again"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                if batch.position <= position {
+                    continue;
+                }
+                for change in &batch.changes {
+                    let change = match change {
+                        BoardChange::Upsert(entry) if board_matches(entry, &site, pathway, "") => {
+                            shown.insert(entry.episode_id.clone());
+                            v1::board_update::Change::Upsert(at_read_time(
+                                entry.clone(),
+                                Utc::now(),
+                            ))
+                        }
+                        BoardChange::Upsert(entry) => {
+                            if !shown.remove(&entry.episode_id) {
+                                continue;
+                            }
+                            v1::board_update::Change::RemovedEpisodeId(entry.episode_id.clone())
+                        }
+                        BoardChange::Removed(id) => {
+                            if !shown.remove(&id.to_string()) {
+                                continue;
+                            }
+                            v1::board_update::Change::RemovedEpisodeId(id.to_string())
+                        }
+                    };
+                    let update = v1::BoardUpdate {
+                        change: Some(change),
+                        log_position: batch.position,
+                    };
+                    if tx.send(Ok(update)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_caseload(
+        &self,
+        request: Request<v1::GetCaseloadRequest>,
+    ) -> Result<Response<v1::Caseload>, Status> {
+        let owner = match &request.get_ref().owner {
+            Some(v1::get_caseload_request::Owner::Coordinator(m)) => {
+                let org = code("coordinator.organisation", &m.organisation)?;
+                let practitioner = if m.practitioner.is_empty() {
+                    String::new()
+                } else {
+                    code("coordinator.practitioner", &m.practitioner)?
+                };
+                coordinator_key(&org, &practitioner)
+            }
+            Some(v1::get_caseload_request::Owner::Organisation(org)) => {
+                organisation_key(&code("organisation", org)?)
+            }
+            None => {
+                return Err(invalid(
+                    "owner",
+                    "is required: a coordinator or an organisation",
+                ));
+            }
+        };
+        self.reach(&request, request.get_ref().min_log_position)
+            .await?;
+        let db = self.views.db();
+        let read = db.begin_read().map_err(storage)?;
+        let position = read_position(&read)?;
+        let caseload = read.open_table(CASELOAD).map_err(storage)?;
+        let mut person_ids = Vec::new();
+        for item in caseload
+            .range((owner.as_str(), 0u128)..=(owner.as_str(), u128::MAX))
+            .map_err(storage)?
+        {
+            let (key, _) = item.map_err(storage)?;
+            person_ids.push(Uuid::from_u128(key.value().1).to_string());
+        }
+        Ok(Response::new(v1::Caseload {
+            person_ids,
+            log_position: position,
+        }))
+    }
+
+    async fn list_referral_inbox(
+        &self,
+        request: Request<v1::ListReferralInboxRequest>,
+    ) -> Result<Response<v1::ReferralInboxPage>, Status> {
+        let r = request.get_ref();
+        let service = code("service", &r.service)?;
+        let size = page_size(r.page_size)?;
+        let filters = format!("inbox|{service}");
+        let after = self.tokens.read(&r.page_token, &filters)?;
+        self.reach(&request, r.min_log_position).await?;
+        let db = self.views.db();
+        let read = db.begin_read().map_err(storage)?;
+        let position = read_position(&read)?;
+        let inbox = read.open_table(INBOX).map_err(storage)?;
+        let mut entries: Vec<(u128, v1::InboxEntry)> = Vec::new();
+        for item in inbox
+            .range((service.as_str(), 0u128)..=(service.as_str(), u128::MAX))
+            .map_err(storage)?
+        {
+            let (key, value) = item.map_err(storage)?;
+            entries.push((key.value().1, decode(value.value())?));
+        }
+        // Priority first (stat, asap, urgent, routine), then oldest first, then id: a total
+        // order, so a page token is the rank of the last entry returned.
+        let rank = |(id, e): &(u128, v1::InboxEntry)| {
+            let at = e
+                .submitted_at
+                .as_ref()
+                .map_or((0, 0), |t| (t.seconds, t.nanos));
+            (priority_rank(e.priority), at, *id)
+        };
+        entries.sort_by_key(rank);
+        let skip = after.map_or(0, |a| a as usize);
+        let now = Utc::now();
+        let page: Vec<v1::InboxEntry> = entries
+            .iter()
+            .skip(skip)
+            .take(size)
+            .map(|(_, e)| {
+                let mut e = e.clone();
+                if let Some(at) = instant(&e.submitted_at) {
+                    e.age_hours = u32::try_from((now - at).num_hours().max(0)).unwrap_or(u32::MAX);
+                }
+                e
+            })
+            .collect();
+        let next = if skip + page.len() < entries.len() {
+            self.tokens.issue((skip + page.len()) as u128, &filters)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(v1::ReferralInboxPage {
+            entries: page,
+            next_page_token: next,
+            log_position: position,
+        }))
+    }
+}

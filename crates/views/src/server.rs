@@ -1,0 +1,143 @@
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use carewoven_proto::v1::query_service_server::QueryServiceServer;
+use carewoven_proto::v1::views_admin_server::ViewsAdminServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::admin::Admin;
+use crate::paging::PageTokens;
+use crate::projector::{self, OnUndecodable};
+use crate::query::Queries;
+use crate::state::Views;
+use crate::store;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// NATS server URL(s), comma-separated.
+    #[arg(
+        long,
+        env = "CAREWOVEN_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// JetStream stream holding the event log.
+    #[arg(long, env = "CAREWOVEN_STREAM", default_value = "CAREWOVEN")]
+    pub stream: String,
+    /// The views file (redb). Derived data: delete it and the views are rebuilt from the log.
+    #[arg(long, env = "CAREWOVEN_VIEWS_FILE", default_value = "views.redb")]
+    pub file: PathBuf,
+    /// Skip (and log) events that cannot be decoded instead of stopping at them.
+    #[arg(long, env = "CAREWOVEN_SKIP_UNDECODABLE")]
+    pub skip_undecodable: bool,
+    /// Secret for signing page tokens; the same on every instance.
+    #[arg(
+        long,
+        env = "CAREWOVEN_PAGE_TOKEN_KEY",
+        default_value = "carewoven-development-key",
+        hide_env_values = true
+    )]
+    pub page_token_key: String,
+}
+
+impl Config {
+    pub fn new(nats_url: impl Into<String>, file: PathBuf) -> Self {
+        Config {
+            nats_url: nats_url.into(),
+            stream: "CAREWOVEN".to_owned(),
+            file,
+            skip_undecodable: false,
+            page_token_key: "carewoven-development-key".to_owned(),
+        }
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let servers = config
+        .nats_url
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing the NATS URL list {:?}", config.nats_url))?;
+    async_nats::ConnectOptions::new()
+        .name("carewoven-views")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(servers)
+        .await
+        .context("connecting to NATS")
+}
+
+/// Serve the views until `shutdown` completes. The projector runs beside the gRPC server.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = tokio::task::block_in_place(|| store::open(&config.file))?;
+    let position = store::position(&db)?;
+    tracing::info!(file = %config.file.display(), position, "views file open");
+    let views = Views::new(config.file.clone(), db, position);
+
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let client = connect(&config).await?;
+    let js = async_nats::jetstream::new(client);
+    let on_undecodable = if config.skip_undecodable {
+        OnUndecodable::Skip
+    } else {
+        OnUndecodable::Stop
+    };
+    let projector = tokio::spawn(projector::run(
+        views.clone(),
+        js.clone(),
+        config.stream.clone(),
+        on_undecodable,
+        stop.clone(),
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<QueryServiceServer<Queries>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let queries = QueryServiceServer::new(Queries::new(
+        views.clone(),
+        PageTokens::new(config.page_token_key.as_bytes()),
+    ));
+    let admin = ViewsAdminServer::new(Admin::new(
+        views.clone(),
+        js,
+        config.stream.clone(),
+        on_undecodable,
+    ));
+    tracing::info!(addr = %listener.local_addr()?, "views service listening");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(queries)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.clone().cancelled_owned(),
+        )
+        .await
+        .context("serving gRPC")?;
+    stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(30), projector).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "projector had stopped"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("projector did not stop within 30 s"),
+    }
+    Ok(())
+}

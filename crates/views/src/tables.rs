@@ -1,0 +1,39 @@
+//! Every redb table of the views, in one place. Values are protobuf-encoded view messages
+//! from `carewoven.v1` (query-time fields such as `days_delayed` left unset); keys are UUIDs
+//! as `u128` and codes as `&str`.
+
+use redb::TableDefinition;
+
+/// Bookkeeping: `position` (last applied log sequence), `format`, `skipped` (events skipped
+/// under `--skip-undecodable`). Always written in the same transaction as the views they
+/// describe.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// person id -> `v1::CareRecord`.
+pub const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("care_records");
+/// discharge episode id -> `v1::BoardEntry`, for episodes from discharge ready until handover.
+pub const BOARD: TableDefinition<u128, &[u8]> = TableDefinition::new("discharge_board");
+/// (owner, person id) -> (). Owner is `coordinator:<org>[/<practitioner>]` or
+/// `organisation:<org>`.
+pub const CASELOAD: TableDefinition<(&str, u128), ()> = TableDefinition::new("caseload");
+/// (receiving service, referral id) -> `v1::InboxEntry`, for open referrals.
+pub const INBOX: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("referral_inbox");
+
+pub const POSITION: &str = "position";
+pub const FORMAT: &str = "format";
+pub const SKIPPED: &str = "skipped";
+/// Version of the table layout. A file with another format is refused at start-up.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Caseload owner key for a coordinator.
+pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {
+    if practitioner.is_empty() {
+        format!("coordinator:{organisation}")
+    } else {
+        format!("coordinator:{organisation}/{practitioner}")
+    }
+}
+
+/// Caseload owner key for an organisation on care teams.
+pub fn organisation_key(organisation: &str) -> String {
+    format!("organisation:{organisation}")
+}
