@@ -7,6 +7,7 @@ export CAREWOVEN_NATS_SERVER := justfile_directory() / ".tools/venv/bin/nats-ser
 run := justfile_directory() / ".run"
 nats_port := env_var_or_default("CAREWOVEN_NATS_PORT", "4222")
 grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
+views_addr := env_var_or_default("CAREWOVEN_VIEWS_LISTEN", "127.0.0.1:50052")
 
 default:
     @just --list
@@ -38,26 +39,36 @@ up: build
     CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} \
       CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
+    [ -s {{run}}/page-token-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/page-token-key
+    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
+      target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
+      > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
     target/release/carectl --server http://{{grpc_addr}} demo
     echo
-    echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}}."
-    echo "Logs in .run/. Try: target/release/carectl --help   Stop with: ./dev down"
+    echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
+    echo "views (queries) on {{views_addr}}. Logs in .run/. Try: target/release/carectl --help,"
+    echo "grpcurl -plaintext {{views_addr}} list, target/release/carewoven-views rebuild. Stop: ./dev down"
 
 # Stop what `up` started
 down:
     #!/usr/bin/env bash
-    for p in commands nats; do
+    for p in views commands nats; do
       if [ -f {{run}}/$p.pid ]; then kill "$(cat {{run}}/$p.pid)" 2>/dev/null || true; rm -f {{run}}/$p.pid; fi
     done
     echo stopped
 
 # Release build of the binaries
 build:
-    cargo build --release --locked -p carewoven-commands -p carewoven-cli
+    cargo build --release --locked -p carewoven-commands -p carewoven-cli -p carewoven-views
 
 # Append benchmark: raw JetStream publish vs the full command path, under both sync policies
 bench-append *ARGS:
     cargo build --release --locked -p carewoven-bench
     target/release/bench-append --sync always {{ARGS}}
     target/release/bench-append --sync default {{ARGS}}
+
+# Views benchmark: rebuild vs raw read and raw redb insert, GetCareRecord p99 vs a no-op RPC
+bench-views *ARGS:
+    cargo build --release --locked -p carewoven-bench
+    target/release/bench-views {{ARGS}}

@@ -35,25 +35,38 @@ pub struct LogMessage {
     pub payload: bytes::Bytes,
 }
 
+/// The projector stopped at an event it cannot decode. Events before it in the same batch
+/// were committed (with their position), so the views stop exactly before it.
+#[derive(Debug, thiserror::Error)]
+#[error("projector stopped at log sequence {sequence}: the event cannot be decoded: {reason}")]
+pub struct Undecodable {
+    pub sequence: u64,
+    pub reason: String,
+    /// Position and board changes of the events committed before it, if any.
+    pub committed: Option<(u64, Vec<BoardChange>)>,
+}
+
 /// Apply a batch of log messages in one write transaction, recording the position.
 pub fn apply_batch(
     db: &Database,
     messages: &[LogMessage],
     on_undecodable: OnUndecodable,
 ) -> Result<(u64, Vec<BoardChange>)> {
+    if messages.is_empty() {
+        return Ok((crate::store::position(db)?, Vec::new()));
+    }
     let txn = db.begin_write()?;
     let mut changes = Vec::new();
     let mut skipped = 0u64;
-    let mut last = 0;
+    let mut last = None;
+    let mut stopped = None;
     for m in messages {
         match carewoven_eventlog::decode(m.sequence, &m.payload) {
             Ok(event) => changes.extend(apply(&txn, &event)?),
             Err(e) => match on_undecodable {
                 OnUndecodable::Stop => {
-                    return Err(anyhow!(e).context(format!(
-                        "projector stopped at log sequence {}: the event cannot be decoded",
-                        m.sequence
-                    )));
+                    stopped = Some((m.sequence, e.to_string()));
+                    break;
                 }
                 OnUndecodable::Skip => {
                     tracing::warn!(sequence = m.sequence, error = %e, "skipping an undecodable event, as configured");
@@ -61,18 +74,33 @@ pub fn apply_batch(
                 }
             },
         }
-        last = m.sequence;
+        last = Some(m.sequence);
     }
-    {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(POSITION, last)?;
-        if skipped > 0 {
-            let before = meta.get(SKIPPED)?.map_or(0, |v| v.value());
-            meta.insert(SKIPPED, before + skipped)?;
+    let committed = match last {
+        Some(last) => {
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(POSITION, last)?;
+                if skipped > 0 {
+                    let before = meta.get(SKIPPED)?.map_or(0, |v| v.value());
+                    meta.insert(SKIPPED, before + skipped)?;
+                }
+            }
+            txn.commit()?;
+            Some((last, changes))
         }
+        None => None,
+    };
+    match (stopped, committed) {
+        (Some((sequence, reason)), committed) => Err(Undecodable {
+            sequence,
+            reason,
+            committed,
+        }
+        .into()),
+        (None, Some(committed)) => Ok(committed),
+        (None, None) => Ok((crate::store::position(db)?, Vec::new())),
     }
-    txn.commit()?;
-    Ok((last, changes))
 }
 
 /// An ordered consumer over every event from `from` (inclusive).
@@ -164,6 +192,13 @@ pub async fn run(
                     match result {
                         Ok((position, changes)) => views.committed(position, changes),
                         Err(e) => {
+                            if let Some(Undecodable {
+                                committed: Some((position, changes)),
+                                ..
+                            }) = e.downcast_ref::<Undecodable>()
+                            {
+                                views.committed(*position, changes.clone());
+                            }
                             let reason = format!("{e:#}");
                             tracing::error!(error = %reason, "projector stopped");
                             *views

@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::Stream;
 use prost::Message;
 use redb::{ReadableDatabase, ReadableTable};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -36,11 +37,18 @@ const BOARD_STATUSES: [&str; 5] = [
 pub struct Queries {
     views: Arc<Views>,
     tokens: PageTokens,
+    /// Ends open watch streams when the service shuts down, so shutdown is not held up by
+    /// watchers that would otherwise stay connected for ever.
+    stop: CancellationToken,
 }
 
 impl Queries {
-    pub fn new(views: Arc<Views>, tokens: PageTokens) -> Self {
-        Queries { views, tokens }
+    pub fn new(views: Arc<Views>, tokens: PageTokens, stop: CancellationToken) -> Self {
+        Queries {
+            views,
+            tokens,
+            stop,
+        }
     }
 
     /// Wait until the views have applied the log up to `min`, within the call's deadline.
@@ -48,7 +56,10 @@ impl Queries {
         if min == 0 || self.views.position() >= min {
             return Ok(());
         }
-        let wait = deadline(request).unwrap_or(DEFAULT_WAIT);
+        // Answer a little before the caller's deadline, so it hears why rather than timing out.
+        let wait = deadline(request).map_or(DEFAULT_WAIT, |d| {
+            d.saturating_sub((d / 10).max(Duration::from_millis(20)))
+        });
         let mut rx = self.views.watch_position();
         match tokio::time::timeout(wait, rx.wait_for(|p| *p >= min)).await {
             Ok(Ok(_)) => Ok(()),
@@ -281,6 +292,7 @@ impl QueryService for Queries {
             (entries, position)
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::BoardUpdate, Status>>(256);
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             let now = Utc::now();
             let mut shown: HashSet<String> = HashSet::new();
@@ -305,6 +317,14 @@ impl QueryService for Queries {
                 let batch = tokio::select! {
                     b = changes.recv() => b,
                     _ = tx.closed() => return,
+                    _ = stop.cancelled() => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the views service is shutting down; watch again",
+                            )))
+                            .await;
+                        return;
+                    }
                 };
                 let batch = match batch {
                     Ok(b) => b,

@@ -34,14 +34,10 @@ pub struct Config {
     /// Skip (and log) events that cannot be decoded instead of stopping at them.
     #[arg(long, env = "CAREWOVEN_SKIP_UNDECODABLE")]
     pub skip_undecodable: bool,
-    /// Secret for signing page tokens; the same on every instance.
-    #[arg(
-        long,
-        env = "CAREWOVEN_PAGE_TOKEN_KEY",
-        default_value = "carewoven-development-key",
-        hide_env_values = true
-    )]
-    pub page_token_key: String,
+    /// Secret for signing page tokens; set the same on every instance behind one address.
+    /// Unset, each process draws a random one (its tokens do not survive a restart).
+    #[arg(long, env = "CAREWOVEN_PAGE_TOKEN_KEY", hide_env_values = true)]
+    pub page_token_key: Option<String>,
 }
 
 impl Config {
@@ -51,7 +47,7 @@ impl Config {
             stream: "CAREWOVEN".to_owned(),
             file,
             skip_undecodable: false,
-            page_token_key: "carewoven-development-key".to_owned(),
+            page_token_key: None,
         }
     }
 }
@@ -113,7 +109,15 @@ pub async fn run(
         .context("building the reflection service")?;
     let queries = QueryServiceServer::new(Queries::new(
         views.clone(),
-        PageTokens::new(config.page_token_key.as_bytes()),
+        PageTokens::new(match &config.page_token_key {
+            Some(key) => key.as_bytes().to_vec(),
+            None => [
+                uuid::Uuid::new_v4().into_bytes(),
+                uuid::Uuid::new_v4().into_bytes(),
+            ]
+            .concat(),
+        }),
+        stop.clone(),
     ));
     let admin = ViewsAdminServer::new(Admin::new(
         views.clone(),
