@@ -111,10 +111,11 @@ async fn rebuild(server: &str, fresh: bool) -> anyhow::Result<()> {
             p.events_per_second, p.eta_seconds
         ));
         if p.swapped {
-            bar.finish_with_message(format!(
-                "swapped in at log position {} ({:.0} events/s)",
+            bar.finish_and_clear();
+            println!(
+                "rebuilt views swapped in at log position {} ({:.0} events/s)",
                 p.applied_position, p.events_per_second
-            ));
+            );
             return Ok(());
         }
     }
