@@ -19,14 +19,9 @@ use uuid::Uuid;
 
 /// A synthetic NHS number from the 999 test range with a valid check digit.
 pub fn test_nhs_number(n: u32) -> String {
-    for bump in 0..100u32 {
-        let body = format!("999{:06}", (n * 7 + bump) % 1_000_000);
-        let digits: [u8; 9] = body.as_bytes().try_into().unwrap();
-        if let Some(check) = carewoven_domain::values::check_digit(&digits) {
-            return format!("{body}{check}");
-        }
-    }
-    unreachable!("a valid check digit exists within 100 tries")
+    carewoven_domain::values::NhsNumber::synthetic(n)
+        .as_str()
+        .to_owned()
 }
 
 /// One running command service.

@@ -11,4 +11,4 @@ mod service;
 pub use error::{domain_status, log_status};
 pub use handler::Handler;
 pub use ids::Ids;
-pub use server::{Config, MIN_KEY_LEN, TEST_KEY, connect_nats, run};
+pub use server::{Config, MIN_KEY_LEN, TEST_KEY, run};

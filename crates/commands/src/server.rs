@@ -78,36 +78,14 @@ impl Config {
     }
 }
 
-/// Connect to NATS. The client reconnects by itself for as long as the service runs, so the
-/// service recovers when NATS returns.
-pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
-    let servers = config
-        .nats_url
-        .split(',')
-        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing the NATS URL list {:?}", config.nats_url))?;
-    async_nats::ConnectOptions::new()
-        .name("carewoven-commands")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(config.nats_timeout_secs))
-        .request_timeout(Some(Duration::from_secs(config.nats_timeout_secs)))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                other => tracing::info!(%other, "NATS event"),
-            }
-        })
-        .connect(servers)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))
-}
-
 /// Open the event log, retrying until NATS answers.
 async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
-    let client = connect_nats(config).await?;
+    let client = carewoven_eventlog::connect(
+        &config.nats_url,
+        "carewoven-commands",
+        Duration::from_secs(config.nats_timeout_secs),
+    )
+    .await?;
     let mut delay = Duration::from_millis(100);
     loop {
         match EventLog::open(client.clone(), config.log_config()).await {

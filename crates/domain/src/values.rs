@@ -162,6 +162,25 @@ pub fn check_digit(first_nine: &[u8; 9]) -> Option<u8> {
     }
 }
 
+impl NhsNumber {
+    /// The `n`-th synthetic NHS number from the 999 range reserved for testing, with a valid
+    /// check digit: distinct for every `n` below 100,000. For tests, demos and benchmarks.
+    pub fn synthetic(n: u32) -> NhsNumber {
+        // Ten consecutive bodies give ten distinct check sums modulo 11, so at most one of
+        // them has no valid check digit: block n always holds a valid number.
+        let base = u64::from(n % 100_000) * 10;
+        for body in base..base + 10 {
+            let digits = format!("999{body:06}");
+            let mut first_nine = [0u8; 9];
+            first_nine.copy_from_slice(&digits.as_bytes()[..9]);
+            if let Some(check) = check_digit(&first_nine) {
+                return NhsNumber(format!("{digits}{check}"));
+            }
+        }
+        unreachable!("ten consecutive bodies always include a valid one")
+    }
+}
+
 /// NHS numbers are personal data: Debug shows only whether it is a test number.
 impl fmt::Debug for NhsNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +252,21 @@ mod tests {
         assert!(NhsNumber::parse("n", "94347659").is_err());
         assert!(NhsNumber::parse("n", "94347659x9").is_err());
         assert!(NhsNumber::parse("n", "").is_err());
+    }
+
+    #[test]
+    fn synthetic_numbers_are_valid_distinct_test_numbers() {
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..5000 {
+            let nhs = NhsNumber::synthetic(n);
+            assert!(nhs.is_test_number());
+            assert!(
+                NhsNumber::parse("n", nhs.as_str()).is_ok(),
+                "{}",
+                nhs.as_str()
+            );
+            assert!(seen.insert(nhs.as_str().to_owned()));
+        }
     }
 
     #[test]

@@ -477,6 +477,37 @@ impl EventLog {
     }
 }
 
+/// Connect to NATS (a comma-separated URL list for a cluster). The client keeps
+/// reconnecting for as long as it lives, so a service recovers by itself when NATS returns;
+/// the first connection is also made in the background.
+pub async fn connect(
+    urls: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<async_nats::Client, LogError> {
+    let servers = urls
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LogError::Refused(format!("the NATS URL list {urls:?}: {e}")))?;
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(timeout)
+        .request_timeout(Some(timeout))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                other => tracing::info!(%other, "NATS event"),
+            }
+        })
+        .connect(servers)
+        .await
+        .map_err(|e| LogError::Unavailable(format!("connecting to NATS at {urls}: {e}")))
+}
+
 fn batch_error(e: jetstream_extra::batch_publish::BatchPublishError) -> LogError {
     use std::error::Error as _;
     let api_code = e

@@ -52,22 +52,6 @@ impl Config {
     }
 }
 
-async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
-    let servers = config
-        .nats_url
-        .split(',')
-        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing the NATS URL list {:?}", config.nats_url))?;
-    async_nats::ConnectOptions::new()
-        .name("carewoven-views")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(servers)
-        .await
-        .context("connecting to NATS")
-}
-
 /// Serve the views until `shutdown` completes. The projector runs beside the gRPC server.
 pub async fn run(
     listener: TcpListener,
@@ -85,7 +69,12 @@ pub async fn run(
         shutdown.await;
         trigger.cancel();
     });
-    let client = connect(&config).await?;
+    let client = carewoven_eventlog::connect(
+        &config.nats_url,
+        "carewoven-views",
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
     let js = async_nats::jetstream::new(client);
     let on_undecodable = if config.skip_undecodable {
         OnUndecodable::Skip

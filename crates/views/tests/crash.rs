@@ -297,14 +297,9 @@ impl Drop for Commands {
 
 /// A synthetic NHS number from the 999 test range with a valid modulus-11 check digit.
 fn nhs_number(n: u32) -> String {
-    for bump in 0..100u32 {
-        let body = format!("999{:06}", (n * 7919 + bump) % 1_000_000);
-        let digits: [u8; 9] = body.as_bytes().try_into().unwrap();
-        if let Some(check) = carewoven_domain::values::check_digit(&digits) {
-            return format!("{body}{check}");
-        }
-    }
-    unreachable!("a valid check digit exists within 100 tries")
+    carewoven_domain::values::NhsNumber::synthetic(n)
+        .as_str()
+        .to_owned()
 }
 
 fn ctx(org: &str) -> Option<v1::CommandContext> {

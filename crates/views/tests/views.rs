@@ -95,14 +95,9 @@ fn ctx(org: &str) -> Option<v1::CommandContext> {
 }
 
 fn nhs(n: u32) -> String {
-    for bump in 0..100u32 {
-        let body = format!("999{:06}", (n * 7 + bump) % 1_000_000);
-        let digits: [u8; 9] = body.as_bytes().try_into().unwrap();
-        if let Some(check) = carewoven_domain::values::check_digit(&digits) {
-            return format!("{body}{check}");
-        }
-    }
-    unreachable!()
+    carewoven_domain::values::NhsNumber::synthetic(n)
+        .as_str()
+        .to_owned()
 }
 
 fn day(offset: i64) -> String {
