@@ -643,13 +643,14 @@ fn provider_fall_through_returns_discharge_agreed_to_awaiting_service() {
         step(&awaiting, &discharge_command("fall_through")),
         "discharge.lifecycle",
     );
-    // A new provider is agreed, in the future, and the person goes home.
+    // A new provider is agreed (not before the DRD; it may be recorded late) and the
+    // person goes home.
     assert_invalid(
         step(
             &awaiting,
             &DischargeCommand::AgreeDischarge {
                 service: code("SVC-OTHER"),
-                planned_for: day(-1),
+                planned_for: day(DRD - 1),
             },
         ),
         "planned_for",

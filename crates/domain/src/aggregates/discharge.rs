@@ -356,8 +356,12 @@ impl Aggregate for DischargeEpisode {
                 service,
                 planned_for,
             } if status == S::AwaitingService => {
-                if *planned_for < ctx.now.date_naive() {
-                    return Err(DomainError::invalid("planned_for", "cannot be in the past"));
+                // Compared with the DRD, not with today: agreements are often recorded late.
+                if ep.discharge_ready_date.is_some_and(|drd| *planned_for < drd) {
+                    return Err(DomainError::invalid(
+                        "planned_for",
+                        "is before the Discharge Ready Date",
+                    ));
                 }
                 E::DischargeAgreed {
                     service: service.clone(),
