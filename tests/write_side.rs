@@ -325,6 +325,27 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
         Some("step.mark_discharge_ready.discharge_ready_date"),
     )
     .await;
+    // Correcting an NHS number to one that belongs to another registered person.
+    let other_nhs = register_request(2).profile.unwrap().nhs_number;
+    let other = register(&mut c, 12).await.unwrap();
+    let before = stack.count().await;
+    let req = v1::CorrectPersonDetailsRequest {
+        context: ctx("HOSP-A"),
+        person_id: other,
+        correction: Some(v1::Correction {
+            nhs_number: Some(other_nhs),
+            ..Default::default()
+        }),
+        reason: "Typo at registration".into(),
+    };
+    assert_refused(
+        &stack,
+        before,
+        c.correct_person_details(req).await,
+        Code::AlreadyExists,
+        None,
+    )
+    .await;
     // An empty oneof.
     let req = v1::ProgressDischargeRequest {
         context: ctx("HOSP-A"),

@@ -11,7 +11,7 @@ use carewoven_domain::{
     SCHEMA_VERSION, Target,
 };
 use carewoven_eventlog::{Append, CommandEffect, EventLog, History, LogError};
-use carewoven_proto::convert::{CommandRequest, parse_context};
+use carewoven_proto::convert::{CommandRequest, IdSource, parse_context};
 use carewoven_proto::v1::CommandReply;
 use chrono::Utc;
 use std::collections::HashSet;
@@ -98,6 +98,8 @@ impl Handler {
         let target = command.target();
         let print = fingerprint(&request.encode_to_vec());
         self.log.ensure_connected().map_err(|e| log_status(&e))?;
+        self.refuse_nhs_number_taken(&command, ctx.command_id)
+            .await?;
 
         // A creating command reads nothing but the person's existence. If an earlier attempt
         // already created its aggregate (whose id is derived from the command id, or for a
@@ -237,6 +239,39 @@ impl Handler {
             fingerprint: first.fingerprint,
             events: vec![first.recorded],
         })))
+    }
+
+    /// A person is registered once: correcting an NHS number to one that already belongs to
+    /// a registered person is refused.
+    async fn refuse_nhs_number_taken(
+        &self,
+        command: &carewoven_domain::Command,
+        command_id: Uuid,
+    ) -> Result<(), Status> {
+        let carewoven_domain::Command::Person {
+            person_id,
+            command: carewoven_domain::person::PersonCommand::Correct { correction, .. },
+        } = command
+        else {
+            return Ok(());
+        };
+        let Some(nhs) = &correction.nhs_number else {
+            return Ok(());
+        };
+        let owner = self.ids.for_command(command_id).person_id_for(nhs);
+        if owner != *person_id
+            && self
+                .log
+                .person_exists(owner)
+                .await
+                .map_err(|e| log_status(&e))?
+        {
+            return Err(domain_status(&DomainError::AlreadyExists {
+                what: "person with that NHS number",
+                id: owner.to_string(),
+            }));
+        }
+        Ok(())
     }
 
     /// Every aggregate but the person itself needs its person to exist.

@@ -210,13 +210,32 @@ pub fn parse_list<T, R>(
         .collect()
 }
 
-/// Refuse a date after today.
+/// The calendar date in the UK (GMT, or BST from 01:00 UTC on the last Sunday of March to
+/// 01:00 UTC on the last Sunday of October). Care happens on UK calendar days: at 00:30 BST
+/// "today" is already the next day, while the UTC date is still the previous one.
+pub fn uk_date(now: DateTime<Utc>) -> NaiveDate {
+    use chrono::{Datelike, Duration, TimeZone, Weekday};
+    let last_sunday = |month: u32| {
+        let mut day = NaiveDate::from_ymd_opt(now.year(), month, 31).unwrap_or(NaiveDate::MIN);
+        while day.weekday() != Weekday::Sun {
+            day = day.pred_opt().unwrap_or(day);
+        }
+        Utc.from_utc_datetime(&day.and_hms_opt(1, 0, 0).unwrap_or_default())
+    };
+    if now >= last_sunday(3) && now < last_sunday(10) {
+        (now + Duration::hours(1)).date_naive()
+    } else {
+        now.date_naive()
+    }
+}
+
+/// Refuse a date after today (the UK calendar day).
 pub fn not_future_date(
     field: &str,
     date: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<(), DomainError> {
-    if date > now.date_naive() {
+    if date > uk_date(now) {
         return Err(DomainError::invalid(field, "cannot be in the future"));
     }
     Ok(())
@@ -267,6 +286,21 @@ mod tests {
             );
             assert!(seen.insert(nhs.as_str().to_owned()));
         }
+    }
+
+    #[test]
+    fn the_uk_day_follows_british_summer_time() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+        let day = |s: &str| s.parse::<NaiveDate>().expect("date");
+        // 23:30 UTC on 30 June is 00:30 BST on 1 July.
+        assert_eq!(uk_date(at("2026-06-30T23:30:00Z")), day("2026-07-01"));
+        // In winter the UK day is the UTC day.
+        assert_eq!(uk_date(at("2026-12-30T23:30:00Z")), day("2026-12-30"));
+        // 2026: BST from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        assert_eq!(uk_date(at("2026-03-29T00:59:00Z")), day("2026-03-29"));
+        assert_eq!(uk_date(at("2026-03-29T23:30:00Z")), day("2026-03-30"));
+        assert_eq!(uk_date(at("2026-10-24T23:30:00Z")), day("2026-10-25"));
+        assert_eq!(uk_date(at("2026-10-25T23:30:00Z")), day("2026-10-25"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn check_plan(plan: &PlanContent, ctx: &DecideContext) -> Result<(), DomainError
             "needs at least one goal",
         ));
     }
-    if plan.review_date < ctx.now.date_naive() {
+    if plan.review_date < crate::values::uk_date(ctx.now) {
         return Err(DomainError::invalid(
             "plan.review_date",
             "cannot be in the past",

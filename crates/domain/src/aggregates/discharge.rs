@@ -357,7 +357,10 @@ impl Aggregate for DischargeEpisode {
                 planned_for,
             } if status == S::AwaitingService => {
                 // Compared with the DRD, not with today: agreements are often recorded late.
-                if ep.discharge_ready_date.is_some_and(|drd| *planned_for < drd) {
+                if ep
+                    .discharge_ready_date
+                    .is_some_and(|drd| *planned_for < drd)
+                {
                     return Err(DomainError::invalid(
                         "planned_for",
                         "is before the Discharge Ready Date",
