@@ -17,7 +17,7 @@ pub use aggregates::{
 };
 pub use command::{Command, Existence, Target, decide, evolve};
 pub use error::{DomainError, ReplayError};
-pub use event::{Event, EventMeta, RecordedEvent};
+pub use event::{EVENT_TYPES, Event, EventMeta, RecordedEvent};
 
 use chrono::{DateTime, Utc};
 use values::Code;

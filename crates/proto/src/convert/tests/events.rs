@@ -421,6 +421,8 @@ fn every_event() -> Vec<Event> {
 fn fixtures_cover_every_oneof_case() {
     let names: BTreeSet<&str> = every_event().iter().map(Event::name).collect();
     assert_eq!(names.len(), ONEOF_CASES, "{names:?}");
+    let listed: BTreeSet<&str> = carewoven_domain::EVENT_TYPES.into_iter().collect();
+    assert_eq!(names, listed, "EVENT_TYPES lists exactly the event types");
 }
 
 #[test]

@@ -1,0 +1,447 @@
+//! carewoven-analyst against a real nats-server and a log written by the real command service.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
+use carewoven_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn ctx(org: &str) -> Option<v1::CommandContext> {
+    Some(v1::CommandContext {
+        command_id: Uuid::now_v7().to_string(),
+        organisation: org.into(),
+        user: "tester".into(),
+        ..Default::default()
+    })
+}
+
+fn analyst(nats: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_carewoven-analyst"))
+        .arg("--nats-url")
+        .arg(nats)
+        .args(args)
+        .env("CAREWOVEN_PSEUDONYM_KEY", "a-test-pseudonym-key-0001")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{:?}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
+    let nats = NatsServer::start().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(carewoven_commands::run(
+        listener,
+        carewoven_commands::Config::for_nats(nats.url()),
+        stop.clone().cancelled_owned(),
+    ));
+    let mut c = loop {
+        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::task::yield_now().await;
+    };
+    let mut people = Vec::new();
+    for n in 0..3 {
+        let person = c
+            .register_person(v1::RegisterPersonRequest {
+                context: ctx("HOSP-A"),
+                profile: Some(v1::Profile {
+                    nhs_number: carewoven_domain::values::NhsNumber::synthetic(n)
+                        .as_str()
+                        .to_owned(),
+                    given_name: "Ada".into(),
+                    family_name: "Example".into(),
+                    date_of_birth: "1941-03-02".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .person_id;
+        c.make_referral(v1::MakeReferralRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.clone(),
+            referral: Some(v1::Referral {
+                from_organisation: "HOSP-A".into(),
+                to_service: "ASC-D2A".into(),
+                priority: v1::Priority::Urgent as i32,
+                reason: "Support at home".into(),
+                replaces: String::new(),
+            }),
+        })
+        .await
+        .unwrap();
+        people.push(person);
+    }
+    // The third person objects to research use: the national data opt-out.
+    c.record_consent(v1::RecordConsentRequest {
+        context: ctx("GP-1"),
+        person_id: people[2].clone(),
+        terms: Some(v1::ConsentTerms {
+            decision: v1::ConsentDecision::Deny as i32,
+            purpose: v1::Purpose::Research as i32,
+            partners: vec!["ANALYSTS".into()],
+            data_classes: vec![],
+            valid_from: "2026-01-01".into(),
+            valid_until: String::new(),
+            capacity_assessed: true,
+        }),
+    })
+    .await
+    .unwrap();
+    let url = nats.url();
+
+    let (all, first, rest, nothing, reversed, unknown) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            (
+                analyst(&url, &["replay", "--type", "referral_submitted"]),
+                analyst(&url, &["replay", "--to-position", "3"]),
+                analyst(&url, &["replay", "--from-position", "4"]),
+                analyst(&url, &["replay", "--type", "person_died"]),
+                analyst(
+                    &url,
+                    &["replay", "--from-position", "5", "--to-position", "2"],
+                ),
+                analyst(&url, &["replay", "--type", "person_teleported"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(all.status.success(), "{}", text(&all));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&all.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the opted-out person is left out: {}",
+        text(&all)
+    );
+    let positions: Vec<u64> = lines
+        .iter()
+        .map(|l| l["log_position"].as_u64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in log order");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["envelope"]["personId"] != people[2].as_str())
+    );
+    // Resuming from a position gives the rest, with no gap and no repeat.
+    let count = |o: &Output| String::from_utf8_lossy(&o.stdout).lines().count();
+    assert!(
+        first.status.success() && rest.status.success(),
+        "{}{}",
+        text(&first),
+        text(&rest)
+    );
+    let everything = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || analyst(&url, &["replay"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&first) + count(&rest), count(&everything));
+    assert!(nothing.status.success(), "an empty result is not an error");
+    assert_eq!(count(&nothing), 0);
+    assert!(!reversed.status.success());
+    assert!(
+        String::from_utf8_lossy(&reversed.stderr).contains("reversed or empty"),
+        "{}",
+        text(&reversed)
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("unknown event type"),
+        "{}",
+        text(&unknown)
+    );
+
+    // Exports: pseudonyms stable across exports, no personal data, no overwrite without
+    // --force, and nothing left behind when the path cannot be written.
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.csv");
+    let (ea, eb, again, forced, unwritable) = tokio::task::spawn_blocking({
+        let (url, a, b) = (url.clone(), a.clone(), b.clone());
+        move || {
+            let args = |p: &std::path::Path| {
+                vec![
+                    "export".to_owned(),
+                    "--format".into(),
+                    "csv".into(),
+                    "--output".into(),
+                    p.display().to_string(),
+                ]
+            };
+            let run = |v: Vec<String>| {
+                let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+                analyst(&url, &refs)
+            };
+            let mut force = args(&a);
+            force.push("--force".into());
+            (
+                run(args(&a)),
+                run(args(&b)),
+                run(args(&a)),
+                run(force),
+                run(args(std::path::Path::new("/proc/nope/out.csv"))),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        ea.status.success() && eb.status.success(),
+        "{}{}",
+        text(&ea),
+        text(&eb)
+    );
+    let csv_a = std::fs::read_to_string(&a).unwrap();
+    assert_eq!(
+        csv_a,
+        std::fs::read_to_string(&b).unwrap(),
+        "stable pseudonyms"
+    );
+    assert!(
+        !csv_a.contains("Example") && !csv_a.contains("Ada"),
+        "no names"
+    );
+    for p in &people {
+        assert!(!csv_a.contains(p.as_str()), "no real ids");
+    }
+    // Header + 2 people x (registered + referral) = 5 lines; the opted-out person is left out.
+    assert_eq!(csv_a.lines().count(), 5, "{csv_a}");
+    assert!(
+        !again.status.success(),
+        "an existing file is refused without --force"
+    );
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(!unwritable.status.success());
+
+    stop.cancel();
+    service.await.unwrap().unwrap();
+}
+
+fn ctx_at(org: &str, occurred: chrono::DateTime<chrono::Utc>) -> Option<v1::CommandContext> {
+    let mut c = ctx(org);
+    if let Some(c) = c.as_mut() {
+        c.occurred_at = Some(prost_types::Timestamp {
+            seconds: occurred.timestamp(),
+            nanos: 0,
+        });
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
+    use chrono::{Duration, Utc};
+    use v1::progress_discharge_request::{self as pd, Step};
+    let nats = NatsServer::start().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(carewoven_commands::run(
+        listener,
+        carewoven_commands::Config::for_nats(nats.url()),
+        stop.clone().cancelled_owned(),
+    ));
+    let mut c = loop {
+        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::task::yield_now().await;
+    };
+    let now = Utc::now();
+    let days_ago = |d: i64| now - Duration::days(d);
+    let person = c
+        .register_person(v1::RegisterPersonRequest {
+            context: ctx_at("HOSP-A", days_ago(6)),
+            profile: Some(v1::Profile {
+                nhs_number: carewoven_domain::values::NhsNumber::synthetic(77)
+                    .as_str()
+                    .to_owned(),
+                given_name: "Ada".into(),
+                family_name: "Example".into(),
+                date_of_birth: "1941-03-02".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .person_id;
+    let admitted_at = days_ago(5);
+    let episode = c
+        .admit_person(v1::AdmitPersonRequest {
+            context: ctx_at("HOSP-A", admitted_at),
+            person_id: person.clone(),
+            site: "HOSP-A".into(),
+            ward: String::new(),
+            admitted_at: Some(prost_types::Timestamp {
+                seconds: admitted_at.timestamp(),
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .aggregate_id;
+    let step = |s: Step, at| v1::ProgressDischargeRequest {
+        context: ctx_at("HOSP-A", at),
+        person_id: person.clone(),
+        episode_id: episode.clone(),
+        step: Some(s),
+    };
+    c.progress_discharge(step(
+        Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
+            expected: (now.date_naive() - chrono::Days::new(1)).to_string(),
+        }),
+        days_ago(5),
+    ))
+    .await
+    .unwrap();
+    c.progress_discharge(step(
+        Step::MarkDischargeReady(pd::MarkDischargeReady {
+            discharge_ready_date: (now.date_naive() - chrono::Days::new(3)).to_string(),
+        }),
+        days_ago(3),
+    ))
+    .await
+    .unwrap();
+    // Everything so far is recorded by this instant.
+    let known = Utc::now();
+    // A fact from two days ago, recorded only now.
+    c.progress_discharge(step(
+        Step::RecordDelayReason(pd::RecordDelayReason {
+            reason: v1::DelayReason::AwaitingHomeCare as i32,
+            note: String::new(),
+        }),
+        days_ago(2),
+    ))
+    .await
+    .unwrap();
+
+    let url = nats.url();
+    let run = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                analyst(&url, &refs)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let record = |at: chrono::DateTime<Utc>, sense: &str| {
+        vec![
+            "as-of".to_owned(),
+            "--at".into(),
+            at.to_rfc3339(),
+            "--sense".into(),
+            sense.into(),
+            "record".into(),
+            "--person".into(),
+            person.clone(),
+        ]
+    };
+    let delays = |o: &Output| -> usize {
+        assert!(o.status.success(), "{}", text(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["dischargeEpisodes"][0]["delayReasons"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    // By recorded time: at `known` we did not yet know of the delay.
+    assert_eq!(delays(&run(record(known, "recorded")).await), 0);
+    // By occurred time: it had happened by then (two days ago), recorded late or not.
+    assert_eq!(delays(&run(record(known, "occurred")).await), 1);
+    // Four days ago the person was admitted but not yet ready: not on the board.
+    let board = run(vec![
+        "as-of".into(),
+        "--at".into(),
+        days_ago(4).to_rfc3339(),
+        "--sense".into(),
+        "occurred".into(),
+        "board".into(),
+    ])
+    .await;
+    assert!(board.status.success(), "{}", text(&board));
+    let board: serde_json::Value = serde_json::from_slice(&board.stdout).unwrap();
+    assert_eq!(board.as_array().unwrap().len(), 0);
+    let board_now = run(vec![
+        "as-of".into(),
+        "--at".into(),
+        Utc::now().to_rfc3339(),
+        "--sense".into(),
+        "occurred".into(),
+        "board".into(),
+    ])
+    .await;
+    let board_now: serde_json::Value = serde_json::from_slice(&board_now.stdout).unwrap();
+    assert_eq!(board_now.as_array().unwrap().len(), 1, "{board_now}");
+    // By recorded time, four days ago nothing about this person had been recorded.
+    let nothing = run(record(days_ago(4), "recorded")).await;
+    assert!(!nothing.status.success());
+
+    // The service-review report from the same log: JSON and one HTML page with charts.
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (
+        dir.path().join("review.json"),
+        dir.path().join("review.html"),
+    );
+    let report_args = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
+        vec![
+            "report".to_owned(),
+            "--from".into(),
+            from.to_rfc3339(),
+            "--to".into(),
+            to.to_rfc3339(),
+            "--json".into(),
+            json.display().to_string(),
+            "--html".into(),
+            html.display().to_string(),
+        ]
+    };
+    let made = run(report_args(days_ago(30), Utc::now())).await;
+    assert!(made.status.success(), "{}", text(&made));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report.get("long_stays").is_some(), "{report}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg"));
+    assert!(
+        !page.contains("Ada") && !page.contains("Example"),
+        "no names in the report"
+    );
+    let again = run(report_args(days_ago(30), Utc::now())).await;
+    assert!(
+        !again.status.success(),
+        "existing outputs are refused without --force"
+    );
+    let reversed = run(report_args(Utc::now(), days_ago(30))).await;
+    assert!(!reversed.status.success());
+
+    stop.cancel();
+    service.await.unwrap().unwrap();
+}

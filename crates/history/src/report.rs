@@ -1,0 +1,596 @@
+//! The service-review report (issue 5): DRD-to-discharge delay, pathway mix,
+//! referral-to-assessment time, handover time, 30-day readmission and long stays, for a
+//! period and a set of organisations, with people who opted out of secondary use excluded.
+//!
+//! Conventions used by every metric:
+//! - The period is `[from, to)` and membership is decided by valid time: the time the event
+//!   says something happened (`discharged_at`, `admitted_at`, or `occurred_at` where the
+//!   payload has no time of its own), never by when the log recorded it.
+//! - Follow-up events (handovers, readmissions, assessments) are taken from the whole history
+//!   given, also after the period end.
+//! - Dates are UTC calendar dates; day counts between an instant and a date use the instant's
+//!   UTC date.
+//! - Percentiles use the nearest-rank method: for `n` sorted values the `p`th percentile is the
+//!   value at 1-based rank `ceil(p / 100 * n)`. The median is the 50th percentile, so for an
+//!   even count it is the lower of the two middle values (always an observed value).
+//! - Percentages are rounded to one decimal place; the counts beside them are exact.
+
+mod html;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use carewoven_domain::assessment::{AssessmentEvent, AssessmentKind};
+use carewoven_domain::consent::{ConsentDecision, ConsentEvent, Purpose};
+use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::referral::ReferralEvent;
+use carewoven_domain::values::Code;
+use carewoven_domain::{Event, RecordedEvent};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use html::to_html;
+use stats::{nearest_rank, percent};
+
+/// Length of stay, in days, from which a stay is long.
+pub const LONG_STAY_DAYS: i64 = 21;
+/// Readmission window after discharge, in days.
+pub const READMISSION_DAYS: i64 = 30;
+
+/// The delay histogram's buckets: label, first day, last day (inclusive; `None` = no limit).
+pub const DELAY_BUCKETS: [(&str, i64, Option<i64>); 8] = [
+    ("0", 0, Some(0)),
+    ("1", 1, Some(1)),
+    ("2", 2, Some(2)),
+    ("3", 3, Some(3)),
+    ("4-6", 4, Some(6)),
+    ("7-13", 7, Some(13)),
+    ("14-20", 14, Some(20)),
+    ("21+", 21, None),
+];
+
+pub const OPT_OUT_NOTE: &str = "People who have opted out of secondary use of their data \
+(an objection to research or planning that has not been withdrawn) are left out of every \
+figure in this report.";
+
+pub const DELAY_DEFINITION: &str = "For each discharge in the period, the number of days from \
+the person's Discharge Ready Date (the day they no longer met the criteria to reside) to the \
+day they left hospital; if a deterioration replaced an earlier Discharge Ready Date, only the \
+latest one counts. Bed days lost is the sum of those delays.";
+
+pub const PATHWAY_DEFINITION: &str = "The share of discharges in the period on each \
+discharge-to-assess pathway, as assigned when the person left hospital: 0 home with no new \
+support, 1 home with new support, 2 short-term bed-based care, 3 care home.";
+
+pub const REFERRAL_DEFINITION: &str = "For referrals made in the period, the time from the \
+referral being made to the Care Act needs assessment that answers it being completed, in \
+days; the median and 90th percentile use the nearest-rank method. Referrals entered in \
+error are left out; referrals not yet assessed are counted separately.";
+
+pub const HANDOVER_DEFINITION: &str = "For discharges in the period, the time from the person \
+leaving hospital to the community service accepting the handover, in hours; the median and \
+90th percentile use the nearest-rank method. Discharges not yet handed over are counted \
+separately.";
+
+pub const READMISSION_DEFINITION: &str = "The share of discharges in the period after which \
+the same person was admitted to hospital again (at any site) within 30 days of leaving.";
+
+pub const LONG_STAY_DEFINITION: &str = "Hospital stays in the period of 21 days or more, \
+counted in calendar days from admission to leaving hospital, or to the end of the period for \
+people still in hospital then, with the delay reasons recorded while they were ready to \
+leave.";
+
+/// The whole report. Serialised as JSON by [`to_json`], as HTML by [`to_html`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// First instant of the period (inclusive).
+    pub period_from: DateTime<Utc>,
+    /// End of the period (exclusive).
+    pub period_to: DateTime<Utc>,
+    /// Organisation codes in scope, sorted; empty means every organisation.
+    pub organisations: Vec<String>,
+    pub opt_out_note: String,
+    pub drd_to_discharge_delay: DelayMetric,
+    pub pathway_mix: PathwayMixMetric,
+    pub referral_to_assessment: DurationMetric,
+    pub handover: DurationMetric,
+    pub readmission_30_day: ReadmissionMetric,
+    pub long_stays: LongStaysMetric,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayMetric {
+    pub definition: String,
+    /// Discharges in the period that had a Discharge Ready Date.
+    pub discharges: u64,
+    pub discharged_on_drd: u64,
+    pub discharged_on_drd_percent: Option<f64>,
+    pub delayed_one_day_or_more: u64,
+    pub delayed_one_day_or_more_percent: Option<f64>,
+    /// Sum of the delays, in days.
+    pub bed_days_lost: u64,
+    pub distribution: Vec<DelayBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayBucket {
+    pub label: String,
+    pub min_days: u64,
+    /// Inclusive; `None` for the open last bucket.
+    pub max_days: Option<u64>,
+    pub discharges: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathwayMixMetric {
+    pub definition: String,
+    /// Every discharge in the period (the denominator).
+    pub discharges: u64,
+    /// Pathways 0 to 3, in order.
+    pub pathways: Vec<PathwayShare>,
+    /// Discharges with no pathway recorded (not expected: the life cycle requires one).
+    pub no_pathway: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathwayShare {
+    pub pathway: u8,
+    pub discharges: u64,
+    pub percent: Option<f64>,
+}
+
+/// A waiting time: median and 90th percentile (nearest rank) of the measured cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DurationMetric {
+    pub definition: String,
+    /// `"days"` or `"hours"`.
+    pub unit: String,
+    /// Cases measured (the end event has happened).
+    pub count: u64,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    /// Cases in the period whose end event has not happened (yet).
+    pub not_yet: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadmissionMetric {
+    pub definition: String,
+    pub discharges: u64,
+    pub readmitted_within_30_days: u64,
+    pub percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LongStaysMetric {
+    pub definition: String,
+    pub threshold_days: u64,
+    pub count: u64,
+    /// Longest first, then by episode id.
+    pub episodes: Vec<LongStay>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LongStay {
+    pub episode_id: Uuid,
+    pub person_id: Uuid,
+    pub site: String,
+    pub length_of_stay_days: u64,
+    /// Still in hospital at the end of the period (the stay is counted to the period end).
+    pub still_in_hospital: bool,
+    /// Delay reasons recorded on the episode, by reason, counted.
+    pub delay_reasons: BTreeMap<String, u64>,
+}
+
+/// Pretty-printed JSON.
+pub fn to_json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("a report is always serialisable")
+}
+
+/// People who have opted out of secondary use (research, planning): a `ConsentRecorded` with
+/// decision `Deny` for purpose `Research` or `Planning` whose consent has not been withdrawn
+/// (anywhere in the history given). Validity dates of the consent are not considered.
+pub fn opted_out<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> HashSet<Uuid> {
+    // consent aggregate -> (person, denies secondary use, withdrawn)
+    let mut consents: HashMap<Uuid, (Uuid, bool, bool)> = HashMap::new();
+    for e in events {
+        let Event::Consent(event) = &e.event else {
+            continue;
+        };
+        let entry = consents
+            .entry(e.meta.aggregate_id)
+            .or_insert((e.meta.person_id, false, false));
+        match event {
+            ConsentEvent::Recorded { terms } => {
+                entry.1 = terms.decision == ConsentDecision::Deny
+                    && matches!(terms.purpose, Purpose::Research | Purpose::Planning);
+            }
+            ConsentEvent::Withdrawn { .. } => entry.2 = true,
+        }
+    }
+    consents
+        .into_values()
+        .filter(|(_, denies, withdrawn)| *denies && !*withdrawn)
+        .map(|(person, _, _)| person)
+        .collect()
+}
+
+/// One discharge episode as the report needs it, folded from its events.
+#[derive(Debug, Clone)]
+struct Episode {
+    id: Uuid,
+    person: Uuid,
+    site: Code,
+    admitted_at: DateTime<Utc>,
+    /// The current DRD: cleared by deterioration (superseded), set again by the next one.
+    drd: Option<NaiveDate>,
+    pathway: Option<Pathway>,
+    delay_reasons: Vec<DelayReason>,
+    discharged_at: Option<DateTime<Utc>>,
+    drd_at_discharge: Option<NaiveDate>,
+    pathway_at_discharge: Option<Pathway>,
+    handover_at: Option<DateTime<Utc>>,
+    /// Died or self-discharged in hospital (before any discharge).
+    left_otherwise_at: Option<DateTime<Utc>>,
+}
+
+impl Episode {
+    /// When the person left hospital, however they left.
+    fn left_at(&self) -> Option<DateTime<Utc>> {
+        self.discharged_at.or(self.left_otherwise_at)
+    }
+
+    fn apply(&mut self, event: &DischargeEvent, occurred_at: DateTime<Utc>) {
+        use DischargeEvent as E;
+        match event {
+            E::DischargeReady {
+                discharge_ready_date,
+                ..
+            } => self.drd = Some(*discharge_ready_date),
+            E::PathwayAssigned { pathway } => self.pathway = Some(*pathway),
+            E::Deteriorated { .. } => {
+                // As the aggregate does: the DRD is superseded, the pathway starts again.
+                self.drd = None;
+                self.pathway = None;
+            }
+            E::DelayReasonRecorded { reason, .. } => self.delay_reasons.push(*reason),
+            E::Discharged { discharged_at, .. } if self.discharged_at.is_none() => {
+                self.discharged_at = Some(*discharged_at);
+                self.drd_at_discharge = self.drd;
+                self.pathway_at_discharge = self.pathway;
+            }
+            E::HandoverAccepted { .. } if self.handover_at.is_none() => {
+                self.handover_at = Some(occurred_at);
+            }
+            E::Died { died_at } if self.left_at().is_none() => {
+                self.left_otherwise_at = Some(*died_at);
+            }
+            E::SelfDischarged { left_at } if self.left_at().is_none() => {
+                self.left_otherwise_at = Some(*left_at);
+            }
+            _ => {}
+        }
+    }
+}
+
+struct ReferralMade {
+    person: Uuid,
+    made_at: DateTime<Utc>,
+    from: Code,
+    to: Code,
+    entered_in_error: bool,
+}
+
+/// Compute the service-review report for `[from, to)`.
+///
+/// `organisations` limits the scope: an episode is in scope when its site is listed, a
+/// referral when its referring organisation or receiving service is; empty means every
+/// organisation. Everything about a person in `opted_out` is left out (see [`opted_out`]).
+/// Events may come in any order; they are replayed in log order (`sequence`).
+pub fn service_review<'a>(
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    organisations: &[Code],
+    opted_out: &HashSet<Uuid>,
+) -> Report {
+    let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
+    events.sort_by_key(|e| e.sequence);
+    let scope: BTreeSet<&Code> = organisations.iter().collect();
+    let in_scope = |code: &Code| scope.is_empty() || scope.contains(code);
+
+    let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
+    let mut referrals: BTreeMap<Uuid, ReferralMade> = BTreeMap::new();
+    let mut assessment_kinds: HashMap<Uuid, (AssessmentKind, Option<Uuid>)> = HashMap::new();
+    // referral -> first completion of a Care Act needs assessment that references it
+    let mut needs_assessed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+
+    for e in &events {
+        let id = e.meta.aggregate_id;
+        match &e.event {
+            Event::Discharge(DischargeEvent::Admitted {
+                site, admitted_at, ..
+            }) => {
+                episodes.entry(id).or_insert_with(|| Episode {
+                    id,
+                    person: e.meta.person_id,
+                    site: site.clone(),
+                    admitted_at: *admitted_at,
+                    drd: None,
+                    pathway: None,
+                    delay_reasons: Vec::new(),
+                    discharged_at: None,
+                    drd_at_discharge: None,
+                    pathway_at_discharge: None,
+                    handover_at: None,
+                    left_otherwise_at: None,
+                });
+            }
+            Event::Discharge(event) => {
+                if let Some(ep) = episodes.get_mut(&id) {
+                    ep.apply(event, e.meta.occurred_at);
+                }
+            }
+            Event::Referral(ReferralEvent::Submitted { referral }) => {
+                referrals.entry(id).or_insert_with(|| ReferralMade {
+                    person: e.meta.person_id,
+                    made_at: e.meta.occurred_at,
+                    from: referral.from_organisation.clone(),
+                    to: referral.to_service.clone(),
+                    entered_in_error: false,
+                });
+            }
+            Event::Referral(ReferralEvent::EnteredInError { .. }) => {
+                if let Some(r) = referrals.get_mut(&id) {
+                    r.entered_in_error = true;
+                }
+            }
+            Event::Assessment(AssessmentEvent::Requested { request }) => {
+                assessment_kinds.insert(id, (request.kind, request.referral_id));
+            }
+            Event::Assessment(AssessmentEvent::Completed { .. }) => {
+                if let Some((AssessmentKind::CareActNeeds, Some(referral))) =
+                    assessment_kinds.get(&id)
+                {
+                    needs_assessed
+                        .entry(*referral)
+                        .and_modify(|at| *at = (*at).min(e.meta.occurred_at))
+                        .or_insert(e.meta.occurred_at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Every admission, by person, for readmissions (any site, any scope).
+    let mut admissions: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
+    for ep in episodes.values() {
+        admissions
+            .entry(ep.person)
+            .or_default()
+            .push(ep.admitted_at);
+    }
+
+    let considered: Vec<&Episode> = episodes
+        .values()
+        .filter(|ep| !opted_out.contains(&ep.person) && in_scope(&ep.site))
+        .collect();
+    let discharged: Vec<(&Episode, DateTime<Utc>)> = considered
+        .iter()
+        .filter_map(|ep| ep.discharged_at.map(|at| (*ep, at)))
+        .filter(|(_, at)| from <= *at && *at < to)
+        .collect();
+
+    // DRD-to-discharge delay.
+    let delays: Vec<u64> = discharged
+        .iter()
+        .filter_map(|(ep, at)| {
+            let drd = ep.drd_at_discharge?;
+            // A discharge dated before its DRD counts as on the DRD.
+            Some(u64::try_from((at.date_naive() - drd).num_days()).unwrap_or(0))
+        })
+        .collect();
+    let total = delays.len() as u64;
+    let on_drd = delays.iter().filter(|d| **d == 0).count() as u64;
+    let distribution = DELAY_BUCKETS
+        .iter()
+        .map(|(label, lo, hi)| {
+            let lo = u64::try_from(*lo).unwrap_or(0);
+            let hi = hi.map(|h| u64::try_from(h).unwrap_or(0));
+            DelayBucket {
+                label: (*label).to_owned(),
+                min_days: lo,
+                max_days: hi,
+                discharges: delays
+                    .iter()
+                    .filter(|d| **d >= lo && hi.is_none_or(|h| **d <= h))
+                    .count() as u64,
+            }
+        })
+        .collect();
+    let drd_to_discharge_delay = DelayMetric {
+        definition: DELAY_DEFINITION.to_owned(),
+        discharges: total,
+        discharged_on_drd: on_drd,
+        discharged_on_drd_percent: percent(on_drd, total),
+        delayed_one_day_or_more: total - on_drd,
+        delayed_one_day_or_more_percent: percent(total - on_drd, total),
+        bed_days_lost: delays.iter().sum(),
+        distribution,
+    };
+
+    // Pathway mix.
+    let n_discharged = discharged.len() as u64;
+    let pathways = [Pathway::P0, Pathway::P1, Pathway::P2, Pathway::P3]
+        .into_iter()
+        .map(|p| {
+            let n = discharged
+                .iter()
+                .filter(|(ep, _)| ep.pathway_at_discharge == Some(p))
+                .count() as u64;
+            PathwayShare {
+                pathway: p.number(),
+                discharges: n,
+                percent: percent(n, n_discharged),
+            }
+        })
+        .collect();
+    let pathway_mix = PathwayMixMetric {
+        definition: PATHWAY_DEFINITION.to_owned(),
+        discharges: n_discharged,
+        pathways,
+        no_pathway: discharged
+            .iter()
+            .filter(|(ep, _)| ep.pathway_at_discharge.is_none())
+            .count() as u64,
+    };
+
+    // Referral to needs assessment.
+    let mut waits_days = Vec::new();
+    let mut not_assessed = 0;
+    for (id, r) in &referrals {
+        if r.entered_in_error
+            || opted_out.contains(&r.person)
+            || !(in_scope(&r.from) || in_scope(&r.to))
+            || !(from <= r.made_at && r.made_at < to)
+        {
+            continue;
+        }
+        match needs_assessed.get(id) {
+            Some(done) if *done >= r.made_at => {
+                waits_days.push(seconds(*done - r.made_at) / 86_400.0);
+            }
+            _ => not_assessed += 1,
+        }
+    }
+    let referral_to_assessment =
+        duration_metric(REFERRAL_DEFINITION, "days", waits_days, not_assessed);
+
+    // Handover.
+    let mut handover_hours = Vec::new();
+    let mut not_handed_over = 0;
+    for (ep, at) in &discharged {
+        match ep.handover_at {
+            Some(h) if h >= *at => handover_hours.push(seconds(h - *at) / 3_600.0),
+            _ => not_handed_over += 1,
+        }
+    }
+    let handover = duration_metric(
+        HANDOVER_DEFINITION,
+        "hours",
+        handover_hours,
+        not_handed_over,
+    );
+
+    // 30-day readmission.
+    let window = chrono::Duration::days(READMISSION_DAYS);
+    let readmitted = discharged
+        .iter()
+        .filter(|(ep, at)| {
+            admissions
+                .get(&ep.person)
+                .is_some_and(|list| list.iter().any(|adm| *adm > *at && *adm - *at <= window))
+        })
+        .count() as u64;
+    let readmission_30_day = ReadmissionMetric {
+        definition: READMISSION_DEFINITION.to_owned(),
+        discharges: n_discharged,
+        readmitted_within_30_days: readmitted,
+        percent: percent(readmitted, n_discharged),
+    };
+
+    // Long stays: stays overlapping the period, counted to leaving or to the period end.
+    let mut long: Vec<LongStay> = considered
+        .iter()
+        .filter(|ep| ep.admitted_at < to && ep.left_at().is_none_or(|left| left >= from))
+        .filter_map(|ep| {
+            let (end, still_in_hospital) = match ep.left_at() {
+                Some(left) if left < to => (left, false),
+                _ => (to, true),
+            };
+            let days = (end.date_naive() - ep.admitted_at.date_naive()).num_days();
+            (days >= LONG_STAY_DAYS).then(|| {
+                let mut delay_reasons = BTreeMap::new();
+                for r in &ep.delay_reasons {
+                    *delay_reasons
+                        .entry(delay_reason_name(*r).to_owned())
+                        .or_insert(0) += 1;
+                }
+                LongStay {
+                    episode_id: ep.id,
+                    person_id: ep.person,
+                    site: ep.site.as_str().to_owned(),
+                    length_of_stay_days: u64::try_from(days).unwrap_or(0),
+                    still_in_hospital,
+                    delay_reasons,
+                }
+            })
+        })
+        .collect();
+    long.sort_by(|a, b| {
+        b.length_of_stay_days
+            .cmp(&a.length_of_stay_days)
+            .then(a.episode_id.cmp(&b.episode_id))
+    });
+    let long_stays = LongStaysMetric {
+        definition: LONG_STAY_DEFINITION.to_owned(),
+        threshold_days: LONG_STAY_DAYS as u64,
+        count: long.len() as u64,
+        episodes: long,
+    };
+
+    Report {
+        period_from: from,
+        period_to: to,
+        organisations: scope.iter().map(|c| c.as_str().to_owned()).collect(),
+        opt_out_note: OPT_OUT_NOTE.to_owned(),
+        drd_to_discharge_delay,
+        pathway_mix,
+        referral_to_assessment,
+        handover,
+        readmission_30_day,
+        long_stays,
+    }
+}
+
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_seconds() as f64
+}
+
+fn duration_metric(
+    definition: &str,
+    unit: &str,
+    mut values: Vec<f64>,
+    not_yet: u64,
+) -> DurationMetric {
+    values.sort_by(f64::total_cmp);
+    DurationMetric {
+        definition: definition.to_owned(),
+        unit: unit.to_owned(),
+        count: values.len() as u64,
+        median: nearest_rank(&values, 50),
+        p90: nearest_rank(&values, 90),
+        not_yet,
+    }
+}
+
+/// Stable snake_case name of a delay reason, as it appears in the report.
+pub fn delay_reason_name(reason: DelayReason) -> &'static str {
+    use DelayReason as R;
+    match reason {
+        R::AwaitingAssessment => "awaiting_assessment",
+        R::AwaitingHomeCare => "awaiting_home_care",
+        R::AwaitingReablement => "awaiting_reablement",
+        R::AwaitingBedBasedRehabilitation => "awaiting_bed_based_rehabilitation",
+        R::AwaitingCareHomePlacement => "awaiting_care_home_placement",
+        R::AwaitingEquipment => "awaiting_equipment",
+        R::AwaitingHousing => "awaiting_housing",
+        R::AwaitingTransport => "awaiting_transport",
+        R::AwaitingMedication => "awaiting_medication",
+        R::PersonOrFamilyChoice => "person_or_family_choice",
+        R::Other => "other",
+    }
+}
