@@ -185,20 +185,26 @@ impl AtomicFile {
 pub enum Format {
     Jsonl,
     Csv,
+    /// Apache Parquet with the schema in [`crate::parquet_out::SCHEMA`].
+    Parquet,
 }
 
 /// Writes rows one at a time (constant memory).
-pub enum RowWriter<W: Write> {
+pub enum RowWriter<W: Write + Send> {
     Jsonl(std::io::BufWriter<W>),
     Csv(Box<csv::Writer<W>>),
+    Parquet(Box<crate::parquet_out::ParquetRows<W>>),
 }
 
-impl<W: Write> RowWriter<W> {
-    pub fn new(format: Format, out: W) -> Self {
-        match format {
+impl<W: Write + Send> RowWriter<W> {
+    pub fn new(format: Format, out: W) -> Result<Self> {
+        Ok(match format {
             Format::Jsonl => RowWriter::Jsonl(std::io::BufWriter::new(out)),
             Format::Csv => RowWriter::Csv(Box::new(csv::Writer::from_writer(out))),
-        }
+            Format::Parquet => {
+                RowWriter::Parquet(Box::new(crate::parquet_out::ParquetRows::new(out)?))
+            }
+        })
     }
 
     pub fn write(&mut self, row: &Row) -> Result<()> {
@@ -208,6 +214,7 @@ impl<W: Write> RowWriter<W> {
                 w.write_all(b"\n")?;
             }
             RowWriter::Csv(w) => w.serialize(row)?,
+            RowWriter::Parquet(w) => w.write(row)?,
         }
         Ok(())
     }
@@ -216,6 +223,7 @@ impl<W: Write> RowWriter<W> {
         match self {
             RowWriter::Jsonl(mut w) => w.flush()?,
             RowWriter::Csv(mut w) => w.flush()?,
+            RowWriter::Parquet(w) => w.finish()?,
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod asof;
 pub mod export;
+pub mod parquet_out;
 pub mod replay;
 pub mod selection;
 

@@ -146,7 +146,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Export de-identified rows (pseudonymised ids, coded fields, no personal data).
+    /// Export de-identified rows (pseudonymised ids, coded fields, no personal data) as JSON
+    /// Lines, CSV or Parquet.
     Export {
         #[command(flatten)]
         select: Select,
@@ -387,7 +388,7 @@ async fn main() -> Result<()> {
             let mut file = AtomicFile::create(&output, force)?;
             let mut rows = 0u64;
             {
-                let mut writer = RowWriter::new(format, file.writer());
+                let mut writer = RowWriter::new(format, file.writer())?;
                 let bar = bar(false);
                 replay(
                     &js,

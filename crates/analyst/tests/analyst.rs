@@ -236,6 +236,45 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
     );
     assert!(forced.status.success(), "{}", text(&forced));
     assert!(!unwritable.status.success());
+    // Parquet: read back, with the declared schema and the same rows.
+    let pq = dir.path().join("events.parquet");
+    let made = tokio::task::spawn_blocking({
+        let (url, pq) = (url.clone(), pq.clone());
+        move || {
+            analyst(
+                &url,
+                &[
+                    "export",
+                    "--format",
+                    "parquet",
+                    "--output",
+                    &pq.display().to_string(),
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+        let meta = reader.metadata().file_metadata();
+        assert_eq!(meta.num_rows(), 4, "the same rows as the CSV");
+        let fields: Vec<String> = meta
+            .schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert_eq!(
+            fields[..3],
+            ["log_position", "event_type", "aggregate_kind"]
+        );
+        assert_eq!(fields.len(), 13);
+        let rows: Vec<_> = reader.get_row_iter(None).unwrap().collect();
+        assert_eq!(rows.len(), 4);
+    }
 
     stop.cancel();
     service.await.unwrap().unwrap();
