@@ -6,6 +6,7 @@ pub mod export;
 pub mod parquet_out;
 pub mod replay;
 pub mod selection;
+pub mod service;
 
 use std::collections::HashSet;
 

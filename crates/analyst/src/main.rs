@@ -103,6 +103,15 @@ enum AsOfView {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve replay over gRPC (carewoven.v1.HistoryService), with health and reflection.
+    Serve {
+        #[arg(
+            long,
+            env = "CAREWOVEN_HISTORY_LISTEN",
+            default_value = "127.0.0.1:50053"
+        )]
+        listen: String,
+    },
     /// The service-review report for a period (by when things happened) and organisations:
     /// JSON for machines and one self-contained HTML page for people. People who opted out
     /// of secondary use are left out.
@@ -192,6 +201,24 @@ async fn main() -> Result<()> {
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     match cli.command {
+        Command::Serve { listen } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                trigger.cancel();
+            });
+            carewoven_analyst::service::serve(listener, js, cli.stream, stop).await?;
+        }
         Command::Report {
             from,
             to,

@@ -484,3 +484,112 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     stop.cancel();
     service.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
+    use carewoven_proto::v1::history_service_client::HistoryServiceClient;
+    let nats = NatsServer::start().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(carewoven_commands::run(
+        listener,
+        carewoven_commands::Config::for_nats(nats.url()),
+        stop.clone().cancelled_owned(),
+    ));
+    let mut c = loop {
+        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::task::yield_now().await;
+    };
+    for n in 0..5 {
+        c.register_person(v1::RegisterPersonRequest {
+            context: ctx("HOSP-A"),
+            profile: Some(v1::Profile {
+                nhs_number: carewoven_domain::values::NhsNumber::synthetic(100 + n)
+                    .as_str()
+                    .to_owned(),
+                given_name: "Ada".into(),
+                family_name: "Example".into(),
+                date_of_birth: "1941-03-02".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    let history_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let history_addr = history_listener.local_addr().unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let history = tokio::spawn(carewoven_analyst::service::serve(
+        history_listener,
+        js,
+        "CAREWOVEN".into(),
+        stop.clone(),
+    ));
+    let mut h = loop {
+        if let Ok(h) = HistoryServiceClient::connect(format!("http://{history_addr}")).await {
+            break h;
+        }
+        tokio::task::yield_now().await;
+    };
+    let collect = |mut s: tonic::Streaming<v1::ReplayedEvent>| async move {
+        let mut out = Vec::new();
+        while let Some(e) = s.message().await.unwrap() {
+            out.push(e.log_position);
+        }
+        out
+    };
+    let all = collect(
+        h.replay(v1::ReplayRequest::default())
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    assert_eq!(all, vec![1, 2, 3, 4, 5]);
+    // Resume after position 2: the rest, no gap, no repeat.
+    let rest = collect(
+        h.replay(v1::ReplayRequest {
+            from_position: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner(),
+    )
+    .await;
+    assert_eq!(rest, vec![3, 4, 5]);
+    for (request, field) in [
+        (
+            v1::ReplayRequest {
+                from_position: 4,
+                to_position: 2,
+                ..Default::default()
+            },
+            "to_position",
+        ),
+        (
+            v1::ReplayRequest {
+                event_types: vec!["person_teleported".into()],
+                ..Default::default()
+            },
+            "event_types",
+        ),
+        (
+            v1::ReplayRequest {
+                person_id: "nope".into(),
+                ..Default::default()
+            },
+            "person_id",
+        ),
+    ] {
+        let status = h.replay(request).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+    stop.cancel();
+    service.await.unwrap().unwrap();
+    history.await.unwrap().unwrap();
+}

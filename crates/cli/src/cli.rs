@@ -131,6 +131,21 @@ pub enum Command {
     /// ids, dates and instants derive from the demo day only (the discharge is recorded at
     /// 00:00 UTC of that day), so a re-run on the same day sends identical commands.
     Demo(Demo),
+    /// Load a synthetic multi-organisation history through the real API (deterministic).
+    ///
+    /// Plans a plausible journey for each of --people fictional people (test-range NHS numbers)
+    /// over the --days before the anchor day: registration, care team and coordinator,
+    /// referrals (some rejected or cancelled), Care Act needs assessments, admissions and
+    /// discharge to assess (pathway mix about 50/45/4/1, DRD-to-discharge delays with reasons,
+    /// provider fall-through, deterioration, deaths, self-discharges, handover, home
+    /// assessment, readmissions, long stays), consents and opt-out style objections, meetings
+    /// and feedback. Each fact's real-world time goes in occurred_at and its own date fields,
+    /// all before the anchor day; some facts are recorded late on purpose. The same --seed,
+    /// --anchor-day and --days give the same commands and command ids, so a second run against
+    /// the same server appends nothing (every command is a duplicate). Each step acts as its
+    /// organisation, so --org, --user, --command-id, --correlation-id, --causation-id and
+    /// --occurred-at are ignored.
+    Seed(Seed),
 }
 
 #[derive(Debug, Args)]
@@ -599,6 +614,29 @@ pub struct Demo {
     /// Register this NHS number instead of one derived from the day (test range 999 only).
     #[arg(long)]
     pub nhs_number: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Seed {
+    /// How many people (person i is the same in every run with the same seed and anchor).
+    #[arg(long, default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::seed::MAX_PEOPLE)))]
+    pub people: u32,
+    /// The seed of the history.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many days of history, ending the day before the anchor day.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(14..=3650))]
+    pub days: u32,
+    /// How many people's command sequences are sent at once (each person's in order).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// The anchor day (default: today, UTC): the history ends at its 00:00 UTC. The same seed
+    /// and anchor day give the same history. Care plans are reviewed 90-180 days after it, so
+    /// a fresh load needs an anchor day within the last 90 days; a re-run any day later only
+    /// repeats (duplicates).
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub anchor_day: Option<NaiveDate>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod output;
 mod parse;
 mod requests;
 mod rpc;
+mod seed;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,6 +73,33 @@ async fn main() -> ExitCode {
             };
             let day = d.day.unwrap_or_else(parse::today);
             demo::run(&mut client, &g.server, timeout, g.json, day, d.nhs_number).await
+        }
+        Command::Seed(s) => {
+            let anchor = s.anchor_day.unwrap_or_else(parse::today);
+            if anchor > parse::today() {
+                output::report_error(
+                    &anyhow::anyhow!("--anchor-day cannot be in the future"),
+                    g.json,
+                );
+                return ExitCode::from(2);
+            }
+            let client = match rpc::connect(&g.server, timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    return ExitCode::from(UNREACHABLE);
+                }
+            };
+            let options = seed::Options {
+                people: s.people,
+                seed: s.seed,
+                days: s.days,
+                concurrency: usize::try_from(s.concurrency).unwrap_or(16),
+                anchor,
+                json: g.json,
+                timeout,
+            };
+            seed::run(client, options).await
         }
         command => {
             let command_id = g.command_id.unwrap_or_else(Uuid::now_v7);

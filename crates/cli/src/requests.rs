@@ -215,7 +215,7 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 rating: a.rating.unwrap_or(0),
             }),
         }),
-        Command::WaitReady | Command::Demo(_) => bail!("not a single command"),
+        Command::WaitReady | Command::Demo(_) | Command::Seed(_) => bail!("not a single command"),
     })
 }
 

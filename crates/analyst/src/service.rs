@@ -1,0 +1,173 @@
+//! `HistoryService`: replay over gRPC server streaming.
+
+use std::pin::Pin;
+
+use async_nats::jetstream;
+use carewoven_domain::AggregateKind;
+use carewoven_proto::v1::{self, history_service_server::HistoryService};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::replay::Replay;
+use crate::selection::{Selection, SelectionError};
+
+pub struct History {
+    js: jetstream::Context,
+    stream: String,
+    stop: CancellationToken,
+}
+
+impl History {
+    pub fn new(js: jetstream::Context, stream: String, stop: CancellationToken) -> Self {
+        History { js, stream, stop }
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {reason}"),
+        ErrorDetails::with_bad_request_violation(field, reason),
+    )
+}
+
+fn instant(
+    field: &str,
+    t: &Option<prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, Status> {
+    match t {
+        None => Ok(None),
+        Some(t) => DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(u32::MAX))
+            .map(Some)
+            .ok_or_else(|| invalid(field, "is not a valid time")),
+    }
+}
+
+/// The request as a checked selection, refusing bad input with the field named.
+pub fn selection(r: &v1::ReplayRequest) -> Result<Selection, Status> {
+    let kind = if r.aggregate_kind.is_empty() {
+        None
+    } else {
+        Some(
+            AggregateKind::parse(&r.aggregate_kind)
+                .ok_or_else(|| invalid("aggregate_kind", "is not a known aggregate kind"))?,
+        )
+    };
+    let person = if r.person_id.is_empty() {
+        None
+    } else {
+        Some(
+            r.person_id
+                .parse()
+                .map_err(|_| invalid("person_id", "is not a valid UUID"))?,
+        )
+    };
+    let selection = Selection {
+        from_sequence: r.from_position,
+        to_sequence: (r.to_position > 0).then_some(r.to_position),
+        recorded_from: instant("recorded_from", &r.recorded_from)?,
+        recorded_to: instant("recorded_to", &r.recorded_to)?,
+        event_types: r.event_types.clone(),
+        organisation: (!r.organisation.is_empty()).then(|| r.organisation.clone()),
+        kind,
+        person,
+    };
+    selection.validate().map_err(|e| match e {
+        SelectionError::EmptyRange("log positions") => invalid("to_position", &e.to_string()),
+        SelectionError::EmptyRange(_) => invalid("recorded_to", &e.to_string()),
+        SelectionError::UnknownEventType(..) => invalid("event_types", &e.to_string()),
+    })?;
+    Ok(selection)
+}
+
+type ReplayStream = Pin<Box<dyn Stream<Item = Result<v1::ReplayedEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HistoryService for History {
+    type ReplayStream = ReplayStream;
+
+    async fn replay(
+        &self,
+        request: Request<v1::ReplayRequest>,
+    ) -> Result<Response<ReplayStream>, Status> {
+        let selection = selection(request.get_ref())?;
+        let excluded = crate::opted_out(&self.js, &self.stream)
+            .await
+            .map_err(|e| Status::unavailable(format!("reading consents: {e:#}")))?;
+        let mut replay = Replay::start(&self.js, &self.stream, &selection)
+            .await
+            .map_err(|e| Status::unavailable(format!("starting the replay: {e:#}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    n = replay.next() => n,
+                    _ = tx.closed() => return,
+                    _ = stop.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("shutting down; resume from the last log_position + 1"))).await;
+                        return;
+                    }
+                };
+                match next {
+                    Ok(Some(event)) => {
+                        if excluded.contains(&event.meta.person_id) {
+                            continue;
+                        }
+                        let item = v1::ReplayedEvent {
+                            log_position: event.sequence,
+                            envelope: Some(carewoven_proto::convert::to_envelope(
+                                &event.meta,
+                                &event.event,
+                            )),
+                        };
+                        if tx.send(Ok(item)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::unavailable(format!("{e:#}")))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Serve `HistoryService` (with health and reflection) until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    js: jetstream::Context,
+    stream: String,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use carewoven_proto::v1::history_service_server::HistoryServiceServer;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<HistoryServiceServer<History>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(HistoryServiceServer::new(History::new(
+            js,
+            stream,
+            stop.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
