@@ -4,8 +4,9 @@
 
 use std::process::{Command, Output};
 
-use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
+use carewoven_proto::v1;
 use carewoven_testkit::NatsServer;
+use carewoven_tests::Service;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,20 +41,10 @@ fn text(o: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
     let nats = NatsServer::start().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(carewoven_commands::run(
-        listener,
-        carewoven_commands::Config::for_nats(nats.url()),
-        stop.clone().cancelled_owned(),
-    ));
-    let mut c = loop {
-        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
-            break c;
-        }
-        tokio::task::yield_now().await;
-    };
+    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
+        .await
+        .unwrap();
+    let mut c = service.client().await.unwrap();
     let mut people = Vec::new();
     for n in 0..3 {
         let person = c
@@ -276,8 +267,7 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
         assert_eq!(rows.len(), 4);
     }
 
-    stop.cancel();
-    service.await.unwrap().unwrap();
+    service.stop().await.unwrap();
 }
 
 fn ctx_at(org: &str, occurred: chrono::DateTime<chrono::Utc>) -> Option<v1::CommandContext> {
@@ -296,20 +286,10 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     use chrono::{Duration, Utc};
     use v1::progress_discharge_request::{self as pd, Step};
     let nats = NatsServer::start().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(carewoven_commands::run(
-        listener,
-        carewoven_commands::Config::for_nats(nats.url()),
-        stop.clone().cancelled_owned(),
-    ));
-    let mut c = loop {
-        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
-            break c;
-        }
-        tokio::task::yield_now().await;
-    };
+    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
+        .await
+        .unwrap();
+    let mut c = service.client().await.unwrap();
     let now = Utc::now();
     let days_ago = |d: i64| now - Duration::days(d);
     let person = c
@@ -481,28 +461,17 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     let reversed = run(report_args(Utc::now(), days_ago(30))).await;
     assert!(!reversed.status.success());
 
-    stop.cancel();
-    service.await.unwrap().unwrap();
+    service.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
     use carewoven_proto::v1::history_service_client::HistoryServiceClient;
     let nats = NatsServer::start().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(carewoven_commands::run(
-        listener,
-        carewoven_commands::Config::for_nats(nats.url()),
-        stop.clone().cancelled_owned(),
-    ));
-    let mut c = loop {
-        if let Ok(c) = CommandServiceClient::connect(format!("http://{addr}")).await {
-            break c;
-        }
-        tokio::task::yield_now().await;
-    };
+    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
+        .await
+        .unwrap();
+    let mut c = service.client().await.unwrap();
     for n in 0..5 {
         c.register_person(v1::RegisterPersonRequest {
             context: ctx("HOSP-A"),
@@ -522,6 +491,7 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
     let history_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let history_addr = history_listener.local_addr().unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stop = CancellationToken::new();
     let history = tokio::spawn(carewoven_analyst::service::serve(
         history_listener,
         js,
@@ -590,6 +560,6 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
         assert!(status.message().starts_with(field), "{status:?}");
     }
     stop.cancel();
-    service.await.unwrap().unwrap();
     history.await.unwrap().unwrap();
+    service.stop().await.unwrap();
 }
