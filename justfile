@@ -72,3 +72,8 @@ bench-append *ARGS:
 bench-views *ARGS:
     cargo build --release --locked -p carewoven-bench
     target/release/bench-views {{ARGS}}
+
+# Replay benchmark: 1,000,000 events, selective replay vs raw ordered consumers, Parquet RSS
+bench-replay *ARGS:
+    cargo build --release --locked -p carewoven-bench
+    target/release/bench-replay {{ARGS}}

@@ -114,7 +114,7 @@ pub fn row(e: &RecordedEvent, pseudonyms: &Pseudonyms) -> Row {
             r.pathway = Some(pathway.number());
         }
         Event::Discharge(DischargeEvent::DelayReasonRecorded { reason, .. }) => {
-            r.delay_reason = Some(format!("{reason:?}"));
+            r.delay_reason = Some(carewoven_history::report::delay_reason_name(*reason).to_owned());
         }
         Event::Discharge(DischargeEvent::DischargeReady {
             discharge_ready_date,

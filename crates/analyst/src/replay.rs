@@ -54,7 +54,7 @@ impl Replay {
         if end >= start {
             let mut consumer = stream
                 .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subjects: selection.subject_filters(),
+                    filter_subjects: selection.server_filters(),
                     deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                         start_sequence: start,
                     },
@@ -103,11 +103,14 @@ impl Replay {
                 self.finish();
                 return Ok(None);
             }
-            let event = carewoven_eventlog::decode(sequence, &message.payload)?;
             self.state.position = sequence;
             if pending == 0 || sequence == self.state.end {
                 self.finish();
             }
+            if !self.selection.subject_matches(message.subject.as_str()) {
+                continue;
+            }
+            let event = carewoven_eventlog::decode(sequence, &message.payload)?;
             if self.selection.matches(&event) {
                 self.state.emitted += 1;
                 return Ok(Some(event));
@@ -135,7 +138,7 @@ pub async fn replay(
     while let Some(event) = replay.next().await? {
         emit(event)?;
         let p = replay.progress();
-        if p.position >= last_report + 1000 {
+        if p.position >= last_report + 10_000 {
             last_report = p.position;
             progress(&p);
         }

@@ -51,7 +51,32 @@ impl Selection {
         Ok(())
     }
 
-    /// The NATS subject filters that select as much as subjects can: person, kind and event
+    /// The subject filters the server applies. One person's events are found through the
+    /// server's subject index (`cw.evt.<person>.>` and narrower). Broader selections read
+    /// every event and match subject tokens here, before decoding: measured on 1M events, the
+    /// server's wildcard filters over unique subjects deliver ~5k events/s, a full read ~49k/s.
+    pub fn server_filters(&self) -> Vec<String> {
+        if self.person.is_some() {
+            self.subject_filters()
+        } else {
+            vec![carewoven_eventlog::subjects::ALL_EVENTS.to_owned()]
+        }
+    }
+
+    /// Whether an event subject is selected by person, kind and event type (checked before
+    /// decoding anything).
+    pub fn subject_matches(&self, subject: &str) -> bool {
+        let Some((person, kind, _, event_type)) =
+            carewoven_eventlog::subjects::parse_event(subject)
+        else {
+            return false;
+        };
+        self.person.is_none_or(|p| p == person)
+            && self.kind.is_none_or(|k| k == kind)
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+    }
+
+    /// The NATS subject filters that select exactly what subjects can: person, kind and event
     /// type are tokens of every event subject. Organisation and time are checked per event.
     pub fn subject_filters(&self) -> Vec<String> {
         let person = self.person.map_or("*".to_owned(), |p| p.to_string());
