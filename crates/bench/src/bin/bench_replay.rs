@@ -18,10 +18,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use async_nats::jetstream::{self, consumer};
 use carewoven_analyst::export::{AtomicFile, Format, Pseudonyms, RowWriter, row};
 use carewoven_analyst::replay::replay;
@@ -329,60 +328,33 @@ struct ChildResult {
 
 /// Run the export in a child process (this binary, hidden subcommand) and read its result.
 async fn run_export_child(nats_url: &str, output: &Path) -> Result<ChildResult> {
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let out = tokio::process::Command::new(exe)
-        .arg("export-child")
-        .arg("--nats-url")
-        .arg(nats_url)
-        .arg("--output")
-        .arg(output)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running the export child")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "the export child failed ({}): {stdout}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("EXPORT "))
-        .with_context(|| format!("no result from the export child: {stdout}"))?;
-    let field = |name: &str| -> Result<&str> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .with_context(|| format!("{name} missing in {line:?}"))
-    };
+    let line = carewoven_bench::child::run(
+        &[
+            "export-child".as_ref(),
+            "--nats-url".as_ref(),
+            nats_url.as_ref(),
+            "--output".as_ref(),
+            output.as_os_str(),
+        ],
+        "EXPORT",
+    )
+    .await?;
     Ok(ChildResult {
-        rows: field("rows")?.parse()?,
-        left_out: field("left_out")?.parse()?,
-        opted_out: field("opted_out")?.parse()?,
-        optout_secs: field("optout_secs")?.parse()?,
-        export_secs: field("export_secs")?.parse()?,
-        peak_kib: field("vmhwm_kib")?.parse()?,
-        start_kib: field("start_vmhwm_kib")?.parse()?,
-        optout_kib: field("optout_vmhwm_kib")?.parse()?,
+        rows: line.get("rows")?,
+        left_out: line.get("left_out")?,
+        opted_out: line.get("opted_out")?,
+        optout_secs: line.get("optout_secs")?,
+        export_secs: line.get("export_secs")?,
+        peak_kib: line.get("vmhwm_kib")?,
+        start_kib: line.get("start_vmhwm_kib")?,
+        optout_kib: line.get("optout_vmhwm_kib")?,
     })
-}
-
-/// This process's peak resident set size (VmHWM), in KiB.
-fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")
 }
 
 /// The child: what `carewoven-analyst export --format parquet` does, with the bench's
 /// selection.
 async fn export_child(nats_url: &str, output: &Path) -> Result<()> {
-    let start_kib = vm_hwm_kib()?;
+    let start_kib = carewoven_bench::child::vm_hwm_kib()?;
     let client = async_nats::connect(nats_url).await?;
     let js = jetstream::new(client);
     let selection = selection();
@@ -390,7 +362,7 @@ async fn export_child(nats_url: &str, output: &Path) -> Result<()> {
     let started = Instant::now();
     let excluded = carewoven_analyst::opted_out(&js, STREAM).await?;
     let optout_secs = started.elapsed().as_secs_f64();
-    let optout_kib = vm_hwm_kib()?;
+    let optout_kib = carewoven_bench::child::vm_hwm_kib()?;
 
     let started = Instant::now();
     let pseudonyms = Pseudonyms::new(PSEUDONYM_KEY.as_bytes().to_vec());
@@ -421,7 +393,7 @@ async fn export_child(nats_url: &str, output: &Path) -> Result<()> {
     println!(
         "EXPORT rows={rows} left_out={left_out} opted_out={} optout_secs={optout_secs} export_secs={export_secs} vmhwm_kib={} start_vmhwm_kib={start_kib} optout_vmhwm_kib={optout_kib}",
         excluded.len(),
-        vm_hwm_kib()?
+        carewoven_bench::child::vm_hwm_kib()?
     );
     Ok(())
 }

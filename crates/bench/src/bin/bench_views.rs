@@ -18,7 +18,6 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -250,60 +249,33 @@ struct ChildResult {
 
 /// Run (c) in a child process (this binary, hidden subcommand) and read its result line.
 async fn run_rebuild_child(nats_url: &str, file: &Path, last: u64) -> Result<ChildResult> {
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let out = tokio::process::Command::new(exe)
-        .arg("rebuild-child")
-        .arg("--nats-url")
-        .arg(nats_url)
-        .arg("--file")
-        .arg(file)
-        .arg("--last")
-        .arg(last.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running the rebuild child")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "the rebuild child failed ({}): {stdout}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("REBUILD "))
-        .with_context(|| format!("no result from the rebuild child: {stdout}"))?;
-    let field = |name: &str| -> Result<&str> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .with_context(|| format!("{name} missing in {line:?}"))
-    };
+    let line = carewoven_bench::child::run(
+        &[
+            "rebuild-child".as_ref(),
+            "--nats-url".as_ref(),
+            nats_url.as_ref(),
+            "--file".as_ref(),
+            file.as_os_str(),
+            "--last".as_ref(),
+            last.to_string().as_ref(),
+        ],
+        "REBUILD",
+    )
+    .await?;
     Ok(ChildResult {
-        events: field("events")?.parse()?,
-        secs: field("secs")?.parse()?,
-        apply_secs: field("apply_secs")?.parse()?,
-        batches: field("batches")?.parse()?,
-        peak_kib: field("vmhwm_kib")?.parse()?,
-        start_kib: field("start_vmhwm_kib")?.parse()?,
+        events: line.get("events")?,
+        secs: line.get("secs")?,
+        apply_secs: line.get("apply_secs")?,
+        batches: line.get("batches")?,
+        peak_kib: line.get("vmhwm_kib")?,
+        start_kib: line.get("start_vmhwm_kib")?,
     })
-}
-
-/// This process's peak resident set size (VmHWM), in KiB.
-fn vm_hwm_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")
 }
 
 /// The child: read the whole log and project it into a fresh file exactly as the service's
 /// projector does (ordered consumer, `ready_chunks(MAX_BATCH)`, one `apply_batch` per chunk).
 async fn rebuild_child(nats_url: &str, file: &Path, last: u64) -> Result<()> {
-    let start_kib = vm_hwm_kib()?;
+    let start_kib = carewoven_bench::child::vm_hwm_kib()?;
     let client = async_nats::connect(nats_url).await?;
     let js = jetstream::new(client);
     let db = tokio::task::block_in_place(|| carewoven_views::store::open(file))?;
@@ -345,7 +317,7 @@ async fn rebuild_child(nats_url: &str, file: &Path, last: u64) -> Result<()> {
     drop(db);
     println!(
         "REBUILD events={events} secs={secs} apply_secs={apply_secs} batches={batches} vmhwm_kib={} start_vmhwm_kib={start_kib}",
-        vm_hwm_kib()?
+        carewoven_bench::child::vm_hwm_kib()?
     );
     Ok(())
 }
