@@ -1005,6 +1005,24 @@ fn kind_index(kind: AggregateKind) -> usize {
         .unwrap_or(0)
 }
 
+/// Generate `events` into an empty log, check the stream holds exactly them, print what was
+/// generated, and return it with the log's last sequence.
+pub async fn generate_checked(
+    client: &async_nats::Client,
+    events: u64,
+    seed: u64,
+) -> Result<(Generated, u64)> {
+    let log = carewoven_eventlog::EventLog::open(client.clone(), Default::default()).await?;
+    let generated = generate(client, events, seed).await?;
+    let last = log.last_sequence().await?;
+    anyhow::ensure!(
+        last == events,
+        "the stream holds {last} events, expected {events}"
+    );
+    generated.print();
+    Ok((generated, last))
+}
+
 /// Write `count` events into the stream: real encoding, subjects and fingerprint header,
 /// published in log order with many acks in flight.
 pub async fn generate(client: &async_nats::Client, count: u64, seed: u64) -> Result<Generated> {

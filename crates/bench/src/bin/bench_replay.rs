@@ -25,9 +25,8 @@ use async_nats::jetstream::{self, consumer};
 use carewoven_analyst::export::{AtomicFile, Format, Pseudonyms, RowWriter, row};
 use carewoven_analyst::replay::replay;
 use carewoven_analyst::selection::Selection;
-use carewoven_bench::generator::{generate, mib};
+use carewoven_bench::generator::{generate_checked, mib};
 use carewoven_domain::AggregateKind;
-use carewoven_eventlog::{EventLog, LogConfig};
 use carewoven_testkit::{NatsServer, Options, SyncPolicy};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
@@ -117,15 +116,7 @@ async fn main() -> Result<()> {
     );
 
     let client = async_nats::connect(nats.url()).await?;
-    let log = EventLog::open(client.clone(), LogConfig::default()).await?;
-    let generated = generate(&client, args.events, args.seed).await?;
-    let last = log.last_sequence().await?;
-    ensure!(
-        last == args.events,
-        "the stream holds {last} events, expected {}",
-        args.events
-    );
-    generated.print();
+    let (_, last) = generate_checked(&client, args.events, args.seed).await?;
 
     let js = jetstream::new(client.clone());
     let selection = selection();

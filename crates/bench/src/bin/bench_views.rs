@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use async_nats::jetstream::{self, consumer};
-use carewoven_bench::generator::{Rng, generate, mib};
-use carewoven_eventlog::{EventLog, LogConfig, subjects};
+use carewoven_bench::generator::{Rng, generate_checked, mib};
+use carewoven_eventlog::subjects;
 use carewoven_proto::v1::{self, query_service_client::QueryServiceClient};
 use carewoven_testkit::{NatsServer, Options, SyncPolicy};
 use carewoven_views::projector::{LogMessage, MAX_BATCH, OnUndecodable, apply_batch};
@@ -116,15 +116,7 @@ async fn main() -> Result<()> {
     );
 
     let client = async_nats::connect(nats.url()).await?;
-    let log = EventLog::open(client.clone(), LogConfig::default()).await?;
-    let generated = generate(&client, args.events, args.seed).await?;
-    let last = log.last_sequence().await?;
-    ensure!(
-        last == args.events,
-        "the stream holds {last} events, expected {}",
-        args.events
-    );
-    generated.print();
+    let (generated, last) = generate_checked(&client, args.events, args.seed).await?;
 
     let dir = tempfile::Builder::new()
         .prefix("carewoven-bench-views-")
