@@ -8,6 +8,7 @@ run := justfile_directory() / ".run"
 nats_port := env_var_or_default("CAREWOVEN_NATS_PORT", "4222")
 grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
 views_addr := env_var_or_default("CAREWOVEN_VIEWS_LISTEN", "127.0.0.1:50052")
+gateway_addr := env_var_or_default("CAREWOVEN_GATEWAY_LISTEN", "127.0.0.1:50053")
 
 default:
     @just --list
@@ -24,7 +25,10 @@ test:
 # Lint, then the whole test suite: what CI runs
 verify: lint test
 
-# Start NATS and the command service in the background and load the demo
+# Start NATS, the command and views services in the background and load the demo. Every
+# call is authenticated: a development token issuer is made once into .run/issuer, the
+# services trust it (CAREWOVEN_TRUSTED_KEYS) and carectl mints tokens from it
+# (CAREWOVEN_ISSUER_DIR). Development only: never trust that issuer in production.
 up: build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -32,35 +36,48 @@ up: build
     if [ -f {{run}}/nats.pid ] && kill -0 "$(cat {{run}}/nats.pid)" 2>/dev/null; then
       echo "already running; ./dev down first"; exit 1
     fi
+    # Secrets made once per machine and kept out of the repository: the id-derivation key,
+    # the page-token key and the development token issuer.
+    [ -s {{run}}/person-id-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/person-id-key
+    [ -s {{run}}/page-token-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/page-token-key
+    [ -s {{run}}/cursor-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/cursor-key
+    [ -s {{run}}/issuer/trusted-keys.json ] || target/release/carectl keys generate --out {{run}}/issuer
+    export CAREWOVEN_TRUSTED_KEYS={{run}}/issuer/trusted-keys.json
+    export CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}}
     CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
       "$CAREWOVEN_NATS_SERVER" -c deploy/nats-server.conf > {{run}}/nats.log 2>&1 & echo $! > {{run}}/nats.pid
-    # A secret key for deriving ids, made once per machine and kept out of the repository.
-    [ -s {{run}}/person-id-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/person-id-key
-    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} \
-      CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
+    CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
-    [ -s {{run}}/page-token-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/page-token-key
-    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
+    # The command service creates the event stream the other services follow.
+    target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
+    CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
       > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
-    target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
-    target/release/carectl --server http://{{grpc_addr}} demo
+    # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
+    CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
+      target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
+    CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
-    echo "views (queries) on {{views_addr}}. Logs in .run/. Try: target/release/carectl --help,"
-    echo "grpcurl -plaintext {{views_addr}} list, target/release/carewoven-views rebuild. Stop: ./dev down"
+    echo "views (queries) on {{views_addr}}, partner feeds on {{gateway_addr}}. Logs in .run/."
+    echo "Every call needs a bearer token;"
+    echo "in development carectl mints them: export CAREWOVEN_ISSUER_DIR={{run}}/issuer, then"
+    echo "target/release/carectl --help (--org picks the organisation). For other tools:"
+    echo "grpcurl -plaintext -H \"authorization: Bearer \$(target/release/carectl --issuer-dir"
+    echo "{{run}}/issuer --org DEMO-HOSP token)\" {{views_addr}} list. Stop: ./dev down"
 
 # Stop what `up` started
 down:
     #!/usr/bin/env bash
-    for p in views commands nats; do
+    # Services before NATS; a name without a pid file was not started.
+    for p in gateway views commands nats; do
       if [ -f {{run}}/$p.pid ]; then kill "$(cat {{run}}/$p.pid)" 2>/dev/null || true; rm -f {{run}}/$p.pid; fi
     done
     echo stopped
 
 # Release build of the binaries
 build:
-    cargo build --release --locked -p carewoven-commands -p carewoven-cli -p carewoven-views
+    cargo build --release --locked -p carewoven-commands -p carewoven-cli -p carewoven-views -p carewoven-gateway
 
 # Append benchmark: raw JetStream publish vs the full command path, under both sync policies
 bench-append *ARGS:
@@ -77,3 +94,9 @@ bench-views *ARGS:
 bench-replay *ARGS:
     cargo build --release --locked -p carewoven-bench
     target/release/bench-replay {{ARGS}}
+
+# Partner-feed benchmark: reply -> partner-receives latency vs raw core NATS, gateway backlog
+# throughput vs a raw ordered consumer (`--sync default` for the server's default fsync)
+bench-feed *ARGS:
+    cargo build --release --locked -p carewoven-bench
+    target/release/bench-feed {{ARGS}}

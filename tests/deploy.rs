@@ -18,6 +18,7 @@ async fn the_single_node_configuration_serves_the_command_api() {
     .unwrap();
     let service = Service::start(Config::for_nats(nats.url())).await.unwrap();
     let mut client = service.client().await.unwrap();
+    register_standard_orgs(&mut client).await.unwrap();
     let person = register(&mut client, 40).await.unwrap();
     assert!(!person.is_empty());
     service.stop().await.unwrap();
@@ -59,13 +60,15 @@ async fn a_three_node_cluster_replicates_the_log() {
     // the stream until it can.
     let service = Service::start(config).await.unwrap();
     let mut client = service.client().await.unwrap();
+    register_standard_orgs(&mut client).await.unwrap();
+    let nc = async_nats::connect(urls[1].as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(nc);
+    let mut stream = js.get_stream("CAREWOVEN").await.unwrap();
+    let registry = stream.info().await.unwrap().state.messages;
     let person = register(&mut client, 41).await.unwrap();
     let referral = make_referral(&mut client, &person).await.unwrap();
     assert!(!referral.is_empty());
 
-    let nc = async_nats::connect(urls[1].as_str()).await.unwrap();
-    let js = async_nats::jetstream::new(nc);
-    let mut stream = js.get_stream("CAREWOVEN").await.unwrap();
     let info = stream.info().await.unwrap();
     assert_eq!(info.config.num_replicas, 3);
     let cluster = info.cluster.clone().unwrap();
@@ -74,6 +77,10 @@ async fn a_three_node_cluster_replicates_the_log() {
         3,
         "a leader and two replicas: {cluster:?}"
     );
-    assert_eq!(info.state.messages, 2, "two events");
+    assert_eq!(
+        info.state.messages,
+        registry + 2,
+        "two events after the registry's"
+    );
     service.stop().await.unwrap();
 }

@@ -1,4 +1,6 @@
-//! End-to-end tests of the write side: real nats-server, real gRPC over TCP.
+//! End-to-end tests of the write side: real nats-server, real gRPC over TCP. Every call is
+//! authenticated (a bearer token of the organisation the context names) and made by an
+//! organisation with a role in what it changes; the registry is set up by `Stack::start`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -53,38 +55,58 @@ async fn a_pathway_1_journey_becomes_events_filterable_by_subject() {
         (v1::ReferralAction::Receive, "ASC-D2A"),
         (v1::ReferralAction::Accept, "ASC-D2A"),
     ] {
-        c.progress_referral(referral_action(&person, &referral, action, org))
+        c.progress_referral(signed(referral_action(&person, &referral, action, org)))
             .await
             .unwrap();
     }
     let episode = episode_ready(&mut c, &person).await.unwrap();
+    // The hospital managing the episode takes every step but the last: the reablement
+    // provider accepts the handover for itself.
     let steps = [
-        Step::AssignPathway(pd::AssignPathway {
-            pathway: v1::Pathway::Pathway1 as i32,
-        }),
-        Step::RequestService(pd::RequestService {
-            service: "ASC-REABLE".into(),
-        }),
-        Step::RecordDelayReason(pd::RecordDelayReason {
-            reason: v1::DelayReason::AwaitingHomeCare as i32,
-            note: String::new(),
-        }),
-        Step::AgreeDischarge(pd::AgreeDischarge {
-            service: "ASC-REABLE".into(),
-            planned_for: date_days_ahead(0),
-        }),
-        Step::Discharge(pd::Discharge {
-            discharged_at: ts_hours_ago(1),
-            destination: "Home".into(),
-        }),
-        Step::AcceptHandover(pd::AcceptHandover {
-            organisation: "ASC-REABLE".into(),
-        }),
+        (
+            "HOSP-A",
+            Step::AssignPathway(pd::AssignPathway {
+                pathway: v1::Pathway::Pathway1 as i32,
+            }),
+        ),
+        (
+            "HOSP-A",
+            Step::RequestService(pd::RequestService {
+                service: "ASC-REABLE".into(),
+            }),
+        ),
+        (
+            "HOSP-A",
+            Step::RecordDelayReason(pd::RecordDelayReason {
+                reason: v1::DelayReason::AwaitingHomeCare as i32,
+                note: String::new(),
+            }),
+        ),
+        (
+            "HOSP-A",
+            Step::AgreeDischarge(pd::AgreeDischarge {
+                service: "ASC-REABLE".into(),
+                planned_for: date_days_ahead(0),
+            }),
+        ),
+        (
+            "HOSP-A",
+            Step::Discharge(pd::Discharge {
+                discharged_at: ts_hours_ago(1),
+                destination: "Home".into(),
+            }),
+        ),
+        (
+            "ASC-REABLE",
+            Step::AcceptHandover(pd::AcceptHandover {
+                organisation: "ASC-REABLE".into(),
+            }),
+        ),
     ];
     let mut last = None;
-    for step in steps {
+    for (org, step) in steps {
         last = Some(
-            c.progress_discharge(discharge_step(&person, &episode, step))
+            c.progress_discharge(signed(discharge_step_by(org, &person, &episode, step)))
                 .await
                 .unwrap()
                 .into_inner(),
@@ -142,7 +164,9 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     let mut c = stack.client.clone();
     let person = register(&mut c, 2).await.unwrap();
     let referral = make_referral(&mut c, &person).await.unwrap();
-    c.agree_care_plan(v1::AgreeCarePlanRequest {
+    // The referring hospital puts adult social care on the care team, which agrees the plan.
+    add_member(&mut c, &person, "HOSP-A", "ASC").await.unwrap();
+    c.agree_care_plan(signed(v1::AgreeCarePlanRequest {
         context: ctx("ASC"),
         person_id: person.clone(),
         plan: Some(v1::PlanContent {
@@ -150,18 +174,18 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
             activities: vec![],
             review_date: date_days_ahead(30),
         }),
-    })
+    }))
     .await
     .unwrap();
     let before = stack.count().await;
 
-    // Missing context.
+    // Missing context (the token still says who is calling).
     let mut req = register_request(3);
     req.context = None;
     assert_refused(
         &stack,
         before,
-        c.register_person(req).await,
+        c.register_person(as_org("HOSP-A", req)).await,
         Code::InvalidArgument,
         Some("context"),
     )
@@ -172,7 +196,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.register_person(req).await,
+        c.register_person(signed(req)).await,
         Code::InvalidArgument,
         Some("context.command_id"),
     )
@@ -185,7 +209,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.register_person(req).await,
+        c.register_person(signed(req)).await,
         Code::InvalidArgument,
         Some("profile.nhs_number"),
     )
@@ -196,7 +220,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.register_person(req).await,
+        c.register_person(signed(req)).await,
         Code::InvalidArgument,
         Some("profile.date_of_birth"),
     )
@@ -207,7 +231,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.register_person(req).await,
+        c.register_person(signed(req)).await,
         Code::InvalidArgument,
         Some("profile.given_name"),
     )
@@ -216,7 +240,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.register_person(register_request(2)).await,
+        c.register_person(signed(register_request(2))).await,
         Code::AlreadyExists,
         None,
     )
@@ -227,7 +251,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.progress_referral(req).await,
+        c.progress_referral(signed(req)).await,
         Code::InvalidArgument,
         Some("action"),
     )
@@ -237,7 +261,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.progress_referral(req).await,
+        c.progress_referral(signed(req)).await,
         Code::InvalidArgument,
         Some("referral_id"),
     )
@@ -252,13 +276,13 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.progress_referral(req).await,
+        c.progress_referral(signed(req)).await,
         Code::NotFound,
         None,
     )
     .await;
     let status = c
-        .make_referral(v1::MakeReferralRequest {
+        .make_referral(signed(v1::MakeReferralRequest {
             context: ctx("HOSP-A"),
             person_id: Uuid::now_v7().to_string(),
             referral: Some(v1::Referral {
@@ -268,12 +292,12 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
                 reason: "r".into(),
                 replaces: String::new(),
             }),
-        })
+        }))
         .await;
     assert_refused(&stack, before, status, Code::NotFound, None).await;
     // Out of life-cycle order: accept before receive.
     let req = referral_action(&person, &referral, v1::ReferralAction::Accept, "ASC-D2A");
-    let result = c.progress_referral(req).await;
+    let result = c.progress_referral(signed(req)).await;
     let status = result.as_ref().map(|_| ()).unwrap_err().clone();
     assert_refused(&stack, before, result, Code::FailedPrecondition, None).await;
     let precondition = status.get_details_precondition_failure().unwrap();
@@ -293,20 +317,20 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.revise_care_plan(req).await,
+        c.revise_care_plan(signed(req)).await,
         Code::Aborted,
         None,
     )
     .await;
     // A decide-time refusal names the request's own field path: a future Discharge Ready Date.
     let episode = episode_ready(&mut c, &person).await.unwrap();
-    c.progress_discharge(discharge_step(
+    c.progress_discharge(signed(discharge_step(
         &person,
         &episode,
         Step::RecordDeterioration(pd::RecordDeterioration {
             reason: "Deteriorated".into(),
         }),
-    ))
+    )))
     .await
     .unwrap();
     let before = stack.count().await;
@@ -320,7 +344,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.progress_discharge(req).await,
+        c.progress_discharge(signed(req)).await,
         Code::InvalidArgument,
         Some("step.mark_discharge_ready.discharge_ready_date"),
     )
@@ -328,6 +352,8 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     // Correcting an NHS number to one that belongs to another registered person.
     let other_nhs = register_request(2).profile.unwrap().nhs_number;
     let other = register(&mut c, 12).await.unwrap();
+    // The hospital corrects the details of someone it has referred.
+    make_referral(&mut c, &other).await.unwrap();
     let before = stack.count().await;
     let req = v1::CorrectPersonDetailsRequest {
         context: ctx("HOSP-A"),
@@ -341,7 +367,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.correct_person_details(req).await,
+        c.correct_person_details(signed(req)).await,
         Code::AlreadyExists,
         None,
     )
@@ -356,7 +382,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     assert_refused(
         &stack,
         before,
-        c.progress_discharge(req).await,
+        c.progress_discharge(signed(req)).await,
         Code::InvalidArgument,
         Some("step"),
     )
@@ -364,7 +390,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     // An oversized message is refused before any work is done.
     let mut req = register_request(4);
     req.profile.as_mut().unwrap().what_matters = "x".repeat(300 * 1024);
-    let status = c.register_person(req).await.unwrap_err();
+    let status = c.register_person(signed(req)).await.unwrap_err();
     assert!(
         matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange),
         "{status:?}"
@@ -398,7 +424,7 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
     let calls = requests.iter().enumerate().map(|(i, req)| {
         let mut client = if i % 2 == 0 { c.clone() } else { c2.clone() };
         let req = req.clone();
-        async move { client.progress_discharge(req).await }
+        async move { client.progress_discharge(signed(req)).await }
     });
     let results = futures::future::join_all(calls).await;
     let mut accepted = 0;
@@ -424,13 +450,13 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
             || {
                 let mut client = client.clone();
                 let req = req.clone();
-                async move { client.progress_discharge(req).await.is_ok() }
+                async move { client.progress_discharge(signed(req)).await.is_ok() }
             },
         )
         .await
         .unwrap();
         client
-            .progress_discharge(requests[i].clone())
+            .progress_discharge(signed(requests[i].clone()))
             .await
             .unwrap();
     }
@@ -466,7 +492,13 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     let calls = (0..8).map(|_| {
         let mut client = c.clone();
         let req = req.clone();
-        async move { client.progress_referral(req).await.unwrap().into_inner() }
+        async move {
+            client
+                .progress_referral(signed(req))
+                .await
+                .unwrap()
+                .into_inner()
+        }
     });
     let replies = futures::future::join_all(calls).await;
     assert_eq!(replies.iter().filter(|r| !r.duplicate).count(), 1);
@@ -483,7 +515,7 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     assert_refused(
         &stack,
         before + 1,
-        c.progress_referral(other).await,
+        c.progress_referral(signed(other)).await,
         Code::InvalidArgument,
         Some("context.command_id"),
     )
@@ -494,7 +526,11 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     let old = std::mem::replace(&mut stack.service, fresh);
     old.stop().await.unwrap();
     let mut c = stack.service.client().await.unwrap();
-    let again = c.progress_referral(req.clone()).await.unwrap().into_inner();
+    let again = c
+        .progress_referral(signed(req.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.duplicate);
     assert_eq!(again.event_ids, original.event_ids);
 
@@ -503,7 +539,7 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     stack.nats.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let replayed = loop {
-        match c.progress_referral(req.clone()).await {
+        match c.progress_referral(signed(req.clone())).await {
             Ok(r) => break r.into_inner(),
             Err(s) => {
                 assert_eq!(s.code(), Code::Unavailable, "{s:?}");
@@ -536,19 +572,27 @@ async fn a_retried_creating_command_returns_the_aggregate_it_created() {
             replaces: String::new(),
         }),
     };
-    let first = c.make_referral(make.clone()).await.unwrap().into_inner();
+    let first = c
+        .make_referral(signed(make.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!first.duplicate);
     let before = stack.count().await;
     // The referral moves on; a late retry of its creation still gets the original answer.
-    c.progress_referral(referral_action(
+    c.progress_referral(signed(referral_action(
         &person,
         &first.aggregate_id,
         v1::ReferralAction::Receive,
         "ASC-D2A",
-    ))
+    )))
     .await
     .unwrap();
-    let again = c.make_referral(make.clone()).await.unwrap().into_inner();
+    let again = c
+        .make_referral(signed(make.clone()))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.duplicate);
     assert_eq!(again.aggregate_id, first.aggregate_id);
     assert_eq!(again.event_ids, first.event_ids);
@@ -561,18 +605,22 @@ async fn a_retried_creating_command_returns_the_aggregate_it_created() {
     // Registering: a retry is a duplicate; the same person under a new command id is refused.
     let register = register_request(11);
     let original = c
-        .register_person(register.clone())
+        .register_person(signed(register.clone()))
         .await
         .unwrap()
         .into_inner();
-    let retried = c.register_person(register).await.unwrap().into_inner();
+    let retried = c
+        .register_person(signed(register))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(retried.duplicate);
     assert_eq!(retried.event_ids, original.event_ids);
     let before = stack.count().await;
     assert_refused(
         &stack,
         before,
-        c.register_person(register_request(11)).await,
+        c.register_person(signed(register_request(11))).await,
         Code::AlreadyExists,
         None,
     )
@@ -584,8 +632,13 @@ async fn a_command_with_several_events_appends_them_atomically() {
     let stack = Stack::start().await.unwrap();
     let mut c = stack.client.clone();
     let person = register(&mut c, 7).await.unwrap();
+    // The hospital refers the person to adult social care, which puts itself and community
+    // nursing on the care team and asks for a joint assessment.
+    refer(&mut c, &person, "HOSP-A", "ASC").await.unwrap();
+    add_member(&mut c, &person, "ASC", "ASC").await.unwrap();
+    add_member(&mut c, &person, "ASC", "COMM").await.unwrap();
     let assessment = c
-        .request_assessment(v1::RequestAssessmentRequest {
+        .request_assessment(signed(v1::RequestAssessmentRequest {
             context: ctx("ASC"),
             person_id: person.clone(),
             request: Some(v1::AssessmentRequest {
@@ -594,7 +647,7 @@ async fn a_command_with_several_events_appends_them_atomically() {
                 referral_id: String::new(),
                 due_by: String::new(),
             }),
-        })
+        }))
         .await
         .unwrap()
         .into_inner()
@@ -619,24 +672,28 @@ async fn a_command_with_several_events_appends_them_atomically() {
     assert_refused(
         &stack,
         before,
-        c.complete_assessment(complete.clone()).await,
+        c.complete_assessment(signed(complete.clone())).await,
         Code::FailedPrecondition,
         None,
     )
     .await;
     for org in ["ASC", "COMM"] {
-        c.contribute_to_assessment(v1::ContributeToAssessmentRequest {
+        c.contribute_to_assessment(signed(v1::ContributeToAssessmentRequest {
             context: ctx(org),
             person_id: person.clone(),
             assessment_id: assessment.clone(),
             organisation: org.into(),
             summary: "Contribution".into(),
-        })
+        }))
         .await
         .unwrap();
     }
     let before = stack.count().await;
-    let reply = c.complete_assessment(complete).await.unwrap().into_inner();
+    let reply = c
+        .complete_assessment(signed(complete))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         reply.event_types,
         vec!["assessment_completed", "eligibility_determined"]

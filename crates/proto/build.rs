@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "carewoven/v1/commands.proto",
         "carewoven/v1/queries.proto",
         "carewoven/v1/history.proto",
+        "carewoven/v1/feeds.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -1,5 +1,11 @@
 //! Shared set-up for the end-to-end tests: a real nats-server per test (from the test kit) and
 //! the command service serving real gRPC on a loopback port.
+//!
+//! Every call carries a bearer token from the fixed test issuer ([`signed`]: the token of the
+//! organisation the request's context names; [`as_org`]: an explicit one), and
+//! [`Stack::start`] registers the synthetic organisations the tests act for
+//! ([`STANDARD_ORGS`]) before a test begins, so the log already holds registry events: tests
+//! that count messages count from after set-up.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +22,39 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
+
+pub use carewoven_testkit::partners::{
+    GOVERNANCE_ORG, all_data_classes, as_org, governance_token, register_partner, signed, token,
+    token_with_roles,
+};
+
+/// The synthetic organisations the tests act for, each with the services (and sites) it
+/// owns. Codes and services are the ones the journeys below use:
+///
+/// - `HOSP-A`: the acute hospital; its site `HOSP-A` admits and manages discharges, and it
+///   makes the referrals;
+/// - `ASC-D2A`: the council's discharge-to-assess team, which receives referrals;
+/// - `ASC`: adult social care (care plans, assessments);
+/// - `ASC-REABLE`: the reablement provider that accepts handovers;
+/// - `COMM`: community nursing (joint assessments).
+pub const STANDARD_ORGS: [(&str, &[&str]); 5] = [
+    ("HOSP-A", &["HOSP-A"]),
+    ("ASC-D2A", &["ASC-D2A"]),
+    ("ASC", &["ASC"]),
+    ("ASC-REABLE", &["ASC-REABLE"]),
+    ("COMM", &["COMM"]),
+];
+
+/// Register [`STANDARD_ORGS`], each with a direct-care agreement covering every data class
+/// (two events each). Safe to repeat.
+pub async fn register_standard_orgs(client: &mut CommandServiceClient<Channel>) -> Result<()> {
+    for (code, services) in STANDARD_ORGS {
+        register_partner(client, code, services, &all_data_classes())
+            .await
+            .with_context(|| format!("registering {code}"))?;
+    }
+    Ok(())
+}
 
 /// A synthetic NHS number from the 999 test range with a valid check digit.
 pub fn test_nhs_number(n: u32) -> String {
@@ -101,12 +140,21 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A fresh NATS and command service with [`STANDARD_ORGS`] registered.
     pub async fn start() -> Result<Self> {
         let nats = NatsServer::start()?;
         Self::on(nats).await
     }
 
+    /// The command service on `nats`, with [`STANDARD_ORGS`] registered.
     pub async fn on(nats: NatsServer) -> Result<Self> {
+        let mut stack = Self::unregistered(nats).await?;
+        register_standard_orgs(&mut stack.client).await?;
+        Ok(stack)
+    }
+
+    /// The command service on `nats` with nothing registered.
+    pub async fn unregistered(nats: NatsServer) -> Result<Self> {
         let service = Service::start(Config::for_nats(nats.url())).await?;
         let client = service.client().await?;
         let log =
@@ -125,6 +173,37 @@ impl Stack {
 
     pub async fn count(&self) -> u64 {
         self.log.message_count().await.unwrap()
+    }
+
+    /// Every audit record stored on exactly `subject` in `CW_AUDIT`, oldest first, with its
+    /// audit stream sequence. The service stores a refusal's record before it answers, so
+    /// this needs no waiting.
+    pub async fn audit(&self, subject: &str) -> Result<Vec<(u64, v1::AuditEvent)>> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        use prost::Message as _;
+        let js = async_nats::jetstream::new(async_nats::connect(self.nats.url()).await?);
+        let stream = js
+            .get_stream(carewoven_access::audit::AUDIT_STREAM)
+            .await
+            .context("opening the audit stream")?;
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            match stream
+                .direct_get_next_for_subject(subject, Some(from))
+                .await
+            {
+                Ok(message) => {
+                    from = message.sequence + 1;
+                    out.push((
+                        message.sequence,
+                        v1::AuditEvent::decode(message.payload.as_ref())?,
+                    ));
+                }
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -169,28 +248,73 @@ pub fn register_request(n: u32) -> v1::RegisterPersonRequest {
 
 /// Register a synthetic person and return their id.
 pub async fn register(client: &mut CommandServiceClient<Channel>, n: u32) -> Result<String> {
-    let reply = client.register_person(register_request(n)).await?;
+    let reply = client.register_person(signed(register_request(n))).await?;
     Ok(reply.into_inner().person_id)
 }
 
+/// A referral from `HOSP-A` to the `ASC-D2A` service; returns its id.
 pub async fn make_referral(
     client: &mut CommandServiceClient<Channel>,
     person: &str,
 ) -> Result<String> {
+    refer(client, person, "HOSP-A", "ASC-D2A").await
+}
+
+/// The request for a referral from `from` (acting for itself) to `to_service`.
+pub fn referral_request(person: &str, from: &str, to_service: &str) -> v1::MakeReferralRequest {
+    v1::MakeReferralRequest {
+        context: ctx(from),
+        person_id: person.into(),
+        referral: Some(v1::Referral {
+            from_organisation: from.into(),
+            to_service: to_service.into(),
+            priority: v1::Priority::Urgent as i32,
+            reason: "Needs support at home after discharge".into(),
+            replaces: String::new(),
+        }),
+    }
+}
+
+/// A referral from `from` to `to_service` (which starts a legitimate relationship for both
+/// organisations); returns its id.
+pub async fn refer(
+    client: &mut CommandServiceClient<Channel>,
+    person: &str,
+    from: &str,
+    to_service: &str,
+) -> Result<String> {
     let reply = client
-        .make_referral(v1::MakeReferralRequest {
-            context: ctx("HOSP-A"),
-            person_id: person.into(),
-            referral: Some(v1::Referral {
-                from_organisation: "HOSP-A".into(),
-                to_service: "ASC-D2A".into(),
-                priority: v1::Priority::Urgent as i32,
-                reason: "Needs support at home after discharge".into(),
-                replaces: String::new(),
-            }),
-        })
+        .make_referral(signed(referral_request(person, from, to_service)))
         .await?;
     Ok(reply.into_inner().aggregate_id)
+}
+
+/// The request adding organisation `member` to the person's care team, made by `by`.
+pub fn add_member_request(person: &str, by: &str, member: &str) -> v1::AddCareTeamMemberRequest {
+    v1::AddCareTeamMemberRequest {
+        context: ctx(by),
+        person_id: person.into(),
+        member: Some(v1::MemberRef {
+            organisation: member.into(),
+            practitioner: String::new(),
+        }),
+        role: v1::CareTeamRole::Other as i32,
+        since: date_days_ago(0),
+    }
+}
+
+/// `by` adds organisation `member` to the person's care team (the first member by an
+/// organisation with a relationship, later ones by a member).
+pub async fn add_member(
+    client: &mut CommandServiceClient<Channel>,
+    person: &str,
+    by: &str,
+    member: &str,
+) -> Result<()> {
+    client
+        .add_care_team_member(signed(add_member_request(person, by, member)))
+        .await?;
+    Ok(())
 }
 
 pub fn referral_action(
@@ -208,13 +332,24 @@ pub fn referral_action(
     }
 }
 
+/// A discharge step by `HOSP-A`, whose site manages the episode.
 pub fn discharge_step(
     person: &str,
     episode: &str,
     step: v1::progress_discharge_request::Step,
 ) -> v1::ProgressDischargeRequest {
+    discharge_step_by("HOSP-A", person, episode, step)
+}
+
+/// A discharge step by `org`.
+pub fn discharge_step_by(
+    org: &str,
+    person: &str,
+    episode: &str,
+    step: v1::progress_discharge_request::Step,
+) -> v1::ProgressDischargeRequest {
     v1::ProgressDischargeRequest {
-        context: ctx("HOSP-A"),
+        context: ctx(org),
         person_id: person.into(),
         episode_id: episode.into(),
         step: Some(step),
@@ -228,33 +363,33 @@ pub async fn episode_ready(
 ) -> Result<String> {
     use v1::progress_discharge_request::{self as pd, Step};
     let episode = client
-        .admit_person(v1::AdmitPersonRequest {
+        .admit_person(signed(v1::AdmitPersonRequest {
             context: ctx("HOSP-A"),
             person_id: person.into(),
             site: "HOSP-A".into(),
             ward: "Ward 7".into(),
             admitted_at: ts_hours_ago(24 * 5),
-        })
+        }))
         .await?
         .into_inner()
         .aggregate_id;
     client
-        .progress_discharge(discharge_step(
+        .progress_discharge(signed(discharge_step(
             person,
             &episode,
             Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
                 expected: date_days_ahead(1),
             }),
-        ))
+        )))
         .await?;
     client
-        .progress_discharge(discharge_step(
+        .progress_discharge(signed(discharge_step(
             person,
             &episode,
             Step::MarkDischargeReady(pd::MarkDischargeReady {
                 discharge_ready_date: date_days_ago(1),
             }),
-        ))
+        )))
         .await?;
     Ok(episode)
 }

@@ -93,13 +93,20 @@ pub struct Row {
     pub discharge_ready_date: Option<String>,
 }
 
+/// One event's row. A registry event (an organisation, its services and agreements) belongs
+/// to no person: its `person` is empty.
 pub fn row(e: &RecordedEvent, pseudonyms: &Pseudonyms) -> Row {
+    let person = if e.meta.person_id == carewoven_domain::REGISTRY_PERSON {
+        String::new()
+    } else {
+        pseudonyms.of(e.meta.person_id)
+    };
     let mut r = Row {
         log_position: e.sequence,
         event_type: e.event.name(),
         aggregate_kind: e.meta.aggregate_kind.as_str(),
         aggregate: pseudonyms.of(e.meta.aggregate_id),
-        person: pseudonyms.of(e.meta.person_id),
+        person,
         version: e.meta.version,
         organisation: e.meta.organisation.as_str().to_owned(),
         occurred_at: e.meta.occurred_at.to_rfc3339(),

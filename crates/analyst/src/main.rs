@@ -60,7 +60,7 @@ struct Select {
     #[arg(long)]
     organisation: Option<String>,
     /// Aggregate kind: person, referral, assessment, care_plan, care_team, consent, discharge,
-    /// meeting, feedback.
+    /// meeting, feedback, organisation (registry facts, which belong to no person).
     #[arg(long)]
     kind: Option<String>,
     #[arg(long)]
@@ -104,6 +104,8 @@ enum AsOfView {
 #[derive(Subcommand)]
 enum Command {
     /// Serve replay over gRPC (carewoven.v1.HistoryService), with health and reflection.
+    /// Every replay needs a bearer token with the `analyst` role (the other subcommands read
+    /// the log directly: operator tools, authorised by access to NATS).
     Serve {
         #[arg(
             long,
@@ -111,6 +113,8 @@ enum Command {
             default_value = "127.0.0.1:50053"
         )]
         listen: String,
+        #[command(flatten)]
+        auth: carewoven_analyst::service::AuthConfig,
     },
     /// The service-review report for a period (by when things happened) and organisations:
     /// JSON for machines and one self-contained HTML page for people. People who opted out
@@ -195,13 +199,19 @@ fn show(bar: &indicatif::ProgressBar, p: &Progress) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let client =
-        carewoven_eventlog::connect(&cli.nats_url, "carewoven-analyst", Duration::from_secs(10))
-            .await?;
+    // Servers with nkey authentication (deploy/nats-partners.conf): the internal user's seed.
+    let nkey = std::env::var("CAREWOVEN_NATS_NKEY_SEED").ok();
+    let client = carewoven_eventlog::connect(
+        &cli.nats_url,
+        "carewoven-analyst",
+        Duration::from_secs(10),
+        nkey.as_deref(),
+    )
+    .await?;
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, auth } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -217,7 +227,7 @@ async fn main() -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
                 trigger.cancel();
             });
-            carewoven_analyst::service::serve(listener, js, cli.stream, stop).await?;
+            carewoven_analyst::service::serve(listener, js, cli.stream, &auth, stop).await?;
         }
         Command::Report {
             from,

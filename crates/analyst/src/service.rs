@@ -1,9 +1,14 @@
-//! `HistoryService`: replay over gRPC server streaming.
+//! `HistoryService`: replay over gRPC server streaming, for callers with the `analyst` role.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_nats::jetstream;
+use carewoven_access::Authenticator;
+use carewoven_access::grpc::{permission_denied, unauthenticated};
+use carewoven_access::token::TrustFile;
 use carewoven_domain::AggregateKind;
+use carewoven_governance::{Denial, Role};
 use carewoven_proto::v1::{self, history_service_server::HistoryService};
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -14,15 +19,79 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::replay::Replay;
 use crate::selection::{Selection, SelectionError};
 
+/// Who may replay: bearer tokens signed by these keys, with the `analyst` role.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthConfig {
+    /// The token issuers' public keys (JSON trust file, as for the command service).
+    /// Required: every replay must carry a bearer token with the `analyst` role.
+    #[arg(long, env = "CAREWOVEN_TRUSTED_KEYS")]
+    pub trusted_keys: Option<PathBuf>,
+    /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
+    #[arg(skip)]
+    pub trust: Option<TrustFile>,
+}
+
+impl AuthConfig {
+    /// Trust the fixed test issuer (`carewoven_access::token::testing`): tests only.
+    pub fn for_tests() -> Self {
+        AuthConfig {
+            trusted_keys: None,
+            trust: Some(carewoven_access::token::testing::trust()),
+        }
+    }
+
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        let verifier = match (&self.trust, &self.trusted_keys) {
+            (Some(trust), _) => carewoven_access::Verifier::new(trust)?,
+            (None, Some(path)) => carewoven_access::Verifier::from_file(path)?,
+            (None, None) => anyhow::bail!(
+                "--trusted-keys (CAREWOVEN_TRUSTED_KEYS) is required: every replay is \
+                 authenticated"
+            ),
+        };
+        Ok(Authenticator::new(verifier))
+    }
+}
+
 pub struct History {
     js: jetstream::Context,
     stream: String,
+    auth: Authenticator,
     stop: CancellationToken,
 }
 
 impl History {
-    pub fn new(js: jetstream::Context, stream: String, stop: CancellationToken) -> Self {
-        History { js, stream, stop }
+    pub fn new(
+        js: jetstream::Context,
+        stream: String,
+        auth: Authenticator,
+        stop: CancellationToken,
+    ) -> Self {
+        History {
+            js,
+            stream,
+            auth,
+            stop,
+        }
+    }
+
+    /// Replay is secondary use of everyone's history: only for the `analyst` role.
+    fn authorise(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let identity = self
+            .auth
+            .identify(metadata)
+            .map_err(|e| unauthenticated(&e))?;
+        if identity.has(Role::Analyst) {
+            Ok(())
+        } else {
+            Err(permission_denied(&Denial {
+                reason: "ANALYST_ROLE_REQUIRED",
+                message: format!(
+                    "replaying history needs the analyst role; {}'s token does not grant it",
+                    identity.organisation
+                ),
+            }))
+        }
     }
 }
 
@@ -93,6 +162,7 @@ impl HistoryService for History {
         &self,
         request: Request<v1::ReplayRequest>,
     ) -> Result<Response<ReplayStream>, Status> {
+        self.authorise(request.metadata())?;
         let selection = selection(request.get_ref())?;
         let excluded = crate::opted_out(&self.js, &self.stream)
             .await
@@ -147,9 +217,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     js: jetstream::Context,
     stream: String,
+    auth: &AuthConfig,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
+    let auth = auth.authenticator()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<HistoryServiceServer<History>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -162,6 +234,7 @@ pub async fn serve(
         .add_service(HistoryServiceServer::new(History::new(
             js,
             stream,
+            auth,
             stop.clone(),
         )))
         .serve_with_incoming_shutdown(

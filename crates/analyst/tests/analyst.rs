@@ -1,14 +1,34 @@
 //! carewoven-analyst against a real nats-server and a log written by the real command service.
+//!
+//! Every command is sent with a token from the fixed test issuer, by an organisation entitled
+//! to it; the standard test organisations are registered first, so the log starts with their
+//! registry events (which belong to no person).
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
 
-use carewoven_proto::v1;
+use carewoven_governance::Role;
+use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
 use carewoven_testkit::NatsServer;
-use carewoven_tests::Service;
+use carewoven_tests::{Service, register_standard_orgs, signed, token, token_with_roles};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use uuid::Uuid;
+
+/// Registry events [`register_standard_orgs`] appends: five organisations, each registered
+/// with an agreement.
+const REGISTRY_EVENTS: u64 = 10;
+
+/// The command service on `nats`, with the standard organisations registered.
+async fn start(nats: &NatsServer) -> (Service, CommandServiceClient<Channel>) {
+    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
+        .await
+        .unwrap();
+    let mut c = service.client().await.unwrap();
+    register_standard_orgs(&mut c).await.unwrap();
+    (service, c)
+}
 
 fn ctx(org: &str) -> Option<v1::CommandContext> {
     Some(v1::CommandContext {
@@ -41,14 +61,11 @@ fn text(o: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
     let nats = NatsServer::start().unwrap();
-    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
-        .await
-        .unwrap();
-    let mut c = service.client().await.unwrap();
+    let (service, mut c) = start(&nats).await;
     let mut people = Vec::new();
     for n in 0..3 {
         let person = c
-            .register_person(v1::RegisterPersonRequest {
+            .register_person(signed(v1::RegisterPersonRequest {
                 context: ctx("HOSP-A"),
                 profile: Some(v1::Profile {
                     nhs_number: carewoven_domain::values::NhsNumber::synthetic(n)
@@ -59,12 +76,12 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
                     date_of_birth: "1941-03-02".into(),
                     ..Default::default()
                 }),
-            })
+            }))
             .await
             .unwrap()
             .into_inner()
             .person_id;
-        c.make_referral(v1::MakeReferralRequest {
+        c.make_referral(signed(v1::MakeReferralRequest {
             context: ctx("HOSP-A"),
             person_id: person.clone(),
             referral: Some(v1::Referral {
@@ -74,14 +91,15 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
                 reason: "Support at home".into(),
                 replaces: String::new(),
             }),
-        })
+        }))
         .await
         .unwrap();
         people.push(person);
     }
-    // The third person objects to research use: the national data opt-out.
-    c.record_consent(v1::RecordConsentRequest {
-        context: ctx("GP-1"),
+    // The third person objects to research use: the national data opt-out (recorded by the
+    // hospital, which referred them: a legitimate relationship).
+    c.record_consent(signed(v1::RecordConsentRequest {
+        context: ctx("HOSP-A"),
         person_id: people[2].clone(),
         terms: Some(v1::ConsentTerms {
             decision: v1::ConsentDecision::Deny as i32,
@@ -92,12 +110,12 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
             valid_until: String::new(),
             capacity_assessed: true,
         }),
-    })
+    }))
     .await
     .unwrap();
     let url = nats.url();
 
-    let (all, first, rest, nothing, reversed, unknown) = tokio::task::spawn_blocking({
+    let (all, first, rest, nothing, reversed, unknown, registry) = tokio::task::spawn_blocking({
         let url = url.clone();
         move || {
             (
@@ -110,11 +128,25 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
                     &["replay", "--from-position", "5", "--to-position", "2"],
                 ),
                 analyst(&url, &["replay", "--type", "person_teleported"]),
+                analyst(&url, &["replay", "--kind", "organisation"]),
             )
         }
     })
     .await
     .unwrap();
+    // Registry events belong to no person: replayed like any other, never an opted-out person.
+    assert!(registry.status.success(), "{}", text(&registry));
+    let registry: Vec<serde_json::Value> = String::from_utf8_lossy(&registry.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(registry.len() as u64, REGISTRY_EVENTS);
+    assert!(
+        registry
+            .iter()
+            .all(|l| l["envelope"]["aggregateKind"] == "organisation"),
+        "{registry:?}"
+    );
     assert!(all.status.success(), "{}", text(&all));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&all.stdout)
         .lines()
@@ -219,8 +251,24 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
     for p in &people {
         assert!(!csv_a.contains(p.as_str()), "no real ids");
     }
-    // Header + 2 people x (registered + referral) = 5 lines; the opted-out person is left out.
-    assert_eq!(csv_a.lines().count(), 5, "{csv_a}");
+    // Header + the registry + 2 people x (registered + referral); the opted-out person is left
+    // out. Registry rows name no person.
+    assert_eq!(
+        csv_a.lines().count() as u64,
+        1 + REGISTRY_EVENTS + 4,
+        "{csv_a}"
+    );
+    let registry_rows: Vec<&str> = csv_a
+        .lines()
+        .filter(|l| l.split(',').nth(2) == Some("organisation"))
+        .collect();
+    assert_eq!(registry_rows.len() as u64, REGISTRY_EVENTS, "{csv_a}");
+    assert!(
+        registry_rows
+            .iter()
+            .all(|l| l.split(',').nth(4) == Some("")),
+        "empty person: {csv_a}"
+    );
     assert!(
         !again.status.success(),
         "an existing file is refused without --force"
@@ -251,7 +299,11 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let reader = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
         let meta = reader.metadata().file_metadata();
-        assert_eq!(meta.num_rows(), 4, "the same rows as the CSV");
+        assert_eq!(
+            meta.num_rows() as u64,
+            REGISTRY_EVENTS + 4,
+            "the same rows as the CSV"
+        );
         let fields: Vec<String> = meta
             .schema()
             .get_fields()
@@ -264,7 +316,7 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
         );
         assert_eq!(fields.len(), 13);
         let rows: Vec<_> = reader.get_row_iter(None).unwrap().collect();
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len() as u64, REGISTRY_EVENTS + 4);
     }
 
     service.stop().await.unwrap();
@@ -286,14 +338,11 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     use chrono::{Duration, Utc};
     use v1::progress_discharge_request::{self as pd, Step};
     let nats = NatsServer::start().unwrap();
-    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
-        .await
-        .unwrap();
-    let mut c = service.client().await.unwrap();
+    let (service, mut c) = start(&nats).await;
     let now = Utc::now();
     let days_ago = |d: i64| now - Duration::days(d);
     let person = c
-        .register_person(v1::RegisterPersonRequest {
+        .register_person(signed(v1::RegisterPersonRequest {
             context: ctx_at("HOSP-A", days_ago(6)),
             profile: Some(v1::Profile {
                 nhs_number: carewoven_domain::values::NhsNumber::synthetic(77)
@@ -304,14 +353,14 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
                 date_of_birth: "1941-03-02".into(),
                 ..Default::default()
             }),
-        })
+        }))
         .await
         .unwrap()
         .into_inner()
         .person_id;
     let admitted_at = days_ago(5);
     let episode = c
-        .admit_person(v1::AdmitPersonRequest {
+        .admit_person(signed(v1::AdmitPersonRequest {
             context: ctx_at("HOSP-A", admitted_at),
             person_id: person.clone(),
             site: "HOSP-A".into(),
@@ -320,16 +369,18 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
                 seconds: admitted_at.timestamp(),
                 nanos: 0,
             }),
-        })
+        }))
         .await
         .unwrap()
         .into_inner()
         .aggregate_id;
-    let step = |s: Step, at| v1::ProgressDischargeRequest {
-        context: ctx_at("HOSP-A", at),
-        person_id: person.clone(),
-        episode_id: episode.clone(),
-        step: Some(s),
+    let step = |s: Step, at| {
+        signed(v1::ProgressDischargeRequest {
+            context: ctx_at("HOSP-A", at),
+            person_id: person.clone(),
+            episode_id: episode.clone(),
+            step: Some(s),
+        })
     };
     c.progress_discharge(step(
         Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
@@ -468,12 +519,9 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
 async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
     use carewoven_proto::v1::history_service_client::HistoryServiceClient;
     let nats = NatsServer::start().unwrap();
-    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
-        .await
-        .unwrap();
-    let mut c = service.client().await.unwrap();
+    let (service, mut c) = start(&nats).await;
     for n in 0..5 {
-        c.register_person(v1::RegisterPersonRequest {
+        c.register_person(signed(v1::RegisterPersonRequest {
             context: ctx("HOSP-A"),
             profile: Some(v1::Profile {
                 nhs_number: carewoven_domain::values::NhsNumber::synthetic(100 + n)
@@ -484,7 +532,7 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
                 date_of_birth: "1941-03-02".into(),
                 ..Default::default()
             }),
-        })
+        }))
         .await
         .unwrap();
     }
@@ -492,12 +540,19 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
     let history_addr = history_listener.local_addr().unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let stop = CancellationToken::new();
-    let history = tokio::spawn(carewoven_analyst::service::serve(
-        history_listener,
-        js,
-        "CAREWOVEN".into(),
-        stop.clone(),
-    ));
+    let history = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            carewoven_analyst::service::serve(
+                history_listener,
+                js,
+                "CAREWOVEN".into(),
+                &carewoven_analyst::service::AuthConfig::for_tests(),
+                stop,
+            )
+            .await
+        }
+    });
     let mut h = loop {
         if let Ok(h) = HistoryServiceClient::connect(format!("http://{history_addr}")).await {
             break h;
@@ -511,26 +566,32 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
         }
         out
     };
+    let analyst_token = token_with_roles("ICB-ANALYSTS", &[Role::Analyst]);
+    let as_analyst = |r: v1::ReplayRequest| {
+        carewoven_access::grpc::with_token(tonic::Request::new(r), &analyst_token)
+    };
     let all = collect(
-        h.replay(v1::ReplayRequest::default())
+        h.replay(as_analyst(v1::ReplayRequest::default()))
             .await
             .unwrap()
             .into_inner(),
     )
     .await;
-    assert_eq!(all, vec![1, 2, 3, 4, 5]);
-    // Resume after position 2: the rest, no gap, no repeat.
+    // The registry's events, then the five people's.
+    let end = REGISTRY_EVENTS + 5;
+    assert_eq!(all, (1..=end).collect::<Vec<_>>());
+    // Resume after position end - 3: the rest, no gap, no repeat.
     let rest = collect(
-        h.replay(v1::ReplayRequest {
-            from_position: 3,
+        h.replay(as_analyst(v1::ReplayRequest {
+            from_position: end - 2,
             ..Default::default()
-        })
+        }))
         .await
         .unwrap()
         .into_inner(),
     )
     .await;
-    assert_eq!(rest, vec![3, 4, 5]);
+    assert_eq!(rest, vec![end - 2, end - 1, end]);
     for (request, field) in [
         (
             v1::ReplayRequest {
@@ -555,10 +616,85 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
             "person_id",
         ),
     ] {
-        let status = h.replay(request).await.unwrap_err();
+        let status = h.replay(as_analyst(request)).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         assert!(status.message().starts_with(field), "{status:?}");
     }
+    stop.cancel();
+    history.await.unwrap().unwrap();
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_over_grpc_needs_a_token_with_the_analyst_role() {
+    use carewoven_proto::v1::history_service_client::HistoryServiceClient;
+    let nats = NatsServer::start().unwrap();
+    // The stream exists once the command service has opened the log.
+    let (service, _) = start(&nats).await;
+    let history_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let history_addr = history_listener.local_addr().unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stop = CancellationToken::new();
+    let history = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            carewoven_analyst::service::serve(
+                history_listener,
+                js,
+                "CAREWOVEN".into(),
+                &carewoven_analyst::service::AuthConfig::for_tests(),
+                stop,
+            )
+            .await
+        }
+    });
+    let mut h = loop {
+        if let Ok(h) = HistoryServiceClient::connect(format!("http://{history_addr}")).await {
+            break h;
+        }
+        tokio::task::yield_now().await;
+    };
+    let request = |token: Option<&str>| {
+        let r = tonic::Request::new(v1::ReplayRequest::default());
+        match token {
+            Some(t) => carewoven_access::grpc::with_token(r, t),
+            None => r,
+        }
+    };
+    let reason = |s: &tonic::Status| {
+        use tonic_types::StatusExt;
+        s.get_error_details()
+            .error_info()
+            .map(|e| e.reason.clone())
+            .unwrap_or_default()
+    };
+
+    let status = h.replay(request(None)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert_eq!(reason(&status), "TOKEN_MISSING");
+    let status = h.replay(request(Some("not-a-jwt"))).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    // A partner's token, and the registrar's: authenticated, but not analysts.
+    for t in [
+        token("HOSP-A"),
+        token_with_roles("CW-GOV", &[Role::Governance]),
+    ] {
+        let status = h.replay(request(Some(&t))).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert_eq!(reason(&status), "ANALYST_ROLE_REQUIRED");
+    }
+    let analyst = token_with_roles("ICB-ANALYSTS", &[Role::Analyst]);
+    let mut replayed = h
+        .replay(request(Some(&analyst)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while replayed.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, REGISTRY_EVENTS);
+
     stop.cancel();
     history.await.unwrap().unwrap();
     service.stop().await.unwrap();

@@ -1,12 +1,14 @@
 //! The command line: global options and one subcommand per `CommandService` RPC.
 
+use std::path::PathBuf;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::enums::{
-    AssessmentKind, DataClass, Decision, DelayReason, FeedbackSource, Outcome, Pathway, Priority,
-    Purpose, ReferralAction, Role,
+    AccessRole, AssessmentKind, DataClass, Decision, DelayReason, FeedbackSource, OrgType, Outcome,
+    Pathway, Priority, Purpose, ReferralAction, Role,
 };
 use crate::parse;
 use carewoven_proto::v1;
@@ -39,14 +41,28 @@ pub struct Global {
         global = true
     )]
     pub server: String,
-    /// Acting organisation code (for example an ODS code).
+    /// Acting organisation code (for example an ODS code). It must be the organisation the
+    /// bearer token names. Default: the organisation of --token; with --issuer-dir or no
+    /// credentials, DEMO-HOSP (registry commands: CW-GOV, the development registrar).
+    #[arg(long, env = "CAREWOVEN_ORG", global = true, value_name = "ORG")]
+    pub org: Option<String>,
+    /// Bearer token to send with every call (from your identity provider). It names one
+    /// organisation; demo and seed act as several and need --issuer-dir instead.
     #[arg(
         long,
-        env = "CAREWOVEN_ORG",
-        default_value = "DEMO-HOSP",
-        global = true
+        env = "CAREWOVEN_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "JWT"
     )]
-    pub org: String,
+    pub token: Option<String>,
+    /// Development only: a token issuer's directory (from `carectl keys generate`). carectl
+    /// mints a short-lived token for the organisation each call acts as (registry commands
+    /// get the governance role). Services accept them only if they trust the issuer's
+    /// trusted-keys.json (CAREWOVEN_TRUSTED_KEYS); never trust a development issuer in
+    /// production. --token, if given, is used instead for single commands.
+    #[arg(long, env = "CAREWOVEN_ISSUER_DIR", global = true, value_name = "DIR")]
+    pub issuer_dir: Option<PathBuf>,
     /// Acting user code within the organisation (a code, never a name).
     #[arg(
         long,
@@ -118,18 +134,33 @@ pub enum Command {
     CompleteAction(CompleteAction),
     /// Record feedback from the person or a carer.
     Feedback(Feedback),
+    /// The registry (governance role): organisations, their services and data-sharing
+    /// agreements.
+    #[command(subcommand)]
+    Org(Org),
     /// Wait until the server's gRPC health service reports SERVING.
     WaitReady,
-    /// Load a small synthetic demo through the real API (re-runnable: a second run on the
-    /// same day returns duplicates).
+    /// Development token issuer keys.
+    #[command(subcommand)]
+    Keys(Keys),
+    /// Print a bearer token for --org, minted with --issuer-dir (development only).
     ///
-    /// Registers a fictional person (Ada Example, test-range NHS number) and takes them
-    /// through care team, referral, joint Care Act assessment, care plan, admission, discharge
-    /// to assess on pathway 1, handover and consent. Each step acts as a plausible organisation
-    /// (DEMO-HOSP, DEMO-GP, DEMO-ASC, DEMO-COMM, DEMO-ASC-REABLE), so --org, --user,
-    /// --command-id, --correlation-id, --causation-id and --occurred-at are ignored. Command
-    /// ids, dates and instants derive from the demo day only (the discharge is recorded at
-    /// 00:00 UTC of that day), so a re-run on the same day sends identical commands.
+    /// For other tools (grpcurl, scripts): `grpcurl -H "authorization: Bearer $(carectl
+    /// token --org DEMO-HOSP)" ...`.
+    Token(TokenArgs),
+    /// Load a small synthetic demo through the real API (re-runnable: a second run on the
+    /// same day returns duplicates). Needs --issuer-dir.
+    ///
+    /// First registers the demo organisations (DEMO-HOSP, DEMO-GP, DEMO-ASC, DEMO-COMM,
+    /// DEMO-ASC-REABLE) with their services and data-sharing agreements, as the development
+    /// registrar CW-GOV with the governance role (idempotent). Then registers a fictional
+    /// person (Ada Example, test-range NHS number) and takes them through admission, care
+    /// team, referral, joint Care Act assessment, care plan, discharge to assess on pathway
+    /// 1, handover and consent. Each step acts as the organisation entitled to it (with a
+    /// token minted for it), so --org, --user, --token, --command-id, --correlation-id,
+    /// --causation-id and --occurred-at are ignored. Command ids, dates and instants derive
+    /// from the demo day only (the discharge is recorded at 00:00 UTC of that day), so a
+    /// re-run on the same day sends identical commands.
     Demo(Demo),
     /// Load a synthetic multi-organisation history through the real API (deterministic).
     ///
@@ -142,9 +173,11 @@ pub enum Command {
     /// and feedback. Each fact's real-world time goes in occurred_at and its own date fields,
     /// all before the anchor day; some facts are recorded late on purpose. The same --seed,
     /// --anchor-day and --days give the same commands and command ids, so a second run against
-    /// the same server appends nothing (every command is a duplicate). Each step acts as its
-    /// organisation, so --org, --user, --command-id, --correlation-id, --causation-id and
-    /// --occurred-at are ignored.
+    /// the same server appends nothing (every command is a duplicate). It first registers its
+    /// organisations, services and data-sharing agreements (idempotent, as the registrar
+    /// CW-GOV), then each step acts as an organisation entitled to it, with a token minted
+    /// from --issuer-dir (required), so --org, --user, --token, --command-id,
+    /// --correlation-id, --causation-id and --occurred-at are ignored.
     Seed(Seed),
 }
 
@@ -603,6 +636,120 @@ pub struct Feedback {
     /// 1 (poor) to 5 (excellent); omit for no rating.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
     pub rating: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Org {
+    /// Register an organisation with the services (and sites) it owns.
+    Register(OrgRegister),
+    /// Add a service (or site) to a registered organisation.
+    AddService(OrgService),
+    /// Data-sharing agreements.
+    #[command(subcommand)]
+    Agreement(OrgAgreement),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgCode {
+    /// The organisation's code (for example an ODS code).
+    #[arg(long, value_name = "ORG")]
+    pub code: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgRegister {
+    #[command(flatten)]
+    pub org: OrgCode,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long = "type", value_enum, default_value = "other")]
+    pub org_type: OrgType,
+    /// A service or site it owns (referrals are sent to services; episodes are managed at
+    /// sites); repeat for more.
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgService {
+    #[command(flatten)]
+    pub org: OrgCode,
+    #[arg(long, value_name = "SERVICE")]
+    pub service: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgAgreement {
+    /// Record a data-sharing agreement: what the organisation may receive and for how long.
+    Record(AgreementRecord),
+    /// End an agreement before its expiry.
+    End(AgreementEnd),
+}
+
+#[derive(Debug, Args)]
+pub struct AgreementRecord {
+    #[command(flatten)]
+    pub org: OrgCode,
+    /// The agreement's reference, unique within the organisation.
+    #[arg(long)]
+    pub reference: String,
+    /// A purpose covered; repeat for more.
+    #[arg(long = "purpose", value_enum, required = true)]
+    pub purposes: Vec<Purpose>,
+    /// A data class covered; repeat for more.
+    #[arg(
+        long = "data-class",
+        value_enum,
+        required_unless_present = "all_data_classes"
+    )]
+    pub data_classes: Vec<DataClass>,
+    /// Cover every data class.
+    #[arg(long, conflicts_with = "data_classes")]
+    pub all_data_classes: bool,
+    /// First day in force.
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub valid_from: NaiveDate,
+    /// The first day it is no longer in force.
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub expires_on: NaiveDate,
+}
+
+#[derive(Debug, Args)]
+pub struct AgreementEnd {
+    #[command(flatten)]
+    pub org: OrgCode,
+    #[arg(long)]
+    pub reference: String,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Keys {
+    /// Generate a development token issuer (Ed25519) into a directory: issuer.key.pem (keep
+    /// secret, owner-only) and trusted-keys.json (give it to services as
+    /// CAREWOVEN_TRUSTED_KEYS). Refuses to overwrite an existing key.
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The key id tokens name in their header.
+        #[arg(long, default_value = "carewoven-dev")]
+        kid: String,
+        /// The issuer tokens name (`iss`).
+        #[arg(long, default_value = "carewoven-dev-issuer")]
+        issuer: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// A role besides acting for the organisation; repeat for more.
+    #[arg(long = "role", value_enum)]
+    pub roles: Vec<AccessRole>,
+    /// How long the token is valid.
+    #[arg(long, default_value_t = 3600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ttl_secs: u64,
 }
 
 #[derive(Debug, Args)]

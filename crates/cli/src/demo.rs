@@ -7,6 +7,15 @@
 //! they come from each reply (the person id is the server's, derived from the NHS number).
 //! By default the NHS number is derived from the day too, so a run on a later day registers a
 //! fresh synthetic person instead of colliding with an earlier one.
+//!
+//! Under information governance: the demo organisations are registered first
+//! ([`crate::registry`], idempotent), and each step acts as an organisation entitled to it
+//! (with a token minted for it): the hospital admits first, which gives it the relationship
+//! it needs to start the care team; later members are added by members; the council, which
+//! owns the discharge-to-assess service, receives and accepts the referral; the community
+//! team joins the care team before contributing to the joint assessment; the hospital, whose
+//! site manages the episode, takes every discharge step; the reablement service accepts the
+//! handover for itself.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,12 +28,15 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 use uuid::Uuid;
 
+use crate::auth::Auth;
+use crate::enums::OrgType;
 use crate::enums::{
     AssessmentKind, Decision, DelayReason, Outcome, Pathway, Priority, Purpose, ReferralAction,
     Role,
 };
 use crate::output::{exit_code, reply_json, status_json, status_lines, versions};
 use crate::parse::{date_string, nhs_check_digit, test_nhs_number, timestamp};
+use crate::registry::{self, OrgSpec};
 use crate::rpc::{Client, Ctx, Rpc};
 
 /// Changing this namespace starts a fresh, non-colliding series of demo command ids.
@@ -37,6 +49,40 @@ const COMMUNITY: &str = "DEMO-COMM";
 const D2A_SERVICE: &str = "DEMO-ASC-D2A";
 const REABLEMENT: &str = "DEMO-ASC-REABLE";
 const SOCIAL_WORKER: &str = "DEMO-SW-01";
+
+/// The demo's organisations and the services and sites each owns.
+pub const ORGANISATIONS: [OrgSpec; 5] = [
+    OrgSpec {
+        code: HOSPITAL,
+        name: "Demo General Hospital NHS Trust",
+        org_type: OrgType::NhsTrust,
+        services: &[HOSPITAL],
+    },
+    OrgSpec {
+        code: GP,
+        name: "Demo Medical Practice",
+        org_type: OrgType::GeneralPractice,
+        services: &[GP],
+    },
+    OrgSpec {
+        code: COUNCIL,
+        name: "Demo Council Adult Social Care",
+        org_type: OrgType::LocalAuthority,
+        services: &[COUNCIL, D2A_SERVICE],
+    },
+    OrgSpec {
+        code: COMMUNITY,
+        name: "Demo Community Health Services",
+        org_type: OrgType::CommunityProvider,
+        services: &[COMMUNITY],
+    },
+    OrgSpec {
+        code: REABLEMENT,
+        name: "Demo Council Reablement Service",
+        org_type: OrgType::LocalAuthority,
+        services: &[REABLEMENT],
+    },
+];
 
 const GIVEN_NAME: &str = "Ada";
 const FAMILY_NAME: &str = "Example";
@@ -131,6 +177,7 @@ struct Failure {
 
 struct Runner<'a> {
     client: &'a mut Client,
+    auth: &'a Auth,
     timeout: Duration,
     json: bool,
     day: NaiveDate,
@@ -158,8 +205,16 @@ impl Runner<'_> {
             user: user_for(org).to_owned(),
             occurred_at: None,
         };
+        let token = self
+            .auth
+            .token(org, user_for(org), &[])
+            .map_err(|e| Failure {
+                step,
+                command_id,
+                status: Status::unauthenticated(format!("{e:#}")),
+            })?;
         let reply = build(ctx.wire())
-            .send(self.client, self.timeout)
+            .send(self.client, self.timeout, token.as_deref())
             .await
             .map_err(|status| Failure {
                 step,
@@ -230,6 +285,27 @@ fn member(organisation: &str, practitioner: &str) -> Option<v1::MemberRef> {
     })
 }
 
+async fn add_member(
+    run: &mut Runner<'_>,
+    ids: &Ids,
+    step: &'static str,
+    acting: &'static str,
+    member: Option<v1::MemberRef>,
+    role: Role,
+    since: String,
+) -> Result<CommandReply, Failure> {
+    run.step(step, acting, |context| {
+        Rpc::AddCareTeamMember(v1::AddCareTeamMemberRequest {
+            context,
+            person_id: ids.person.clone(),
+            member,
+            role: role.to_i32(),
+            since,
+        })
+    })
+    .await
+}
+
 async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
     let clock = Clock { day: run.day };
     let nhs_number = run.nhs_number.clone();
@@ -259,9 +335,27 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
         .await?;
     ids.person = reply.person_id;
 
-    let team: [(&'static str, &'static str, &str, Role, String); 3] = [
+    // The admission gives the hospital a legitimate relationship (it manages the episode at
+    // its site), so it may start the care team.
+    let reply = run
+        .step("admit", HOSPITAL, |context| {
+            Rpc::AdmitPerson(v1::AdmitPersonRequest {
+                context,
+                person_id: ids.person.clone(),
+                site: HOSPITAL.into(),
+                ward: "Ward 7 (care of older people)".into(),
+                admitted_at: clock.instant(-4, 14, 30),
+            })
+        })
+        .await?;
+    ids.episode = reply.aggregate_id;
+
+    // (step, acting organisation, member, practitioner, role, since): the first member is
+    // added by the hospital, which has a relationship; later ones by a member.
+    let team: [(&'static str, &'static str, &str, &str, Role, String); 3] = [
         (
             "add-member-hospital",
+            HOSPITAL,
             HOSPITAL,
             "",
             Role::HospitalTeam,
@@ -269,6 +363,7 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
         ),
         (
             "add-member-gp",
+            HOSPITAL,
             GP,
             "",
             Role::GeneralPractice,
@@ -276,22 +371,23 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
         ),
         (
             "add-member-social-worker",
+            HOSPITAL,
             COUNCIL,
             SOCIAL_WORKER,
             Role::SocialWorker,
             clock.date(-2),
         ),
     ];
-    for (step, org, practitioner, role, since) in team {
-        run.step(step, org, |context| {
-            Rpc::AddCareTeamMember(v1::AddCareTeamMemberRequest {
-                context,
-                person_id: ids.person.clone(),
-                member: member(org, practitioner),
-                role: role.to_i32(),
-                since,
-            })
-        })
+    for (step, acting, org, practitioner, role, since) in team {
+        add_member(
+            run,
+            ids,
+            step,
+            acting,
+            member(org, practitioner),
+            role,
+            since,
+        )
         .await?;
     }
     run.step("name-coordinator", COUNCIL, |context| {
@@ -352,6 +448,18 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
         })
         .await?;
     ids.assessment = reply.aggregate_id;
+    // The community team joins the care team (added by the council, a member) so that it
+    // has a relationship with the person before it contributes.
+    add_member(
+        run,
+        ids,
+        "add-member-community",
+        COUNCIL,
+        member(COMMUNITY, ""),
+        Role::CommunityNursing,
+        clock.date(-1),
+    )
+    .await?;
     let contributions = [
         (
             "contribute-council",
@@ -433,19 +541,6 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
         })
         .await?;
     ids.care_plan = reply.aggregate_id;
-
-    let reply = run
-        .step("admit", HOSPITAL, |context| {
-            Rpc::AdmitPerson(v1::AdmitPersonRequest {
-                context,
-                person_id: ids.person.clone(),
-                site: HOSPITAL.into(),
-                ward: "Ward 7 (care of older people)".into(),
-                admitted_at: clock.instant(-4, 14, 30),
-            })
-        })
-        .await?;
-    ids.episode = reply.aggregate_id;
 
     let steps: Vec<(&'static str, &'static str, pd::Step)> = vec![
         (
@@ -538,6 +633,7 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
 /// Run the demo; prints as it goes and returns the exit code.
 pub async fn run(
     client: &mut Client,
+    auth: &Auth,
     server: &str,
     timeout: Duration,
     json: bool,
@@ -545,8 +641,29 @@ pub async fn run(
     nhs_number: Option<String>,
 ) -> ExitCode {
     let nhs_number = nhs_number.unwrap_or_else(|| nhs_number_for(day));
+    let registry = match registry::ensure(client, auth, &ORGANISATIONS, timeout).await {
+        Ok(outcome) => outcome,
+        Err(f) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"failed_step": f.step, "command_id": f.command_id.to_string(),
+                           "error": status_json(&f.status)})
+                );
+            } else {
+                eprintln!(
+                    "demo registry set-up `{}` failed (command id {}):\n{}",
+                    f.step,
+                    f.command_id,
+                    status_lines(&f.status).join("\n")
+                );
+            }
+            return ExitCode::from(exit_code(f.status.code()));
+        }
+    };
     let mut runner = Runner {
         client,
+        auth,
         timeout,
         json,
         day,
@@ -559,9 +676,10 @@ pub async fn run(
     if !json {
         println!(
             "Carewoven demo at {server}, day {}: {GIVEN_NAME} {FAMILY_NAME} (fictional), NHS \
-             number {nhs_number} (test range)\ncorrelation id {}\n",
+             number {nhs_number} (test range)\ncorrelation id {}\n{}\n",
             date_string(&day),
-            runner.correlation_id
+            runner.correlation_id,
+            registry.line()
         );
     }
     let mut ids = Ids::default();
@@ -574,6 +692,7 @@ pub async fn run(
         "ids": ids.rows().iter().map(|(k, v)| (k.replace(' ', "_"), Value::String((*v).to_owned()))).collect::<serde_json::Map<_, _>>(),
         "steps": runner.steps,
         "duplicates": runner.duplicates,
+        "registry": registry.json(),
     });
     match outcome {
         Ok(()) => {

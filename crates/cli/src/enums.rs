@@ -147,6 +147,34 @@ value_enum!(FeedbackSource => v1::FeedbackSource {
     Carer = Carer,
 });
 
+value_enum!(OrgType => v1::OrganisationType {
+    NhsTrust = NhsTrust,
+    GeneralPractice = GeneralPractice,
+    LocalAuthority = LocalAuthority,
+    CommunityProvider = CommunityProvider,
+    CareProvider = CareProvider,
+    Voluntary = Voluntary,
+    Other = Other,
+});
+
+/// A role a token grants besides acting for its organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessRole {
+    /// Maintains the registry (organisations, services, agreements).
+    Governance,
+    /// Replays history for service reviews.
+    Analyst,
+}
+
+impl AccessRole {
+    pub fn role(self) -> carewoven_governance::Role {
+        match self {
+            AccessRole::Governance => carewoven_governance::Role::Governance,
+            AccessRole::Analyst => carewoven_governance::Role::Analyst,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +243,7 @@ mod tests {
                 .iter()
                 .all(|o| o.to_i32() != 0)
         );
+        assert!(OrgType::value_variants().iter().all(|o| o.to_i32() != 0));
         assert_eq!(Outcome::value_variants().len(), 10);
         assert_eq!(DelayReason::value_variants().len(), 11);
     }

@@ -1,31 +1,42 @@
 //! carectl: send every Carewoven command from the terminal.
 //!
 //! Exit codes: 0 accepted; 2 refused (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
-//! FAILED_PRECONDITION; also bad command-line usage); 3 retryable (ABORTED, UNAVAILABLE,
-//! cannot connect, not ready); 1 anything else.
+//! FAILED_PRECONDITION, UNAUTHENTICATED, PERMISSION_DENIED; also bad command-line usage);
+//! 3 retryable (ABORTED, UNAVAILABLE, cannot connect, not ready); 1 anything else.
 
+mod auth;
 mod cli;
 mod demo;
 mod enums;
 mod health;
 mod output;
 mod parse;
+mod registry;
 mod requests;
 mod rpc;
 mod seed;
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use carewoven_access::Issuer;
+use carewoven_governance::Role;
 use clap::Parser;
 use serde_json::json;
+use tonic::Code;
 use uuid::Uuid;
 
-use crate::cli::{Cli, Command};
+use crate::auth::Auth;
+use crate::cli::{Cli, Command, Global, Keys};
 use crate::rpc::Ctx;
 
 /// Exit code when the server cannot be reached or is not ready.
 const UNREACHABLE: u8 = 3;
+/// Exit code for a refusal or bad usage.
+const REFUSED: u8 = 2;
+/// The acting organisation when neither --org nor --token names one.
+const DEFAULT_ORG: &str = "DEMO-HOSP";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -57,13 +68,73 @@ async fn main() -> ExitCode {
                 ExitCode::from(UNREACHABLE)
             }
         },
+        Command::Keys(Keys::Generate { out, kid, issuer }) => {
+            match generate_keys(&out, &kid, &issuer) {
+                Ok(()) => {
+                    if g.json {
+                        println!(
+                            "{}",
+                            json!({"directory": out.display().to_string(), "kid": kid,
+                                   "issuer": issuer,
+                                   "private_key": out.join("issuer.key.pem").display().to_string(),
+                                   "trusted_keys": out.join("trusted-keys.json").display().to_string()})
+                        );
+                    } else {
+                        println!(
+                            "development token issuer `{issuer}` (key id {kid}) written to {}:\n  \
+                             issuer.key.pem     private key (owner-only; keep it secret)\n  \
+                             trusted-keys.json  give it to the services: \
+                             CAREWOVEN_TRUSTED_KEYS={}\n\
+                             mint tokens with: carectl --issuer-dir {} ...",
+                            out.display(),
+                            out.join("trusted-keys.json").display(),
+                            out.display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    ExitCode::from(REFUSED)
+                }
+            }
+        }
+        Command::Token(t) => {
+            let roles: Vec<Role> = t.roles.iter().map(|r| r.role()).collect();
+            match mint(&g, &roles, Duration::from_secs(t.ttl_secs)) {
+                Ok((org, token)) => {
+                    if g.json {
+                        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                        println!(
+                            "{}",
+                            json!({"token": token, "organisation": org, "user": g.user,
+                                   "roles": roles, "ttl_secs": t.ttl_secs})
+                        );
+                    } else {
+                        println!("{token}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    ExitCode::from(REFUSED)
+                }
+            }
+        }
         Command::Demo(d) => {
             if let Some(n) = &d.nhs_number
                 && let Err(e) = demo::check_nhs_number(n)
             {
                 output::report_error(&e, g.json);
-                return ExitCode::from(2);
+                return ExitCode::from(REFUSED);
             }
+            let auth = match minting_auth(&g, "demo") {
+                Ok(a) => a,
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    return ExitCode::from(REFUSED);
+                }
+            };
             let mut client = match rpc::connect(&g.server, timeout).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -72,7 +143,16 @@ async fn main() -> ExitCode {
                 }
             };
             let day = d.day.unwrap_or_else(parse::today);
-            demo::run(&mut client, &g.server, timeout, g.json, day, d.nhs_number).await
+            demo::run(
+                &mut client,
+                &auth,
+                &g.server,
+                timeout,
+                g.json,
+                day,
+                d.nhs_number,
+            )
+            .await
         }
         Command::Seed(s) => {
             let anchor = s.anchor_day.unwrap_or_else(parse::today);
@@ -81,8 +161,15 @@ async fn main() -> ExitCode {
                     &anyhow::anyhow!("--anchor-day cannot be in the future"),
                     g.json,
                 );
-                return ExitCode::from(2);
+                return ExitCode::from(REFUSED);
             }
+            let auth = match minting_auth(&g, "seed") {
+                Ok(a) => a,
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    return ExitCode::from(REFUSED);
+                }
+            };
             let client = match rpc::connect(&g.server, timeout).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -99,42 +186,136 @@ async fn main() -> ExitCode {
                 json: g.json,
                 timeout,
             };
-            seed::run(client, options).await
+            seed::run(client, auth, options).await
         }
-        command => {
-            let command_id = g.command_id.unwrap_or_else(Uuid::now_v7);
-            let ctx = Ctx {
-                command_id,
-                correlation_id: g.correlation_id,
-                causation_id: g.causation_id,
-                organisation: g.org.clone(),
-                user: g.user.clone(),
-                occurred_at: g.occurred_at.map(parse::timestamp),
-            };
-            let request = match requests::build(command, &ctx) {
-                Ok(r) => r,
-                Err(e) => {
-                    output::report_error(&e, g.json);
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut client = match rpc::connect(&g.server, timeout).await {
-                Ok(c) => c,
-                Err(e) => {
-                    output::report_error(&e, g.json);
-                    if !g.json {
-                        eprintln!("command id: {command_id} (nothing was sent)");
-                    }
-                    return ExitCode::from(UNREACHABLE);
-                }
-            };
-            match request.send(&mut client, timeout).await {
-                Ok(reply) => {
-                    output::print_reply(&reply, g.json);
-                    ExitCode::SUCCESS
-                }
-                Err(status) => output::report_status(&status, command_id, g.json),
+        command => single(g, command, timeout).await,
+    }
+}
+
+/// One RPC subcommand, with the token for its acting organisation.
+async fn single(g: Global, command: Command, timeout: Duration) -> ExitCode {
+    let command_id = g.command_id.unwrap_or_else(Uuid::now_v7);
+    let registry = matches!(command, Command::Org(_));
+    let prepared = Auth::new(g.token.as_deref(), g.issuer_dir.as_deref()).and_then(|auth| {
+        let org = acting_org(&g, &auth, registry)?;
+        Ok((auth, org))
+    });
+    let (auth, organisation) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            output::report_error(&e, g.json);
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let ctx = Ctx {
+        command_id,
+        correlation_id: g.correlation_id,
+        causation_id: g.causation_id,
+        organisation,
+        user: g.user.clone(),
+        occurred_at: g.occurred_at.map(parse::timestamp),
+    };
+    let request = match requests::build(command, &ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            output::report_error(&e, g.json);
+            return ExitCode::FAILURE;
+        }
+    };
+    let roles: &[Role] = if request.is_registry() {
+        &[Role::Governance]
+    } else {
+        &[]
+    };
+    let token = match auth.token(&ctx.organisation, &ctx.user, roles) {
+        Ok(t) => t,
+        Err(e) => {
+            output::report_error(&e, g.json);
+            return ExitCode::from(REFUSED);
+        }
+    };
+    let mut client = match rpc::connect(&g.server, timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            output::report_error(&e, g.json);
+            if !g.json {
+                eprintln!("command id: {command_id} (nothing was sent)");
             }
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    match request.send(&mut client, timeout, token.as_deref()).await {
+        Ok(reply) => {
+            output::print_reply(&reply, g.json);
+            ExitCode::SUCCESS
+        }
+        Err(status) => {
+            let code = output::report_status(&status, command_id, g.json);
+            if status.code() == Code::Unauthenticated && auth.is_none() && !g.json {
+                eprintln!(
+                    "hint: every call needs a bearer token: --token (CAREWOVEN_TOKEN), or in \
+                     development --issuer-dir (CAREWOVEN_ISSUER_DIR)"
+                );
+            }
+            code
         }
     }
+}
+
+/// The organisation a single command acts as: --org, else the one the --token names, else
+/// the default (the registrar for registry commands).
+fn acting_org(g: &Global, auth: &Auth, registry: bool) -> anyhow::Result<String> {
+    match (&g.org, auth.token_organisation()) {
+        (Some(org), Some(named)) if *org != named => anyhow::bail!(
+            "--org {org} is not the organisation the token names ({named}); a token acts for \
+             its own organisation only"
+        ),
+        (Some(org), _) => Ok(org.clone()),
+        (None, Some(named)) => Ok(named),
+        (None, None) if registry => Ok(registry::REGISTRAR.to_owned()),
+        (None, None) => Ok(DEFAULT_ORG.to_owned()),
+    }
+}
+
+/// Credentials for `demo` and `seed`, which act as several organisations: --issuer-dir only.
+fn minting_auth(g: &Global, what: &str) -> anyhow::Result<Auth> {
+    let Some(dir) = &g.issuer_dir else {
+        anyhow::bail!(
+            "{what} acts as several organisations and mints a token for each: give \
+             --issuer-dir (CAREWOVEN_ISSUER_DIR), a development issuer the services trust \
+             (carectl keys generate)"
+        );
+    };
+    Auth::new(None, Some(dir))
+}
+
+/// `carectl token`: a token for --org from --issuer-dir.
+fn mint(g: &Global, roles: &[Role], ttl: Duration) -> anyhow::Result<(String, String)> {
+    let Some(dir) = &g.issuer_dir else {
+        anyhow::bail!(
+            "carectl token mints with a development issuer: give --issuer-dir (CAREWOVEN_ISSUER_DIR)"
+        );
+    };
+    let Some(org) = &g.org else {
+        anyhow::bail!("name the organisation the token is for: --org (CAREWOVEN_ORG)");
+    };
+    let issuer = Issuer::from_dir(dir)?;
+    let user = (!g.user.is_empty()).then_some(g.user.as_str());
+    Ok((org.clone(), issuer.token(org, user, roles, ttl)?))
+}
+
+/// `carectl keys generate`: a fresh development issuer, never over an existing one.
+fn generate_keys(out: &Path, kid: &str, issuer: &str) -> anyhow::Result<()> {
+    for name in ["issuer.key.pem", "trusted-keys.json"] {
+        let path = out.join(name);
+        anyhow::ensure!(
+            !path.exists(),
+            "{} already exists; refusing to overwrite a token issuer (tokens it signed would \
+             stop verifying). Remove it first to start again",
+            path.display()
+        );
+    }
+    let (_, files) = Issuer::generate(kid, issuer)?;
+    Issuer::write_files(out, &files)
+        .map_err(|e| anyhow::anyhow!("writing the issuer into {}: {e}", out.display()))
 }

@@ -13,9 +13,12 @@ use uuid::Uuid;
 /// before retrying), 3 when retrying may succeed, 1 otherwise.
 pub fn exit_code(code: Code) -> u8 {
     match code {
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::FailedPrecondition => {
-            2
-        }
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::Unauthenticated
+        | Code::PermissionDenied => 2,
         Code::Aborted | Code::Unavailable => 3,
         _ => 1,
     }
@@ -273,6 +276,8 @@ mod tests {
         assert_eq!(exit_code(Code::FailedPrecondition), 2);
         assert_eq!(exit_code(Code::NotFound), 2);
         assert_eq!(exit_code(Code::AlreadyExists), 2);
+        assert_eq!(exit_code(Code::PermissionDenied), 2);
+        assert_eq!(exit_code(Code::Unauthenticated), 2);
         assert_eq!(exit_code(Code::Aborted), 3);
         assert_eq!(exit_code(Code::Unavailable), 3);
         assert_eq!(exit_code(Code::Internal), 1);

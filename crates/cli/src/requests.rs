@@ -2,8 +2,10 @@
 
 use anyhow::{Result, bail};
 use carewoven_proto::v1::{self, progress_discharge_request as pd};
+use clap::ValueEnum;
 
 use crate::cli::{self, Command, DischargeStep, Member, Plan};
+use crate::enums::DataClass;
 use crate::parse::{date_string, opt_date_string, timestamp};
 use crate::rpc::{Ctx, Rpc};
 
@@ -215,8 +217,63 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 rating: a.rating.unwrap_or(0),
             }),
         }),
-        Command::WaitReady | Command::Demo(_) | Command::Seed(_) => bail!("not a single command"),
+        Command::Org(org) => registry(org, context),
+        Command::WaitReady
+        | Command::Demo(_)
+        | Command::Seed(_)
+        | Command::Keys(_)
+        | Command::Token(_) => bail!("not a single command"),
     })
+}
+
+/// The registry commands.
+fn registry(org: cli::Org, context: Option<v1::CommandContext>) -> Rpc {
+    use cli::{Org, OrgAgreement};
+    match org {
+        Org::Register(a) => Rpc::RegisterOrganisation(v1::RegisterOrganisationRequest {
+            context,
+            code: a.org.code,
+            profile: Some(v1::OrganisationProfile {
+                name: a.name,
+                org_type: a.org_type.to_i32(),
+            }),
+            services: a.services,
+        }),
+        Org::AddService(a) => Rpc::AddOrganisationService(v1::AddOrganisationServiceRequest {
+            context,
+            code: a.org.code,
+            service: a.service,
+        }),
+        Org::Agreement(OrgAgreement::Record(a)) => {
+            let data_classes = if a.all_data_classes {
+                DataClass::value_variants()
+                    .iter()
+                    .map(|d| d.to_i32())
+                    .collect()
+            } else {
+                a.data_classes.iter().map(|d| d.to_i32()).collect()
+            };
+            Rpc::RecordSharingAgreement(v1::RecordSharingAgreementRequest {
+                context,
+                code: a.org.code,
+                agreement: Some(v1::SharingAgreement {
+                    reference: a.reference,
+                    purposes: a.purposes.iter().map(|p| p.to_i32()).collect(),
+                    data_classes,
+                    valid_from: date_string(&a.valid_from),
+                    expires_on: date_string(&a.expires_on),
+                }),
+            })
+        }
+        Org::Agreement(OrgAgreement::End(a)) => {
+            Rpc::EndSharingAgreement(v1::EndSharingAgreementRequest {
+                context,
+                code: a.org.code,
+                reference: a.reference,
+                reason: a.reason,
+            })
+        }
+    }
 }
 
 /// The episode a discharge step addresses and the step's oneof value.
@@ -388,6 +445,75 @@ mod tests {
         assert_eq!(c.given_name.as_deref(), Some("Ada"));
         assert_eq!(c.family_name, None);
         assert_eq!(c.carers, Some(v1::CarerList { carers: vec![] }));
+    }
+
+    #[test]
+    fn registry_commands() {
+        let Rpc::RecordSharingAgreement(r) = rpc(&[
+            "carectl",
+            "org",
+            "agreement",
+            "record",
+            "--code",
+            "DEMO-GP",
+            "--reference",
+            "DSA-1",
+            "--purpose",
+            "direct-care",
+            "--all-data-classes",
+            "--valid-from",
+            "2026-01-01",
+            "--expires-on",
+            "2027-01-01",
+        ]) else {
+            panic!("wrong rpc")
+        };
+        let a = r.agreement.expect("agreement");
+        assert_eq!(r.code, "DEMO-GP");
+        assert_eq!(a.data_classes.len(), 9);
+        assert_eq!(a.purposes, [v1::Purpose::DirectCare as i32]);
+        let rpc = rpc(&[
+            "carectl",
+            "org",
+            "register",
+            "--code",
+            "DEMO-GP",
+            "--name",
+            "Demo practice",
+            "--type",
+            "general-practice",
+            "--service",
+            "DEMO-GP",
+        ]);
+        assert!(rpc.is_registry());
+        let Rpc::RegisterOrganisation(r) = rpc else {
+            panic!("wrong rpc")
+        };
+        assert_eq!(r.services, ["DEMO-GP"]);
+        assert_eq!(
+            r.profile.expect("profile").org_type,
+            v1::OrganisationType::GeneralPractice as i32
+        );
+        assert!(
+            Cli::try_parse_from([
+                "carectl",
+                "org",
+                "agreement",
+                "record",
+                "--code",
+                "X",
+                "--reference",
+                "R",
+                "--purpose",
+                "direct-care",
+                "--valid-from",
+                "today",
+                "--expires-on",
+                "today+1",
+            ])
+            .is_err(),
+            "data classes are required"
+        );
     }
 
     #[test]

@@ -84,25 +84,45 @@ pub enum Rpc {
     RecordMeeting(v1::RecordMeetingRequest),
     CompleteMeetingAction(v1::CompleteMeetingActionRequest),
     RecordFeedback(v1::RecordFeedbackRequest),
+    RegisterOrganisation(v1::RegisterOrganisationRequest),
+    AddOrganisationService(v1::AddOrganisationServiceRequest),
+    RecordSharingAgreement(v1::RecordSharingAgreementRequest),
+    EndSharingAgreement(v1::EndSharingAgreementRequest),
 }
 
-fn with_deadline<T>(message: T, timeout: Duration) -> Request<T> {
+/// The request with its deadline and, if any, its bearer token.
+fn request<T>(message: T, timeout: Duration, token: Option<&str>) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(timeout);
-    request
+    match token {
+        Some(token) => carewoven_access::grpc::with_token(request, token),
+        None => request,
+    }
 }
 
 impl Rpc {
-    /// Send the request with `timeout` as its gRPC deadline.
+    /// Whether this changes the registry (needs the governance role).
+    pub fn is_registry(&self) -> bool {
+        matches!(
+            self,
+            Rpc::RegisterOrganisation(_)
+                | Rpc::AddOrganisationService(_)
+                | Rpc::RecordSharingAgreement(_)
+                | Rpc::EndSharingAgreement(_)
+        )
+    }
+
+    /// Send the request with `timeout` as its gRPC deadline and `token` as its bearer token.
     pub async fn send(
         self,
         client: &mut Client,
         timeout: Duration,
+        token: Option<&str>,
     ) -> Result<v1::CommandReply, Status> {
         macro_rules! call {
             ($method:ident, $message:expr) => {
                 client
-                    .$method(with_deadline($message, timeout))
+                    .$method(request($message, timeout, token))
                     .await
                     .map(tonic::Response::into_inner)
             };
@@ -128,6 +148,10 @@ impl Rpc {
             Rpc::RecordMeeting(m) => call!(record_meeting, m),
             Rpc::CompleteMeetingAction(m) => call!(complete_meeting_action, m),
             Rpc::RecordFeedback(m) => call!(record_feedback, m),
+            Rpc::RegisterOrganisation(m) => call!(register_organisation, m),
+            Rpc::AddOrganisationService(m) => call!(add_organisation_service, m),
+            Rpc::RecordSharingAgreement(m) => call!(record_sharing_agreement, m),
+            Rpc::EndSharingAgreement(m) => call!(end_sharing_agreement, m),
         }
     }
 }

@@ -18,6 +18,15 @@
 //! the same server appends nothing (every command is answered as a duplicate). `--people`
 //! only chooses how many people: person `i` is the same in a run of 40 and a run of 400.
 //! Every instant lies before 00:00 UTC of the anchor day, so nothing is in the future.
+//!
+//! Under information governance: the seed first registers its organisations, the services and
+//! sites each owns, and their data-sharing agreements ([`crate::registry`], idempotent). Each
+//! command is then sent as an organisation entitled to it, following the rules of
+//! `carewoven_governance` (mirrored in [`Access`] for the commands the seed sends): a fact
+//! that needs a legitimate relationship the organisation does not have yet (a GP practice
+//! registers a person but is related to them only once it refers them or joins their care
+//! team) is recorded as soon as it has one, so it is recorded late; care-team changes are made
+//! by a member (the first member by an organisation with a relationship).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -33,12 +42,15 @@ use sha2::{Digest, Sha256};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+use crate::auth::Auth;
+use crate::enums::OrgType;
 use crate::enums::{
     AssessmentKind, Decision, DelayReason, FeedbackSource, Outcome, Pathway, Priority, Purpose,
     ReferralAction, Role,
 };
 use crate::output::{exit_code, status_json, status_lines};
 use crate::parse::{date_string, timestamp};
+use crate::registry::{self, OrgSpec};
 use crate::rpc::{Client, Ctx, Rpc};
 
 /// Changing this namespace starts a fresh, non-colliding series of seed command ids.
@@ -75,6 +87,140 @@ const CARE_HOMES: [&str; 3] = [
     "SYN-CAREHOME-MAPLE",
     "SYN-CAREHOME-ROWAN",
 ];
+/// The organisations that act in the seed, with the services and sites each owns. (The
+/// analytics and research organisations are only named in objections: not registered.)
+pub const ORGANISATIONS: [OrgSpec; 19] = {
+    const fn org(
+        code: &'static str,
+        name: &'static str,
+        org_type: OrgType,
+        services: &'static [&'static str],
+    ) -> OrgSpec {
+        OrgSpec {
+            code,
+            name,
+            org_type,
+            services,
+        }
+    }
+    use OrgType as T;
+    [
+        org(
+            HOSPITALS[0],
+            "Synthetic North Hospital",
+            T::NhsTrust,
+            &[HOSPITALS[0]],
+        ),
+        org(
+            HOSPITALS[1],
+            "Synthetic City Hospital",
+            T::NhsTrust,
+            &[HOSPITALS[1]],
+        ),
+        org(
+            HOSPITALS[2],
+            "Synthetic South Hospital",
+            T::NhsTrust,
+            &[HOSPITALS[2]],
+        ),
+        org(
+            GPS[0],
+            "Synthetic Ash Surgery",
+            T::GeneralPractice,
+            &[GPS[0]],
+        ),
+        org(
+            GPS[1],
+            "Synthetic Birch Surgery",
+            T::GeneralPractice,
+            &[GPS[1]],
+        ),
+        org(
+            GPS[2],
+            "Synthetic Cedar Surgery",
+            T::GeneralPractice,
+            &[GPS[2]],
+        ),
+        org(
+            GPS[3],
+            "Synthetic Elm Surgery",
+            T::GeneralPractice,
+            &[GPS[3]],
+        ),
+        org(
+            GPS[4],
+            "Synthetic Hazel Surgery",
+            T::GeneralPractice,
+            &[GPS[4]],
+        ),
+        org(
+            GPS[5],
+            "Synthetic Oak Surgery",
+            T::GeneralPractice,
+            &[GPS[5]],
+        ),
+        org(
+            COUNCIL,
+            "Synthetic Council Adult Social Care",
+            T::LocalAuthority,
+            &[COUNCIL, D2A_SERVICE, ASC_FRONT_DOOR],
+        ),
+        org(
+            COMMUNITY,
+            "Synthetic Community Health Services",
+            T::CommunityProvider,
+            &[COMMUNITY, COMMUNITY_NURSING, COMMUNITY_FALLS],
+        ),
+        org(
+            REHAB_BEDS,
+            "Synthetic Community Rehabilitation Beds",
+            T::CommunityProvider,
+            &[REHAB_BEDS],
+        ),
+        org(
+            REABLEMENT[0],
+            "Synthetic Reablement East",
+            T::CareProvider,
+            &[REABLEMENT[0]],
+        ),
+        org(
+            REABLEMENT[1],
+            "Synthetic Reablement West",
+            T::CareProvider,
+            &[REABLEMENT[1]],
+        ),
+        org(
+            HOME_CARE[0],
+            "Synthetic Home Care Amber",
+            T::CareProvider,
+            &[HOME_CARE[0]],
+        ),
+        org(
+            HOME_CARE[1],
+            "Synthetic Home Care Blue",
+            T::CareProvider,
+            &[HOME_CARE[1]],
+        ),
+        org(
+            CARE_HOMES[0],
+            "Synthetic Larch Care Home",
+            T::CareProvider,
+            &[CARE_HOMES[0]],
+        ),
+        org(
+            CARE_HOMES[1],
+            "Synthetic Maple Care Home",
+            T::CareProvider,
+            &[CARE_HOMES[1]],
+        ),
+        org(
+            CARE_HOMES[2],
+            "Synthetic Rowan Care Home",
+            T::CareProvider,
+            &[CARE_HOMES[2]],
+        ),
+    ]
+};
 const ANALYTICS: &str = "SYN-ICB-ANALYTICS";
 const RESEARCH: &str = "SYN-RESEARCH-SDE";
 
@@ -287,6 +433,8 @@ pub struct PersonPlan {
     pub index: u32,
     pub nhs_number: String,
     steps: Vec<Step>,
+    /// Planned steps no organisation may send (left out; none in practice, see the tests).
+    unplaced: usize,
 }
 
 /// What the seed is built from: the same config and index always give the same plan.
@@ -705,11 +853,12 @@ fn community_referral(g: &mut Gen, t0: DateTime<Utc>) {
         return;
     }
     if outcome < 0.16 {
+        // Only the referrer may cancel.
         t += hours(g.rng.range(1, 72));
         g.referral_action(
             k,
             "ref",
-            to_org,
+            gp,
             t,
             ReferralAction::Cancel,
             "The person declined the service after discussion",
@@ -826,7 +975,7 @@ fn care_act_assessment(
                     .into(),
             },
         );
-        g.push(
+        let contributed = g.push(
             format!("asmt{a}-contribute-community"),
             COMMUNITY,
             c1 + (done - c1) / 2,
@@ -838,6 +987,10 @@ fn care_act_assessment(
                     .into(),
             },
         );
+        if contributed {
+            // Contributing needs a relationship: the community team joins the care team.
+            g.need_member(COMMUNITY, "", Role::CommunityNursing, c1);
+        }
     }
     let eligible = g.rng.chance(0.75);
     let all = [
@@ -1323,6 +1476,8 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
                 },
             ),
         ) {
+            // The community team takes an action: it joins the care team.
+            g.need_member(COMMUNITY, "", Role::CommunityNursing, recorded);
             let done = recorded + hours(g.rng.range(4, 72));
             g.push(
                 format!("mtg{m}-action1"),
@@ -1411,10 +1566,11 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
         let plan_at = assessed_at + hours(g.rng.range(2, 48));
         g.want_plan(plan_at);
         let closed = assessed_at + hours(g.rng.range(24 * 7, 24 * 42));
+        // Only the organisation managing the episode (the hospital's site) closes it.
         g.discharge(
             ep,
             "close",
-            COUNCIL,
+            site,
             closed,
             pd::Step::Close(pd::CloseEpisode {}),
         );
@@ -1443,9 +1599,16 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
             3 => "The ward was kind but we had to repeat the same story several times",
             _ => "Everyone knew what was happening; the reablement team were brilliant",
         };
+        // Recorded by an organisation with a relationship: the council for pathways 1-3 (it
+        // received the discharge-to-assess referral), the hospital for pathway 0.
+        let recorder = if pathway == Pathway::P0 {
+            site
+        } else {
+            COUNCIL
+        };
         g.push(
             format!("ep{ep}-feedback"),
-            COUNCIL,
+            recorder,
             when,
             Op::Feedback(v1::FeedbackRecord {
                 source: if carer {
@@ -1547,11 +1710,268 @@ fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
     timely.sort_by_key(|s| (!matches!(s.op, Op::Register(_)), s.at));
     late.sort_by_key(|s| s.at);
     timely.extend(late);
+    let (steps, unplaced) = schedule(timely);
     PersonPlan {
         index,
         nhs_number,
-        steps: timely,
+        steps,
+        unplaced,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who may send what
+
+/// The organisation owning a service or site of the seed's registry.
+fn owner(service: &str) -> Option<&'static str> {
+    registry::owner(&ORGANISATIONS, service)
+}
+
+#[derive(Debug)]
+struct ReferralLink {
+    from: &'static str,
+    receiver: Option<&'static str>,
+    /// Rejected, cancelled or entered in error: no longer a relationship.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct EpisodeLink {
+    manager: Option<&'static str>,
+    receiving: Vec<&'static str>,
+    handover: Option<&'static str>,
+}
+
+/// What the command service's authorisation knows of one person, for the commands the seed
+/// sends: the same rules as `carewoven_governance::Governance::authorise` (a legitimate
+/// relationship through the care team, a referral or a discharge episode; care-team changes
+/// by members; referral steps by the receiving service's organisation, cancelling by the
+/// referrer; discharge steps by the organisation owning the site).
+#[derive(Debug, Default)]
+struct Access {
+    /// Members in the order they joined: (organisation, practitioner).
+    team: Vec<(&'static str, String)>,
+    referrals: BTreeMap<usize, ReferralLink>,
+    episodes: BTreeMap<usize, EpisodeLink>,
+}
+
+impl Access {
+    fn on_team(&self, org: &str) -> bool {
+        self.team.iter().any(|(o, _)| *o == org)
+    }
+
+    /// Related organisations, in a fixed order: members, then referrals', then episodes'.
+    fn related_orgs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let team = self.team.iter().map(|(o, _)| *o);
+        let referrals = self
+            .referrals
+            .values()
+            .filter(|r| !r.closed)
+            .flat_map(|r| std::iter::once(r.from).chain(r.receiver));
+        let episodes = self
+            .episodes
+            .values()
+            .flat_map(|e| e.manager.into_iter().chain(e.receiving.iter().copied()));
+        team.chain(referrals).chain(episodes)
+    }
+
+    fn related(&self, org: &str) -> bool {
+        self.related_orgs().any(|o| o == org)
+    }
+
+    /// Whether `actor` may send `op` now.
+    fn allows(&self, actor: &str, op: &Op) -> bool {
+        match op {
+            Op::Register(_) => true,
+            Op::AddMember { .. } if self.team.is_empty() => self.related(actor),
+            Op::AddMember { .. } | Op::NameCoordinator(_) | Op::AgreePlan(_) => self.on_team(actor),
+            Op::MakeReferral(_, r) => {
+                r.from_organisation == actor && owner(&r.to_service).is_some()
+            }
+            Op::ProgressReferral {
+                referral, action, ..
+            } => self.referrals.get(referral).is_some_and(|r| match action {
+                ReferralAction::Cancel => r.from == actor,
+                ReferralAction::EnteredInError => r.from == actor || r.receiver == Some(actor),
+                _ => r.receiver == Some(actor),
+            }),
+            Op::Contribute { organisation, .. } => *organisation == actor && self.related(actor),
+            Op::RequestAssessment { .. }
+            | Op::CompleteAssessment { .. }
+            | Op::RecordConsent(..)
+            | Op::WithdrawConsent { .. }
+            | Op::RecordMeeting(..)
+            | Op::CompleteAction { .. }
+            | Op::Feedback(_) => self.related(actor),
+            Op::Admit { site, .. } => owner(site) == Some(actor),
+            Op::Discharge { episode, step } => {
+                self.episodes.get(episode).is_some_and(|e| match step {
+                    pd::Step::AcceptHandover(h) => h.organisation == actor,
+                    pd::Step::CompleteHomeAssessment(_) => {
+                        e.manager == Some(actor) || e.handover == Some(actor)
+                    }
+                    _ => e.manager == Some(actor),
+                })
+            }
+        }
+    }
+
+    /// Who sends `step` now: its own organisation if it may; a care-team change, which any
+    /// member may make, by the first member (the first member itself by an organisation with
+    /// a relationship); otherwise nobody yet.
+    fn actor(&self, step: &Step) -> Option<&'static str> {
+        if self.allows(step.org, &step.op) {
+            return Some(step.org);
+        }
+        match &step.op {
+            Op::AddMember { .. } if self.team.is_empty() => self.related_orgs().next(),
+            Op::AddMember { .. } | Op::NameCoordinator(_) | Op::AgreePlan(_) => {
+                self.team.first().map(|(o, _)| *o)
+            }
+            _ => None,
+        }
+    }
+
+    /// The relationships `op` starts or ends once sent.
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::AddMember { member, .. } => {
+                let m = (
+                    static_org(&member.organisation),
+                    member.practitioner.clone(),
+                );
+                if !self.team.contains(&m) {
+                    self.team.push(m);
+                }
+            }
+            Op::MakeReferral(k, r) => {
+                self.referrals.insert(
+                    *k,
+                    ReferralLink {
+                        from: static_org(&r.from_organisation),
+                        receiver: owner(&r.to_service),
+                        closed: false,
+                    },
+                );
+            }
+            Op::ProgressReferral {
+                referral,
+                action:
+                    ReferralAction::Reject | ReferralAction::Cancel | ReferralAction::EnteredInError,
+                ..
+            } => {
+                if let Some(r) = self.referrals.get_mut(referral) {
+                    r.closed = true;
+                }
+            }
+            Op::Admit { episode, site, .. } => {
+                self.episodes.entry(*episode).or_default().manager = owner(site);
+            }
+            Op::Discharge { episode, step } => {
+                let e = self.episodes.entry(*episode).or_default();
+                match step {
+                    pd::Step::RequestService(pd::RequestService { service })
+                    | pd::Step::AgreeDischarge(pd::AgreeDischarge { service, .. }) => {
+                        e.receiving.extend(owner(service));
+                    }
+                    pd::Step::AcceptHandover(h) => {
+                        let org = static_org(&h.organisation);
+                        e.receiving.push(org);
+                        e.handover = Some(org);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The aggregate a step changes: its steps keep their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Person,
+    Team,
+    Plan,
+    Slot(Slot),
+    /// Feedback: each is its own aggregate.
+    Own,
+}
+
+fn target(op: &Op) -> Target {
+    match op {
+        Op::Register(_) => Target::Person,
+        Op::AddMember { .. } | Op::NameCoordinator(_) => Target::Team,
+        Op::AgreePlan(_) => Target::Plan,
+        Op::MakeReferral(k, _) | Op::ProgressReferral { referral: k, .. } => {
+            Target::Slot(Slot::Referral(*k))
+        }
+        Op::RequestAssessment { assessment, .. }
+        | Op::Contribute { assessment, .. }
+        | Op::CompleteAssessment { assessment, .. } => Target::Slot(Slot::Assessment(*assessment)),
+        Op::RecordConsent(k, _) | Op::WithdrawConsent { consent: k, .. } => {
+            Target::Slot(Slot::Consent(*k))
+        }
+        Op::Admit { episode, .. } | Op::Discharge { episode, .. } => {
+            Target::Slot(Slot::Episode(*episode))
+        }
+        Op::RecordMeeting(m, _) | Op::CompleteAction { meeting: m, .. } => {
+            Target::Slot(Slot::Meeting(*m))
+        }
+        Op::Feedback(_) => Target::Own,
+    }
+}
+
+/// What must be sent before `op`: earlier steps of its aggregate, and the referral an
+/// assessment names.
+fn waits_for(op: &Op) -> [Option<Target>; 2] {
+    let referral = match op {
+        Op::RequestAssessment {
+            referral: Some(k), ..
+        } => Some(Target::Slot(Slot::Referral(*k))),
+        _ => None,
+    };
+    [Some(target(op)).filter(|t| *t != Target::Own), referral]
+}
+
+/// The send order under authorisation: each step as soon as an organisation may send it
+/// (keeping each aggregate's steps in order), by that organisation. A step sent after one
+/// that happened later is marked late-recorded. Returns the steps and how many could not be
+/// placed (none, for the seed's plans: the unit tests check).
+fn schedule(steps: Vec<Step>) -> (Vec<Step>, usize) {
+    let mut access = Access::default();
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    let mut pending: Vec<Step> = Vec::new();
+    let mut latest: Option<DateTime<Utc>> = None;
+    for step in steps {
+        pending.push(step);
+        'place: loop {
+            let mut blocked: Vec<Target> = Vec::new();
+            for i in 0..pending.len() {
+                let free = waits_for(&pending[i].op)
+                    .iter()
+                    .flatten()
+                    .all(|t| !blocked.contains(t));
+                match free.then(|| access.actor(&pending[i])).flatten() {
+                    Some(actor) => {
+                        let mut step = pending.remove(i);
+                        step.org = actor;
+                        if latest.is_some_and(|l| l > step.at) {
+                            step.late = true;
+                        }
+                        latest = latest.max(Some(step.at));
+                        access.apply(&step.op);
+                        out.push(step);
+                        // What was waiting may go now: look again from the first.
+                        continue 'place;
+                    }
+                    None => blocked.push(target(&pending[i].op)),
+                }
+            }
+            break;
+        }
+    }
+    (out, pending.len())
 }
 
 fn static_org(org: &str) -> &'static str {
@@ -1601,6 +2021,8 @@ fn user_for(org: &str) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub commands: u64,
+    /// Planned steps no organisation was entitled to send, left out.
+    pub unplaced: u64,
     pub late_recorded: u64,
     pub referrals: u64,
     pub referrals_rejected: u64,
@@ -1638,6 +2060,7 @@ impl Stats {
         }
         sum!(
             commands,
+            unplaced,
             late_recorded,
             referrals,
             referrals_rejected,
@@ -1674,6 +2097,7 @@ impl Stats {
     fn json(&self) -> Value {
         json!({
             "commands": self.commands,
+            "unplaced": self.unplaced,
             "late_recorded": self.late_recorded,
             "referrals": self.referrals,
             "referrals_rejected": self.referrals_rejected,
@@ -1723,6 +2147,7 @@ impl PersonPlan {
     pub fn stats(&self) -> Stats {
         let mut s = Stats {
             commands: self.steps.len() as u64,
+            unplaced: self.unplaced as u64,
             ..Stats::default()
         };
         let mut episodes: BTreeMap<usize, EpisodeFacts> = BTreeMap::new();
@@ -2004,6 +2429,7 @@ const ATTEMPTS: u32 = 5;
 
 async fn send_person(
     client: &mut Client,
+    auth: &Auth,
     cfg: &Config,
     plan: &PersonPlan,
     timeout: Duration,
@@ -2029,25 +2455,27 @@ async fn send_person(
             user: user_for(step.org),
             occurred_at: Some(timestamp(step.at)),
         };
+        let failure = |status| Failure {
+            person: plan.index,
+            nhs_number: plan.nhs_number.clone(),
+            step: step.name.clone(),
+            command_id,
+            status,
+        };
+        let token = auth
+            .token(step.org, &ctx.user, &[])
+            .map_err(|e| failure(Status::unauthenticated(format!("{e:#}"))))?;
         let rpc = build(&step.op, ctx.wire(), &ids);
         let mut attempt = 0;
         let reply = loop {
-            match rpc.clone().send(client, timeout).await {
+            match rpc.clone().send(client, timeout, token.as_deref()).await {
                 Ok(reply) => break reply,
                 Err(status) if retryable(status.code()) && attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     totals.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }
-                Err(status) => {
-                    return Err(Failure {
-                        person: plan.index,
-                        nhs_number: plan.nhs_number.clone(),
-                        step: step.name.clone(),
-                        command_id,
-                        status,
-                    });
-                }
+                Err(status) => return Err(failure(status)),
             }
         };
         totals.sent.fetch_add(1, Ordering::Relaxed);
@@ -2068,8 +2496,32 @@ async fn send_person(
 }
 
 /// Run the seed; prints progress and a summary, and returns the exit code.
-pub async fn run(client: Client, opts: Options) -> ExitCode {
+pub async fn run(mut client: Client, auth: Auth, opts: Options) -> ExitCode {
     let started = Instant::now();
+    let registry = match registry::ensure(&mut client, &auth, &ORGANISATIONS, opts.timeout).await {
+        Ok(outcome) => outcome,
+        Err(f) => {
+            if opts.json {
+                println!(
+                    "{}",
+                    json!({"failed_step": f.step, "command_id": f.command_id.to_string(),
+                           "error": status_json(&f.status)})
+                );
+            } else {
+                eprintln!(
+                    "seed registry set-up `{}` failed (command id {}):\n{}",
+                    f.step,
+                    f.command_id,
+                    status_lines(&f.status).join("\n")
+                );
+            }
+            return ExitCode::from(exit_code(f.status.code()));
+        }
+    };
+    if !opts.json {
+        println!("{}", registry.line());
+    }
+    let auth = Arc::new(auth);
     let cfg = Config {
         seed: opts.seed,
         anchor: opts.anchor,
@@ -2091,8 +2543,9 @@ pub async fn run(client: Client, opts: Options) -> ExitCode {
     let failure: Arc<Mutex<Option<Failure>>> = Arc::new(Mutex::new(None));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency.max(1) {
-        let (mut client, next, totals, stop, stats, failure, bar) = (
+        let (mut client, auth, next, totals, stop, stats, failure, bar) = (
             client.clone(),
+            auth.clone(),
             next.clone(),
             totals.clone(),
             stop.clone(),
@@ -2109,7 +2562,7 @@ pub async fn run(client: Client, opts: Options) -> ExitCode {
                     break;
                 }
                 let plan = plan_person(&cfg, i);
-                match send_person(&mut client, &cfg, &plan, timeout, &totals, &stop).await {
+                match send_person(&mut client, &auth, &cfg, &plan, timeout, &totals, &stop).await {
                     Ok(()) => {
                         if let Ok(mut s) = stats.lock() {
                             s.add(&plan.stats());
@@ -2151,6 +2604,7 @@ pub async fn run(client: Client, opts: Options) -> ExitCode {
         "elapsed_secs": (elapsed * 1000.0).round() / 1000.0,
         "commands_per_sec": (sent as f64 / elapsed.max(0.001)).round(),
         "history": stats.json(),
+        "registry": registry.json(),
     });
     let failure = failure.lock().ok().and_then(|mut f| f.take());
     if let Some(f) = failure {
@@ -2290,6 +2744,85 @@ mod tests {
         assert!(total.late_recorded > 0);
         assert!(total.objections > 0);
         assert!(total.readmissions_30d > 0);
+    }
+
+    #[test]
+    fn every_step_is_sent_by_a_registered_organisation_entitled_to_it() {
+        for c in [
+            cfg(),
+            Config {
+                seed: 1,
+                anchor: NaiveDate::from_ymd_opt(2026, 7, 15).expect("date"),
+                days: 30,
+            },
+            Config {
+                seed: 99,
+                anchor: NaiveDate::from_ymd_opt(2025, 12, 1).expect("date"),
+                days: 365,
+            },
+        ] {
+            let mut late = 0;
+            for i in 0..300 {
+                let p = plan_person(&c, i);
+                assert_eq!(p.unplaced, 0, "person {i}: {:#?}", p.steps);
+                // Replaying the send order, each step is allowed to its organisation.
+                let mut access = Access::default();
+                for s in &p.steps {
+                    assert!(
+                        ORGANISATIONS.iter().any(|o| o.code == s.org),
+                        "{} acts as unregistered {}",
+                        s.name,
+                        s.org
+                    );
+                    assert!(
+                        access.allows(s.org, &s.op),
+                        "person {i} step {} by {}",
+                        s.name,
+                        s.org
+                    );
+                    access.apply(&s.op);
+                    late += u64::from(s.late);
+                }
+            }
+            assert!(late > 0);
+        }
+    }
+
+    #[test]
+    fn the_rules_refuse_what_governance_refuses() {
+        let mut access = Access::default();
+        let member = |org: &str| Op::AddMember {
+            member: super::member(org, ""),
+            role: Role::GeneralPractice,
+            since: NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
+        };
+        // Nobody is related yet: the GP may not start the care team.
+        assert!(!access.allows(GPS[0], &member(GPS[0])));
+        let referral = Op::MakeReferral(
+            0,
+            v1::Referral {
+                from_organisation: GPS[0].into(),
+                to_service: ASC_FRONT_DOOR.into(),
+                ..Default::default()
+            },
+        );
+        assert!(!access.allows(COUNCIL, &referral), "only from itself");
+        assert!(access.allows(GPS[0], &referral));
+        access.apply(&referral);
+        assert!(
+            access.related(COUNCIL),
+            "the receiving service's organisation"
+        );
+        assert!(access.allows(GPS[0], &member(GPS[0])));
+        let cancel = Op::ProgressReferral {
+            referral: 0,
+            action: ReferralAction::Cancel,
+            reason: "x".into(),
+        };
+        assert!(!access.allows(COUNCIL, &cancel));
+        assert!(access.allows(GPS[0], &cancel));
+        access.apply(&cancel);
+        assert!(!access.related(COUNCIL) && !access.related(GPS[0]));
     }
 
     #[test]

@@ -12,6 +12,9 @@ fn carectl(server: &str, args: &[&str]) -> Output {
         .arg("--server")
         .arg(server)
         .args(args)
+        .env_remove("CAREWOVEN_TOKEN")
+        .env_remove("CAREWOVEN_ISSUER_DIR")
+        .env_remove("CAREWOVEN_ORG")
         .output()
         .unwrap()
 }
@@ -36,20 +39,39 @@ fn count(v: &serde_json::Value, path: &[&str]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_loads_a_history_and_a_rerun_only_repeats_it() {
+    // A development issuer, as `./dev up` makes one; the service trusts it.
+    let dir = tempfile::tempdir().unwrap();
+    let issuer_dir = dir.path().join("issuer");
+    let made = carectl(
+        "http://127.0.0.1:1",
+        &["keys", "generate", "--out", issuer_dir.to_str().unwrap()],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let trust: carewoven_access::token::TrustFile = serde_json::from_str(
+        &std::fs::read_to_string(issuer_dir.join("trusted-keys.json")).unwrap(),
+    )
+    .unwrap();
+
     let nats = NatsServer::start().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     let service = tokio::spawn(carewoven_commands::run(
         listener,
-        carewoven_commands::Config::for_nats(nats.url()),
+        carewoven_commands::Config {
+            trust: Some(trust),
+            ..carewoven_commands::Config::for_nats(nats.url())
+        },
         stop.clone().cancelled_owned(),
     ));
 
     let s = server.clone();
+    let issuer = issuer_dir.to_str().unwrap().to_owned();
     let (ready, first, second) = tokio::task::spawn_blocking(move || {
         let ready = carectl(&s, &["wait-ready", "--timeout-secs", "30"]);
         let args = [
+            "--issuer-dir",
+            issuer.as_str(),
             "--json",
             "--timeout-secs",
             "30",
@@ -74,6 +96,9 @@ async fn the_seed_loads_a_history_and_a_rerun_only_repeats_it() {
     assert_eq!(count(&first, &["duplicates"]), 0, "{first}");
     assert_eq!(count(&first, &["appended"]), sent, "{first}");
     assert_eq!(count(&first, &["history", "commands"]), sent, "{first}");
+    assert_eq!(count(&first, &["history", "unplaced"]), 0, "{first}");
+    assert_eq!(count(&first, &["registry", "organisations"]), 19, "{first}");
+    assert_eq!(count(&first, &["registry", "appended"]), 38, "{first}");
 
     let p = |k: &str| count(&first, &["history", "pathways", k]);
     let (p0, p1, p2, p3) = (p("P0"), p("P1"), p("P2"), p("P3"));
@@ -101,6 +126,7 @@ async fn the_seed_loads_a_history_and_a_rerun_only_repeats_it() {
         "a re-run only repeats: {second}"
     );
     assert_eq!(count(&second, &["appended"]), 0, "{second}");
+    assert_eq!(count(&second, &["registry", "appended"]), 0, "{second}");
     assert_eq!(first["history"], second["history"]);
 
     stop.cancel();

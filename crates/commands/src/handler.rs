@@ -6,13 +6,18 @@
 //! races between instances, and a retried command is recognised by its own events in the
 //! aggregate's history. Any number of instances may therefore run against one NATS.
 
+use carewoven_access::audit::AuditRecord;
+use carewoven_access::grpc::{permission_denied, unauthenticated};
+use carewoven_access::token::TokenError;
+use carewoven_access::{AccessError, AccessIndex, AuditLog};
 use carewoven_domain::{
     AggregateKind, AggregateState, DecideContext, DomainError, EventMeta, Existence,
     SCHEMA_VERSION, Target,
 };
 use carewoven_eventlog::{Append, CommandEffect, EventLog, History, LogError};
-use carewoven_proto::convert::{CommandRequest, IdSource, parse_context};
-use carewoven_proto::v1::CommandReply;
+use carewoven_governance::{Denial, Identity};
+use carewoven_proto::convert::{CommandRequest, IdSource, parse_context_with};
+use carewoven_proto::v1::{self, CommandReply};
 use chrono::Utc;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +35,8 @@ pub struct Handler {
     known_persons: KnownPersons,
     /// No command takes longer than this, whatever it has to read and retry.
     deadline: Duration,
+    access: AccessIndex,
+    audit: AuditLog,
 }
 
 /// Persons seen to exist. A registered person is never deleted (records are corrected, not
@@ -59,12 +66,20 @@ impl KnownPersons {
 }
 
 impl Handler {
-    pub fn new(log: EventLog, ids: Ids, deadline: Duration) -> Self {
+    pub fn new(
+        log: EventLog,
+        ids: Ids,
+        deadline: Duration,
+        access: AccessIndex,
+        audit: AuditLog,
+    ) -> Self {
         Handler {
             log,
             ids,
             known_persons: KnownPersons::default(),
             deadline,
+            access,
+            audit,
         }
     }
 
@@ -74,11 +89,24 @@ impl Handler {
 
     /// Execute one command, within the handler's deadline: past it the caller gets
     /// UNAVAILABLE and may retry with the same command id.
-    pub async fn execute<R>(&self, request: &R) -> Result<CommandReply, Status>
+    pub async fn execute<R>(
+        &self,
+        rpc: &str,
+        identity: Result<Identity, TokenError>,
+        request: &R,
+    ) -> Result<CommandReply, Status>
     where
         R: CommandRequest + prost::Message,
     {
-        match tokio::time::timeout(self.deadline, self.execute_now(request)).await {
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.audit_refusal(None, None, rpc, e.reason()).await;
+                return Err(unauthenticated(&e));
+            }
+        };
+        let run = self.execute_now(rpc, &identity, request);
+        match tokio::time::timeout(self.deadline, run).await {
             Ok(result) => result,
             Err(_) => Err(Status::unavailable(format!(
                 "the command did not complete within {:?}; retry with the same command_id",
@@ -87,19 +115,60 @@ impl Handler {
         }
     }
 
-    async fn execute_now<R>(&self, request: &R) -> Result<CommandReply, Status>
+    /// Record a refused command in the audit stream. Best effort: the refusal stands even
+    /// if the audit stream cannot be reached (nothing was disclosed or changed).
+    async fn audit_refusal(
+        &self,
+        who: Option<&Identity>,
+        person: Option<Uuid>,
+        rpc: &str,
+        reason: &str,
+    ) {
+        let record =
+            AuditRecord::refused(who, person, v1::AuditAction::Command, reason).detail(rpc);
+        if let Err(e) = self.audit.record(&record).await {
+            tracing::warn!(error = %e.message(), "could not audit a refused command");
+        }
+    }
+
+    async fn execute_now<R>(
+        &self,
+        rpc: &str,
+        identity: &Identity,
+        request: &R,
+    ) -> Result<CommandReply, Status>
     where
         R: CommandRequest + prost::Message,
     {
-        let ctx = parse_context(request.context()).map_err(|e| domain_status(&e))?;
+        // The acting organisation is the authenticated one: the context may repeat it or
+        // leave it empty, never name another.
+        let claimed = request
+            .context()
+            .map(|c| c.organisation.trim())
+            .unwrap_or("");
+        if !claimed.is_empty() && claimed != identity.organisation.as_str() {
+            self.audit_refusal(Some(identity), None, rpc, "ORGANISATION_MISMATCH")
+                .await;
+            return Err(permission_denied(&Denial {
+                reason: "ORGANISATION_MISMATCH",
+                message: format!(
+                    "context.organisation {claimed} is not the authenticated organisation {}",
+                    identity.organisation
+                ),
+            }));
+        }
+        let ctx = parse_context_with(
+            request.context(),
+            &identity.organisation,
+            identity.user.as_ref(),
+        )
+        .map_err(|e| domain_status(&e))?;
         let command = request
             .to_command(&self.ids.for_command(ctx.command_id))
             .map_err(|e| domain_status(&e))?;
         let target = command.target();
         let print = fingerprint(&request.encode_to_vec());
         self.log.ensure_connected().map_err(|e| log_status(&e))?;
-        self.refuse_nhs_number_taken(&command, ctx.command_id)
-            .await?;
 
         // A creating command reads nothing but the person's existence. If an earlier attempt
         // already created its aggregate (whose id is derived from the command id, or for a
@@ -122,6 +191,26 @@ impl Handler {
                 carewoven_domain::evolve(state, &recorded.event).map_err(|e| replay_status(&e))?,
             );
         }
+        // Authorisation: the caller's organisation must have a role in this aggregate (a
+        // refusal is confirmed against the log's end first, see `AccessIndex::check`).
+        let allowed = self
+            .access
+            .check(self.deadline, |g| {
+                g.authorise(identity, &command, state.as_ref())
+            })
+            .await;
+        if let Err(e) = allowed {
+            if let AccessError::Denied(d) = &e {
+                let person = (target.person_id != carewoven_domain::REGISTRY_PERSON)
+                    .then_some(target.person_id);
+                self.audit_refusal(Some(identity), person, rpc, d.reason)
+                    .await;
+            }
+            return Err(e.to_status());
+        }
+        // Only after authorisation: the answer says whose the number is.
+        self.refuse_nhs_number_taken(&command, ctx.command_id)
+            .await?;
         let now = Utc::now();
         let decide_ctx = DecideContext {
             now,
@@ -274,9 +363,14 @@ impl Handler {
         Ok(())
     }
 
-    /// Every aggregate but the person itself needs its person to exist.
+    /// Every aggregate but the person itself (and registry aggregates, which belong to no
+    /// person) needs its person to exist.
     async fn require_person(&self, target: &Target) -> Result<(), Status> {
-        if target.kind == AggregateKind::Person || self.known_persons.contains(target.person_id) {
+        if matches!(
+            target.kind,
+            AggregateKind::Person | AggregateKind::Organisation
+        ) || self.known_persons.contains(target.person_id)
+        {
             return Ok(());
         }
         if self

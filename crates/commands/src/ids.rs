@@ -1,7 +1,7 @@
 //! Identifiers the service chooses.
 
 use carewoven_domain::AggregateKind;
-use carewoven_domain::values::NhsNumber;
+use carewoven_domain::values::{Code, NhsNumber};
 use carewoven_proto::convert::IdSource;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -63,6 +63,11 @@ impl IdSource for CommandIds<'_> {
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid {
         self.ids
             .derive(b"carewoven.person.v1:", nhs.as_str().as_bytes())
+    }
+
+    fn organisation_id_for(&self, code: &Code) -> Uuid {
+        self.ids
+            .derive(b"carewoven.organisation.v1:", code.as_str().as_bytes())
     }
 }
 

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::transport::server::TcpIncoming;
 
+use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+
 use crate::handler::Handler;
 use crate::ids::Ids;
 use crate::service::Commands;
@@ -32,6 +34,10 @@ pub struct Config {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// NATS nkey seed to authenticate with, when the server requires it
+    /// (`deploy/nats-partners.conf`: the internal user's seed).
+    #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
     /// JetStream stream holding the event log.
     #[arg(long, env = "CAREWOVEN_STREAM", default_value = "CAREWOVEN")]
     pub stream: String,
@@ -53,6 +59,13 @@ pub struct Config {
     /// Seconds to let in-flight commands finish on shutdown.
     #[arg(long, env = "CAREWOVEN_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// The token issuers' public keys (JSON trust file, see ARCHITECTURE.md, "Identity").
+    /// Required: every call must carry a bearer token signed by one of them.
+    #[arg(long, env = "CAREWOVEN_TRUSTED_KEYS")]
+    pub trusted_keys: Option<std::path::PathBuf>,
+    /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
+    #[arg(skip)]
+    pub trust: Option<carewoven_access::token::TrustFile>,
 }
 
 impl Config {
@@ -60,12 +73,20 @@ impl Config {
     pub fn for_nats(url: impl Into<String>) -> Self {
         Config {
             nats_url: url.into(),
+            nats_nkey_seed: None,
             stream: "CAREWOVEN".to_owned(),
             replicas: 1,
             nats_timeout_secs: 5,
             person_id_key: TEST_KEY.to_owned(),
             shutdown_grace_secs: 30,
+            trusted_keys: None,
+            trust: Some(carewoven_access::token::testing::trust()),
         }
+    }
+
+    /// The verifier for bearer tokens.
+    pub fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
+        carewoven_access::Verifier::configured(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 
     pub fn log_config(&self) -> LogConfig {
@@ -84,6 +105,7 @@ async fn open_log(config: &Config) -> anyhow::Result<EventLog> {
         &config.nats_url,
         "carewoven-commands",
         Duration::from_secs(config.nats_timeout_secs),
+        config.nats_nkey_seed.as_deref(),
     )
     .await?;
     let mut delay = Duration::from_millis(100);
@@ -114,6 +136,7 @@ pub async fn run(
         config.person_id_key.len() >= MIN_KEY_LEN,
         "--person-id-key (CAREWOVEN_PERSON_ID_KEY) must be at least {MIN_KEY_LEN} characters"
     );
+    let verifier = config.verifier()?;
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
@@ -125,10 +148,16 @@ pub async fn run(
         _ = stop.cancelled() => return Ok(()),
     };
     tracing::info!(stream = log.stream_name(), "event log ready");
+    let timeout = Duration::from_secs(config.nats_timeout_secs);
+    let js = async_nats::jetstream::new(log.client().clone());
+    let access = AccessIndex::start(js, log.stream_name(), stop.clone()).await?;
+    let audit = AuditLog::open(log.client().clone(), config.replicas, timeout).await?;
     let handler = Handler::new(
         log,
         Ids::new(config.person_id_key.as_bytes()),
-        Duration::from_secs(config.nats_timeout_secs),
+        timeout,
+        access,
+        audit,
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -138,7 +167,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let commands = CommandServiceServer::new(Commands::new(handler))
+    let commands = CommandServiceServer::new(Commands::new(handler, Authenticator::new(verifier)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);

@@ -4,15 +4,18 @@ use carewoven_proto::v1::{self, command_service_server::CommandService};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use carewoven_access::Authenticator;
+
 use crate::handler::Handler;
 
 pub struct Commands {
     handler: Handler,
+    auth: Authenticator,
 }
 
 impl Commands {
-    pub fn new(handler: Handler) -> Self {
-        Commands { handler }
+    pub fn new(handler: Handler, auth: Authenticator) -> Self {
+        Commands { handler, auth }
     }
 }
 
@@ -26,7 +29,12 @@ macro_rules! rpcs {
                     request: Request<v1::$request>,
                 ) -> Result<Response<v1::CommandReply>, Status> {
                     let span = tracing::info_span!("command", rpc = stringify!($method));
-                    let result = self.handler.execute(request.get_ref()).instrument(span).await;
+                    let identity = self.auth.identify(request.metadata());
+                    let result = self
+                        .handler
+                        .execute(stringify!($method), identity, request.get_ref())
+                        .instrument(span)
+                        .await;
                     crate::server::trace_outcome(stringify!($method), &result);
                     result.map(Response::new)
                 }
@@ -56,4 +64,8 @@ rpcs! {
     record_meeting(RecordMeetingRequest);
     complete_meeting_action(CompleteMeetingActionRequest);
     record_feedback(RecordFeedbackRequest);
+    register_organisation(RegisterOrganisationRequest);
+    add_organisation_service(AddOrganisationServiceRequest);
+    record_sharing_agreement(RecordSharingAgreementRequest);
+    end_sharing_agreement(EndSharingAgreementRequest);
 }

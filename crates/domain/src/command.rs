@@ -9,6 +9,7 @@ use crate::aggregates::{
     discharge::{DischargeCommand, DischargeEpisode},
     feedback::{Feedback, FeedbackCommand},
     meeting::{Meeting, MeetingCommand},
+    organisation::{Organisation, OrganisationCommand},
     person::{Person, PersonCommand},
     referral::{Referral, ReferralCommand},
 };
@@ -60,6 +61,10 @@ pub enum Command {
         person_id: Uuid,
         feedback_id: Uuid,
         command: FeedbackCommand,
+    },
+    Organisation {
+        organisation_id: Uuid,
+        command: OrganisationCommand,
     },
 }
 
@@ -195,6 +200,19 @@ impl Command {
                 *feedback_id,
                 *person_id,
                 MustNotExist,
+            ),
+            Command::Organisation {
+                organisation_id,
+                command,
+            } => (
+                AggregateKind::Organisation,
+                *organisation_id,
+                crate::REGISTRY_PERSON,
+                if matches!(command, OrganisationCommand::Register { .. }) {
+                    MustNotExist
+                } else {
+                    MustExist
+                },
             ),
         };
         Target {
@@ -343,6 +361,16 @@ pub fn decide(
             ctx,
             Event::Feedback,
         ),
+        Command::Organisation { command, .. } => run::<Organisation>(
+            state,
+            |s| match s {
+                S::Organisation(a) => Some(a),
+                _ => None,
+            },
+            command,
+            ctx,
+            Event::Organisation,
+        ),
     }
 }
 
@@ -372,5 +400,6 @@ pub fn evolve(state: Option<AggregateState>, event: &Event) -> Result<AggregateS
         Event::Discharge(e) => fold!(Discharge, DischargeEpisode, e),
         Event::Meeting(e) => fold!(Meeting, Meeting, e),
         Event::Feedback(e) => fold!(Feedback, Feedback, e),
+        Event::Organisation(e) => fold!(Organisation, Organisation, e),
     }
 }

@@ -5,7 +5,8 @@ use crate::AggregateKind;
 use crate::aggregates::{
     assessment::AssessmentEvent, care_plan::CarePlanEvent, care_team::CareTeamEvent,
     consent::ConsentEvent, discharge::DischargeEvent, feedback::FeedbackEvent,
-    meeting::MeetingEvent, person::PersonEvent, referral::ReferralEvent,
+    meeting::MeetingEvent, organisation::OrganisationEvent, person::PersonEvent,
+    referral::ReferralEvent,
 };
 use crate::values::Code;
 
@@ -21,10 +22,11 @@ pub enum Event {
     Discharge(DischargeEvent),
     Meeting(MeetingEvent),
     Feedback(FeedbackEvent),
+    Organisation(OrganisationEvent),
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 44] = [
+pub const EVENT_TYPES: [&str; 48] = [
     "person_registered",
     "person_details_corrected",
     "referral_submitted",
@@ -69,6 +71,10 @@ pub const EVENT_TYPES: [&str; 44] = [
     "meeting_recorded",
     "meeting_action_completed",
     "feedback_recorded",
+    "organisation_registered",
+    "organisation_service_added",
+    "sharing_agreement_recorded",
+    "sharing_agreement_ended",
 ];
 
 impl Event {
@@ -84,6 +90,7 @@ impl Event {
             Event::Discharge(e) => e.name(),
             Event::Meeting(e) => e.name(),
             Event::Feedback(e) => e.name(),
+            Event::Organisation(e) => e.name(),
         }
     }
 
@@ -98,6 +105,7 @@ impl Event {
             Event::Discharge(_) => AggregateKind::DischargeEpisode,
             Event::Meeting(_) => AggregateKind::Meeting,
             Event::Feedback(_) => AggregateKind::Feedback,
+            Event::Organisation(_) => AggregateKind::Organisation,
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod values;
 
 pub use aggregates::{
     AggregateState, assessment, care_plan, care_team, consent, discharge, feedback, meeting,
-    person, referral,
+    organisation, person, referral,
 };
 pub use command::{Command, Existence, Target, decide, evolve};
 pub use error::{DomainError, ReplayError};
@@ -22,10 +22,14 @@ pub use event::{EVENT_TYPES, Event, EventMeta, RecordedEvent};
 use chrono::{DateTime, Utc};
 use values::Code;
 
+/// The person id of registry (organisation) events, which are about no person.
+pub const REGISTRY_PERSON: uuid::Uuid = uuid::Uuid::nil();
+
 /// Current version of the event payload schema written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The kinds of aggregate. Every aggregate belongs to exactly one person.
+/// The kinds of aggregate. Every aggregate but an organisation belongs to exactly one person;
+/// an organisation's events carry the nil person id ([`REGISTRY_PERSON`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AggregateKind {
     Person,
@@ -37,10 +41,12 @@ pub enum AggregateKind {
     DischargeEpisode,
     Meeting,
     Feedback,
+    /// A partner organisation: registry facts, belonging to no person.
+    Organisation,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 9] = [
+    pub const ALL: [AggregateKind; 10] = [
         AggregateKind::Person,
         AggregateKind::Referral,
         AggregateKind::Assessment,
@@ -50,6 +56,7 @@ impl AggregateKind {
         AggregateKind::DischargeEpisode,
         AggregateKind::Meeting,
         AggregateKind::Feedback,
+        AggregateKind::Organisation,
     ];
 
     /// Stable lower-case token used in NATS subjects and logs.
@@ -64,6 +71,7 @@ impl AggregateKind {
             AggregateKind::DischargeEpisode => "discharge",
             AggregateKind::Meeting => "meeting",
             AggregateKind::Feedback => "feedback",
+            AggregateKind::Organisation => "organisation",
         }
     }
 

@@ -1285,6 +1285,11 @@ fn per_aggregate_decide(
         Command::Discharge { command, .. } => via!(Discharge, DischargeEpisode, command),
         Command::Meeting { command, .. } => via!(Meeting, Meeting, command),
         Command::Feedback { command, .. } => via!(Feedback, Feedback, command),
+        Command::Organisation { command, .. } => via!(
+            Organisation,
+            carewoven_domain::organisation::Organisation,
+            command
+        ),
     }
 }
 

@@ -479,18 +479,24 @@ impl EventLog {
 
 /// Connect to NATS (a comma-separated URL list for a cluster). The client keeps
 /// reconnecting for as long as it lives, so a service recovers by itself when NATS returns;
-/// the first connection is also made in the background.
+/// the first connection is also made in the background. With an nkey seed it authenticates
+/// with it (servers configured like `deploy/nats-partners.conf`).
 pub async fn connect(
     urls: &str,
     name: &str,
     timeout: Duration,
+    nkey_seed: Option<&str>,
 ) -> Result<async_nats::Client, LogError> {
     let servers = urls
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| LogError::Refused(format!("the NATS URL list {urls:?}: {e}")))?;
-    async_nats::ConnectOptions::new()
+    let options = match nkey_seed.map(str::trim) {
+        Some(seed) if !seed.is_empty() => async_nats::ConnectOptions::with_nkey(seed.to_owned()),
+        _ => async_nats::ConnectOptions::new(),
+    };
+    options
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)

@@ -150,3 +150,79 @@ async fn an_aggregate_longer_than_one_read_batch_loads_whole() {
     let versions: Vec<u64> = history.recorded().map(|e| e.meta.version).collect();
     assert_eq!(versions, (1..=2500).collect::<Vec<_>>());
 }
+
+/// Registry facts (an organisation's events) belong to no person: they are stored under the
+/// nil person id, load by their aggregate like any other, are selected by their kind, and
+/// never appear among a real person's events. The nil person is never "registered".
+#[tokio::test]
+async fn registry_events_live_under_the_nil_person_and_load_by_aggregate() {
+    use carewoven_domain::organisation::{
+        OrganisationEvent, OrganisationProfile, OrganisationType,
+    };
+    use carewoven_domain::values::ShortText;
+    use carewoven_eventlog::subjects;
+
+    let nats = NatsServer::start().unwrap();
+    let log = open(&nats, 1024 * 1024).await;
+    let registry = carewoven_domain::REGISTRY_PERSON;
+    let organisation = Uuid::now_v7();
+    let events = [
+        Event::Organisation(OrganisationEvent::Registered {
+            code: Code::parse("code", "HOSP-A").unwrap(),
+            profile: OrganisationProfile {
+                name: ShortText::parse("name", "Synthetic hospital").unwrap(),
+                org_type: OrganisationType::NhsTrust,
+            },
+            services: vec![Code::parse("services", "HOSP-A").unwrap()],
+        }),
+        Event::Organisation(OrganisationEvent::ServiceAdded {
+            service: Code::parse("service", "HOSP-A-WARD-7").unwrap(),
+        }),
+    ];
+    let mut last = 0;
+    for (version, event) in (1..).zip(events) {
+        last = log
+            .append(Append {
+                person_id: registry,
+                kind: AggregateKind::Organisation,
+                aggregate_id: organisation,
+                expected_last_sequence: last,
+                fingerprint: "test".into(),
+                events: vec![(
+                    meta(registry, AggregateKind::Organisation, organisation, version),
+                    event,
+                )],
+            })
+            .await
+            .unwrap()
+            .last_sequence();
+    }
+    // A person's event alongside.
+    log.append(append(Uuid::now_v7(), 0, vec![feedback(10)]))
+        .await
+        .unwrap();
+
+    let history = log
+        .load(registry, AggregateKind::Organisation, organisation)
+        .await
+        .unwrap();
+    let versions: Vec<u64> = history.recorded().map(|e| e.meta.version).collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(history.last_sequence, last);
+    assert!(
+        history
+            .recorded()
+            .all(|e| e.meta.person_id.is_nil() && matches!(e.event, Event::Organisation(_)))
+    );
+    let by_kind = log
+        .read_filtered(&subjects::kind(AggregateKind::Organisation), 1, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(by_kind.events.len(), 2);
+    let person = log
+        .read_filtered(&subjects::person(Uuid::from_u128(1)), 1, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(person.events.len(), 1, "the registry is no person's record");
+    assert!(!log.person_exists(registry).await.unwrap());
+}

@@ -4,6 +4,8 @@
 //! The binary is the pinned one the justfile installs (`.tools/venv/bin/nats-server`), or
 //! whatever `CAREWOVEN_NATS_SERVER` names. Nothing here depends on a server started by hand.
 
+pub mod partners;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! Rebuild from the start of the log into a fresh file, then swap it in without stopping
 //! queries. Interrupted (the caller goes away, or the service stops), the fresh file keeps
-//! its position and the next rebuild resumes from it.
+//! its position and the next rebuild resumes from it. Only callers with the governance role
+//! may rebuild or ask for the status.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use crate::guard::Guard;
 use crate::projector::{LogMessage, MAX_BATCH, OnUndecodable, apply_batch, ordered_messages};
 use crate::state::Views;
 use crate::store;
@@ -30,6 +32,8 @@ pub struct Admin {
     stream: String,
     on_undecodable: OnUndecodable,
     running: Arc<tokio::sync::Mutex<()>>,
+    /// Only callers with the governance role may rebuild or ask for the status.
+    guard: Guard,
 }
 
 impl Admin {
@@ -38,6 +42,7 @@ impl Admin {
         js: jetstream::Context,
         stream: String,
         on_undecodable: OnUndecodable,
+        guard: Guard,
     ) -> Self {
         Admin {
             views,
@@ -45,6 +50,7 @@ impl Admin {
             stream,
             on_undecodable,
             running: Arc::new(tokio::sync::Mutex::new(())),
+            guard,
         }
     }
 }
@@ -170,6 +176,7 @@ impl ViewsAdmin for Admin {
         &self,
         request: Request<v1::RebuildRequest>,
     ) -> Result<Response<ProgressStream>, Status> {
+        self.guard.administrator(request.metadata())?;
         let Ok(running) = self.running.clone().try_lock_owned() else {
             return Err(Status::failed_precondition("a rebuild is already running"));
         };
@@ -219,8 +226,9 @@ impl ViewsAdmin for Admin {
 
     async fn status(
         &self,
-        _request: Request<v1::ViewsStatusRequest>,
+        request: Request<v1::ViewsStatusRequest>,
     ) -> Result<Response<v1::ViewsStatus>, Status> {
+        self.guard.administrator(request.metadata())?;
         let last = self
             .js
             .get_stream(&self.stream)

@@ -45,6 +45,9 @@ enum Command {
         /// Start again from the beginning instead of resuming an interrupted rebuild.
         #[arg(long)]
         fresh: bool,
+        /// A bearer token with the governance role (only governance may rebuild).
+        #[arg(long, env = "CAREWOVEN_TOKEN", hide_env_values = true)]
+        token: String,
     },
     /// Print a digest of every view table of a (not running) views file.
     Digest { file: PathBuf },
@@ -58,22 +61,17 @@ async fn main() -> anyhow::Result<()> {
             log_json,
             config,
         } => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            if log_json {
-                tracing_subscriber::fmt()
-                    .with_env_filter(filter)
-                    .json()
-                    .init();
-            } else {
-                tracing_subscriber::fmt().with_env_filter(filter).init();
-            }
+            carewoven_access::init_tracing(log_json);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            carewoven_views::run(listener, config, shutdown_signal()).await
+            carewoven_views::run(listener, config, carewoven_access::shutdown_signal()).await
         }
-        Command::Rebuild { server, fresh } => rebuild(&server, fresh).await,
+        Command::Rebuild {
+            server,
+            fresh,
+            token,
+        } => rebuild(&server, fresh, &token).await,
         Command::Digest { file } => {
             let db = carewoven_views::store::open(&file)?;
             println!(
@@ -86,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn rebuild(server: &str, fresh: bool) -> anyhow::Result<()> {
+async fn rebuild(server: &str, fresh: bool, token: &str) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(server.to_owned())?
         .connect_timeout(Duration::from_secs(5))
         .connect()
@@ -94,7 +92,10 @@ async fn rebuild(server: &str, fresh: bool) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {server}"))?;
     let mut admin = ViewsAdminClient::new(channel);
     let mut progress = admin
-        .rebuild(v1::RebuildRequest { fresh })
+        .rebuild(carewoven_access::grpc::with_token(
+            tonic::Request::new(v1::RebuildRequest { fresh }),
+            token,
+        ))
         .await
         .context("starting the rebuild")?
         .into_inner();
@@ -120,23 +121,4 @@ async fn rebuild(server: &str, fresh: bool) -> anyhow::Result<()> {
         }
     }
     anyhow::bail!("the rebuild ended without swapping in the new file")
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

@@ -82,6 +82,10 @@ pub fn apply(
     event: &RecordedEvent,
 ) -> Result<Vec<BoardChange>, ProjectError> {
     let meta = &event.meta;
+    if meta.aggregate_kind == carewoven_domain::AggregateKind::Organisation {
+        // Registry facts are about no person: no view shows them.
+        return Ok(Vec::new());
+    }
     let mut record = load_record(txn, meta.person_id)?;
     record.person_id = meta.person_id.to_string();
     let mut changes = Vec::new();
@@ -102,6 +106,7 @@ pub fn apply(
             sync_caseload(txn, meta.person_id, previous_coordinator, &record, e)?;
         }
         Event::Consent(e) => consent(&mut record, meta, e),
+        Event::Organisation(_) => {}
         Event::Discharge(e) => {
             discharge(&mut record, meta, e);
             if let Some(change) = sync_board(txn, meta, &record)? {

@@ -1,10 +1,22 @@
-//! The query API: the coordinated views, with read-your-writes.
+//! The query API: the coordinated views, with read-your-writes, under information
+//! governance.
+//!
+//! Every call is authenticated ([`Guard`]). A care record is answered only to an organisation
+//! that may read it (`Governance::may_read`: a legitimate relationship, no objection to it, a
+//! data-sharing agreement in force), and a refusal is confirmed against the log's end before
+//! it is given. The board shows only people the caller may read; caseloads and referral
+//! inboxes only the caller's own. Every record read and every refusal is audited; a read is
+//! answered only once its audit is stored. A refused or unauthenticated call never says
+//! whether a person exists.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use carewoven_access::{AccessError, AccessIndex};
+use carewoven_domain::values::Code;
+use carewoven_governance::{Denial, Identity};
 use carewoven_proto::v1::{self, query_service_server::QueryService};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::Stream;
@@ -14,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::guard::Guard;
 use crate::paging::PageTokens;
 use crate::project::BoardChange;
 use crate::state::Views;
@@ -40,30 +53,35 @@ pub struct Queries {
     /// Ends open watch streams when the service shuts down, so shutdown is not held up by
     /// watchers that would otherwise stay connected for ever.
     stop: CancellationToken,
+    guard: Guard,
 }
 
 impl Queries {
-    pub fn new(views: Arc<Views>, tokens: PageTokens, stop: CancellationToken) -> Self {
+    pub fn new(
+        views: Arc<Views>,
+        tokens: PageTokens,
+        stop: CancellationToken,
+        guard: Guard,
+    ) -> Self {
         Queries {
             views,
             tokens,
             stop,
+            guard,
         }
     }
 
-    /// Wait until the views have applied the log up to `min`, within the call's deadline.
-    async fn reach<T>(&self, request: &Request<T>, min: u64) -> Result<(), Status> {
-        if min == 0 || self.views.position() >= min {
+    /// Wait until the views, and the access decisions, have applied the log up to `min`,
+    /// by `until`: a caller reads its own writes, and a relationship its own command created
+    /// is known when its read is decided.
+    async fn reach(&self, until: Instant, min: u64) -> Result<(), Status> {
+        if min == 0 {
             return Ok(());
         }
-        // Answer a little before the caller's deadline, so it hears why rather than timing out.
-        let wait = deadline(request).map_or(DEFAULT_WAIT, |d| {
-            d.saturating_sub((d / 10).max(Duration::from_millis(20)))
-        });
-        let mut rx = self.views.watch_position();
-        match tokio::time::timeout(wait, rx.wait_for(|p| *p >= min)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => {
+        if self.views.position() < min {
+            let mut rx = self.views.watch_position();
+            let reached = tokio::time::timeout(left(until), rx.wait_for(|p| *p >= min)).await;
+            if !matches!(reached, Ok(Ok(_))) {
                 let mut message = format!(
                     "the views reached log position {} but {min} was asked for",
                     self.views.position()
@@ -71,10 +89,112 @@ impl Queries {
                 if let Some(reason) = self.views.stop_reason() {
                     message.push_str(&format!("; the projector is stopped: {reason}"));
                 }
-                Err(Status::deadline_exceeded(message))
+                return Err(Status::deadline_exceeded(message));
+            }
+        }
+        self.guard
+            .access()
+            .wait_for(min, left(until))
+            .await
+            .map_err(|e| e.to_status())
+    }
+
+    /// A read transaction on the views and its log position, once the access index has
+    /// applied the log at least as far: what is shown is filtered with access decisions no
+    /// older than the views themselves.
+    async fn consistent_read(
+        &self,
+        until: Instant,
+    ) -> Result<(redb::ReadTransaction, u64), Status> {
+        loop {
+            let target = self.views.position();
+            self.guard
+                .access()
+                .wait_for(target, left(until))
+                .await
+                .map_err(|e| e.to_status())?;
+            let read = self.views.db().begin_read().map_err(storage)?;
+            let position = read_position(&read)?;
+            if position <= self.guard.access().position() {
+                return Ok((read, position));
             }
         }
     }
+
+    /// Decide with `f` on the access index (a refusal confirmed against the log's end); a
+    /// refusal is audited and answered PERMISSION_DENIED.
+    async fn authorise(
+        &self,
+        until: Instant,
+        who: &Identity,
+        person: Option<Uuid>,
+        rpc: &str,
+        f: impl Fn(&carewoven_governance::Governance) -> Result<(), Denial>,
+    ) -> Result<(), Status> {
+        match self.guard.access().check(left(until), f).await {
+            Ok(()) => Ok(()),
+            Err(AccessError::Denied(denial)) => {
+                Err(self.guard.refuse(who, person, rpc, &denial).await)
+            }
+            Err(e) => Err(e.to_status()),
+        }
+    }
+}
+
+/// When a query must have its answer: a little before the caller's deadline, so it hears why
+/// rather than timing out; [`DEFAULT_WAIT`] from now without one.
+fn answer_by<T>(request: &Request<T>) -> Instant {
+    let wait = deadline(request).map_or(DEFAULT_WAIT, |d| {
+        d.saturating_sub((d / 10).max(Duration::from_millis(20)))
+    });
+    Instant::now() + wait
+}
+
+fn left(until: Instant) -> Duration {
+    until.saturating_duration_since(Instant::now())
+}
+
+/// Whether the caller may read each person's record, decided once per person per use, on
+/// the access index as it is (callers first make it at least as current as the views).
+struct Readable {
+    access: AccessIndex,
+    who: Identity,
+    today: NaiveDate,
+    known: HashMap<Uuid, bool>,
+}
+
+impl Readable {
+    fn new(access: AccessIndex, who: Identity) -> Self {
+        Readable {
+            access,
+            who,
+            today: Utc::now().date_naive(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// Forget earlier decisions (relationships, objections and agreements change).
+    fn refresh(&mut self) {
+        self.known.clear();
+        self.today = Utc::now().date_naive();
+    }
+
+    /// The person of a board entry, if the caller may read their record.
+    fn person(&mut self, raw: &str) -> Option<Uuid> {
+        let person: Uuid = raw.parse().ok()?;
+        let (access, who, today) = (&self.access, &self.who, self.today);
+        let may = *self
+            .known
+            .entry(person)
+            .or_insert_with(|| access.with(|g| g.may_read(who, person, today).is_ok()));
+        may.then_some(person)
+    }
+}
+
+/// Each person once, in first-seen order.
+fn distinct(persons: Vec<Uuid>) -> Vec<Uuid> {
+    let mut seen = HashSet::new();
+    persons.into_iter().filter(|p| seen.insert(*p)).collect()
 }
 
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {
@@ -105,12 +225,14 @@ fn uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
 }
 
 fn code(field: &str, raw: &str) -> Result<String, Status> {
-    carewoven_domain::values::Code::parse(field, raw)
-        .map(|c| c.as_str().to_owned())
-        .map_err(|e| match e {
-            carewoven_domain::DomainError::Invalid { field, reason } => invalid(&field, &reason),
-            other => Status::invalid_argument(other.to_string()),
-        })
+    parse_code(field, raw).map(|c| c.as_str().to_owned())
+}
+
+fn parse_code(field: &str, raw: &str) -> Result<Code, Status> {
+    Code::parse(field, raw).map_err(|e| match e {
+        carewoven_domain::DomainError::Invalid { field, reason } => invalid(&field, &reason),
+        other => Status::invalid_argument(other.to_string()),
+    })
 }
 
 fn storage(e: impl std::fmt::Display) -> Status {
@@ -193,18 +315,34 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetCareRecordRequest>,
     ) -> Result<Response<v1::CareRecord>, Status> {
+        const RPC: &str = "GetCareRecord";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
         let person = uuid("person_id", &request.get_ref().person_id)?;
-        self.reach(&request, request.get_ref().min_log_position)
+        self.reach(until, request.get_ref().min_log_position)
             .await?;
-        let db = self.views.db();
-        let read = db.begin_read().map_err(storage)?;
-        let position = read_position(&read)?;
-        let records = read.open_table(RECORDS).map_err(storage)?;
-        let Some(bytes) = records.get(person.as_u128()).map_err(storage)? else {
-            return Err(Status::not_found(format!("person {person} not found")));
+        let today = Utc::now().date_naive();
+        self.authorise(until, &who, Some(person), RPC, |g| {
+            g.may_read(&who, person, today)
+        })
+        .await?;
+        let (record, position) = {
+            let db = self.views.db();
+            let read = db.begin_read().map_err(storage)?;
+            let position = read_position(&read)?;
+            let records = read.open_table(RECORDS).map_err(storage)?;
+            let Some(bytes) = records.get(person.as_u128()).map_err(storage)? else {
+                // Only an organisation with a relationship gets here, so this reveals nothing
+                // it does not know (the views may briefly lag the access decisions).
+                return Err(Status::not_found(format!("person {person} not found")));
+            };
+            let mut record: v1::CareRecord = decode(bytes.value())?;
+            record.log_position = position;
+            (record, position)
         };
-        let mut record: v1::CareRecord = decode(bytes.value())?;
-        record.log_position = position;
+        self.guard
+            .audit_reads(&who, &[person], RPC, position)
+            .await?;
         Ok(Response::new(record))
     }
 
@@ -212,6 +350,9 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::ListDischargeBoardRequest>,
     ) -> Result<Response<v1::DischargeBoardPage>, Status> {
+        const RPC: &str = "ListDischargeBoard";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
         let r = request.get_ref();
         let site = if r.site.is_empty() {
             String::new()
@@ -226,17 +367,18 @@ impl QueryService for Queries {
             ));
         }
         let size = page_size(r.page_size)?;
-        let filters = format!("board|{site}|{pathway:?}|{}", r.status);
+        // Bound to the caller too: each organisation pages through its own board.
+        let filters = format!("board|{}|{site}|{pathway:?}|{}", who.organisation, r.status);
         let after = self.tokens.read(&r.page_token, &filters)?;
-        self.reach(&request, r.min_log_position).await?;
+        self.reach(until, r.min_log_position).await?;
 
-        let db = self.views.db();
-        let read = db.begin_read().map_err(storage)?;
-        let position = read_position(&read)?;
+        let (read, position) = self.consistent_read(until).await?;
+        let mut readable = Readable::new(self.guard.access().clone(), who.clone());
         let board = read.open_table(BOARD).map_err(storage)?;
         let start = after.map_or(0, |a| a.saturating_add(1));
         let now = Utc::now();
         let mut entries = Vec::new();
+        let mut persons = Vec::new();
         let mut next = String::new();
         let mut last_key = 0u128;
         for item in board.range(start..).map_err(storage)? {
@@ -245,14 +387,23 @@ impl QueryService for Queries {
             if !board_matches(&entry, &site, pathway, &r.status) {
                 continue;
             }
+            let Some(person) = readable.person(&entry.person_id) else {
+                continue;
+            };
             if entries.len() == size {
                 // More remain: the token resumes after the last entry returned.
                 next = self.tokens.issue(last_key, &filters);
                 break;
             }
             last_key = key.value();
+            persons.push(person);
             entries.push(at_read_time(entry, now));
         }
+        drop(board);
+        drop(read);
+        self.guard
+            .audit_reads(&who, &distinct(persons), RPC, position)
+            .await?;
         Ok(Response::new(v1::DischargeBoardPage {
             entries,
             next_page_token: next,
@@ -266,6 +417,9 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::WatchDischargeBoardRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        const RPC: &str = "WatchDischargeBoard";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
         let r = request.get_ref().clone();
         let site = if r.site.is_empty() {
             String::new()
@@ -273,30 +427,38 @@ impl QueryService for Queries {
             code("site", &r.site)?
         };
         let pathway = pathway_filter(r.pathway)?;
-        self.reach(&request, r.min_log_position).await?;
+        self.reach(until, r.min_log_position).await?;
         // Subscribe before reading the snapshot so no change between the two is missed.
         let mut changes = self.views.subscribe_board();
-        let db = self.views.db();
+        let mut readable = Readable::new(self.guard.access().clone(), who.clone());
         let (snapshot, position) = {
-            let read = db.begin_read().map_err(storage)?;
-            let position = read_position(&read)?;
+            let (read, position) = self.consistent_read(until).await?;
             let board = read.open_table(BOARD).map_err(storage)?;
             let mut entries = Vec::new();
             for item in board.iter().map_err(storage)? {
                 let (_, value) = item.map_err(storage)?;
                 let entry: v1::BoardEntry = decode(value.value())?;
-                if board_matches(&entry, &site, pathway, "") {
-                    entries.push(entry);
+                if !board_matches(&entry, &site, pathway, "") {
+                    continue;
+                }
+                if let Some(person) = readable.person(&entry.person_id) {
+                    entries.push((person, entry));
                 }
             }
             (entries, position)
         };
+        let persons = distinct(snapshot.iter().map(|(p, _)| *p).collect());
+        self.guard
+            .audit_reads(&who, &persons, RPC, position)
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::BoardUpdate, Status>>(256);
         let stop = self.stop.clone();
+        let guard = self.guard.clone();
         tokio::spawn(async move {
             let now = Utc::now();
+            // Episodes on this watcher's board.
             let mut shown: HashSet<String> = HashSet::new();
-            for entry in snapshot {
+            for (_, entry) in snapshot {
                 shown.insert(entry.episode_id.clone());
                 let update = v1::BoardUpdate {
                     change: Some(v1::board_update::Change::Upsert(at_read_time(entry, now))),
@@ -341,20 +503,48 @@ impl QueryService for Queries {
                 if batch.position <= position {
                     continue;
                 }
+                // Decide who may be seen when the change is delivered, on access decisions
+                // at least as new as the change (the event that changes an entry may be the
+                // one that relates the caller to its person, or ends that relationship).
+                if let Err(e) = guard
+                    .access()
+                    .wait_for(batch.position, guard.timeout())
+                    .await
+                {
+                    let _ = tx.send(Err(e.to_status())).await;
+                    return;
+                }
+                readable.refresh();
+                let mut updates = Vec::new();
+                let mut persons = Vec::new();
                 for change in &batch.changes {
                     let change = match change {
-                        BoardChange::Upsert(entry) if board_matches(entry, &site, pathway, "") => {
-                            shown.insert(entry.episode_id.clone());
-                            v1::board_update::Change::Upsert(at_read_time(
-                                entry.clone(),
-                                Utc::now(),
-                            ))
-                        }
                         BoardChange::Upsert(entry) => {
-                            if !shown.remove(&entry.episode_id) {
-                                continue;
+                            let person = if board_matches(entry, &site, pathway, "") {
+                                readable.person(&entry.person_id)
+                            } else {
+                                None
+                            };
+                            match person {
+                                Some(person) => {
+                                    shown.insert(entry.episode_id.clone());
+                                    persons.push(person);
+                                    v1::board_update::Change::Upsert(at_read_time(
+                                        entry.clone(),
+                                        Utc::now(),
+                                    ))
+                                }
+                                // Filtered out, or no longer readable by this caller: it
+                                // leaves this watcher's board if it was on it.
+                                None => {
+                                    if !shown.remove(&entry.episode_id) {
+                                        continue;
+                                    }
+                                    v1::board_update::Change::RemovedEpisodeId(
+                                        entry.episode_id.clone(),
+                                    )
+                                }
                             }
-                            v1::board_update::Change::RemovedEpisodeId(entry.episode_id.clone())
                         }
                         BoardChange::Removed(id) => {
                             if !shown.remove(&id.to_string()) {
@@ -363,10 +553,19 @@ impl QueryService for Queries {
                             v1::board_update::Change::RemovedEpisodeId(id.to_string())
                         }
                     };
-                    let update = v1::BoardUpdate {
+                    updates.push(v1::BoardUpdate {
                         change: Some(change),
                         log_position: batch.position,
-                    };
+                    });
+                }
+                if let Err(status) = guard
+                    .audit_reads(&who, &distinct(persons), RPC, batch.position)
+                    .await
+                {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                for update in updates {
                     if tx.send(Ok(update)).await.is_err() {
                         return;
                     }
@@ -382,7 +581,10 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::GetCaseloadRequest>,
     ) -> Result<Response<v1::Caseload>, Status> {
-        let owner = match &request.get_ref().owner {
+        const RPC: &str = "GetCaseload";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
+        let (owner, org, field) = match &request.get_ref().owner {
             Some(v1::get_caseload_request::Owner::Coordinator(m)) => {
                 let org = code("coordinator.organisation", &m.organisation)?;
                 let practitioner = if m.practitioner.is_empty() {
@@ -390,10 +592,15 @@ impl QueryService for Queries {
                 } else {
                     code("coordinator.practitioner", &m.practitioner)?
                 };
-                coordinator_key(&org, &practitioner)
+                (
+                    coordinator_key(&org, &practitioner),
+                    org,
+                    "coordinator.organisation",
+                )
             }
             Some(v1::get_caseload_request::Owner::Organisation(org)) => {
-                organisation_key(&code("organisation", org)?)
+                let org = code("organisation", org)?;
+                (organisation_key(&org), org, "organisation")
             }
             None => {
                 return Err(invalid(
@@ -402,7 +609,17 @@ impl QueryService for Queries {
                 ));
             }
         };
-        self.reach(&request, request.get_ref().min_log_position)
+        if org != who.organisation.as_str() {
+            let denial = Denial {
+                reason: "NOT_OWN_CASELOAD",
+                message: format!(
+                    "{} may only read its own organisation's caseload ({field})",
+                    who.organisation
+                ),
+            };
+            return Err(self.guard.refuse(&who, None, RPC, &denial).await);
+        }
+        self.reach(until, request.get_ref().min_log_position)
             .await?;
         let db = self.views.db();
         let read = db.begin_read().map_err(storage)?;
@@ -426,12 +643,30 @@ impl QueryService for Queries {
         &self,
         request: Request<v1::ListReferralInboxRequest>,
     ) -> Result<Response<v1::ReferralInboxPage>, Status> {
+        const RPC: &str = "ListReferralInbox";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
         let r = request.get_ref();
-        let service = code("service", &r.service)?;
+        let service_code = parse_code("service", &r.service)?;
+        let service = service_code.as_str().to_owned();
         let size = page_size(r.page_size)?;
         let filters = format!("inbox|{service}");
         let after = self.tokens.read(&r.page_token, &filters)?;
-        self.reach(&request, r.min_log_position).await?;
+        self.reach(until, r.min_log_position).await?;
+        self.authorise(until, &who, None, RPC, |g| {
+            if g.service_owner(&service_code) == Some(&who.organisation) {
+                Ok(())
+            } else {
+                Err(Denial {
+                    reason: "NOT_SERVICE_OWNER",
+                    message: format!(
+                        "{} may only read the inbox of its own services (service)",
+                        who.organisation
+                    ),
+                })
+            }
+        })
+        .await?;
         let db = self.views.db();
         let read = db.begin_read().map_err(storage)?;
         let position = read_position(&read)?;

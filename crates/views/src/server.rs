@@ -9,7 +9,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+
 use crate::admin::Admin;
+use crate::guard::Guard;
 use crate::paging::PageTokens;
 use crate::projector::{self, OnUndecodable};
 use crate::query::Queries;
@@ -25,6 +28,10 @@ pub struct Config {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// NATS nkey seed to authenticate with, when the server requires it
+    /// (`deploy/nats-partners.conf`: the internal user's seed).
+    #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
     /// JetStream stream holding the event log.
     #[arg(long, env = "CAREWOVEN_STREAM", default_value = "CAREWOVEN")]
     pub stream: String,
@@ -38,17 +45,44 @@ pub struct Config {
     /// Unset, each process draws a random one (its tokens do not survive a restart).
     #[arg(long, env = "CAREWOVEN_PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
+    /// Replicas of the audit stream (`CW_AUDIT`): 1 on one server, 3 on a three-node NATS
+    /// cluster. The same as the command service's.
+    #[arg(long, env = "CAREWOVEN_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// Seconds to wait for NATS (connecting, the audit stream's acknowledgement, confirming
+    /// a refusal against the log's end) before answering UNAVAILABLE.
+    #[arg(long, env = "CAREWOVEN_NATS_TIMEOUT_SECS", default_value_t = 5)]
+    pub nats_timeout_secs: u64,
+    /// The token issuers' public keys (JSON trust file, see ARCHITECTURE.md, "Identity").
+    /// Required: every call must carry a bearer token signed by one of them.
+    #[arg(long, env = "CAREWOVEN_TRUSTED_KEYS")]
+    pub trusted_keys: Option<PathBuf>,
+    /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
+    #[arg(skip)]
+    pub trust: Option<carewoven_access::token::TrustFile>,
 }
 
 impl Config {
+    /// Defaults for tests and benchmarks: one NATS URL, a views file, and trust in the fixed
+    /// test issuer (`carewoven_access::token::testing`), whose private key is public.
     pub fn new(nats_url: impl Into<String>, file: PathBuf) -> Self {
         Config {
             nats_url: nats_url.into(),
+            nats_nkey_seed: None,
             stream: "CAREWOVEN".to_owned(),
             file,
             skip_undecodable: false,
             page_token_key: None,
+            replicas: 1,
+            nats_timeout_secs: 5,
+            trusted_keys: None,
+            trust: Some(carewoven_access::token::testing::trust()),
         }
+    }
+
+    /// The verifier for bearer tokens.
+    pub fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
+        carewoven_access::Verifier::configured(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 }
 
@@ -58,6 +92,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = Authenticator::new(config.verifier()?);
+    let timeout = Duration::from_secs(config.nats_timeout_secs);
     let db = tokio::task::block_in_place(|| store::open(&config.file))?;
     let position = store::position(&db)?;
     tracing::info!(file = %config.file.display(), position, "views file open");
@@ -72,10 +108,15 @@ pub async fn run(
     let client = carewoven_eventlog::connect(
         &config.nats_url,
         "carewoven-views",
-        std::time::Duration::from_secs(5),
+        timeout,
+        config.nats_nkey_seed.as_deref(),
     )
     .await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
+    // Access decisions follow the same log as the views; reads are audited in CW_AUDIT.
+    let access = AccessIndex::start(js.clone(), &config.stream, stop.clone()).await?;
+    let audit = AuditLog::open(client, config.replicas, timeout).await?;
+    let guard = Guard::new(auth, access, audit, timeout);
     let on_undecodable = if config.skip_undecodable {
         OnUndecodable::Skip
     } else {
@@ -107,12 +148,14 @@ pub async fn run(
             .concat(),
         }),
         stop.clone(),
+        guard.clone(),
     ));
     let admin = ViewsAdminServer::new(Admin::new(
         views.clone(),
         js,
         config.stream.clone(),
         on_undecodable,
+        guard,
     ));
     tracing::info!(addr = %listener.local_addr()?, "views service listening");
     tonic::transport::Server::builder()

@@ -2,6 +2,9 @@
 //! views service as a child process that is killed with SIGKILL (three times) while commands are
 //! being appended, then restarted on the same file. When everything has been applied, its file
 //! must have the same digest as a views file built by a second process from scratch.
+//! Every call carries a bearer token from the fixed test issuer, which the views process is
+//! told to trust (`CAREWOVEN_TRUSTED_KEYS`); the partners are registered through the command
+//! API and act within their roles.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,6 +21,7 @@ use carewoven_proto::v1::{
     query_service_client::QueryServiceClient, views_admin_client::ViewsAdminClient,
 };
 use carewoven_testkit::NatsServer;
+use carewoven_testkit::partners::{all_data_classes, as_org, register_partner, signed};
 use chrono::{Days, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,9 +43,20 @@ struct ViewsProcess {
     log: PathBuf,
 }
 
+/// Write the trust file for the fixed test issuer into `dir`; returns its path.
+fn trust_file(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("trusted-keys.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&carewoven_access::token::testing::trust())?,
+    )?;
+    Ok(path)
+}
+
 impl ViewsProcess {
-    /// Start on `file`, on a fresh loopback port, and wait until its Status RPC answers.
-    async fn start(nats_url: &str, file: &Path, log: &Path) -> Result<Self> {
+    /// Start on `file`, on a fresh loopback port, trusting the keys in `trust`, and wait
+    /// until its Status RPC answers.
+    async fn start(nats_url: &str, file: &Path, log: &Path, trust: &Path) -> Result<Self> {
         let port = carewoven_testkit::free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let out = File::options()
@@ -57,6 +72,7 @@ impl ViewsProcess {
             .arg(file)
             .arg("--nats-url")
             .arg(nats_url)
+            .env("CAREWOVEN_TRUSTED_KEYS", trust)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -103,8 +119,12 @@ impl ViewsProcess {
             .timeout(Duration::from_secs(5))
             .connect()
             .await?;
+        let request = carewoven_access::grpc::with_token(
+            tonic::Request::new(v1::ViewsStatusRequest {}),
+            &carewoven_testkit::partners::governance_token(),
+        );
         let status = ViewsAdminClient::new(channel)
-            .status(v1::ViewsStatusRequest {})
+            .status(request)
             .await?
             .into_inner();
         Ok(status)
@@ -235,7 +255,7 @@ impl Commands {
             )
             .await
         });
-        let service = Commands {
+        let mut service = Commands {
             addr,
             stop,
             task: Some(task),
@@ -254,6 +274,7 @@ impl Commands {
                     && resp.get_ref().status
                         == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
                 {
+                    service.register_partners().await?;
                     return Ok(service);
                 }
             }
@@ -267,6 +288,21 @@ impl Commands {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The partners the load acts for: the hospital owning its site, adult social care
+    /// owning its discharge-to-assess service, community nursing, a home-care provider.
+    async fn register_partners(&mut self) -> Result<()> {
+        let mut client = self.client().await?;
+        for (org, services) in [
+            ("HOSP-A", &["HOSP-A"][..]),
+            ("ASC", &["ASC-D2A"]),
+            ("CNURSE-1", &[]),
+            ("HOMECARE", &["HOMECARE-1"]),
+        ] {
+            register_partner(&mut client, org, services, &all_data_classes()).await?;
+        }
+        Ok(())
     }
 
     async fn client(&self) -> Result<CommandServiceClient<Channel>> {
@@ -355,7 +391,7 @@ async fn referral_cycle(
     finish: bool,
 ) -> Result<()> {
     let referral = client
-        .make_referral(v1::MakeReferralRequest {
+        .make_referral(signed(v1::MakeReferralRequest {
             context: ctx("HOSP-A"),
             person_id: person.into(),
             referral: Some(v1::Referral {
@@ -365,7 +401,7 @@ async fn referral_cycle(
                 reason: "Needs support at home after discharge".into(),
                 replaces: String::new(),
             }),
-        })
+        }))
         .await?
         .into_inner()
         .aggregate_id;
@@ -375,21 +411,22 @@ async fn referral_cycle(
     }
     for action in actions {
         client
-            .progress_referral(v1::ProgressReferralRequest {
-                context: ctx("ASC-D2A"),
+            .progress_referral(signed(v1::ProgressReferralRequest {
+                context: ctx("ASC"),
                 person_id: person.into(),
                 referral_id: referral.clone(),
                 action: action as i32,
                 reason: "synthetic reason".into(),
-            })
+            }))
             .await?;
     }
     Ok(())
 }
 
-/// One person's story: registration, care team, a referral, an admission through to pathway 1
-/// awaiting a service; then, round after round until `stop` is set, more referrals, delay
-/// reasons and feedback.
+/// One person's story: registration, a referral (which relates the hospital to them), care
+/// team (community nursing, added by the hospital) and coordinator, an admission through to
+/// pathway 1 awaiting a service; then, round after round until `stop` is set, more referrals,
+/// delay reasons and feedback.
 async fn person_load(
     mut client: CommandServiceClient<Channel>,
     n: u32,
@@ -397,7 +434,7 @@ async fn person_load(
     commands: Arc<AtomicU64>,
 ) -> Result<Done> {
     let person = client
-        .register_person(v1::RegisterPersonRequest {
+        .register_person(signed(v1::RegisterPersonRequest {
             context: ctx("HOSP-A"),
             profile: Some(v1::Profile {
                 nhs_number: nhs_number(n),
@@ -407,7 +444,7 @@ async fn person_load(
                 what_matters: "Getting back to my allotment".into(),
                 ..Default::default()
             }),
-        })
+        }))
         .await
         .with_context(|| format!("registering person {n}"))?
         .into_inner()
@@ -420,32 +457,32 @@ async fn person_load(
         organisation: "CNURSE-1".into(),
         practitioner: format!("P{}", n % 4),
     };
+    referral_cycle(&mut client, &person, false).await?;
+    done.referrals += 1;
     client
-        .add_care_team_member(v1::AddCareTeamMemberRequest {
-            context: ctx("CNURSE-1"),
+        .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+            context: ctx("HOSP-A"),
             person_id: person.clone(),
             member: Some(member.clone()),
             role: v1::CareTeamRole::CommunityNursing as i32,
             since: days_from_today(-30),
-        })
+        }))
         .await?;
     client
-        .name_care_coordinator(v1::NameCareCoordinatorRequest {
+        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
             context: ctx("CNURSE-1"),
             person_id: person.clone(),
             member: Some(member),
-        })
+        }))
         .await?;
-    referral_cycle(&mut client, &person, false).await?;
-    done.referrals += 1;
     let episode = client
-        .admit_person(v1::AdmitPersonRequest {
+        .admit_person(signed(v1::AdmitPersonRequest {
             context: ctx("HOSP-A"),
             person_id: person.clone(),
             site: "HOSP-A".into(),
             ward: "Ward 7".into(),
             admitted_at: hours_ago(24 * 5),
-        })
+        }))
         .await?
         .into_inner()
         .aggregate_id;
@@ -464,7 +501,7 @@ async fn person_load(
         }),
     ] {
         client
-            .progress_discharge(step(&person, &episode, s))
+            .progress_discharge(signed(step(&person, &episode, s)))
             .await?;
     }
     commands.fetch_add(11, Ordering::Relaxed);
@@ -480,18 +517,18 @@ async fn person_load(
             v1::DelayReason::AwaitingEquipment
         };
         client
-            .progress_discharge(step(
+            .progress_discharge(signed(step(
                 &person,
                 &episode,
                 pd::Step::RecordDelayReason(pd::RecordDelayReason {
                     reason: reason as i32,
                     note: format!("round {round}"),
                 }),
-            ))
+            )))
             .await?;
         done.delay_reasons += 1;
         client
-            .record_feedback(v1::RecordFeedbackRequest {
+            .record_feedback(signed(v1::RecordFeedbackRequest {
                 context: ctx("HOSP-A"),
                 person_id: person.clone(),
                 feedback: Some(v1::FeedbackRecord {
@@ -500,7 +537,7 @@ async fn person_load(
                     text: format!("Round {round}: kind staff"),
                     rating: 1 + round % 5,
                 }),
-            })
+            }))
             .await?;
         done.feedback += 1;
         commands.fetch_add(7, Ordering::Relaxed);
@@ -523,8 +560,9 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
     let dir = tempfile::tempdir()?;
     let crashed_file = dir.path().join("views.redb");
     let crashed_log = dir.path().join("views-crashed.log");
+    let trust = trust_file(dir.path())?;
 
-    let mut views = ViewsProcess::start(&url, &crashed_file, &crashed_log).await?;
+    let mut views = ViewsProcess::start(&url, &crashed_file, &crashed_log, &trust).await?;
 
     // The load: every person's commands in sequence, all people at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -560,7 +598,7 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
         views.kill()?;
         kills += 1;
         drop(views);
-        views = ViewsProcess::start(&url, &crashed_file, &crashed_log).await?;
+        views = ViewsProcess::start(&url, &crashed_file, &crashed_log, &trust).await?;
         let resumed = views.status().await?;
         ensure!(
             resumed.log_position >= status.log_position,
@@ -596,14 +634,17 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
     let last = caught_up.log_last_sequence;
 
     // Nothing lost or applied twice (delay reasons, referrals and feedback are appended to
-    // lists, so a replayed event would show).
+    // lists, so a replayed event would show). Read as the hospital managing the episodes.
     let mut queries = views.queries().await?;
     for d in &done {
         let record = queries
-            .get_care_record(v1::GetCareRecordRequest {
-                person_id: d.person_id.clone(),
-                min_log_position: last,
-            })
+            .get_care_record(as_org(
+                "HOSP-A",
+                v1::GetCareRecordRequest {
+                    person_id: d.person_id.clone(),
+                    min_log_position: last,
+                },
+            ))
             .await?
             .into_inner();
         assert_eq!(record.referrals.len(), d.referrals, "{}", d.person_id);
@@ -623,8 +664,13 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
 
     // A second process, from scratch on a fresh file.
     let fresh_file = dir.path().join("fresh.redb");
-    let mut fresh =
-        ViewsProcess::start(&url, &fresh_file, &dir.path().join("views-fresh.log")).await?;
+    let mut fresh = ViewsProcess::start(
+        &url,
+        &fresh_file,
+        &dir.path().join("views-fresh.log"),
+        &trust,
+    )
+    .await?;
     fresh
         .wait_position(
             "the fresh views to catch up",

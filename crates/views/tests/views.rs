@@ -1,5 +1,6 @@
 //! The views end to end: real nats-server, the real command service and views service over
-//! gRPC on loopback, a real redb file.
+//! gRPC on loopback, a real redb file. Every call carries a bearer token from the fixed test
+//! issuer; partner organisations are registered through the command API.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +13,9 @@ use carewoven_proto::v1::{
     views_admin_client::ViewsAdminClient,
 };
 use carewoven_testkit::NatsServer;
+use carewoven_testkit::partners::{
+    all_data_classes, as_org, governance_token, register_partner, signed,
+};
 use chrono::{Days, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +61,23 @@ async fn commands(nats: &NatsServer) -> (Running, CommandServiceClient<Channel>)
         stop.clone().cancelled_owned(),
     ));
     let channel = channel(addr).await;
-    let client = CommandServiceClient::new(channel.clone());
+    let mut client = CommandServiceClient::new(channel.clone());
+    // The partners these tests act for: hospitals owning their sites, adult social care
+    // owning its discharge-to-assess service, a GP, community nursing, a home-care provider,
+    // and an organisation with an agreement but no relationship with anyone.
+    for (org, services) in [
+        ("HOSP-A", &["HOSP-A"][..]),
+        ("HOSP-B", &["HOSP-B"]),
+        ("ASC", &["ASC-D2A"]),
+        ("GP-1", &[]),
+        ("CNURSE-1", &[]),
+        ("HOMECARE", &["HOMECARE-1"]),
+        ("OTHER", &["OTHER-SVC"]),
+    ] {
+        register_partner(&mut client, org, services, &all_data_classes())
+            .await
+            .unwrap();
+    }
     (
         Running {
             stop,
@@ -117,8 +137,13 @@ fn hours_ago(h: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
+/// A governance (administrator) request.
+fn admin<T>(message: T) -> tonic::Request<T> {
+    carewoven_access::grpc::with_token(tonic::Request::new(message), &governance_token())
+}
+
 async fn register(c: &mut CommandServiceClient<Channel>, n: u32) -> v1::CommandReply {
-    c.register_person(v1::RegisterPersonRequest {
+    c.register_person(signed(v1::RegisterPersonRequest {
         context: ctx("HOSP-A"),
         profile: Some(v1::Profile {
             nhs_number: nhs(n),
@@ -127,49 +152,54 @@ async fn register(c: &mut CommandServiceClient<Channel>, n: u32) -> v1::CommandR
             date_of_birth: "1941-03-02".into(),
             ..Default::default()
         }),
-    })
+    }))
     .await
     .unwrap()
     .into_inner()
 }
 
+/// One discharge step, by `org` (the organisation managing the episode, or the one
+/// accepting handover).
 async fn step(
     c: &mut CommandServiceClient<Channel>,
+    org: &str,
     person: &str,
     episode: &str,
     step: Step,
 ) -> v1::CommandReply {
-    c.progress_discharge(v1::ProgressDischargeRequest {
-        context: ctx("HOSP-A"),
+    c.progress_discharge(signed(v1::ProgressDischargeRequest {
+        context: ctx(org),
         person_id: person.into(),
         episode_id: episode.into(),
         step: Some(step),
-    })
+    }))
     .await
     .unwrap()
     .into_inner()
 }
 
-/// Admit at `site` and take the episode to discharge ready; returns (episode, last reply).
+/// Admit at `site` (by the organisation of the same code, which owns it) and take the
+/// episode to discharge ready; returns (episode, last reply).
 async fn ready(
     c: &mut CommandServiceClient<Channel>,
     person: &str,
     site: &str,
 ) -> (String, v1::CommandReply) {
     let admitted = c
-        .admit_person(v1::AdmitPersonRequest {
+        .admit_person(signed(v1::AdmitPersonRequest {
             context: ctx(site),
             person_id: person.into(),
             site: site.into(),
             ward: "Ward 7".into(),
             admitted_at: hours_ago(24 * 6),
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
     let episode = admitted.aggregate_id;
     step(
         c,
+        site,
         person,
         &episode,
         Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate { expected: day(1) }),
@@ -177,6 +207,7 @@ async fn ready(
     .await;
     let reply = step(
         c,
+        site,
         person,
         &episode,
         Step::MarkDischargeReady(pd::MarkDischargeReady {
@@ -197,7 +228,7 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
 
     let person = register(&mut c, 1).await.person_id;
     let referral = c
-        .make_referral(v1::MakeReferralRequest {
+        .make_referral(signed(v1::MakeReferralRequest {
             context: ctx("HOSP-A"),
             person_id: person.clone(),
             referral: Some(v1::Referral {
@@ -207,16 +238,20 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
                 reason: "Support at home".into(),
                 replaces: String::new(),
             }),
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
-    // Read-your-writes: the very next query sees the referral.
+    // Read-your-writes: the very next query sees the referral (and the relationship it made
+    // is known to the access decision).
     let record = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: person.clone(),
-            min_log_position: referral.log_position,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: person.clone(),
+                min_log_position: referral.log_position,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -225,13 +260,17 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
     assert_eq!(record.referrals[0].status, "submitted");
     assert_eq!(record.profile.unwrap().family_name, "Example");
 
+    // The receiving service's organisation reads its inbox.
     let inbox = q
-        .list_referral_inbox(v1::ListReferralInboxRequest {
-            service: "ASC-D2A".into(),
-            page_size: 0,
-            page_token: String::new(),
-            min_log_position: referral.log_position,
-        })
+        .list_referral_inbox(as_org(
+            "ASC",
+            v1::ListReferralInboxRequest {
+                service: "ASC-D2A".into(),
+                page_size: 0,
+                page_token: String::new(),
+                min_log_position: referral.log_position,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -239,7 +278,7 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
     assert_eq!(inbox.entries[0].referral_id, referral.aggregate_id);
 
     let member = c
-        .add_care_team_member(v1::AddCareTeamMemberRequest {
+        .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
             context: ctx("ASC"),
             person_id: person.clone(),
             member: Some(v1::MemberRef {
@@ -248,70 +287,86 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
             }),
             role: v1::CareTeamRole::SocialWorker as i32,
             since: day(0),
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
     let named = c
-        .name_care_coordinator(v1::NameCareCoordinatorRequest {
+        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
             context: ctx("ASC"),
             person_id: person.clone(),
             member: Some(v1::MemberRef {
                 organisation: "ASC".into(),
                 practitioner: "SW1".into(),
             }),
-        })
+        }))
         .await
         .unwrap()
         .into_inner();
     assert!(named.log_position > member.log_position);
     let caseload = q
-        .get_caseload(v1::GetCaseloadRequest {
-            owner: Some(v1::get_caseload_request::Owner::Coordinator(
-                v1::MemberRef {
-                    organisation: "ASC".into(),
-                    practitioner: "SW1".into(),
-                },
-            )),
-            min_log_position: named.log_position,
-        })
+        .get_caseload(as_org(
+            "ASC",
+            v1::GetCaseloadRequest {
+                owner: Some(v1::get_caseload_request::Owner::Coordinator(
+                    v1::MemberRef {
+                        organisation: "ASC".into(),
+                        practitioner: "SW1".into(),
+                    },
+                )),
+                min_log_position: named.log_position,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(caseload.person_ids, vec![person.clone()]);
     let by_org = q
-        .get_caseload(v1::GetCaseloadRequest {
-            owner: Some(v1::get_caseload_request::Owner::Organisation("ASC".into())),
-            min_log_position: 0,
-        })
+        .get_caseload(as_org(
+            "ASC",
+            v1::GetCaseloadRequest {
+                owner: Some(v1::get_caseload_request::Owner::Organisation("ASC".into())),
+                min_log_position: 0,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(by_org.person_ids, vec![person.clone()]);
 
     // A position the log has not reached: the query waits for its deadline, then says so.
-    let mut late = tonic::Request::new(v1::GetCareRecordRequest {
-        person_id: person.clone(),
-        min_log_position: named.log_position + 1000,
-    });
+    let mut late = as_org(
+        "HOSP-A",
+        v1::GetCareRecordRequest {
+            person_id: person.clone(),
+            min_log_position: named.log_position + 1000,
+        },
+    );
     late.set_timeout(Duration::from_millis(300));
     let status = q.get_care_record(late).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
 
-    // Bad input.
+    // Bad input. A person nobody registered is refused like any person the caller has no
+    // relationship with: the answer never says whether someone exists.
     let unknown = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: Uuid::now_v7().to_string(),
-            min_log_position: 0,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: Uuid::now_v7().to_string(),
+                min_log_position: 0,
+            },
+        ))
         .await
         .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(unknown.code(), Code::PermissionDenied, "{unknown:?}");
     let bad = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: "nope".into(),
-            min_log_position: 0,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: "nope".into(),
+                min_log_position: 0,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
@@ -345,14 +400,16 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
             "page_token",
         ),
     ] {
-        let status = q.list_discharge_board(request).await.unwrap_err();
+        let status = q
+            .list_discharge_board(as_org("HOSP-A", request))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().starts_with(field), "{status:?}");
     }
     v.stop().await;
     cmd.stop().await;
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order() {
     let nats = NatsServer::start().unwrap();
@@ -362,22 +419,40 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
     let mut q = QueryServiceClient::new(v.channel.clone());
 
     let mut episodes = Vec::new();
-    let mut last = 0;
     for n in 0..3 {
         let person = register(&mut c, 10 + n).await.person_id;
         let site = if n < 2 { "HOSP-A" } else { "HOSP-B" };
-        let (episode, reply) = ready(&mut c, &person, site).await;
-        last = reply.log_position;
+        let (episode, _) = ready(&mut c, &person, site).await;
         episodes.push((person, episode));
     }
+    // The first person's GP joins the care team (added by the hospital managing the
+    // episode), so it may later accept the handover.
+    let last = c
+        .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+            context: ctx("HOSP-A"),
+            person_id: episodes[0].0.clone(),
+            member: Some(v1::MemberRef {
+                organisation: "GP-1".into(),
+                practitioner: String::new(),
+            }),
+            role: v1::CareTeamRole::GeneralPractice as i32,
+            since: day(0),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .log_position;
     // Paging: one at a time, with a token bound to the filters.
     let first = q
-        .list_discharge_board(v1::ListDischargeBoardRequest {
-            site: "HOSP-A".into(),
-            page_size: 1,
-            min_log_position: last,
-            ..Default::default()
-        })
+        .list_discharge_board(as_org(
+            "HOSP-A",
+            v1::ListDischargeBoardRequest {
+                site: "HOSP-A".into(),
+                page_size: 1,
+                min_log_position: last,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -385,37 +460,59 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
     assert!(first.entries[0].days_delayed >= 3, "{:?}", first.entries[0]);
     assert!(!first.next_page_token.is_empty());
     let second = q
-        .list_discharge_board(v1::ListDischargeBoardRequest {
-            site: "HOSP-A".into(),
-            page_size: 1,
-            page_token: first.next_page_token.clone(),
-            ..Default::default()
-        })
+        .list_discharge_board(as_org(
+            "HOSP-A",
+            v1::ListDischargeBoardRequest {
+                site: "HOSP-A".into(),
+                page_size: 1,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(second.entries.len(), 1);
     assert_ne!(second.entries[0].episode_id, first.entries[0].episode_id);
     assert!(second.next_page_token.is_empty(), "two entries at HOSP-A");
-    // The same token with other filters is refused.
+    // The same token with other filters, or from another organisation, is refused.
     let other = q
-        .list_discharge_board(v1::ListDischargeBoardRequest {
-            site: "HOSP-B".into(),
-            page_size: 1,
-            page_token: first.next_page_token,
-            ..Default::default()
-        })
+        .list_discharge_board(as_org(
+            "HOSP-A",
+            v1::ListDischargeBoardRequest {
+                site: "HOSP-B".into(),
+                page_size: 1,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::InvalidArgument);
+    let other = q
+        .list_discharge_board(as_org(
+            "HOSP-B",
+            v1::ListDischargeBoardRequest {
+                site: "HOSP-A".into(),
+                page_size: 1,
+                page_token: first.next_page_token,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(other.code(), Code::InvalidArgument);
 
     // Watch HOSP-A: the board, then the changes, in log order.
     let mut watch = q
-        .watch_discharge_board(v1::WatchDischargeBoardRequest {
-            site: "HOSP-A".into(),
-            pathway: 0,
-            min_log_position: last,
-        })
+        .watch_discharge_board(as_org(
+            "HOSP-A",
+            v1::WatchDischargeBoardRequest {
+                site: "HOSP-A".into(),
+                pathway: 0,
+                min_log_position: last,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -435,25 +532,35 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
 
     let (person, episode) = episodes[0].clone();
     let steps = [
-        Step::AssignPathway(pd::AssignPathway {
-            pathway: v1::Pathway::Pathway0 as i32,
-        }),
-        Step::Discharge(pd::Discharge {
-            discharged_at: hours_ago(1),
-            destination: "Home".into(),
-        }),
-        Step::AcceptHandover(pd::AcceptHandover {
-            organisation: "GP-1".into(),
-        }),
+        (
+            "HOSP-A",
+            Step::AssignPathway(pd::AssignPathway {
+                pathway: v1::Pathway::Pathway0 as i32,
+            }),
+        ),
+        (
+            "HOSP-A",
+            Step::Discharge(pd::Discharge {
+                discharged_at: hours_ago(1),
+                destination: "Home".into(),
+            }),
+        ),
+        (
+            "GP-1",
+            Step::AcceptHandover(pd::AcceptHandover {
+                organisation: "GP-1".into(),
+            }),
+        ),
     ];
     let mut positions = Vec::new();
-    for s in steps {
-        positions.push(step(&mut c, &person, &episode, s).await.log_position);
+    for (org, s) in steps {
+        positions.push(step(&mut c, org, &person, &episode, s).await.log_position);
     }
     // A change elsewhere (HOSP-B) is not shown to this watcher.
     let (p3, e3) = episodes[2].clone();
     step(
         &mut c,
+        "HOSP-B",
         &p3,
         &e3,
         Step::AssignPathway(pd::AssignPathway {
@@ -509,10 +616,13 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
     let v = views(&nats, file.clone()).await;
     let mut q = QueryServiceClient::new(v.channel.clone());
     let before = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: persons[0].clone(),
-            min_log_position: last,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: persons[0].clone(),
+                min_log_position: last,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -525,10 +635,13 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
             let mut answered = 0u32;
             for round in 0..200 {
                 let r = q
-                    .get_care_record(v1::GetCareRecordRequest {
-                        person_id: persons[round % persons.len()].clone(),
-                        min_log_position: 0,
-                    })
+                    .get_care_record(as_org(
+                        "HOSP-A",
+                        v1::GetCareRecordRequest {
+                            person_id: persons[round % persons.len()].clone(),
+                            min_log_position: 0,
+                        },
+                    ))
                     .await;
                 assert!(r.is_ok(), "a query failed during the rebuild: {r:?}");
                 answered += 1;
@@ -536,9 +649,9 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
             answered
         })
     };
-    let mut admin = ViewsAdminClient::new(v.channel.clone());
-    let mut progress = admin
-        .rebuild(v1::RebuildRequest { fresh: true })
+    let mut views_admin = ViewsAdminClient::new(v.channel.clone());
+    let mut progress = views_admin
+        .rebuild(admin(v1::RebuildRequest { fresh: true }))
         .await
         .unwrap()
         .into_inner();
@@ -552,10 +665,13 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
     assert!(swapped.applied_position >= last);
     assert_eq!(querying.await.unwrap(), 200);
     let after = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: persons[0].clone(),
-            min_log_position: last,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: persons[0].clone(),
+                min_log_position: last,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -570,13 +686,20 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
         }
     );
     // Views keep following the log after the swap.
-    let more = register(&mut c, 99).await;
-    q.get_care_record(v1::GetCareRecordRequest {
-        person_id: more.person_id.clone(),
-        min_log_position: more.log_position,
-    })
-    .await
-    .unwrap();
+    let more = register(&mut c, 99).await.person_id;
+    let (_, more_ready) = ready(&mut c, &more, "HOSP-A").await;
+    let more_record = q
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: more.clone(),
+                min_log_position: more_ready.log_position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(more_record.discharge_episodes.len(), 1);
     v.stop().await;
     let digest = {
         let db = carewoven_views::store::open(&file).unwrap();
@@ -588,10 +711,13 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
     let v = views(&nats, file.clone()).await;
     let mut q = QueryServiceClient::new(v.channel.clone());
     let again = q
-        .get_care_record(v1::GetCareRecordRequest {
-            person_id: persons[0].clone(),
-            min_log_position: more.log_position,
-        })
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: persons[0].clone(),
+                min_log_position: more_ready.log_position,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -630,6 +756,73 @@ async fn views_with(nats: &NatsServer, file: PathBuf, skip: bool) -> Running {
     }
 }
 
+/// Poll the views' Status (as governance) until `ok` holds, with a deadline.
+async fn wait_status(
+    channel: &Channel,
+    what: &str,
+    ok: impl Fn(&v1::ViewsStatus) -> bool,
+) -> v1::ViewsStatus {
+    let mut client = ViewsAdminClient::new(channel.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = client
+            .status(admin(v1::ViewsStatusRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Append, straight to the log, a registration of a new person (the `n`-th synthetic NHS
+/// number) shaped like the one at `template`; returns (person, sequence).
+async fn append_registration(
+    js: &async_nats::jetstream::Context,
+    template: u64,
+    n: u32,
+) -> (Uuid, u64) {
+    let stream = js.get_stream("CAREWOVEN").await.unwrap();
+    let stored = stream.get_raw_message(template).await.unwrap();
+    let mut recorded = carewoven_eventlog::decode(template, &stored.payload).unwrap();
+    let person = Uuid::now_v7();
+    let meta = &mut recorded.meta;
+    meta.person_id = person;
+    meta.aggregate_id = person;
+    meta.event_id = Uuid::now_v7();
+    meta.command_id = Uuid::now_v7();
+    meta.correlation_id = meta.command_id;
+    meta.causation_id = meta.command_id;
+    let carewoven_domain::Event::Person(carewoven_domain::person::PersonEvent::Registered {
+        profile,
+    }) = &mut recorded.event
+    else {
+        panic!("the template is not a registration");
+    };
+    profile.nhs_number = carewoven_domain::values::NhsNumber::synthetic(n);
+    let payload = carewoven_proto::convert::encode_event(&recorded.meta, &recorded.event);
+    let subject = carewoven_eventlog::subjects::event(
+        person,
+        carewoven_domain::AggregateKind::Person,
+        person,
+        recorded.event.name(),
+    );
+    let sequence = js
+        .publish(subject, payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    (person, sequence)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to_skip() {
     let nats = NatsServer::start().unwrap();
@@ -649,21 +842,21 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
         .await
         .unwrap()
         .sequence;
-    let second = register(&mut c, 51).await;
-    assert!(bad > first.log_position && second.log_position > bad);
+    // The command service's access index stops at the undecodable event too (it fails
+    // closed: the event might have been an objection), so from here on it refuses commands;
+    // the good event is appended as the service would have written it.
+    let (second, second_position) = append_registration(&js, first.log_position, 51).await;
+    assert!(bad > first.log_position && second_position > bad);
 
     let v = views_with(&nats, dir.path().join("stop.redb"), false).await;
     let mut q = QueryServiceClient::new(v.channel.clone());
-    q.get_care_record(v1::GetCareRecordRequest {
-        person_id: first.person_id.clone(),
-        min_log_position: first.log_position,
-    })
-    .await
-    .unwrap();
-    let mut late = tonic::Request::new(v1::GetCareRecordRequest {
-        person_id: second.person_id.clone(),
-        min_log_position: second.log_position,
-    });
+    let mut late = as_org(
+        "HOSP-A",
+        v1::GetCareRecordRequest {
+            person_id: second.to_string(),
+            min_log_position: second_position,
+        },
+    );
     late.set_timeout(Duration::from_secs(2));
     let status = q.get_care_record(late).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
@@ -671,30 +864,332 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
         status.message().contains(&format!("sequence {bad}")),
         "names the sequence: {status:?}"
     );
-    let mut admin = ViewsAdminClient::new(v.channel.clone());
-    let s = admin
-        .status(v1::ViewsStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let s = wait_status(&v.channel, "the views to reach the first event", |s| {
+        s.log_position >= first.log_position
+    })
+    .await;
     assert_eq!(s.log_position, first.log_position, "stopped before it");
+    // Access decisions stop at the same event, and fail closed: no record is answered.
+    let closed = q
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: first.person_id.clone(),
+                min_log_position: first.log_position,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::Unavailable, "{closed:?}");
     v.stop().await;
 
     let v = views_with(&nats, dir.path().join("skip.redb"), true).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
-    q.get_care_record(v1::GetCareRecordRequest {
-        person_id: second.person_id.clone(),
-        min_log_position: second.log_position,
+    let s = wait_status(&v.channel, "the views to skip to the good event", |s| {
+        s.log_position >= second_position
     })
+    .await;
+    assert_eq!(s.skipped_events, 1);
+    // The projector skipped it, but access decisions still fail closed at it.
+    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut read = as_org(
+        "HOSP-A",
+        v1::GetCareRecordRequest {
+            person_id: second.to_string(),
+            min_log_position: 0,
+        },
+    );
+    read.set_timeout(Duration::from_secs(2));
+    let closed = q.get_care_record(read).await.unwrap_err();
+    assert_eq!(closed.code(), Code::Unavailable, "{closed:?}");
+    v.stop().await;
+    cmd.stop().await;
+}
+
+/// The last audit record on `subject` (CW_AUDIT).
+async fn last_audit(js: &async_nats::jetstream::Context, subject: &str) -> v1::AuditEvent {
+    use prost::Message as _;
+    let stream = js.get_stream("CW_AUDIT").await.unwrap();
+    let stored = stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .unwrap_or_else(|e| panic!("no audit record on {subject}: {e}"));
+    v1::AuditEvent::decode(stored.payload.as_ref()).unwrap()
+}
+
+async fn board_people(q: &mut QueryServiceClient<Channel>, org: &str, at: u64) -> Vec<String> {
+    q.list_discharge_board(as_org(
+        org,
+        v1::ListDischargeBoardRequest {
+            min_log_position: at,
+            ..Default::default()
+        },
+    ))
     .await
-    .unwrap();
-    let mut admin = ViewsAdminClient::new(v.channel.clone());
-    let s = admin
-        .status(v1::ViewsStatusRequest {})
+    .unwrap()
+    .into_inner()
+    .entries
+    .into_iter()
+    .map(|e| e.person_id)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown_and_audited() {
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cmd, mut c) = commands(&nats).await;
+    let v = views(&nats, dir.path().join("views.redb")).await;
+    let mut q = QueryServiceClient::new(v.channel.clone());
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+
+    let person = register(&mut c, 70).await.person_id;
+    let (episode, ready_reply) = ready(&mut c, &person, "HOSP-A").await;
+    let at = ready_reply.log_position;
+    let read = |person_id: &str, min_log_position: u64| v1::GetCareRecordRequest {
+        person_id: person_id.to_owned(),
+        min_log_position,
+    };
+
+    // No token, or one nobody trusts: UNAUTHENTICATED, whatever is asked.
+    let unauthenticated = [
+        q.get_care_record(read(&person, at)).await.unwrap_err(),
+        q.get_care_record(carewoven_access::grpc::with_token(
+            tonic::Request::new(read(&person, at)),
+            "not-a-token",
+        ))
+        .await
+        .unwrap_err(),
+        q.list_discharge_board(v1::ListDischargeBoardRequest::default())
+            .await
+            .unwrap_err(),
+        q.watch_discharge_board(v1::WatchDischargeBoardRequest::default())
+            .await
+            .unwrap_err(),
+        q.get_caseload(v1::GetCaseloadRequest {
+            owner: Some(v1::get_caseload_request::Owner::Organisation(
+                "HOSP-A".into(),
+            )),
+            min_log_position: 0,
+        })
+        .await
+        .unwrap_err(),
+        q.list_referral_inbox(v1::ListReferralInboxRequest {
+            service: "ASC-D2A".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+        ViewsAdminClient::new(v.channel.clone())
+            .status(v1::ViewsStatusRequest {})
+            .await
+            .unwrap_err(),
+    ];
+    for status in unauthenticated {
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    // Administration needs the governance role.
+    let status = ViewsAdminClient::new(v.channel.clone())
+        .status(as_org("HOSP-A", v1::ViewsStatusRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // An organisation with an agreement but no relationship with the person is refused,
+    // exactly as it is for a person who does not exist.
+    let denied = q
+        .get_care_record(as_org("OTHER", read(&person, at)))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let nobody = q
+        .get_care_record(as_org("OTHER", read(&Uuid::now_v7().to_string(), 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::PermissionDenied, "{nobody:?}");
+    assert_eq!(denied.message(), nobody.message());
+    let refusal = last_audit(&js, &format!("cw.audit.{person}.OTHER.record_read")).await;
+    assert_eq!(refusal.outcome, v1::AuditOutcome::Refused as i32);
+    assert_eq!(refusal.reason, "NO_LEGITIMATE_RELATIONSHIP");
+    // Its board does not show the person, nor does its watch; the hospital's does.
+    assert!(board_people(&mut q, "OTHER", at).await.is_empty());
+    assert_eq!(
+        board_people(&mut q, "HOSP-A", at).await,
+        vec![person.clone()]
+    );
+    let mut other_watch = q
+        .watch_discharge_board(as_org(
+            "OTHER",
+            v1::WatchDischargeBoardRequest {
+                min_log_position: at,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(s.skipped_events, 1);
+    let first = other_watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        first.change,
+        Some(v1::board_update::Change::SnapshotComplete(true)),
+        "nothing before the end of the snapshot"
+    );
+    // Caseloads and referral inboxes: only the caller's own.
+    for owner in [
+        v1::get_caseload_request::Owner::Organisation("HOSP-A".into()),
+        v1::get_caseload_request::Owner::Coordinator(v1::MemberRef {
+            organisation: "HOSP-A".into(),
+            practitioner: String::new(),
+        }),
+    ] {
+        let status = q
+            .get_caseload(as_org(
+                "OTHER",
+                v1::GetCaseloadRequest {
+                    owner: Some(owner),
+                    min_log_position: 0,
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    for service in ["ASC-D2A", "NO-SUCH-SVC"] {
+        let status = q
+            .list_referral_inbox(as_org(
+                "OTHER",
+                v1::ListReferralInboxRequest {
+                    service: service.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+
+    // The hospital managing the episode reads the record; the read is audited under the
+    // person and the organisation before it is answered.
+    let record = q
+        .get_care_record(as_org("HOSP-A", read(&person, at)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(record.person_id, person);
+    let audited = last_audit(&js, &format!("cw.audit.{person}.HOSP-A.record_read")).await;
+    assert_eq!(audited.outcome, v1::AuditOutcome::Permitted as i32);
+    assert_eq!(audited.action, v1::AuditAction::RecordRead as i32);
+    assert_eq!(audited.detail, "GetCareRecord");
+    assert_eq!(audited.person_id, person);
+    assert_eq!(audited.organisation, "HOSP-A");
+
+    // Community nursing joins the care team (added by the hospital), may read, then leaves
+    // it: with no other relationship, it may read no more, and the board forgets the person.
+    let member = v1::MemberRef {
+        organisation: "CNURSE-1".into(),
+        practitioner: "N1".into(),
+    };
+    let added = c
+        .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.clone(),
+            member: Some(member.clone()),
+            role: v1::CareTeamRole::CommunityNursing as i32,
+            since: day(0),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    q.get_care_record(as_org("CNURSE-1", read(&person, added.log_position)))
+        .await
+        .unwrap();
+    assert_eq!(
+        board_people(&mut q, "CNURSE-1", added.log_position).await,
+        vec![person.clone()]
+    );
+    let removed = c
+        .remove_care_team_member(signed(v1::RemoveCareTeamMemberRequest {
+            context: ctx("CNURSE-1"),
+            person_id: person.clone(),
+            member: Some(member),
+            until: day(0),
+            reason: "No longer involved".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = q
+        .get_care_record(as_org("CNURSE-1", read(&person, removed.log_position)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        board_people(&mut q, "CNURSE-1", removed.log_position)
+            .await
+            .is_empty()
+    );
+
+    // A watcher is shown a person from the event that relates it to them: the home-care
+    // provider is not shown the entry while a pathway is being chosen, then is shown it once
+    // its service is requested.
+    let assigned = step(
+        &mut c,
+        "HOSP-A",
+        &person,
+        &episode,
+        Step::AssignPathway(pd::AssignPathway {
+            pathway: v1::Pathway::Pathway1 as i32,
+        }),
+    )
+    .await;
+    assert!(
+        board_people(&mut q, "HOMECARE", assigned.log_position)
+            .await
+            .is_empty()
+    );
+    let mut homecare = q
+        .watch_discharge_board(as_org(
+            "HOMECARE",
+            v1::WatchDischargeBoardRequest {
+                min_log_position: assigned.log_position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = homecare.message().await.unwrap().unwrap();
+    assert_eq!(
+        first.change,
+        Some(v1::board_update::Change::SnapshotComplete(true))
+    );
+    let requested = step(
+        &mut c,
+        "HOSP-A",
+        &person,
+        &episode,
+        Step::RequestService(pd::RequestService {
+            service: "HOMECARE-1".into(),
+        }),
+    )
+    .await;
+    let update = tokio::time::timeout(Duration::from_secs(10), homecare.message())
+        .await
+        .expect("a change arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.log_position, requested.log_position);
+    match update.change.unwrap() {
+        v1::board_update::Change::Upsert(e) => {
+            assert_eq!(
+                (e.episode_id.as_str(), e.status.as_str()),
+                (episode.as_str(), "awaiting_service")
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let audited = last_audit(&js, &format!("cw.audit.{person}.HOMECARE.record_read")).await;
+    assert_eq!(audited.detail, "WatchDischargeBoard");
+    assert_eq!(audited.log_position, requested.log_position);
     v.stop().await;
     cmd.stop().await;
 }

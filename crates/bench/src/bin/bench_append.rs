@@ -1,6 +1,11 @@
 //! `just bench-append`: raw JetStream publish-and-ack against the full command path
 //! (gRPC client -> service -> decide -> append -> ack -> reply), on one nats-server, with the
 //! same payload size and concurrency, in one run. Prints ratios, because machines are noisy.
+//!
+//! Our path is the authenticated, authorised one: every request carries a bearer token (from
+//! the fixed test issuer, minted once as a client would; the service verifies it once and
+//! then remembers it) and is authorised against the registry, which is set up before
+//! anything is measured (the hospital and the council's service registered, with agreements).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +19,23 @@ use carewoven_testkit::{NatsServer, Options, SyncPolicy};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use uuid::Uuid;
+
+/// The referring hospital (its site is its code) and the receiving service's organisation.
+const HOSPITAL: &str = "BENCH-HOSP";
+const COUNCIL: &str = "BENCH-ASC-ORG";
+const SERVICE: &str = "BENCH-ASC";
+
+/// `message` with the bearer token attached.
+fn authed<T>(message: T, bearer: &MetadataValue<tonic::metadata::Ascii>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    request
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum SyncArg {
@@ -46,14 +66,14 @@ fn referral(person: &str) -> v1::MakeReferralRequest {
     v1::MakeReferralRequest {
         context: Some(v1::CommandContext {
             command_id: Uuid::now_v7().to_string(),
-            organisation: "BENCH-HOSP".into(),
+            organisation: HOSPITAL.into(),
             user: "bench".into(),
             ..Default::default()
         }),
         person_id: person.into(),
         referral: Some(v1::Referral {
-            from_organisation: "BENCH-HOSP".into(),
-            to_service: "BENCH-ASC".into(),
+            from_organisation: HOSPITAL.into(),
+            to_service: SERVICE.into(),
             priority: v1::Priority::Urgent as i32,
             reason: "Synthetic benchmark referral for support at home after discharge".into(),
             replaces: String::new(),
@@ -137,23 +157,40 @@ async fn main() -> Result<()> {
     ));
     let channel = connect(&format!("http://{addr}")).await?;
     let client = CommandServiceClient::new(channel);
+    // The registry, before anything is measured.
+    let all_classes = carewoven_testkit::partners::all_data_classes();
+    for (code, services) in [(HOSPITAL, &[HOSPITAL][..]), (COUNCIL, &[SERVICE][..])] {
+        carewoven_testkit::partners::register_partner(
+            &mut client.clone(),
+            code,
+            services,
+            &all_classes,
+        )
+        .await
+        .with_context(|| format!("registering {code}"))?;
+    }
+    let token = carewoven_testkit::partners::token(HOSPITAL);
+    let bearer: MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}").parse()?;
     let person = client
         .clone()
-        .register_person(v1::RegisterPersonRequest {
-            context: Some(v1::CommandContext {
-                command_id: Uuid::now_v7().to_string(),
-                organisation: "BENCH-HOSP".into(),
-                user: "bench".into(),
-                ..Default::default()
-            }),
-            profile: Some(v1::Profile {
-                nhs_number: "9990001235".into(),
-                given_name: "Bench".into(),
-                family_name: "Example".into(),
-                date_of_birth: "1950-01-01".into(),
-                ..Default::default()
-            }),
-        })
+        .register_person(authed(
+            v1::RegisterPersonRequest {
+                context: Some(v1::CommandContext {
+                    command_id: Uuid::now_v7().to_string(),
+                    organisation: HOSPITAL.into(),
+                    user: "bench".into(),
+                    ..Default::default()
+                }),
+                profile: Some(v1::Profile {
+                    nhs_number: "9990001235".into(),
+                    given_name: "Bench".into(),
+                    family_name: "Example".into(),
+                    date_of_birth: "1950-01-01".into(),
+                    ..Default::default()
+                }),
+            },
+            &bearer,
+        ))
         .await?
         .into_inner()
         .person_id;
@@ -163,7 +200,7 @@ async fn main() -> Result<()> {
     let log = carewoven_eventlog::EventLog::open(nc.clone(), Default::default()).await?;
     let sample = client
         .clone()
-        .make_referral(referral(&person))
+        .make_referral(authed(referral(&person), &bearer))
         .await?
         .into_inner();
     let history = log
@@ -219,7 +256,7 @@ async fn main() -> Result<()> {
         move || {
             let i = turn.fetch_add(1, Ordering::Relaxed) as usize % clients.len();
             let mut client = clients[i].clone();
-            let req = referral(&person);
+            let req = authed(referral(&person), &bearer);
             async move {
                 client.make_referral(req).await?;
                 Ok(())

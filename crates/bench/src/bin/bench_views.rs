@@ -12,10 +12,16 @@
 //!    Prints `rebuild: ours=<n>/s baseline=<n>/s ratio=<r>` with baseline = min(a, b).
 //! 3. Queries: the views service in this process on the rebuilt file; GetCareRecord for random
 //!    people at 64 concurrent clients against the gRPC health check (a no-op tonic RPC) of the
-//!    same server. Prints `query: p99_ratio=<r>`.
+//!    same server. Prints `query: p99_ratio=<r>`. Each read is a real one under information
+//!    governance: a bearer token (verified once, then cached), the access decision, and an
+//!    audit record stored in `CW_AUDIT` before the answer. The care-team organisations are
+//!    registered (with a data-sharing agreement) through the command service first, and each
+//!    person is read as a current care-team member with no objection on record; people
+//!    without one are not queried.
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +31,10 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use async_nats::jetstream::{self, consumer};
 use carewoven_bench::generator::{Rng, generate_checked, mib};
 use carewoven_eventlog::subjects;
-use carewoven_proto::v1::{self, query_service_client::QueryServiceClient};
+use carewoven_proto::v1::{
+    self, command_service_client::CommandServiceClient, query_service_client::QueryServiceClient,
+};
+use carewoven_testkit::partners::{all_data_classes, register_partner, token};
 use carewoven_testkit::{NatsServer, Options, SyncPolicy};
 use carewoven_views::projector::{LogMessage, MAX_BATCH, OnUndecodable, apply_batch};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -33,9 +42,9 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-use uuid::Uuid;
 
 const STREAM: &str = "CAREWOVEN";
 
@@ -170,7 +179,9 @@ async fn main() -> Result<()> {
         child.start_kib as f64 / 1024.0
     );
 
-    query_latency(&nats.url(), &views_file, &generated.persons, &args).await?;
+    ensure!(!generated.persons.is_empty(), "no people were generated");
+    let readers = readers(&views_file)?;
+    query_latency(&nats.url(), &views_file, &readers, &args).await?;
     Ok(())
 }
 
@@ -333,6 +344,104 @@ fn record_sizes(file: &Path) -> Result<(u64, u64, u64)> {
 // ---------------------------------------------------------------------------------------------
 // Query latency
 
+/// Every organisation the generator puts on care teams.
+const CARE_TEAM_ORGS: [&str; 7] = [
+    "GP-A81001",
+    "CNURSE-1",
+    "COUNCIL1",
+    "THERAPY-2",
+    "MH-TEAM-1",
+    "AGEUK-1",
+    "RXH01",
+];
+
+/// (person, organisation) pairs where the organisation may read the person's record: a
+/// current care-team member (once registered with an agreement), with no objection to it on
+/// record (any unwithdrawn refusal naming it rules the person out, whatever its dates).
+fn readers(file: &Path) -> Result<Vec<(String, String)>> {
+    use prost::Message as _;
+    let db = carewoven_views::store::open(file)?;
+    let read = db.begin_read()?;
+    let table = read.open_table(carewoven_views::tables::RECORDS)?;
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (_, v) = row?;
+        let record = v1::CareRecord::decode(v.value())?;
+        let Some(org) = record
+            .care_team
+            .as_ref()
+            .and_then(|t| t.members.first())
+            .and_then(|m| m.member.as_ref())
+            .map(|m| m.organisation.clone())
+        else {
+            continue;
+        };
+        let objects = record.consents.iter().any(|c| {
+            !c.withdrawn
+                && c.terms.as_ref().is_some_and(|t| {
+                    t.decision == v1::ConsentDecision::Deny as i32 && t.partners.contains(&org)
+                })
+        });
+        if !objects && CARE_TEAM_ORGS.contains(&org.as_str()) {
+            out.push((record.person_id, org));
+        }
+    }
+    ensure!(!out.is_empty(), "nobody has a care team to read as");
+    Ok(out)
+}
+
+/// Register the care-team organisations, each with a direct-care agreement, through a
+/// command service run here for the purpose; returns the log position of the last one.
+async fn register_readers(nats_url: &str) -> Result<u64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(carewoven_commands::run(
+        listener,
+        carewoven_commands::Config::for_nats(nats_url),
+        stop.clone().cancelled_owned(),
+    ));
+    let url = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let channel = loop {
+        if let Ok(channel) = Channel::from_shared(url.clone())?.connect().await
+            && let Ok(r) = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: "carewoven.v1.CommandService".into(),
+                })
+                .await
+            && r.get_ref().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        {
+            break channel;
+        }
+        ensure!(!server.is_finished(), "the command service stopped");
+        ensure!(
+            Instant::now() < deadline,
+            "the command service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut client = CommandServiceClient::new(channel);
+    for org in CARE_TEAM_ORGS {
+        register_partner(&mut client, org, &[], &all_data_classes()).await?;
+    }
+    let last = async_nats::connect(nats_url)
+        .await
+        .map(jetstream::new)?
+        .get_stream(STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .context("the command service did not stop")???;
+    Ok(last)
+}
+
 /// `clients` tasks, each issuing `per_client` calls of `op(client, random)` one after another;
 /// latencies in microseconds and calls per second.
 async fn concurrent<F, Fut>(clients: usize, per_client: u64, op: F) -> Result<(Histogram<u64>, f64)>
@@ -365,8 +474,17 @@ where
     Ok((all, rate))
 }
 
-async fn query_latency(nats_url: &str, file: &Path, persons: &[Uuid], args: &Args) -> Result<()> {
-    ensure!(!persons.is_empty(), "no people were generated");
+async fn query_latency(
+    nats_url: &str,
+    file: &Path,
+    readers: &[(String, String)],
+    args: &Args,
+) -> Result<()> {
+    let registered = register_readers(nats_url).await?;
+    println!(
+        "query set: {} people, each read as a care-team organisation that may read them",
+        readers.len()
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
@@ -393,6 +511,35 @@ async fn query_latency(nats_url: &str, file: &Path, persons: &[Uuid], args: &Arg
         ensure!(Instant::now() < deadline, "the views service did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // One bearer token per organisation, as a client would reuse it.
+    let mut tokens: HashMap<String, MetadataValue<Ascii>> = HashMap::new();
+    for org in CARE_TEAM_ORGS {
+        tokens.insert(org.to_owned(), format!("Bearer {}", token(org)).parse()?);
+    }
+    let tokens = Arc::new(tokens);
+    let authorised = {
+        let tokens = tokens.clone();
+        move |org: &str, person_id: String, min_log_position: u64| -> Result<_> {
+            let mut request = tonic::Request::new(v1::GetCareRecordRequest {
+                person_id,
+                min_log_position,
+            });
+            let value = tokens.get(org).context("a token for every reader")?.clone();
+            request.metadata_mut().insert("authorization", value);
+            Ok(request)
+        }
+    };
+    // Wait until the views and the access decisions have both applied the registry (the
+    // access index folds the whole log when the service starts).
+    {
+        let (person, org) = &readers[0];
+        let mut first = authorised(org, person.clone(), registered)?;
+        first.set_timeout(Duration::from_secs(600));
+        QueryServiceClient::new(Channel::from_shared(url.clone())?.connect().await?)
+            .get_care_record(first)
+            .await
+            .context("the first read (waiting for the access index to catch up)")?;
+    }
 
     let mut channels = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
@@ -402,7 +549,7 @@ async fn query_latency(nats_url: &str, file: &Path, persons: &[Uuid], args: &Arg
         Arc::new(channels.iter().cloned().map(HealthClient::new).collect());
     let queries: Arc<Vec<QueryServiceClient<Channel>>> =
         Arc::new(channels.into_iter().map(QueryServiceClient::new).collect());
-    let persons: Arc<Vec<String>> = Arc::new(persons.iter().map(Uuid::to_string).collect());
+    let readers: Arc<Vec<(String, String)>> = Arc::new(readers.to_vec());
 
     let noop = {
         let health = health.clone();
@@ -420,17 +567,13 @@ async fn query_latency(nats_url: &str, file: &Path, persons: &[Uuid], args: &Arg
     };
     let record = {
         let queries = queries.clone();
-        let persons = persons.clone();
+        let readers = readers.clone();
         move |c: usize, r: u64| {
             let mut client = queries[c].clone();
-            let person_id = persons[(r % persons.len() as u64) as usize].clone();
+            let (person_id, org) = &readers[(r % readers.len() as u64) as usize];
+            let request = authorised(org, person_id.clone(), 0);
             async move {
-                let reply = client
-                    .get_care_record(v1::GetCareRecordRequest {
-                        person_id,
-                        min_log_position: 0,
-                    })
-                    .await?;
+                let reply = client.get_care_record(request?).await?;
                 std::hint::black_box(reply);
                 Ok(())
             }

@@ -7,6 +7,7 @@ pub mod consent;
 pub mod discharge;
 pub mod feedback;
 pub mod meeting;
+pub mod organisation;
 pub mod person;
 pub mod referral;
 
@@ -24,6 +25,7 @@ pub enum AggregateState {
     Discharge(discharge::DischargeEpisode),
     Meeting(meeting::Meeting),
     Feedback(feedback::Feedback),
+    Organisation(organisation::Organisation),
 }
 
 impl AggregateState {
@@ -38,6 +40,7 @@ impl AggregateState {
             AggregateState::Discharge(_) => discharge::DischargeEpisode::KIND,
             AggregateState::Meeting(_) => meeting::Meeting::KIND,
             AggregateState::Feedback(_) => feedback::Feedback::KIND,
+            AggregateState::Organisation(_) => organisation::Organisation::KIND,
         }
     }
 }

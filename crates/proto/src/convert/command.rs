@@ -11,6 +11,7 @@ use carewoven_domain::consent::ConsentCommand;
 use carewoven_domain::discharge::DischargeCommand;
 use carewoven_domain::feedback::FeedbackCommand;
 use carewoven_domain::meeting::MeetingCommand;
+use carewoven_domain::organisation::OrganisationCommand;
 use carewoven_domain::person::{PersonCommand, Profile};
 use carewoven_domain::referral::ReferralCommand;
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText};
@@ -56,6 +57,25 @@ pub fn parse_context(ctx: Option<&v1::CommandContext>) -> Result<ParsedContext, 
     })
 }
 
+/// Validate a command's context for an authenticated caller: the organisation is the
+/// caller's (an empty `context.organisation` takes it), and an empty `context.user` takes
+/// the token's user when it has one.
+pub fn parse_context_with(
+    ctx: Option<&v1::CommandContext>,
+    organisation: &Code,
+    user: Option<&Code>,
+) -> Result<ParsedContext, DomainError> {
+    let raw = ctx.ok_or_else(|| required("context"))?;
+    let mut filled = raw.clone();
+    filled.organisation = organisation.as_str().to_owned();
+    if filled.user.trim().is_empty()
+        && let Some(user) = user
+    {
+        filled.user = user.as_str().to_owned();
+    }
+    parse_context(Some(&filled))
+}
+
 /// Where commands that create an aggregate get its id.
 pub trait IdSource {
     /// The id of the referral, assessment, consent, discharge episode, meeting or feedback
@@ -64,6 +84,8 @@ pub trait IdSource {
     fn new_aggregate_id(&self, kind: AggregateKind, person_id: Uuid) -> Uuid;
     /// The person id for an NHS number (so registering twice addresses the same person).
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid;
+    /// The aggregate id of the organisation with this code.
+    fn organisation_id_for(&self, code: &Code) -> Uuid;
 }
 
 /// A request message of the command service.
@@ -428,6 +450,58 @@ command_request!(v1::RecordFeedbackRequest, prefix(_r) Some("feedback".to_owned(
         person_id,
         feedback_id: ids.new_aggregate_id(AggregateKind::Feedback, person_id),
         command: FeedbackCommand::Record { feedback },
+    })
+});
+
+// ---------------------------------------------------------------------------------------------
+// Organisations (the registry)
+
+fn organisation(ids: &dyn IdSource, raw: &str) -> Result<(Code, Uuid), DomainError> {
+    let code = Code::parse("code", raw)?;
+    let id = ids.organisation_id_for(&code);
+    Ok((code, id))
+}
+
+command_request!(v1::RegisterOrganisationRequest, |r, ids| {
+    let (code, organisation_id) = organisation(ids, &r.code)?;
+    Ok(Command::Organisation {
+        organisation_id,
+        command: OrganisationCommand::Register {
+            code,
+            profile: req_msg("profile", r.profile.as_ref())?,
+            services: super::values::code_list("services", &r.services)?,
+        },
+    })
+});
+
+command_request!(v1::AddOrganisationServiceRequest, |r, ids| {
+    let (_, organisation_id) = organisation(ids, &r.code)?;
+    Ok(Command::Organisation {
+        organisation_id,
+        command: OrganisationCommand::AddService {
+            service: Code::parse("service", &r.service)?,
+        },
+    })
+});
+
+command_request!(v1::RecordSharingAgreementRequest, prefix(_r) Some("agreement".to_owned()), |r, ids| {
+    let (_, organisation_id) = organisation(ids, &r.code)?;
+    Ok(Command::Organisation {
+        organisation_id,
+        command: OrganisationCommand::RecordAgreement {
+            agreement: req_msg("agreement", r.agreement.as_ref())?,
+        },
+    })
+});
+
+command_request!(v1::EndSharingAgreementRequest, |r, ids| {
+    let (_, organisation_id) = organisation(ids, &r.code)?;
+    Ok(Command::Organisation {
+        organisation_id,
+        command: OrganisationCommand::EndAgreement {
+            reference: Code::parse("reference", &r.reference)?,
+            reason: reason(&r.reason)?,
+        },
     })
 });
 

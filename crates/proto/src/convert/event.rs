@@ -10,13 +10,14 @@ use carewoven_domain::consent::ConsentEvent;
 use carewoven_domain::discharge::DischargeEvent;
 use carewoven_domain::feedback::FeedbackEvent;
 use carewoven_domain::meeting::MeetingEvent;
+use carewoven_domain::organisation::OrganisationEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::ReferralEvent;
 use carewoven_domain::values::{Code, LongText, ShortText};
 use carewoven_domain::{AggregateKind, DomainError, Event, EventMeta};
 use prost::Message;
 
-use super::values::req_msg;
+use super::values::{code_list, req_msg};
 use super::wire::{
     WireEnum, WireString, opt, opt_date, req_date, req_enum, req_instant, req_uuid, timestamp,
 };
@@ -123,6 +124,37 @@ fn event_to_wire(event: &Event) -> W {
         Event::Feedback(FeedbackEvent::Recorded { feedback }) => {
             W::FeedbackRecorded(v1::FeedbackRecorded {
                 feedback: Some(feedback.into()),
+            })
+        }
+        Event::Organisation(e) => organisation_to_wire(e),
+    }
+}
+
+fn organisation_to_wire(e: &OrganisationEvent) -> W {
+    match e {
+        OrganisationEvent::Registered {
+            code,
+            profile,
+            services,
+        } => W::OrganisationRegistered(v1::OrganisationRegistered {
+            code: code.as_str().to_owned(),
+            profile: Some(profile.into()),
+            services: services.iter().map(|s| s.as_str().to_owned()).collect(),
+        }),
+        OrganisationEvent::ServiceAdded { service } => {
+            W::OrganisationServiceAdded(v1::OrganisationServiceAdded {
+                service: service.as_str().to_owned(),
+            })
+        }
+        OrganisationEvent::AgreementRecorded { agreement } => {
+            W::SharingAgreementRecorded(v1::SharingAgreementRecorded {
+                agreement: Some(agreement.into()),
+            })
+        }
+        OrganisationEvent::AgreementEnded { reference, reason } => {
+            W::SharingAgreementEnded(v1::SharingAgreementEnded {
+                reference: reference.as_str().to_owned(),
+                reason: reason.as_str().to_owned(),
             })
         }
     }
@@ -519,6 +551,24 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
 
         W::FeedbackRecorded(m) => Event::Feedback(FeedbackEvent::Recorded {
             feedback: req_msg("feedback_recorded.feedback", m.feedback.as_ref())?,
+        }),
+
+        W::OrganisationRegistered(m) => Event::Organisation(OrganisationEvent::Registered {
+            code: Code::parse("organisation_registered.code", &m.code)?,
+            profile: req_msg("organisation_registered.profile", m.profile.as_ref())?,
+            services: code_list("organisation_registered.services", &m.services)?,
+        }),
+        W::OrganisationServiceAdded(m) => Event::Organisation(OrganisationEvent::ServiceAdded {
+            service: Code::parse("organisation_service_added.service", &m.service)?,
+        }),
+        W::SharingAgreementRecorded(m) => {
+            Event::Organisation(OrganisationEvent::AgreementRecorded {
+                agreement: req_msg("sharing_agreement_recorded.agreement", m.agreement.as_ref())?,
+            })
+        }
+        W::SharingAgreementEnded(m) => Event::Organisation(OrganisationEvent::AgreementEnded {
+            reference: Code::parse("sharing_agreement_ended.reference", &m.reference)?,
+            reason: long("sharing_agreement_ended.reason", &m.reason)?,
         }),
     })
 }

@@ -15,6 +15,6 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use command::{CommandRequest, IdSource, ParsedContext, parse_context};
+pub use command::{CommandRequest, IdSource, ParsedContext, parse_context, parse_context_with};
 pub use event::{DecodeError, decode_event, encode_event, from_envelope, to_envelope};
 pub use values::FromWire;

@@ -11,6 +11,7 @@ use carewoven_domain::consent::{ConsentDecision, ConsentTerms, DataClass, Purpos
 use carewoven_domain::discharge::{DelayReason, Pathway};
 use carewoven_domain::feedback::{FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
+use carewoven_domain::organisation::{OrganisationProfile, OrganisationType, SharingAgreement};
 use carewoven_domain::person::{Carer, Correction, Profile};
 use carewoven_domain::referral::{NewReferral, Priority};
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText, parse_list};
@@ -166,6 +167,16 @@ wire_enum_map!(DelayReason => DelayReason {
     AwaitingTransport = AwaitingTransport,
     AwaitingMedication = AwaitingMedication,
     PersonOrFamilyChoice = PersonOrFamilyChoice,
+    Other = Other,
+});
+
+wire_enum_map!(OrganisationType => OrganisationType {
+    NhsTrust = NhsTrust,
+    GeneralPractice = GeneralPractice,
+    LocalAuthority = LocalAuthority,
+    CommunityProvider = CommunityProvider,
+    CareProvider = CareProvider,
+    Voluntary = Voluntary,
     Other = Other,
 });
 
@@ -537,6 +548,53 @@ impl From<&FeedbackRecord> for v1::FeedbackRecord {
             anonymous: r.anonymous,
             text: r.text.wire(),
             rating: r.rating.map_or(0, u32::from),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Organisations
+
+impl FromWire<v1::OrganisationProfile> for OrganisationProfile {
+    fn from_wire(field: &str, w: &v1::OrganisationProfile) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(OrganisationProfile {
+            name: ShortText::parse(&f("name"), &w.name)?,
+            org_type: req_enum(&f("org_type"), w.org_type)?,
+        })
+    }
+}
+
+impl From<&OrganisationProfile> for v1::OrganisationProfile {
+    fn from(p: &OrganisationProfile) -> Self {
+        v1::OrganisationProfile {
+            name: p.name.as_str().to_owned(),
+            org_type: p.org_type.to_i32(),
+        }
+    }
+}
+
+impl FromWire<v1::SharingAgreement> for SharingAgreement {
+    fn from_wire(field: &str, w: &v1::SharingAgreement) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(SharingAgreement {
+            reference: Code::parse(&f("reference"), &w.reference)?,
+            purposes: enum_list(&f("purposes"), &w.purposes)?,
+            data_classes: enum_list(&f("data_classes"), &w.data_classes)?,
+            valid_from: req_date(&f("valid_from"), &w.valid_from)?,
+            expires_on: req_date(&f("expires_on"), &w.expires_on)?,
+        })
+    }
+}
+
+impl From<&SharingAgreement> for v1::SharingAgreement {
+    fn from(a: &SharingAgreement) -> Self {
+        v1::SharingAgreement {
+            reference: a.reference.as_str().to_owned(),
+            purposes: enum_i32s(&a.purposes),
+            data_classes: enum_i32s(&a.data_classes),
+            valid_from: a.valid_from.wire(),
+            expires_on: a.expires_on.wire(),
         }
     }
 }

@@ -26,6 +26,10 @@ impl IdSource for FixedIds {
     fn person_id_for(&self, nhs: &NhsNumber) -> Uuid {
         Uuid::from_u128(nhs.as_str().parse().expect("ten digits"))
     }
+
+    fn organisation_id_for(&self, code: &carewoven_domain::values::Code) -> Uuid {
+        Uuid::from_u128(code.as_str().len() as u128)
+    }
 }
 
 const PERSON: &str = "00000000-0000-0000-0000-000000000003";

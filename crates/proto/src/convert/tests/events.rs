@@ -9,6 +9,9 @@ use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, Dat
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
 use carewoven_domain::feedback::{FeedbackEvent, FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{MeetingAction, MeetingEvent, MeetingRecord};
+use carewoven_domain::organisation::{
+    OrganisationEvent, OrganisationProfile, OrganisationType, SharingAgreement,
+};
 use carewoven_domain::person::{Carer, Correction, PersonEvent, Profile};
 use carewoven_domain::referral::{NewReferral, Priority, ReferralEvent};
 use carewoven_domain::{Event, EventMeta, SCHEMA_VERSION};
@@ -20,7 +23,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 44;
+const ONEOF_CASES: usize = 48;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -414,7 +417,37 @@ fn every_event() -> Vec<Event> {
     all.extend(discharge_events().into_iter().map(Event::Discharge));
     all.extend(meeting_events().into_iter().map(Event::Meeting));
     all.extend(feedback_events().into_iter().map(Event::Feedback));
+    all.extend(organisation_events().into_iter().map(Event::Organisation));
     all
+}
+
+fn organisation_events() -> Vec<OrganisationEvent> {
+    vec![
+        OrganisationEvent::Registered {
+            code: code("RXX"),
+            profile: OrganisationProfile {
+                name: short("Synthetic Trust"),
+                org_type: OrganisationType::NhsTrust,
+            },
+            services: vec![code("RXX-WARD"), code("RXX-D2A")],
+        },
+        OrganisationEvent::ServiceAdded {
+            service: code("RXX-OPD"),
+        },
+        OrganisationEvent::AgreementRecorded {
+            agreement: SharingAgreement {
+                reference: code("DSA-1"),
+                purposes: vec![Purpose::DirectCare, Purpose::CareCoordination],
+                data_classes: vec![DataClass::Discharge, DataClass::CareTeam],
+                valid_from: date("2026-01-01"),
+                expires_on: date("2027-01-01"),
+            },
+        },
+        OrganisationEvent::AgreementEnded {
+            reference: code("DSA-1"),
+            reason: long("superseded by DSA-2"),
+        },
+    ]
 }
 
 #[test]

@@ -1,0 +1,391 @@
+//! The evaluator: follows the event log in order, folds it into [`Governance`], and decides
+//! for each event and each partner, at delivery time, what the partner is sent.
+//!
+//! Only the organisations related to the event's person just before or just after it are
+//! candidates, so the cost per event does not grow with the number of partners. A delivery is
+//! one message on `cw.feed.<ORG>.<number>` in the `CW_FEED` stream (partners may subscribe to
+//! their own prefix with their NATS credentials, see `deploy/`) plus one audit record.
+//!
+//! Exactly once, without a checkpoint of its own: the decisions are a function of the log
+//! prefix (and the calendar), the evaluator starts from the beginning of the log every time,
+//! and for each partner skips what its feed already holds (the last item's
+//! `Carewoven-Source-Sequence`). Publishes are pipelined; if any is not acknowledged the
+//! evaluator starts over, so a feed never has a gap.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
+use carewoven_access::AuditLog;
+use carewoven_access::audit::AuditRecord;
+use carewoven_domain::values::Code;
+use carewoven_domain::{AggregateKind, RecordedEvent};
+use carewoven_governance::{Disclosure, Governance, Identity};
+use carewoven_proto::v1;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use prost::Message;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub const FEED_STREAM: &str = "CW_FEED";
+pub const FEED_SUBJECTS: &str = "cw.feed.>";
+pub const NUMBER_HEADER: &str = "Carewoven-Feed-Number";
+pub const SOURCE_HEADER: &str = "Carewoven-Source-Sequence";
+
+/// Unacknowledged publishes allowed in flight.
+const WINDOW: usize = 2048;
+
+/// The clock the evaluator decides with (tests move it to let agreements lapse).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// The subject of item `number` of `org`'s feed.
+pub fn feed_subject(org: &str, number: u64) -> String {
+    format!("cw.feed.{org}.{number}")
+}
+
+/// Every subject of `org`'s feed.
+pub fn feed_filter(org: &str) -> String {
+    format!("cw.feed.{org}.>")
+}
+
+/// Create or update the feed stream.
+pub async fn open_feed_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<stream::Stream<()>> {
+    let created = js
+        .create_or_update_stream(stream::Config {
+            name: FEED_STREAM.to_owned(),
+            subjects: vec![FEED_SUBJECTS.to_owned()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .context("creating the feed stream")?;
+    js.get_stream_no_info(created.config.name)
+        .await
+        .context("opening the feed stream")
+}
+
+/// Where a partner's feed stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedHead {
+    /// The last item's number (0: empty).
+    pub number: u64,
+    /// The log position of the event the last item carries.
+    pub source: u64,
+    /// The last item's position in the feed stream.
+    pub stream_sequence: u64,
+}
+
+/// The last item of `org`'s feed, read from the feed stream.
+pub async fn feed_head(feed: &stream::Stream<()>, org: &str) -> anyhow::Result<FeedHead> {
+    let consumer = feed
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: feed_filter(org),
+            deliver_policy: consumer::DeliverPolicy::Last,
+            ..Default::default()
+        })
+        .await
+        .context("reading a feed's last item")?;
+    let mut consumer = consumer;
+    if consumer.info().await?.num_pending == 0 {
+        return Ok(FeedHead::default());
+    }
+    let mut messages = consumer.messages().await?;
+    let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .map_err(|_| anyhow!("the feed stream did not deliver its last item"))?
+        .ok_or_else(|| anyhow!("the feed stream ended"))??;
+    let info = message.info().map_err(|e| anyhow!("{e}"))?;
+    let header = |name: &str| -> anyhow::Result<u64> {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.as_str().parse().ok())
+            .ok_or_else(|| anyhow!("feed item without a {name} header"))
+    };
+    Ok(FeedHead {
+        number: header(NUMBER_HEADER)?,
+        source: header(SOURCE_HEADER)?,
+        stream_sequence: info.stream_sequence,
+    })
+}
+
+/// What the evaluator reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Log position up to which every decision's delivery is stored.
+    pub delivered_through: u64,
+    /// Events evaluated since start.
+    pub evaluated: u64,
+    /// Items stored since start.
+    pub deliveries: u64,
+}
+
+pub struct Evaluator {
+    pub js: jetstream::Context,
+    pub stream: String,
+    pub feed: stream::Stream<()>,
+    pub audit: AuditLog,
+    pub clock: Clock,
+    pub progress: watch::Sender<Progress>,
+}
+
+struct Pending {
+    source: u64,
+    acks: Vec<PublishAckFuture>,
+}
+
+impl Evaluator {
+    /// Run until `stop`, starting over after any failure.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run_once(&stop).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "gateway evaluator restarting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn run_once(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let events = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .context("opening the event stream")?;
+        let mut messages = events
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: carewoven_eventlog::subjects::ALL_EVENTS.to_owned(),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .context("following the event stream")?
+            .messages()
+            .await
+            .context("following the event stream")?;
+        let mut governance = Governance::new();
+        let mut heads: HashMap<Code, FeedHead> = HashMap::new();
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut in_flight = 0usize;
+        let mut evaluated_total = 0u64;
+        let mut deliveries_total = 0u64;
+        let mut last_seen = 0u64;
+        loop {
+            // Wait for the next event; while idle, settle acknowledgements.
+            let next = if pending.is_empty() {
+                tokio::select! {
+                    m = messages.next() => m,
+                    _ = stop.cancelled() => return Ok(()),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    m = messages.next(), if in_flight < WINDOW => m,
+                    settled = settle(&mut pending, &mut in_flight) => {
+                        settled?;
+                        self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                        continue;
+                    }
+                    _ = stop.cancelled() => return Ok(()),
+                }
+            };
+            let message = next
+                .ok_or_else(|| anyhow!("the event stream ended"))?
+                .map_err(|e| anyhow!("reading the event stream: {e}"))?;
+            let sequence = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+            let event = carewoven_eventlog::decode(sequence, &message.payload)
+                .map_err(|e| anyhow!("{e}; the gateway stops before it (fail closed)"))?;
+            last_seen = sequence;
+            evaluated_total += 1;
+            let mut acks = Vec::new();
+            self.evaluate(&mut governance, &mut heads, &event, &mut acks)
+                .await?;
+            deliveries_total += (acks.len() / 2) as u64;
+            if acks.is_empty() {
+                if pending.is_empty() {
+                    self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                }
+            } else {
+                in_flight += acks.len();
+                pending.push_back(Pending {
+                    source: sequence,
+                    acks,
+                });
+            }
+        }
+    }
+
+    fn report(&self, pending: &VecDeque<Pending>, last_seen: u64, evaluated: u64, deliveries: u64) {
+        // Everything before the oldest unacknowledged delivery is settled.
+        let delivered_through = match pending.front() {
+            Some(p) => p.source.saturating_sub(1),
+            None => last_seen,
+        };
+        self.progress.send_replace(Progress {
+            delivered_through,
+            evaluated,
+            deliveries,
+        });
+    }
+
+    async fn evaluate(
+        &self,
+        governance: &mut Governance,
+        heads: &mut HashMap<Code, FeedHead>,
+        event: &RecordedEvent,
+        acks: &mut Vec<PublishAckFuture>,
+    ) -> anyhow::Result<()> {
+        if event.meta.aggregate_kind == AggregateKind::Organisation {
+            governance.apply(event);
+            return Ok(());
+        }
+        let person = event.meta.person_id;
+        let before = governance.related_orgs(person);
+        governance.apply(event);
+        let after = governance.related_orgs(person);
+        let candidates: BTreeSet<&Code> = before.iter().chain(after.iter()).collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let today = carewoven_domain::values::uk_date((self.clock)());
+        for org in candidates {
+            let Some(disclosure) = governance.disclosure(event, org, before.contains(org), today)
+            else {
+                continue;
+            };
+            let head = match heads.get_mut(org) {
+                Some(h) => h,
+                None => {
+                    let h = feed_head(&self.feed, org.as_str()).await?;
+                    heads.entry(org.clone()).or_insert(h)
+                }
+            };
+            if event.sequence <= head.source {
+                continue; // Delivered before a restart.
+            }
+            head.number += 1;
+            head.source = event.sequence;
+            let item = feed_item(governance, event, head.number, disclosure);
+            let mut headers = HeaderMap::new();
+            headers.insert(NUMBER_HEADER, head.number.to_string().as_str());
+            headers.insert(SOURCE_HEADER, event.sequence.to_string().as_str());
+            headers.insert("Nats-Msg-Id", format!("{org}:{}", event.sequence).as_str());
+            let ack = self
+                .js
+                .publish_with_headers(
+                    feed_subject(org.as_str(), head.number),
+                    headers,
+                    item.encode_to_vec().into(),
+                )
+                .await
+                .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
+            acks.push(ack);
+            let who = Identity {
+                organisation: org.clone(),
+                user: None,
+                roles: Vec::new(),
+            };
+            let mut record =
+                AuditRecord::permitted(&who, Some(person), v1::AuditAction::FeedDelivery)
+                    .detail(event.event.name());
+            record.log_position = event.sequence;
+            record.feed_number = head.number;
+            record.disclosure = wire_disclosure(disclosure);
+            let ack = self
+                .audit
+                .publish(&record)
+                .await
+                .map_err(|e| anyhow!("auditing a delivery: {}", e.message()))?;
+            acks.push(ack);
+        }
+        Ok(())
+    }
+}
+
+/// Await the oldest pending deliveries' acknowledgements; the log position they settle.
+async fn settle(
+    pending: &mut VecDeque<Pending>,
+    in_flight: &mut usize,
+) -> anyhow::Result<Option<u64>> {
+    let Some(oldest) = pending.front_mut() else {
+        return Ok(None);
+    };
+    while let Some(ack) = oldest.acks.pop() {
+        *in_flight -= 1;
+        ack.await
+            .map_err(|e| anyhow!("a delivery was not stored: {e}"))?;
+    }
+    let source = oldest.source;
+    pending.pop_front();
+    Ok(Some(source))
+}
+
+pub fn wire_disclosure(d: Disclosure) -> v1::Disclosure {
+    match d {
+        Disclosure::Full => v1::Disclosure::Full,
+        Disclosure::IdentifiersOnly => v1::Disclosure::IdentifiersOnly,
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or_default(),
+    }
+}
+
+/// The item a partner is sent: identifiers always; the event only when fully disclosed.
+pub fn feed_item(
+    governance: &Governance,
+    event: &RecordedEvent,
+    number: u64,
+    disclosure: Disclosure,
+) -> v1::FeedItem {
+    let meta = &event.meta;
+    v1::FeedItem {
+        number,
+        cursor: String::new(),
+        disclosure: wire_disclosure(disclosure) as i32,
+        identifiers: Some(v1::EventIdentifiers {
+            event_id: meta.event_id.to_string(),
+            event_type: event.event.name().to_owned(),
+            aggregate_kind: meta.aggregate_kind.as_str().to_owned(),
+            aggregate_id: meta.aggregate_id.to_string(),
+            person_id: meta.person_id.to_string(),
+            nhs_number: governance
+                .nhs_number(meta.person_id)
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
+            version: meta.version,
+            occurred_at: Some(timestamp(meta.occurred_at)),
+            recorded_at: Some(timestamp(meta.recorded_at)),
+        }),
+        event: (disclosure == Disclosure::Full)
+            .then(|| carewoven_proto::convert::to_envelope(meta, &event.event)),
+        log_position: event.sequence,
+    }
+}

@@ -1,0 +1,333 @@
+//! `FeedService.Subscribe`: a partner's own feed over gRPC server streaming, resumable by
+//! cursor or number; and `AuditService.ListRecordAccess`.
+//!
+//! A cursor is `v1.<number>.<hex HMAC>` where the HMAC (keyed with the gateway's cursor key)
+//! covers the organisation and the number: a partner cannot forge one, nor use another
+//! partner's. Each subscription reads the feed stream with its own pull consumer and a small
+//! bounded channel, so a slow or stalled subscriber holds back only itself.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, stream};
+use carewoven_access::audit::AuditRecord;
+use carewoven_access::grpc::{permission_denied, unauthenticated};
+use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+use carewoven_governance::{Denial, Identity, Role};
+use carewoven_proto::v1::{
+    self, audit_service_server::AuditService, feed_service_server::FeedService,
+};
+use futures::{Stream, StreamExt};
+use hmac::{Hmac, Mac};
+use prost::Message;
+use sha2::Sha256;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::evaluator::{NUMBER_HEADER, feed_filter, feed_head, feed_subject};
+
+/// Items buffered per subscriber before its reader waits.
+const SUBSCRIBER_BUFFER: usize = 64;
+
+#[derive(Clone)]
+pub struct CursorKey(Vec<u8>);
+
+impl CursorKey {
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        CursorKey(key.into())
+    }
+
+    fn mac(&self, org: &str, number: u64) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"carewoven.cursor.v1:");
+        mac.update(org.as_bytes());
+        mac.update(b":");
+        mac.update(&number.to_be_bytes());
+        mac
+    }
+
+    pub fn cursor(&self, org: &str, number: u64) -> String {
+        let tag = self.mac(org, number).finalize().into_bytes();
+        let hex: String = tag[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("v1.{number}.{hex}")
+    }
+
+    /// The number a cursor stands for, if this gateway issued it to `org`.
+    pub fn verify(&self, org: &str, cursor: &str) -> Option<u64> {
+        let mut parts = cursor.trim().split('.');
+        let (Some("v1"), Some(number), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let number: u64 = number.parse().ok()?;
+        if hex.len() != 32 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..16)
+            .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+            .collect();
+        self.mac(org, number)
+            .verify_truncated_left(&bytes?)
+            .ok()
+            .map(|()| number)
+    }
+}
+
+#[derive(Clone)]
+pub struct Feeds {
+    pub auth: Authenticator,
+    pub access: AccessIndex,
+    pub audit: AuditLog,
+    pub feed: stream::Stream<()>,
+    pub cursors: CursorKey,
+    pub deadline: Duration,
+    /// Subscriptions end when this is cancelled (shutdown).
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+type ItemStream = Pin<Box<dyn Stream<Item = Result<v1::FeedItem, Status>> + Send>>;
+
+impl Feeds {
+    async fn identify<T>(
+        &self,
+        request: &Request<T>,
+        action: v1::AuditAction,
+    ) -> Result<Identity, Status> {
+        match self.auth.identify(request.metadata()) {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                let record = AuditRecord::refused(None, None, action, e.reason());
+                if let Err(audit) = self.audit.record(&record).await {
+                    tracing::warn!(error = %audit.message(), "could not audit a refused call");
+                }
+                Err(unauthenticated(&e))
+            }
+        }
+    }
+
+    async fn refuse(
+        &self,
+        who: &Identity,
+        person: Option<Uuid>,
+        action: v1::AuditAction,
+        denial: Denial,
+    ) -> Status {
+        let record = AuditRecord::refused(Some(who), person, action, denial.reason);
+        if let Err(e) = self.audit.record(&record).await {
+            tracing::warn!(error = %e.message(), "could not audit a refusal");
+        }
+        permission_denied(&denial)
+    }
+}
+
+#[tonic::async_trait]
+impl FeedService for Feeds {
+    type SubscribeStream = ItemStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let action = v1::AuditAction::FeedSubscribe;
+        let who = self.identify(&request, action).await?;
+        let org = who.organisation.as_str().to_owned();
+        let registered = self
+            .access
+            .check(self.deadline, |g| {
+                g.organisation(&who.organisation).map(|_| ()).ok_or(Denial {
+                    reason: "ORGANISATION_NOT_REGISTERED",
+                    message: format!("organisation {org} is not registered"),
+                })
+            })
+            .await;
+        if let Err(e) = registered {
+            return Err(match e {
+                carewoven_access::AccessError::Denied(d) => {
+                    self.refuse(&who, None, action, d).await
+                }
+                e => e.to_status(),
+            });
+        }
+        let req = request.get_ref();
+        let after = if !req.cursor.is_empty() {
+            if req.after_number != 0 {
+                return Err(Status::invalid_argument(
+                    "after_number: give either cursor or after_number, not both",
+                ));
+            }
+            self.cursors.verify(&org, &req.cursor).ok_or_else(|| {
+                Status::invalid_argument(
+                    "cursor: not a cursor this gateway issued to your organisation",
+                )
+            })?
+        } else {
+            req.after_number
+        };
+        let head = feed_head(&self.feed, &org)
+            .await
+            .map_err(|e| Status::unavailable(format!("the feed stream: {e:#}")))?;
+        if after > head.number {
+            return Err(Status::out_of_range(format!(
+                "cursor: item {after} is beyond the end of your feed (its last item is {})",
+                head.number
+            )));
+        }
+        // Where to start: just after item `after` in the feed stream.
+        let deliver_policy = if after == 0 {
+            consumer::DeliverPolicy::All
+        } else {
+            let last = self
+                .feed
+                .direct_get_last_for_subject(feed_subject(&org, after))
+                .await
+                .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: last.sequence + 1,
+            }
+        };
+        let consumer = self
+            .feed
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: feed_filter(&org),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
+        let mut record = AuditRecord::permitted(&who, None, action);
+        record.feed_number = after;
+        self.audit.record(&record).await?;
+        tracing::info!(organisation = %org, after, "feed subscription");
+
+        let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
+        let cursors = self.cursors.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut expected = after + 1;
+            loop {
+                let next = tokio::select! {
+                    m = messages.next() => m,
+                    _ = tx.closed() => return,
+                    _ = stop.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable(
+                            "the gateway is shutting down; resume from your last cursor",
+                        ))).await;
+                        return;
+                    }
+                };
+                let item = match next {
+                    Some(Ok(message)) => decode_item(&message, &org, expected, &cursors),
+                    Some(Err(e)) => Err(Status::unavailable(format!("the feed stream: {e}"))),
+                    None => Err(Status::unavailable("the feed stream ended")),
+                };
+                let stop = item.is_err();
+                if let Ok(i) = &item {
+                    expected = i.number + 1;
+                }
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn decode_item(
+    message: &async_nats::jetstream::Message,
+    org: &str,
+    expected: u64,
+    cursors: &CursorKey,
+) -> Result<v1::FeedItem, Status> {
+    let mut item = v1::FeedItem::decode(message.payload.as_ref())
+        .map_err(|e| Status::data_loss(format!("an undecodable feed item: {e}")))?;
+    let header: Option<u64> = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(NUMBER_HEADER))
+        .and_then(|v| v.as_str().parse().ok());
+    if item.number != expected || header != Some(expected) {
+        // Never hand a subscriber a gap or a repeat: end the stream; resuming finds it.
+        return Err(Status::aborted(format!(
+            "feed item {} found where {expected} was expected; resume from your last cursor",
+            item.number
+        )));
+    }
+    item.cursor = cursors.cursor(org, item.number);
+    Ok(item)
+}
+
+#[tonic::async_trait]
+impl AuditService for Feeds {
+    async fn list_record_access(
+        &self,
+        request: Request<v1::ListRecordAccessRequest>,
+    ) -> Result<Response<v1::RecordAccessPage>, Status> {
+        let action = v1::AuditAction::AuditRead;
+        let who = self.identify(&request, action).await?;
+        let req = request.get_ref();
+        let person = Uuid::parse_str(req.person_id.trim())
+            .map_err(|_| Status::invalid_argument("person_id: must be a UUID"))?;
+        let limit = match req.limit {
+            0 => 100,
+            n if n > 1000 => {
+                return Err(Status::invalid_argument("limit: at most 1000"));
+            }
+            n => n as usize,
+        };
+        // The person's own request comes through an organisation caring for them, or
+        // through governance (subject access requests).
+        if !who.has(Role::Governance) {
+            let allowed = self
+                .access
+                .check(self.deadline, |g| {
+                    if g.related(person, &who.organisation) {
+                        Ok(())
+                    } else {
+                        Err(Denial {
+                            reason: "NO_LEGITIMATE_RELATIONSHIP",
+                            message: format!(
+                                "{} has no legitimate relationship with this person",
+                                who.organisation
+                            ),
+                        })
+                    }
+                })
+                .await;
+            if let Err(e) = allowed {
+                return Err(match e {
+                    carewoven_access::AccessError::Denied(d) => {
+                        self.refuse(&who, Some(person), action, d).await
+                    }
+                    e => e.to_status(),
+                });
+            }
+        }
+        let (entries, more) = self
+            .audit
+            .for_person(person, req.after, limit)
+            .await
+            .map_err(|e| Status::unavailable(format!("the audit stream: {e:#}")))?;
+        self.audit
+            .record(&AuditRecord::permitted(&who, Some(person), action).detail("ListRecordAccess"))
+            .await?;
+        Ok(Response::new(v1::RecordAccessPage {
+            entries: entries
+                .into_iter()
+                .map(|(position, event)| v1::RecordAccessEntry {
+                    position,
+                    event: Some(event),
+                })
+                .collect(),
+            more,
+        }))
+    }
+}

@@ -1,0 +1,14 @@
+//! carewoven-gateway: partner feeds under information governance.
+//!
+//! - [`evaluator`]: follows the log, decides per event and partner at delivery time
+//!   (relationship, objection, agreement purposes, data classes and expiry), stores each
+//!   delivery on the partner's NATS subjects (`cw.feed.<ORG>.<number>`) and audits it.
+//! - [`feed`]: `FeedService.Subscribe` (gRPC server streaming, per-partner numbering,
+//!   resumable by signed cursor or number) and `AuditService.ListRecordAccess`.
+//! - [`server`]: configuration and `run(listener, config, shutdown)`.
+
+pub mod evaluator;
+pub mod feed;
+pub mod server;
+
+pub use server::{Config, Gateway, run};

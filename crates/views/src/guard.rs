@@ -1,0 +1,149 @@
+//! Who may see what: every call is authenticated by its bearer token, checked against the
+//! governance rules (the access index follows the same log as the views), and every record
+//! read and every refusal is written to the audit stream.
+//!
+//! A permitted read is answered only once its audit record is stored; if the audit stream
+//! cannot store it, the caller gets UNAVAILABLE and nothing is disclosed. A refusal is
+//! audited on a best-effort basis: nothing was disclosed, so the refusal stands even if the
+//! audit stream cannot be reached.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use carewoven_access::grpc::{permission_denied, unauthenticated};
+use carewoven_access::{AccessIndex, AuditLog, AuditRecord, Authenticator};
+use carewoven_governance::{Denial, Identity, Role};
+use carewoven_proto::v1;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use uuid::Uuid;
+
+/// Authentication, authorisation and audit for the views' RPCs.
+#[derive(Clone)]
+pub struct Guard {
+    auth: Authenticator,
+    access: AccessIndex,
+    audit: AuditLog,
+    /// Longest wait for the audit stream to acknowledge.
+    timeout: Duration,
+}
+
+impl Guard {
+    pub fn new(
+        auth: Authenticator,
+        access: AccessIndex,
+        audit: AuditLog,
+        timeout: Duration,
+    ) -> Self {
+        Guard {
+            auth,
+            access,
+            audit,
+            timeout,
+        }
+    }
+
+    /// The live governance state.
+    pub fn access(&self) -> &AccessIndex {
+        &self.access
+    }
+
+    /// How long to wait for NATS (the audit stream, the access index) before giving up.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The caller of a query. A call without a valid token is refused (UNAUTHENTICATED)
+    /// and the refusal audited; it names no person (the caller is not trusted to name one).
+    pub async fn identify(&self, metadata: &MetadataMap, rpc: &str) -> Result<Identity, Status> {
+        match self.auth.identify(metadata) {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                self.audit_refusal(None, None, rpc, e.reason()).await;
+                Err(unauthenticated(&e))
+            }
+        }
+    }
+
+    /// The caller of an administrative call: the governance role is required. Not audited
+    /// (no personal data is involved).
+    pub fn administrator(&self, metadata: &MetadataMap) -> Result<Identity, Status> {
+        let identity = self
+            .auth
+            .identify(metadata)
+            .map_err(|e| unauthenticated(&e))?;
+        if identity.has(Role::Governance) {
+            Ok(identity)
+        } else {
+            Err(permission_denied(&Denial {
+                reason: "GOVERNANCE_ROLE_REQUIRED",
+                message: "only a caller with the governance role may administer the views"
+                    .to_owned(),
+            }))
+        }
+    }
+
+    /// PERMISSION_DENIED for `denial`, audited.
+    pub async fn refuse(
+        &self,
+        who: &Identity,
+        person: Option<Uuid>,
+        rpc: &str,
+        denial: &Denial,
+    ) -> Status {
+        self.audit_refusal(Some(who), person, rpc, denial.reason)
+            .await;
+        permission_denied(denial)
+    }
+
+    async fn audit_refusal(
+        &self,
+        who: Option<&Identity>,
+        person: Option<Uuid>,
+        rpc: &str,
+        reason: &str,
+    ) {
+        let record =
+            AuditRecord::refused(who, person, v1::AuditAction::RecordRead, reason).detail(rpc);
+        if let Err(e) = self.audit.record(&record).await {
+            tracing::warn!(rpc, error = %e.message(), "could not audit a refused query");
+        }
+    }
+
+    /// Record that `who` read each of `persons`' records (as of the views' log `position`),
+    /// and wait until every record is stored. UNAVAILABLE if they cannot all be stored: the
+    /// caller must then not be answered.
+    pub async fn audit_reads(
+        &self,
+        who: &Identity,
+        persons: &[Uuid],
+        rpc: &str,
+        position: u64,
+    ) -> Result<(), Status> {
+        let unaudited = |e: String| {
+            Status::unavailable(format!(
+                "the read could not be audited, so it is not answered; retry: {e}"
+            ))
+        };
+        let mut acks = Vec::with_capacity(persons.len());
+        for person in persons {
+            let mut record =
+                AuditRecord::permitted(who, Some(*person), v1::AuditAction::RecordRead).detail(rpc);
+            record.log_position = position;
+            let ack = self
+                .audit
+                .publish(&record)
+                .await
+                .map_err(|e| unaudited(e.message().to_owned()))?;
+            acks.push(ack.into_future());
+        }
+        if acks.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.timeout, futures::future::try_join_all(acks))
+            .await
+            .map_err(|_| unaudited("the audit stream did not acknowledge".to_owned()))?
+            .map_err(|e| unaudited(e.to_string()))?;
+        Ok(())
+    }
+}
