@@ -33,6 +33,7 @@ fn action_token(action: v1::AuditAction) -> &'static str {
         v1::AuditAction::AuditRead => "audit_read",
         v1::AuditAction::Command => "command",
         v1::AuditAction::FeedSubscribe => "feed_subscribe",
+        v1::AuditAction::Replay => "replay",
     }
 }
 

@@ -212,19 +212,14 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     match cli.command {
         Command::Serve { listen, auth } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .init();
+            carewoven_access::init_tracing(false);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let stop = tokio_util::sync::CancellationToken::new();
             let trigger = stop.clone();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                carewoven_access::shutdown_signal().await;
                 trigger.cancel();
             });
             carewoven_analyst::service::serve(listener, js, cli.stream, &auth, stop).await?;

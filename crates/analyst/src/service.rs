@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_nats::jetstream;
+use carewoven_access::AuditLog;
 use carewoven_access::Authenticator;
+use carewoven_access::audit::AuditRecord;
 use carewoven_access::grpc::{permission_denied, unauthenticated};
 use carewoven_access::token::TrustFile;
 use carewoven_domain::AggregateKind;
@@ -41,14 +43,10 @@ impl AuthConfig {
     }
 
     pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
-        let verifier = match (&self.trust, &self.trusted_keys) {
-            (Some(trust), _) => carewoven_access::Verifier::new(trust)?,
-            (None, Some(path)) => carewoven_access::Verifier::from_file(path)?,
-            (None, None) => anyhow::bail!(
-                "--trusted-keys (CAREWOVEN_TRUSTED_KEYS) is required: every replay is \
-                 authenticated"
-            ),
-        };
+        let verifier = carewoven_access::Verifier::configured(
+            self.trust.as_ref(),
+            self.trusted_keys.as_deref(),
+        )?;
         Ok(Authenticator::new(verifier))
     }
 }
@@ -57,6 +55,7 @@ pub struct History {
     js: jetstream::Context,
     stream: String,
     auth: Authenticator,
+    audit: AuditLog,
     stop: CancellationToken,
 }
 
@@ -65,25 +64,43 @@ impl History {
         js: jetstream::Context,
         stream: String,
         auth: Authenticator,
+        audit: AuditLog,
         stop: CancellationToken,
     ) -> Self {
         History {
             js,
             stream,
             auth,
+            audit,
             stop,
         }
     }
 
-    /// Replay is secondary use of everyone's history: only for the `analyst` role.
-    fn authorise(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
-        let identity = self
-            .auth
-            .identify(metadata)
-            .map_err(|e| unauthenticated(&e))?;
+    /// Replay is secondary use of everyone's history: only for the `analyst` role. Every
+    /// replay and every refusal is audited (purpose: planning).
+    async fn authorise(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let action = v1::AuditAction::Replay;
+        let identity = match self.auth.identify(metadata) {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.audit_best_effort(AuditRecord::refused(None, None, action, e.reason()))
+                    .await;
+                return Err(unauthenticated(&e));
+            }
+        };
         if identity.has(Role::Analyst) {
+            let mut record = AuditRecord::permitted(&identity, None, action).detail("Replay");
+            record.purpose = v1::Purpose::Planning;
+            self.audit.record(&record).await?;
             Ok(())
         } else {
+            self.audit_best_effort(AuditRecord::refused(
+                Some(&identity),
+                None,
+                action,
+                "ANALYST_ROLE_REQUIRED",
+            ))
+            .await;
             Err(permission_denied(&Denial {
                 reason: "ANALYST_ROLE_REQUIRED",
                 message: format!(
@@ -91,6 +108,12 @@ impl History {
                     identity.organisation
                 ),
             }))
+        }
+    }
+
+    async fn audit_best_effort(&self, record: AuditRecord) {
+        if let Err(e) = self.audit.record(&record).await {
+            tracing::warn!(error = %e.message(), "could not audit a refused replay");
         }
     }
 }
@@ -162,7 +185,7 @@ impl HistoryService for History {
         &self,
         request: Request<v1::ReplayRequest>,
     ) -> Result<Response<ReplayStream>, Status> {
-        self.authorise(request.metadata())?;
+        self.authorise(request.metadata()).await?;
         let selection = selection(request.get_ref())?;
         let excluded = crate::opted_out(&self.js, &self.stream)
             .await
@@ -222,6 +245,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
     let auth = auth.authenticator()?;
+    let audit = AuditLog::open(js.client(), 1, std::time::Duration::from_secs(10)).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<HistoryServiceServer<History>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -235,6 +259,7 @@ pub async fn serve(
             js,
             stream,
             auth,
+            audit,
             stop.clone(),
         )))
         .serve_with_incoming_shutdown(

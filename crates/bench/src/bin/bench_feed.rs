@@ -60,6 +60,8 @@ const GATEWAY_WINDOW: usize = 2048;
 /// Messages per atomic batch in (d) (the server's limit), and batches in flight.
 const BATCH: u64 = 1000;
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Connecting and subscribing may take this long.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The 20 partners and their services (the first four are acute hospitals whose sites admit).
 /// They are the organisations the synthetic log generator writes about, so its backlog relates
@@ -116,7 +118,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Events in the throughput phase's backlog.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 50_000)]
     backlog: u64,
     /// Seed of the population, the load and the synthetic log.
     #[arg(long, default_value_t = 2026)]
@@ -799,14 +801,20 @@ async fn latency_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (counts_tx, mut counts) = watch::channel(Counts::default());
     let collector = tokio::spawn(Collector::new()?.run(rx, counts_tx));
-    subscribe_partners(&url, &tx).await?;
+    tokio::time::timeout(SETUP_TIMEOUT, subscribe_partners(&url, &tx))
+        .await
+        .map_err(|_| anyhow!("subscribing the partners took over {SETUP_TIMEOUT:?}"))??;
     eprintln!("latency: {} partners subscribed", PARTNERS.len());
     let grpc_org = PARTNERS[0].0;
     let grpc = if args.no_grpc {
         None
     } else {
-        let (task, mut seen) =
-            subscribe_grpc(gateway_addr, grpc_org, setup_last, tx.clone()).await?;
+        let (task, mut seen) = tokio::time::timeout(
+            SETUP_TIMEOUT,
+            subscribe_grpc(gateway_addr, grpc_org, setup_last, tx.clone()),
+        )
+        .await
+        .map_err(|_| anyhow!("FeedService.Subscribe took over {SETUP_TIMEOUT:?}"))??;
         // Caught up with what the population already delivered to it, so it is live.
         let nc = async_nats::connect(&url).await?;
         let feed = jetstream::new(nc).get_stream_no_info(FEED_STREAM).await?;
