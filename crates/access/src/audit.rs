@@ -115,10 +115,7 @@ impl AuditRecord {
         let now = chrono::Utc::now();
         v1::AuditEvent {
             audit_id: Uuid::now_v7().to_string(),
-            at: Some(prost_types::Timestamp {
-                seconds: now.timestamp(),
-                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or_default(),
-            }),
+            at: Some(carewoven_proto::convert::timestamp(now)),
             organisation: self.organisation().to_owned(),
             user: self
                 .who
@@ -191,6 +188,19 @@ impl AuditLog {
             .map_err(|_| tonic::Status::unavailable("the audit stream did not acknowledge"))?
             .map_err(|e| tonic::Status::unavailable(format!("the audit stream: {e}")))?;
         Ok(ack.sequence)
+    }
+
+    /// Record a refusal, best effort: the refusal stands even if the audit stream cannot be
+    /// reached (nothing was disclosed or changed), so a failure is only logged.
+    pub async fn record_refusal(&self, record: &AuditRecord) {
+        if let Err(e) = self.record(record).await {
+            tracing::warn!(
+                action = action_token(record.action),
+                detail = %record.detail,
+                error = %e.message(),
+                "could not audit a refusal"
+            );
+        }
     }
 
     /// Send one record; the returned future resolves when it is stored.

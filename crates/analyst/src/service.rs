@@ -83,7 +83,8 @@ impl History {
         let identity = match self.auth.identify(metadata) {
             Ok(identity) => identity,
             Err(e) => {
-                self.audit_best_effort(AuditRecord::refused(None, None, action, e.reason()))
+                self.audit
+                    .record_refusal(&AuditRecord::refused(None, None, action, e.reason()))
                     .await;
                 return Err(unauthenticated(&e));
             }
@@ -94,13 +95,14 @@ impl History {
             self.audit.record(&record).await?;
             Ok(())
         } else {
-            self.audit_best_effort(AuditRecord::refused(
-                Some(&identity),
-                None,
-                action,
-                "ANALYST_ROLE_REQUIRED",
-            ))
-            .await;
+            self.audit
+                .record_refusal(&AuditRecord::refused(
+                    Some(&identity),
+                    None,
+                    action,
+                    "ANALYST_ROLE_REQUIRED",
+                ))
+                .await;
             Err(permission_denied(&Denial {
                 reason: "ANALYST_ROLE_REQUIRED",
                 message: format!(
@@ -108,12 +110,6 @@ impl History {
                     identity.organisation
                 ),
             }))
-        }
-    }
-
-    async fn audit_best_effort(&self, record: AuditRecord) {
-        if let Err(e) = self.audit.record(&record).await {
-            tracing::warn!(error = %e.message(), "could not audit a refused replay");
         }
     }
 }

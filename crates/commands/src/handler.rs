@@ -115,8 +115,7 @@ impl Handler {
         }
     }
 
-    /// Record a refused command in the audit stream. Best effort: the refusal stands even
-    /// if the audit stream cannot be reached (nothing was disclosed or changed).
+    /// Record a refused command in the audit stream (best effort).
     async fn audit_refusal(
         &self,
         who: Option<&Identity>,
@@ -126,9 +125,7 @@ impl Handler {
     ) {
         let record =
             AuditRecord::refused(who, person, v1::AuditAction::Command, reason).detail(rpc);
-        if let Err(e) = self.audit.record(&record).await {
-            tracing::warn!(error = %e.message(), "could not audit a refused command");
-        }
+        self.audit.record_refusal(&record).await;
     }
 
     async fn execute_now<R>(

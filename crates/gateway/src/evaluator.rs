@@ -351,13 +351,6 @@ pub fn wire_disclosure(d: Disclosure) -> v1::Disclosure {
     }
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or_default(),
-    }
-}
-
 /// The item a partner is sent: identifiers always; the event only when fully disclosed.
 pub fn feed_item(
     governance: &Governance,
@@ -381,8 +374,8 @@ pub fn feed_item(
                 .map(|n| n.as_str().to_owned())
                 .unwrap_or_default(),
             version: meta.version,
-            occurred_at: Some(timestamp(meta.occurred_at)),
-            recorded_at: Some(timestamp(meta.recorded_at)),
+            occurred_at: Some(carewoven_proto::convert::timestamp(meta.occurred_at)),
+            recorded_at: Some(carewoven_proto::convert::timestamp(meta.recorded_at)),
         }),
         event: (disclosure == Disclosure::Full)
             .then(|| carewoven_proto::convert::to_envelope(meta, &event.event)),

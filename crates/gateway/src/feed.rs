@@ -98,10 +98,9 @@ impl Feeds {
         match self.auth.identify(request.metadata()) {
             Ok(identity) => Ok(identity),
             Err(e) => {
-                let record = AuditRecord::refused(None, None, action, e.reason());
-                if let Err(audit) = self.audit.record(&record).await {
-                    tracing::warn!(error = %audit.message(), "could not audit a refused call");
-                }
+                self.audit
+                    .record_refusal(&AuditRecord::refused(None, None, action, e.reason()))
+                    .await;
                 Err(unauthenticated(&e))
             }
         }
@@ -114,10 +113,14 @@ impl Feeds {
         action: v1::AuditAction,
         denial: Denial,
     ) -> Status {
-        let record = AuditRecord::refused(Some(who), person, action, denial.reason);
-        if let Err(e) = self.audit.record(&record).await {
-            tracing::warn!(error = %e.message(), "could not audit a refusal");
-        }
+        self.audit
+            .record_refusal(&AuditRecord::refused(
+                Some(who),
+                person,
+                action,
+                denial.reason,
+            ))
+            .await;
         permission_denied(&denial)
     }
 }

@@ -105,9 +105,7 @@ impl Guard {
     ) {
         let record =
             AuditRecord::refused(who, person, v1::AuditAction::RecordRead, reason).detail(rpc);
-        if let Err(e) = self.audit.record(&record).await {
-            tracing::warn!(rpc, error = %e.message(), "could not audit a refused query");
-        }
+        self.audit.record_refusal(&record).await;
     }
 
     /// Record that `who` read each of `persons`' records (as of the views' log `position`),

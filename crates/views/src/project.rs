@@ -20,8 +20,9 @@ use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::{ReferralEvent, ReferralStatus};
 use carewoven_domain::{Event, EventMeta, RecordedEvent};
+use carewoven_proto::convert::timestamp;
 use carewoven_proto::v1;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
@@ -158,16 +159,6 @@ fn entry<T>(items: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T
 
 // ---------------------------------------------------------------------------------------------
 // Wire helpers (the proto crate's enum mapping is private to it)
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    let mut ts = prost_types::Timestamp {
-        seconds: at.timestamp(),
-        // At most 1_999_999_999 (a leap second), which fits; `normalize` carries it over.
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(999_999_999),
-    };
-    ts.normalize();
-    ts
-}
 
 fn date(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
@@ -689,7 +680,7 @@ mod tests {
     use carewoven_domain::person::{Carer, Correction, Profile};
     use carewoven_domain::referral::{NewReferral, Priority};
     use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText};
-    use chrono::{Duration, TimeZone};
+    use chrono::{DateTime, Duration, TimeZone, Utc};
     use redb::{Database, ReadableDatabase};
 
     use super::*;

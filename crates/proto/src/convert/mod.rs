@@ -18,3 +18,4 @@ mod tests;
 pub use command::{CommandRequest, IdSource, ParsedContext, parse_context, parse_context_with};
 pub use event::{DecodeError, decode_event, encode_event, from_envelope, to_envelope};
 pub use values::FromWire;
+pub use wire::timestamp;

@@ -73,7 +73,8 @@ pub(super) fn opt_date(field: &str, raw: &str) -> Result<Option<NaiveDate>, Doma
 }
 
 /// An instant as a protobuf timestamp.
-pub(super) fn timestamp(at: DateTime<Utc>) -> Timestamp {
+/// A protobuf timestamp of an instant.
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
     let mut ts = Timestamp {
         seconds: at.timestamp(),
         // At most 1_999_999_999 (a leap second), which fits; `normalize` carries it over.
