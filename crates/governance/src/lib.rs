@@ -216,6 +216,9 @@ pub struct Governance {
     service_owner: HashMap<Code, Code>,
     org_ids: HashMap<Uuid, Code>,
     people: HashMap<Uuid, PersonAccess>,
+    /// People with an event the follower could not decode, and the first such position:
+    /// their record is closed to everyone (it may have been an objection), nobody else's.
+    undecodable: HashMap<Uuid, u64>,
     /// Log position of the last event applied.
     position: u64,
 }
@@ -235,6 +238,19 @@ impl Governance {
     /// follower may skip decoding them. Keep in step with `apply`.
     pub fn relevant(event_type: &str) -> bool {
         GOVERNANCE_EVENT_TYPES.contains(&event_type)
+    }
+
+    /// Record that the event at `position` about `person` could not be decoded. From then on
+    /// every decision about that person fails closed ([`Governance::undecodable`]); other
+    /// people are unaffected. The position still counts as applied.
+    pub fn mark_undecodable(&mut self, person: Uuid, position: u64) {
+        self.position = self.position.max(position);
+        self.undecodable.entry(person).or_insert(position);
+    }
+
+    /// The first undecodable event about this person, if any.
+    pub fn undecodable(&self, person: Uuid) -> Option<u64> {
+        self.undecodable.get(&person).copied()
     }
 
     /// Fold one event in (events must come in log order).
