@@ -270,7 +270,9 @@ async fn only_the_receiving_services_organisation_accepts_a_referral() {
     .unwrap();
     let before = stack.count().await;
 
-    // Neither an unrelated organisation nor the referrer may accept it.
+    // Neither an unrelated organisation nor the referrer (who holds no ground) may accept
+    // it; both are told what any organisation without a ground is told, and the audit
+    // records the real reason.
     for org in ["ASC", "HOSP-A"] {
         let accept = referral_action(&person, &referral, v1::ReferralAction::Accept, org);
         let status = assert_refused(
@@ -278,7 +280,7 @@ async fn only_the_receiving_services_organisation_accepts_a_referral() {
             before,
             c.progress_referral(signed(accept)).await,
             Code::PermissionDenied,
-            "NO_ROLE_IN_REFERRAL",
+            "NO_LEGITIMATE_RELATIONSHIP",
         )
         .await;
         assert_impersonal(&status, &person, 22);
@@ -312,8 +314,8 @@ async fn only_care_team_members_revise_the_care_plan() {
     let stack = Stack::start().await.unwrap();
     let mut c = stack.client.clone();
     let person = register(&mut c, 23).await.unwrap();
-    // The referring hospital starts the care team with itself and agrees the plan.
-    make_referral(&mut c, &person).await.unwrap();
+    // The admitting hospital starts the care team with itself and agrees the plan.
+    admit(&mut c, &person).await.unwrap();
     add_member(&mut c, &person, "HOSP-A", "HOSP-A")
         .await
         .unwrap();
@@ -338,7 +340,9 @@ async fn only_care_team_members_revise_the_care_plan() {
         c.revise_care_plan(signed(revise_plan(&person, "ASC", 1)))
             .await,
         Code::PermissionDenied,
-        "NOT_ON_CARE_TEAM",
+        // ASC holds no ground: told what any unrelated organisation is told; the audit
+        // records the real reason.
+        "NO_LEGITIMATE_RELATIONSHIP",
     )
     .await;
     assert_impersonal(&status, &person, 23);
@@ -372,7 +376,7 @@ async fn only_care_team_members_revise_the_care_plan() {
         c.revise_care_plan(signed(revise_plan(&person, "ASC", 2)))
             .await,
         Code::PermissionDenied,
-        "NOT_ON_CARE_TEAM",
+        "NO_LEGITIMATE_RELATIONSHIP",
     )
     .await;
     assert_impersonal(&status, &person, 23);
@@ -554,7 +558,21 @@ async fn a_command_about_a_person_needs_a_legitimate_relationship_and_its_refusa
     assert_eq!(record.organisation, "COMM");
     assert_eq!(record.user, "tester");
 
-    // The referring hospital has a relationship.
+    // Referring gives the referrer no ground of its own (it gets a receipt, not the
+    // record): refused alike.
+    assert_refused(
+        &stack,
+        before,
+        c.record_consent(signed(consent("HOSP-A"))).await,
+        Code::PermissionDenied,
+        "NO_LEGITIMATE_RELATIONSHIP",
+    )
+    .await;
+    // The receiving service's organisation has a relationship, and so has the hospital
+    // once it admits the person.
+    c.record_consent(signed(consent("ASC-D2A"))).await.unwrap();
+    admit(&mut c, &person).await.unwrap();
+    let before = stack.count().await;
     c.record_consent(signed(consent("HOSP-A"))).await.unwrap();
     assert_eq!(stack.count().await, before + 1);
 }
@@ -577,6 +595,7 @@ async fn correcting_an_nhs_number_reveals_nothing_without_a_relationship() {
             ..Default::default()
         }),
         reason: "Typo at registration".into(),
+        based_on_version: 1,
     };
     // A registered organisation with no relationship with `other`.
     let status = assert_refused(
@@ -651,10 +670,20 @@ async fn only_the_agreed_services_organisation_accepts_the_handover() {
         before,
         c.progress_discharge(signed(accept("COMM"))).await,
         Code::PermissionDenied,
-        "NO_ROLE_IN_DISCHARGE",
+        "NO_LEGITIMATE_RELATIONSHIP",
     )
     .await;
     assert_impersonal(&status, &person, 29);
+    // The managing hospital is related, but is not the agreed provider: it cannot take the
+    // handover from it.
+    assert_refused(
+        &stack,
+        before,
+        c.progress_discharge(signed(accept("HOSP-A"))).await,
+        Code::PermissionDenied,
+        "NO_ROLE_IN_DISCHARGE",
+    )
+    .await;
     c.progress_discharge(signed(accept("ASC-REABLE")))
         .await
         .unwrap();

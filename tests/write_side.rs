@@ -164,7 +164,12 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     let mut c = stack.client.clone();
     let person = register(&mut c, 2).await.unwrap();
     let referral = make_referral(&mut c, &person).await.unwrap();
-    // The referring hospital puts adult social care on the care team, which agrees the plan.
+    // The admitting hospital joins the care team and puts adult social care on it, which
+    // agrees the plan.
+    admit(&mut c, &person).await.unwrap();
+    add_member(&mut c, &person, "HOSP-A", "HOSP-A")
+        .await
+        .unwrap();
     add_member(&mut c, &person, "HOSP-A", "ASC").await.unwrap();
     c.agree_care_plan(signed(v1::AgreeCarePlanRequest {
         context: ctx("ASC"),
@@ -351,18 +356,18 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
     .await;
     // Correcting an NHS number to one that belongs to another registered person.
     let other_nhs = register_request(2).profile.unwrap().nhs_number;
-    let other = register(&mut c, 12).await.unwrap();
-    // The hospital corrects the details of someone it has referred.
-    make_referral(&mut c, &other).await.unwrap();
+    // The registered GP practice corrects the NHS number of someone registered with it.
+    let other = register_with_gp(&mut c, 12, "GP-A").await.unwrap();
     let before = stack.count().await;
     let req = v1::CorrectPersonDetailsRequest {
-        context: ctx("HOSP-A"),
+        context: ctx("GP-A"),
         person_id: other,
         correction: Some(v1::Correction {
             nhs_number: Some(other_nhs),
             ..Default::default()
         }),
         reason: "Typo at registration".into(),
+        based_on_version: 1,
     };
     assert_refused(
         &stack,

@@ -24,8 +24,8 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub use carewoven_testkit::partners::{
-    GOVERNANCE_ORG, all_data_classes, as_org, governance_token, register_partner, signed, token,
-    token_with_roles,
+    GOVERNANCE_ORG, all_data_classes, as_org, governance_token, register_partner,
+    register_partner_as, signed, token, token_with_roles,
 };
 
 /// The synthetic organisations the tests act for, each with the services (and sites) it
@@ -36,20 +36,31 @@ pub use carewoven_testkit::partners::{
 /// - `ASC-D2A`: the council's discharge-to-assess team, which receives referrals;
 /// - `ASC`: adult social care (care plans, assessments);
 /// - `ASC-REABLE`: the reablement provider that accepts handovers;
-/// - `COMM`: community nursing (joint assessments).
-pub const STANDARD_ORGS: [(&str, &[&str]); 5] = [
-    ("HOSP-A", &["HOSP-A"]),
-    ("ASC-D2A", &["ASC-D2A"]),
-    ("ASC", &["ASC"]),
-    ("ASC-REABLE", &["ASC-REABLE"]),
-    ("COMM", &["COMM"]),
+/// - `COMM`: community nursing (joint assessments);
+/// - `GP-A`: a general practice, the registered GP of people registered with
+///   [`register_with_gp`].
+pub const STANDARD_ORGS: [(&str, &[&str], v1::OrganisationType); 6] = [
+    ("HOSP-A", &["HOSP-A"], v1::OrganisationType::NhsTrust),
+    (
+        "ASC-D2A",
+        &["ASC-D2A"],
+        v1::OrganisationType::LocalAuthority,
+    ),
+    ("ASC", &["ASC"], v1::OrganisationType::LocalAuthority),
+    (
+        "ASC-REABLE",
+        &["ASC-REABLE"],
+        v1::OrganisationType::CareProvider,
+    ),
+    ("COMM", &["COMM"], v1::OrganisationType::CommunityProvider),
+    ("GP-A", &["GP-A"], v1::OrganisationType::GeneralPractice),
 ];
 
 /// Register [`STANDARD_ORGS`], each with a direct-care agreement covering every data class
 /// (two events each). Safe to repeat.
 pub async fn register_standard_orgs(client: &mut CommandServiceClient<Channel>) -> Result<()> {
-    for (code, services) in STANDARD_ORGS {
-        register_partner(client, code, services, &all_data_classes())
+    for (code, services, org_type) in STANDARD_ORGS {
+        register_partner_as(client, code, services, &all_data_classes(), org_type)
             .await
             .with_context(|| format!("registering {code}"))?;
     }
@@ -252,6 +263,37 @@ pub async fn register(client: &mut CommandServiceClient<Channel>, n: u32) -> Res
     Ok(reply.into_inner().person_id)
 }
 
+/// Register a synthetic person with `gp` as their registered GP practice (acting as `gp`).
+pub async fn register_with_gp(
+    client: &mut CommandServiceClient<Channel>,
+    n: u32,
+    gp: &str,
+) -> Result<String> {
+    let mut request = register_request(n);
+    request.context = ctx(gp);
+    if let Some(p) = request.profile.as_mut() {
+        p.registered_gp = gp.into();
+    }
+    let reply = client.register_person(signed(request)).await?;
+    Ok(reply.into_inner().person_id)
+}
+
+/// `HOSP-A` admits the person at its site (which gives it the hospital-stay ground); returns
+/// the episode id.
+pub async fn admit(client: &mut CommandServiceClient<Channel>, person: &str) -> Result<String> {
+    Ok(client
+        .admit_person(signed(v1::AdmitPersonRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.into(),
+            site: "HOSP-A".into(),
+            ward: "Ward 7".into(),
+            admitted_at: ts_hours_ago(24 * 5),
+        }))
+        .await?
+        .into_inner()
+        .aggregate_id)
+}
+
 /// A referral from `HOSP-A` to the `ASC-D2A` service; returns its id.
 pub async fn make_referral(
     client: &mut CommandServiceClient<Channel>,
@@ -362,17 +404,7 @@ pub async fn episode_ready(
     person: &str,
 ) -> Result<String> {
     use v1::progress_discharge_request::{self as pd, Step};
-    let episode = client
-        .admit_person(signed(v1::AdmitPersonRequest {
-            context: ctx("HOSP-A"),
-            person_id: person.into(),
-            site: "HOSP-A".into(),
-            ward: "Ward 7".into(),
-            admitted_at: ts_hours_ago(24 * 5),
-        }))
-        .await?
-        .into_inner()
-        .aggregate_id;
+    let episode = admit(client, person).await?;
     client
         .progress_discharge(signed(discharge_step(
             person,

@@ -34,6 +34,8 @@ fn action_token(action: v1::AuditAction) -> &'static str {
         v1::AuditAction::Command => "command",
         v1::AuditAction::FeedSubscribe => "feed_subscribe",
         v1::AuditAction::Replay => "replay",
+        v1::AuditAction::BreakGlass => "break_glass",
+        v1::AuditAction::FindPerson => "find_person",
     }
 }
 

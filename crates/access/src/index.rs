@@ -60,9 +60,10 @@ impl AccessIndex {
             .await
             .with_context(|| format!("opening stream {stream} for the access index"))?;
         let (position, _) = watch::channel(0);
+        let settings = crate::governance_settings()?;
         let index = AccessIndex {
             inner: Arc::new(Inner {
-                governance: RwLock::new(Governance::new()),
+                governance: RwLock::new(Governance::with_settings(settings)),
                 position,
                 stopped: RwLock::new(None),
                 stream: handle,
@@ -116,6 +117,17 @@ impl AccessIndex {
                 ),
             })),
         }
+    }
+
+    /// Wait until the index has applied the log up to its end at this moment.
+    pub async fn catch_up(&self, deadline: Duration) -> Result<(), AccessError> {
+        let last = tokio::time::timeout(deadline, self.inner.stream.get_info())
+            .await
+            .map_err(|_| AccessError::Unavailable("the event log did not answer".to_owned()))?
+            .map_err(|e| AccessError::Unavailable(format!("the event log: {e}")))?
+            .state
+            .last_sequence;
+        self.wait_for(last, deadline).await
     }
 
     /// Decide with `f`; a refusal is confirmed against the log's current end before it is

@@ -14,6 +14,29 @@ pub mod grpc;
 pub mod index;
 pub mod token;
 
+/// The environment variable setting how many days a hospital stay, a receiving role in a
+/// discharge, or a completed or failed referral stays a ground after its terminal state.
+pub const RELATIONSHIP_PERIOD_ENV: &str = "CAREWOVEN_RELATIONSHIP_PERIOD_DAYS";
+
+/// The governance settings of this deployment: [`RELATIONSHIP_PERIOD_ENV`] (whole days, 0
+/// to 3650; default 28). Every service reads the same variable, so commands, views and
+/// feeds decide alike; a value that is not a number in range is an error at start-up.
+pub fn governance_settings() -> anyhow::Result<carewoven_governance::Settings> {
+    let mut settings = carewoven_governance::Settings::default();
+    if let Ok(raw) = std::env::var(RELATIONSHIP_PERIOD_ENV) {
+        let days: i64 = raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|d| (0..=3650).contains(d))
+            .ok_or_else(|| {
+                anyhow::anyhow!("{RELATIONSHIP_PERIOD_ENV} must be whole days from 0 to 3650")
+            })?;
+        settings.relationship_period = chrono::TimeDelta::days(days);
+    }
+    Ok(settings)
+}
+
 pub use audit::{AuditLog, AuditRecord};
 pub use grpc::Authenticator;
 pub use index::{AccessError, AccessIndex};

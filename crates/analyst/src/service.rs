@@ -103,13 +103,13 @@ impl History {
                     "ANALYST_ROLE_REQUIRED",
                 ))
                 .await;
-            Err(permission_denied(&Denial {
-                reason: "ANALYST_ROLE_REQUIRED",
-                message: format!(
+            Err(permission_denied(&Denial::new(
+                "ANALYST_ROLE_REQUIRED",
+                format!(
                     "replaying history needs the analyst role; {}'s token does not grant it",
                     identity.organisation
                 ),
-            }))
+            )))
         }
     }
 }

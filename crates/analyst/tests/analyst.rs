@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 /// Registry events [`register_standard_orgs`] appends: five organisations, each registered
 /// with an agreement.
-const REGISTRY_EVENTS: u64 = 10;
+const REGISTRY_EVENTS: u64 = 12;
 
 /// The command service on `nats`, with the standard organisations registered.
 async fn start(nats: &NatsServer) -> (Service, CommandServiceClient<Channel>) {
@@ -96,21 +96,24 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
         .unwrap();
         people.push(person);
     }
-    // The third person objects to research use: the national data opt-out (recorded by the
-    // hospital, which referred them: a legitimate relationship).
-    c.record_consent(signed(v1::RecordConsentRequest {
-        context: ctx("HOSP-A"),
-        person_id: people[2].clone(),
-        terms: Some(v1::ConsentTerms {
-            decision: v1::ConsentDecision::Deny as i32,
-            purpose: v1::Purpose::Research as i32,
-            partners: vec!["ANALYSTS".into()],
-            data_classes: vec![],
-            valid_from: "2026-01-01".into(),
-            valid_until: String::new(),
-            capacity_assessed: true,
+    // The third person objects to research use: the national data opt-out (an objection
+    // belongs to the person: recorded for them by the governance role).
+    c.record_consent(carewoven_access::grpc::with_token(
+        tonic::Request::new(v1::RecordConsentRequest {
+            context: ctx(carewoven_testkit::partners::GOVERNANCE_ORG),
+            person_id: people[2].clone(),
+            terms: Some(v1::ConsentTerms {
+                decision: v1::ConsentDecision::Deny as i32,
+                purpose: v1::Purpose::Research as i32,
+                partners: vec!["ASC".into()],
+                data_classes: vec![],
+                valid_from: "2026-01-01".into(),
+                valid_until: String::new(),
+                capacity_assessed: true,
+            }),
         }),
-    }))
+        &carewoven_testkit::partners::governance_token(),
+    ))
     .await
     .unwrap();
     let url = nats.url();

@@ -279,6 +279,7 @@ fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> S
         } else {
             Vec::new()
         },
+        registered_gp: None,
     };
     let registered = step(
         person,

@@ -98,6 +98,8 @@ pub enum Command {
     RegisterPerson(RegisterPerson),
     /// Correct a person's details: only the fields given are replaced.
     CorrectPerson(CorrectPerson),
+    /// Emergency ("break glass") access to a person's record, stating why, for 1-24 hours.
+    BreakGlass(BreakGlass),
     /// Make a referral from an organisation to a service.
     MakeReferral(MakeReferral),
     /// Move a referral through its life cycle.
@@ -209,6 +211,21 @@ pub struct RegisterPerson {
     /// A carer as "NAME|RELATIONSHIP|CONTACT" (contact optional); repeat for more.
     #[arg(long = "carer", value_name = "NAME|RELATIONSHIP|CONTACT", value_parser = parse::carer)]
     pub carers: Vec<v1::Carer>,
+    /// The GP practice the person is registered with (a registered general practice).
+    #[arg(long, value_name = "ORG")]
+    pub registered_gp: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BreakGlass {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// Why access is needed now (audited and reviewed by governance).
+    #[arg(long)]
+    pub reason: String,
+    /// How long, from 1 to 24 hours.
+    #[arg(long, default_value_t = 4)]
+    pub hours: u32,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +253,12 @@ pub struct CorrectPerson {
     /// Replace the carers with an empty list.
     #[arg(long)]
     pub clear_carers: bool,
+    /// A change of practice (registered GP or governance role only).
+    #[arg(long, value_name = "ORG")]
+    pub registered_gp: Option<String>,
+    /// The record's version the correction is based on (the care record's person_version).
+    #[arg(long, value_name = "N")]
+    pub based_on_version: u64,
     /// Why the details are corrected.
     #[arg(long)]
     pub reason: Option<String>,

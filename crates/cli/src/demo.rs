@@ -324,6 +324,7 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
                                    round on Sundays"
                         .into(),
                     communication_needs: "Hard of hearing: please face me and speak clearly".into(),
+                    registered_gp: GP.into(),
                     carers: vec![v1::Carer {
                         name: "Sam Example".into(),
                         relationship: "daughter".into(),

@@ -44,7 +44,14 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 what_matters: text(a.what_matters),
                 communication_needs: text(a.communication_needs),
                 carers: a.carers,
+                registered_gp: text(a.registered_gp),
             }),
+        }),
+        Command::BreakGlass(a) => Rpc::AssertEmergencyAccess(v1::AssertEmergencyAccessRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            reason: a.reason,
+            hours: a.hours,
         }),
         Command::CorrectPerson(a) => {
             let carers = (a.clear_carers || !a.carers.is_empty())
@@ -61,8 +68,10 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                     what_matters: a.what_matters,
                     communication_needs: a.communication_needs,
                     carers,
+                    registered_gp: a.registered_gp,
                 }),
                 reason: text(a.reason),
+                based_on_version: a.based_on_version,
             })
         }
         Command::MakeReferral(a) => Rpc::MakeReferral(v1::MakeReferralRequest {
@@ -433,6 +442,8 @@ mod tests {
         let Rpc::CorrectPersonDetails(r) = rpc(&[
             "carectl",
             "correct-person",
+            "--based-on-version",
+            "3",
             "--person-id",
             P,
             "--given-name",

@@ -66,6 +66,7 @@ impl Ctx {
 pub enum Rpc {
     RegisterPerson(v1::RegisterPersonRequest),
     CorrectPersonDetails(v1::CorrectPersonDetailsRequest),
+    AssertEmergencyAccess(v1::AssertEmergencyAccessRequest),
     MakeReferral(v1::MakeReferralRequest),
     ProgressReferral(v1::ProgressReferralRequest),
     RequestAssessment(v1::RequestAssessmentRequest),
@@ -130,6 +131,7 @@ impl Rpc {
         match self {
             Rpc::RegisterPerson(m) => call!(register_person, m),
             Rpc::CorrectPersonDetails(m) => call!(correct_person_details, m),
+            Rpc::AssertEmergencyAccess(m) => call!(assert_emergency_access, m),
             Rpc::MakeReferral(m) => call!(make_referral, m),
             Rpc::ProgressReferral(m) => call!(progress_referral, m),
             Rpc::RequestAssessment(m) => call!(request_assessment, m),

@@ -685,6 +685,7 @@ pub fn plan_person(cfg: &Config, index: u32) -> PersonPlan {
             what_matters,
             communication_needs,
             carers,
+            registered_gp: gp.to_owned(),
         }),
     );
     g.need_member(gp, "", Role::GeneralPractice, registered + minutes(5));
@@ -1739,16 +1740,24 @@ struct ReferralLink {
 struct EpisodeLink {
     manager: Option<&'static str>,
     receiving: Vec<&'static str>,
+    /// The organisation of the service the discharge was last agreed with.
+    agreed: Option<&'static str>,
     handover: Option<&'static str>,
 }
 
 /// What the command service's authorisation knows of one person, for the commands the seed
 /// sends: the same rules as `carewoven_governance::Governance::authorise` (a legitimate
-/// relationship through the care team, a referral or a discharge episode; care-team changes
-/// by members; referral steps by the receiving service's organisation, cancelling by the
-/// referrer; discharge steps by the organisation owning the site).
+/// relationship as the registered GP, through the care team, as a referral's receiving
+/// service or through a discharge episode, never as the referrer; care-team changes by
+/// members, and the registered GP and the organisations receiving a referral or managing or
+/// receiving a discharge may add themselves; objections by the registered GP; referral
+/// steps by the receiving service's organisation, cancelling by the referrer; discharge
+/// steps by the organisation owning the site). Every command is recorded now, so no ground
+/// lapses with the set period during a seed run.
 #[derive(Debug, Default)]
 struct Access {
+    /// The registered GP practice.
+    gp: Option<&'static str>,
     /// Members in the order they joined: (organisation, practitioner).
     team: Vec<(&'static str, String)>,
     referrals: BTreeMap<usize, ReferralLink>,
@@ -1760,31 +1769,41 @@ impl Access {
         self.team.iter().any(|(o, _)| *o == org)
     }
 
-    /// Related organisations, in a fixed order: members, then referrals', then episodes'.
-    fn related_orgs(&self) -> impl Iterator<Item = &'static str> + '_ {
-        let team = self.team.iter().map(|(o, _)| *o);
+    /// Organisations holding a ground other than the care team, in a fixed order: the
+    /// registered GP, referrals' receivers, then episodes' organisations. Each may add
+    /// itself to the care team.
+    fn standing_orgs(&self) -> impl Iterator<Item = &'static str> + '_ {
         let referrals = self
             .referrals
             .values()
             .filter(|r| !r.closed)
-            .flat_map(|r| std::iter::once(r.from).chain(r.receiver));
+            .filter_map(|r| r.receiver);
         let episodes = self
             .episodes
             .values()
             .flat_map(|e| e.manager.into_iter().chain(e.receiving.iter().copied()));
-        team.chain(referrals).chain(episodes)
+        self.gp.into_iter().chain(referrals).chain(episodes)
+    }
+
+    fn standing(&self, org: &str) -> bool {
+        self.standing_orgs().any(|o| o == org)
     }
 
     fn related(&self, org: &str) -> bool {
-        self.related_orgs().any(|o| o == org)
+        self.on_team(org) || self.standing(org)
     }
 
     /// Whether `actor` may send `op` now.
     fn allows(&self, actor: &str, op: &Op) -> bool {
         match op {
             Op::Register(_) => true,
-            Op::AddMember { .. } if self.team.is_empty() => self.related(actor),
-            Op::AddMember { .. } | Op::NameCoordinator(_) | Op::AgreePlan(_) => self.on_team(actor),
+            Op::AddMember { member, .. } => {
+                self.on_team(actor) || (member.organisation == actor && self.standing(actor))
+            }
+            Op::NameCoordinator(_) | Op::AgreePlan(_) => self.on_team(actor),
+            Op::RecordConsent(_, terms) if terms.decision == Decision::Deny.to_i32() => {
+                self.gp == Some(actor)
+            }
             Op::MakeReferral(_, r) => {
                 r.from_organisation == actor && owner(&r.to_service).is_some()
             }
@@ -1806,7 +1825,13 @@ impl Access {
             Op::Admit { site, .. } => owner(site) == Some(actor),
             Op::Discharge { episode, step } => {
                 self.episodes.get(episode).is_some_and(|e| match step {
-                    pd::Step::AcceptHandover(h) => h.organisation == actor,
+                    pd::Step::AcceptHandover(h) => {
+                        h.organisation == actor
+                            && match e.agreed {
+                                Some(agreed) => agreed == actor,
+                                None => self.gp == Some(actor) || self.on_team(actor),
+                            }
+                    }
                     pd::Step::CompleteHomeAssessment(_) => {
                         e.manager == Some(actor) || e.handover == Some(actor)
                     }
@@ -1817,14 +1842,17 @@ impl Access {
     }
 
     /// Who sends `step` now: its own organisation if it may; a care-team change, which any
-    /// member may make, by the first member (the first member itself by an organisation with
-    /// a relationship); otherwise nobody yet.
+    /// member may make, by the first member (the first member adds itself, so it waits for
+    /// an organisation that may); otherwise nobody yet.
     fn actor(&self, step: &Step) -> Option<&'static str> {
         if self.allows(step.org, &step.op) {
             return Some(step.org);
         }
         match &step.op {
-            Op::AddMember { .. } if self.team.is_empty() => self.related_orgs().next(),
+            Op::AddMember { member, .. } if self.team.is_empty() => {
+                let org = static_org(&member.organisation);
+                self.allows(org, &step.op).then_some(org)
+            }
             Op::AddMember { .. } | Op::NameCoordinator(_) | Op::AgreePlan(_) => {
                 self.team.first().map(|(o, _)| *o)
             }
@@ -1835,6 +1863,9 @@ impl Access {
     /// The relationships `op` starts or ends once sent.
     fn apply(&mut self, op: &Op) {
         match op {
+            Op::Register(profile) if !profile.registered_gp.is_empty() => {
+                self.gp = Some(static_org(&profile.registered_gp));
+            }
             Op::AddMember { member, .. } => {
                 let m = (
                     static_org(&member.organisation),
@@ -1870,9 +1901,12 @@ impl Access {
             Op::Discharge { episode, step } => {
                 let e = self.episodes.entry(*episode).or_default();
                 match step {
-                    pd::Step::RequestService(pd::RequestService { service })
-                    | pd::Step::AgreeDischarge(pd::AgreeDischarge { service, .. }) => {
+                    pd::Step::RequestService(pd::RequestService { service }) => {
                         e.receiving.extend(owner(service));
+                    }
+                    pd::Step::AgreeDischarge(pd::AgreeDischarge { service, .. }) => {
+                        e.receiving.extend(owner(service));
+                        e.agreed = owner(service);
                     }
                     pd::Step::AcceptHandover(h) => {
                         let org = static_org(&h.organisation);
@@ -2813,7 +2847,11 @@ mod tests {
             access.related(COUNCIL),
             "the receiving service's organisation"
         );
-        assert!(access.allows(GPS[0], &member(GPS[0])));
+        // The referrer gains no ground by referring.
+        assert!(!access.related(GPS[0]));
+        assert!(!access.allows(GPS[0], &member(GPS[0])));
+        assert!(access.allows(COUNCIL, &member(COUNCIL)));
+        assert!(!access.allows(COUNCIL, &member(GPS[0])), "not on the team");
         let cancel = Op::ProgressReferral {
             referral: 0,
             action: ReferralAction::Cancel,

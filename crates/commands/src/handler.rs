@@ -146,13 +146,25 @@ impl Handler {
         if !claimed.is_empty() && claimed != identity.organisation.as_str() {
             self.audit_refusal(Some(identity), None, rpc, "ORGANISATION_MISMATCH")
                 .await;
-            return Err(permission_denied(&Denial {
-                reason: "ORGANISATION_MISMATCH",
-                message: format!(
+            return Err(permission_denied(&Denial::new(
+                "ORGANISATION_MISMATCH",
+                format!(
                     "context.organisation {claimed} is not the authenticated organisation {}",
                     identity.organisation
                 ),
-            }));
+            )));
+        }
+        // So is the acting user: the token's `user` claim, never a request field.
+        let claimed_user = request.context().map(|c| c.user.trim()).unwrap_or("");
+        if !claimed_user.is_empty()
+            && identity.user.as_ref().map(|u| u.as_str()) != Some(claimed_user)
+        {
+            self.audit_refusal(Some(identity), None, rpc, "USER_MISMATCH")
+                .await;
+            return Err(permission_denied(&Denial::new(
+                "USER_MISMATCH",
+                "context.user must be empty or the authenticated user (the token's user claim)",
+            )));
         }
         let ctx = parse_context_with(
             request.context(),
@@ -167,19 +179,39 @@ impl Handler {
         let print = fingerprint(&request.encode_to_vec());
         self.log.ensure_connected().map_err(|e| log_status(&e))?;
 
-        // A creating command reads nothing but the person's existence. If an earlier attempt
-        // already created its aggregate (whose id is derived from the command id, or for a
-        // person from the NHS number), the append's concurrency check fails and the retry is
-        // recognised below.
+        // Every organisation and service the command names must be registered: a refusal
+        // names the field and says nothing about any person.
+        let mut references = self.access.with(|g| g.check_references(&command));
+        if references.is_err() {
+            // Refused on a view that may be stale: confirm against the log's end.
+            self.access
+                .catch_up(self.deadline)
+                .await
+                .map_err(|e| e.to_status())?;
+            references = self.access.with(|g| g.check_references(&command));
+        }
+        if let Err(e) = references {
+            return Err(match e {
+                DomainError::Invalid { field, reason } => domain_status(&DomainError::Invalid {
+                    field: request.wire_field(&field),
+                    reason,
+                }),
+                e => domain_status(&e),
+            });
+        }
+
+        // A creating command reads nothing. If an earlier attempt already created its
+        // aggregate (whose id is derived from the command id, or for a person from the NHS
+        // number), the append's concurrency check fails and the retry is recognised below.
+        // Nothing is said about whether the person or aggregate exists before the caller is
+        // authorised: an organisation without a ground is refused the same way either way.
         let history = if target.existence == Existence::MustNotExist {
-            self.require_person(&target).await?;
             History::default()
         } else {
-            let history = self.read_for(&target).await?;
-            if let Some(previous) = history.command(ctx.command_id) {
-                return replay_reply(ctx.command_id, &print, &target, previous);
-            }
-            history
+            self.log
+                .load(target.person_id, target.kind, target.aggregate_id)
+                .await
+                .map_err(|e| log_status(&e))?
         };
 
         let mut state: Option<AggregateState> = None;
@@ -190,20 +222,31 @@ impl Handler {
         }
         // Authorisation: the caller's organisation must have a role in this aggregate (a
         // refusal is confirmed against the log's end first, see `AccessIndex::check`).
+        let decided_at = Utc::now();
         let allowed = self
             .access
             .check(self.deadline, |g| {
-                g.authorise(identity, &command, state.as_ref())
+                g.authorise(identity, &command, state.as_ref(), decided_at)
             })
             .await;
         if let Err(e) = allowed {
             if let AccessError::Denied(d) = &e {
                 let person = (target.person_id != carewoven_domain::REGISTRY_PERSON)
                     .then_some(target.person_id);
-                self.audit_refusal(Some(identity), person, rpc, d.reason)
+                self.audit_refusal(Some(identity), person, rpc, d.audit_reason())
                     .await;
             }
             return Err(e.to_status());
+        }
+        if target.existence == Existence::MustNotExist {
+            self.require_person(&target).await?;
+        } else {
+            if history.events.is_empty() {
+                self.require_person(&target).await?;
+            }
+            if let Some(previous) = history.command(ctx.command_id) {
+                return replay_reply(ctx.command_id, &print, &target, previous);
+            }
         }
         // Only after authorisation: the answer says whose the number is.
         self.refuse_nhs_number_taken(&command, ctx.command_id)
@@ -236,6 +279,10 @@ impl Handler {
             }
         };
 
+        // Decided: emergency access goes on record before it is given.
+        if let Some(denied) = self.audit_emergency_access(identity, &command, rpc).await {
+            return Err(denied);
+        }
         let base_version = history.events.len() as u64;
         let occurred_at = ctx.occurred_at.unwrap_or(now);
         let events = events
@@ -276,10 +323,7 @@ impl Handler {
                     if let Some(previous) = self.creation_by(&target, ctx.command_id).await? {
                         return replay_reply(ctx.command_id, &print, &target, previous);
                     }
-                    return Err(domain_status(&DomainError::AlreadyExists {
-                        what: target.kind.as_str(),
-                        id: target.aggregate_id.to_string(),
-                    }));
+                    return Err(self.already_exists(identity, &target).await);
                 }
                 let history = self.read_for(&target).await?;
                 if let Some(previous) = history.command(ctx.command_id) {
@@ -288,6 +332,63 @@ impl Handler {
                 Err(log_status(&LogError::Conflict))
             }
             Err(e) => Err(log_status(&e)),
+        }
+    }
+
+    /// What already exists. A person's id is told only to an organisation with a
+    /// relationship with them; anyone else learns only that the NHS number is registered
+    /// and is pointed to `FindPerson` (NHS number and date of birth, audited).
+    async fn already_exists(&self, identity: &Identity, target: &Target) -> Status {
+        if target.kind == AggregateKind::Person {
+            let person = target.person_id;
+            let related = self
+                .access
+                .check(self.deadline, |g| {
+                    g.may_read(identity, person, Utc::now())
+                        .or_else(|d| match d.reason {
+                            "NO_AGREEMENT_IN_FORCE" => Ok(()),
+                            _ => Err(d),
+                        })
+                })
+                .await
+                .is_ok();
+            if !related {
+                return domain_status(&DomainError::AlreadyExists {
+                    what: "person with that NHS number",
+                    id: "(use FindPerson with the NHS number and date of birth)".to_owned(),
+                });
+            }
+        }
+        domain_status(&DomainError::AlreadyExists {
+            what: target.kind.as_str(),
+            id: target.aggregate_id.to_string(),
+        })
+    }
+
+    /// Emergency access is audited as BREAK_GLASS before it is granted: if the audit record
+    /// cannot be stored, access is not given.
+    async fn audit_emergency_access(
+        &self,
+        identity: &Identity,
+        command: &carewoven_domain::Command,
+        rpc: &str,
+    ) -> Option<Status> {
+        let carewoven_domain::Command::Person {
+            person_id,
+            command: carewoven_domain::person::PersonCommand::AssertEmergencyAccess { .. },
+        } = command
+        else {
+            return None;
+        };
+        let record =
+            AuditRecord::permitted(identity, Some(*person_id), v1::AuditAction::BreakGlass)
+                .detail(rpc);
+        match self.audit.record(&record).await {
+            Ok(_) => None,
+            Err(e) => Some(Status::unavailable(format!(
+                "emergency access could not be audited, so it was not given: {}",
+                e.message()
+            ))),
         }
     }
 

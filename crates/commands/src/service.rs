@@ -46,6 +46,7 @@ macro_rules! rpcs {
 rpcs! {
     register_person(RegisterPersonRequest);
     correct_person_details(CorrectPersonDetailsRequest);
+    assert_emergency_access(AssertEmergencyAccessRequest);
     make_referral(MakeReferralRequest);
     progress_referral(ProgressReferralRequest);
     request_assessment(RequestAssessmentRequest);

@@ -26,9 +26,10 @@ pub enum Event {
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 48] = [
+pub const EVENT_TYPES: [&str; 49] = [
     "person_registered",
     "person_details_corrected",
+    "emergency_access_asserted",
     "referral_submitted",
     "referral_received",
     "referral_accepted",

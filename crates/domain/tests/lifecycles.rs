@@ -1023,6 +1023,7 @@ fn profile(dob: chrono::NaiveDate) -> Profile {
         what_matters: Some(long("my garden")),
         communication_needs: None,
         carers: Vec::new(),
+        registered_gp: None,
     }
 }
 
@@ -1053,6 +1054,7 @@ fn a_future_date_of_birth_is_invalid() {
             ..Correction::default()
         },
         reason: long("typo"),
+        based_on_version: 1,
     };
     assert_invalid(step(&person, &correct(day(1))), "correction.date_of_birth");
     let (corrected, _) = step(&person, &correct(date(1941, 3, 1))).unwrap();
@@ -1064,6 +1066,7 @@ fn a_future_date_of_birth_is_invalid() {
             &PersonCommand::Correct {
                 correction: Correction::default(),
                 reason: long("nothing"),
+                based_on_version: 1,
             },
         ),
         "correction",

@@ -973,6 +973,7 @@ fn person_register() -> impl Strategy<Value = PersonCommand> {
             what_matters: Some(long("my garden")),
             communication_needs: None,
             carers: Vec::new(),
+            registered_gp: None,
         })
         .prop_map(|profile| PersonCommand::Register {
             person_id: Uuid::from_u128(1),
@@ -994,9 +995,10 @@ fn person_command() -> impl Strategy<Value = PersonCommand> {
         });
     prop_oneof![
         1 => person_register(),
-        3 => correction.prop_map(|correction| PersonCommand::Correct {
+        3 => (correction, 1u64..4).prop_map(|(correction, based_on_version)| PersonCommand::Correct {
             correction,
             reason: long("typo"),
+            based_on_version,
         }),
     ]
 }

@@ -187,7 +187,7 @@ impl Evaluator {
             .messages()
             .await
             .context("following the event stream")?;
-        let mut governance = Governance::new();
+        let mut governance = Governance::with_settings(carewoven_access::governance_settings()?);
         let mut heads: HashMap<Code, FeedHead> = HashMap::new();
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut in_flight = 0usize;
@@ -264,16 +264,18 @@ impl Evaluator {
             return Ok(());
         }
         let person = event.meta.person_id;
-        let before = governance.related_orgs(person);
+        // Relationships as they stood when the event was recorded, just before and after it.
+        let at = event.meta.recorded_at;
+        let before = governance.related_orgs(person, at);
         governance.apply(event);
-        let after = governance.related_orgs(person);
+        let after = governance.related_orgs(person, at);
         let candidates: BTreeSet<&Code> = before.iter().chain(after.iter()).collect();
         if candidates.is_empty() {
             return Ok(());
         }
-        let today = carewoven_domain::values::uk_date((self.clock)());
+        let now = (self.clock)();
         for org in candidates {
-            let Some(disclosure) = governance.disclosure(event, org, before.contains(org), today)
+            let Some(disclosure) = governance.disclosure(event, org, before.contains(org), now)
             else {
                 continue;
             };

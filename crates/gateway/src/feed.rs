@@ -118,7 +118,7 @@ impl Feeds {
                 Some(who),
                 person,
                 action,
-                denial.reason,
+                denial.audit_reason(),
             ))
             .await;
         permission_denied(&denial)
@@ -139,10 +139,14 @@ impl FeedService for Feeds {
         let registered = self
             .access
             .check(self.deadline, |g| {
-                g.organisation(&who.organisation).map(|_| ()).ok_or(Denial {
-                    reason: "ORGANISATION_NOT_REGISTERED",
-                    message: format!("organisation {org} is not registered"),
-                })
+                g.organisation(&who.organisation)
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        Denial::new(
+                            "ORGANISATION_NOT_REGISTERED",
+                            format!("organisation {org} is not registered"),
+                        )
+                    })
             })
             .await;
         if let Err(e) = registered {
@@ -292,16 +296,21 @@ impl AuditService for Feeds {
             let allowed = self
                 .access
                 .check(self.deadline, |g| {
-                    if g.related(person, &who.organisation) {
-                        Ok(())
+                    let now = chrono::Utc::now();
+                    let denied = Denial::new(
+                        "NO_LEGITIMATE_RELATIONSHIP",
+                        format!(
+                            "{} has no legitimate relationship with this person",
+                            who.organisation
+                        ),
+                    );
+                    if !g.related(person, &who.organisation, now) {
+                        Err(denied)
+                    } else if g.objects_to(person, &who.organisation, now) {
+                        // Told exactly what an unrelated organisation is told.
+                        Err(denied.because("OBJECTION"))
                     } else {
-                        Err(Denial {
-                            reason: "NO_LEGITIMATE_RELATIONSHIP",
-                            message: format!(
-                                "{} has no legitimate relationship with this person",
-                                who.organisation
-                            ),
-                        })
+                        Ok(())
                     }
                 })
                 .await;

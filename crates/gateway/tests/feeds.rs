@@ -310,10 +310,12 @@ impl World {
             .log_position
     }
 
+    /// The person's objection, recorded for them by the governance role (an objection
+    /// belongs to the person, never to an organisation).
     async fn object(&mut self, person: &str, partner: &str) -> u64 {
         self.client
-            .record_consent(signed(v1::RecordConsentRequest {
-                context: ctx(HOSP),
+            .record_consent(governance(v1::RecordConsentRequest {
+                context: ctx(carewoven_testkit::partners::GOVERNANCE_ORG),
                 person_id: person.into(),
                 terms: Some(v1::ConsentTerms {
                     decision: v1::ConsentDecision::Deny as i32,
@@ -588,7 +590,7 @@ async fn a_lapsed_or_ended_agreement_suspends_delivery() {
                 context: Some(v1::CommandContext {
                     command_id: Uuid::now_v7().to_string(),
                     organisation: carewoven_testkit::partners::GOVERNANCE_ORG.into(),
-                    user: "registrar".into(),
+                    user: "tester".into(),
                     ..Default::default()
                 }),
                 code: "SHORT".into(),
@@ -635,7 +637,7 @@ async fn a_lapsed_or_ended_agreement_suspends_delivery() {
                 context: Some(v1::CommandContext {
                     command_id: Uuid::now_v7().to_string(),
                     organisation: carewoven_testkit::partners::GOVERNANCE_ORG.into(),
-                    user: "registrar".into(),
+                    user: "tester".into(),
                     ..Default::default()
                 }),
                 code: COMM.into(),
@@ -879,4 +881,12 @@ async fn who_accessed_a_record_is_answered_from_the_audit() {
         .any(|e| e.organisation == COMM && e.action == v1::AuditAction::AuditRead as i32);
     assert!(refused && asked);
     w.stop().await;
+}
+
+/// `message` carrying the governance role's token.
+fn governance<T>(message: T) -> tonic::Request<T> {
+    carewoven_access::grpc::with_token(
+        tonic::Request::new(message),
+        &carewoven_testkit::partners::governance_token(),
+    )
 }

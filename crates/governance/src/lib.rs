@@ -3,27 +3,38 @@
 //!
 //! [`Governance`] is folded from events in log order ([`Governance::apply`]). It knows the
 //! registry (organisations, their services, their data-sharing agreements) and, per person,
-//! which organisations have a **legitimate relationship** (care team, referral, discharge
-//! episode) and which objections are active. From it:
+//! the **grounds** of each organisation's legitimate relationship (ig-model.md: registered
+//! GP, care team, hospital stay, receiving a discharge, receiving a referral, emergency
+//! access), when each started and when it ends, and which objections are active. From it:
 //!
 //! - [`Governance::authorise`] decides whether an organisation may issue a command;
-//! - [`Governance::may_read`] whether it may read a person's record;
+//! - [`Governance::check_references`] whether every organisation and service a command names
+//!   is registered;
+//! - [`Governance::read_scope`] / [`Governance::may_read`] whether, and how much of, a
+//!   person's record an organisation may read;
 //! - [`Governance::disclosure`] what, if anything, a partner is sent of one event.
 //!
-//! Like the domain crate this does no IO and reads no clock: "today" is an argument.
+//! Like the domain crate this does no IO and reads no clock: "now" is an argument, and
+//! every decision is a function of the log prefix and that instant, so it can be replayed.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 
 use carewoven_domain::assessment::AssessmentCommand;
+use carewoven_domain::care_plan::CarePlanCommand;
 use carewoven_domain::care_team::{CareTeamCommand, CareTeamEvent, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DischargeCommand, DischargeEvent};
-use carewoven_domain::organisation::{Organisation, OrganisationEvent, SharingAgreement};
-use carewoven_domain::person::PersonEvent;
+use carewoven_domain::meeting::MeetingCommand;
+use carewoven_domain::organisation::{
+    Organisation, OrganisationCommand, OrganisationEvent, OrganisationType, SharingAgreement,
+};
+use carewoven_domain::person::{PersonCommand, PersonEvent};
 use carewoven_domain::referral::{ReferralCommand, ReferralEvent};
+use carewoven_domain::values::uk_date;
 use carewoven_domain::values::{Code, NhsNumber};
-use carewoven_domain::{AggregateKind, AggregateState, Command, Event, RecordedEvent};
-use chrono::NaiveDate;
+use carewoven_domain::{AggregateKind, AggregateState, Command, DomainError, Event, RecordedEvent};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use uuid::Uuid;
 
 /// What a caller may do besides acting for its organisation (token claims).
@@ -70,9 +81,12 @@ impl Identity {
 /// Why an access is refused. The message names no person and no personal data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// Stable machine-readable reason (for `google.rpc.ErrorInfo` and audit).
+    /// Stable machine-readable reason told to the caller (`google.rpc.ErrorInfo`).
     pub reason: &'static str,
     pub message: String,
+    /// The real reason, for the audit record only, when the caller is told less (an
+    /// organisation the person objected to is told what an unrelated one is told).
+    pub cause: Option<&'static str>,
 }
 
 impl Denial {
@@ -80,7 +94,13 @@ impl Denial {
         Denial {
             reason,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// The reason the audit records: the real one.
+    pub fn audit_reason(&self) -> &'static str {
+        self.cause.unwrap_or(self.reason)
     }
 }
 
@@ -97,6 +117,8 @@ pub enum Disclosure {
 /// decisions, which partners receive as identifiers only.
 pub fn data_class(event: &Event) -> Option<DataClass> {
     Some(match event {
+        // Who broke the glass is care-team business: the coordinator is told through it.
+        Event::Person(PersonEvent::EmergencyAccessAsserted { .. }) => DataClass::CareTeam,
         Event::Person(_) => DataClass::Demographics,
         Event::Referral(_) => DataClass::Referrals,
         Event::Assessment(_) => DataClass::Assessments,
@@ -110,19 +132,26 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
 }
 
 /// The event types [`Governance::apply`] acts on.
-const GOVERNANCE_EVENT_TYPES: [&str; 20] = [
+const GOVERNANCE_EVENT_TYPES: [&str; 27] = [
     "person_registered",
     "person_details_corrected",
+    "emergency_access_asserted",
     "referral_submitted",
     "referral_rejected",
+    "referral_completed",
+    "referral_failed",
     "referral_cancelled",
     "referral_entered_in_error",
     "care_team_member_added",
     "care_team_member_removed",
+    "care_coordinator_named",
     "person_admitted",
     "service_requested",
     "discharge_agreed",
     "handover_accepted",
+    "discharge_episode_closed",
+    "person_died",
+    "person_self_discharged",
     "consent_recorded",
     "consent_withdrawn",
     "organisation_registered",
@@ -130,20 +159,97 @@ const GOVERNANCE_EVENT_TYPES: [&str; 20] = [
     "sharing_agreement_recorded",
     "sharing_agreement_ended",
     // Not acted on today, listed so a future rule on them is not silently skipped:
-    "care_coordinator_named",
     "care_coordinator_unassigned",
+    "person_discharged",
 ];
 
 /// The purposes under which partners receive feeds and read records: individual care.
 const CARE_PURPOSES: [Purpose; 2] = [Purpose::DirectCare, Purpose::CareCoordination];
+
+/// Deployment settings of the relationship model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a hospital stay, a receiving role in a discharge, or a completed or failed
+    /// referral remains a ground after its episode or referral reached a terminal state.
+    pub relationship_period: TimeDelta,
+}
+
+/// The default [`Settings::relationship_period`]: 28 days.
+pub const DEFAULT_RELATIONSHIP_PERIOD_DAYS: i64 = 28;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            relationship_period: TimeDelta::days(DEFAULT_RELATIONSHIP_PERIOD_DAYS),
+        }
+    }
+}
+
+/// A ground for a legitimate relationship (ig-model.md, "Legitimate relationship").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ground {
+    /// The practice recorded as the person's GP.
+    RegisteredGp,
+    /// A member organisation of the person's care team.
+    CareTeam,
+    /// The organisation owning the site of a discharge episode.
+    HospitalStay,
+    /// The owner of a service requested or agreed in a discharge, or the handover
+    /// organisation.
+    ReceivingDischarge,
+    /// The owner of a referral's receiving service.
+    ReceivingReferral,
+    /// Emergency ("break glass") access, until it expires.
+    EmergencyAccess,
+}
+
+impl Ground {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ground::RegisteredGp => "registered_gp",
+            Ground::CareTeam => "care_team",
+            Ground::HospitalStay => "hospital_stay",
+            Ground::ReceivingDischarge => "receiving_discharge",
+            Ground::ReceivingReferral => "receiving_referral",
+            Ground::EmergencyAccess => "emergency_access",
+        }
+    }
+
+    /// A ground that lets its organisation add itself to the care team. Emergency access
+    /// does not: it must not turn into a standing relationship.
+    fn may_join_team(self) -> bool {
+        !matches!(self, Ground::EmergencyAccess | Ground::CareTeam)
+    }
+}
+
+impl fmt::Display for Ground {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Organisation types registered as providing direct care: they may assert emergency access.
+/// Voluntary and other organisations may not.
+pub fn provides_direct_care(org_type: OrganisationType) -> bool {
+    matches!(
+        org_type,
+        OrganisationType::NhsTrust
+            | OrganisationType::GeneralPractice
+            | OrganisationType::LocalAuthority
+            | OrganisationType::CommunityProvider
+            | OrganisationType::CareProvider
+    )
+}
 
 #[derive(Debug, Clone, Default)]
 struct ReferralLink {
     from: Option<Code>,
     /// The organisation that owned the receiving service when the referral was made.
     to: Option<Code>,
-    /// Rejected, cancelled or entered in error: no longer a ground for a relationship.
+    /// Rejected, cancelled or entered in error: no longer a ground, at once.
     closed_early: bool,
+    /// Completed or failed: a ground until the set period after this.
+    finished_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -151,6 +257,8 @@ struct EpisodeLink {
     managing: Option<Code>,
     /// Organisations of services requested or agreed, and the one that accepted handover.
     receiving: BTreeSet<Code>,
+    /// Closed, died or self-discharged: the grounds last the set period after this.
+    ended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,63 +267,169 @@ struct ConsentLink {
     withdrawn: bool,
 }
 
+/// One emergency access assertion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyAccess {
+    pub person: Uuid,
+    pub organisation: Code,
+    pub asserted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Log position of the assertion.
+    pub position: u64,
+}
+
 /// What governance knows about one person.
 #[derive(Debug, Clone, Default)]
 struct PersonAccess {
     nhs_number: Option<NhsNumber>,
+    date_of_birth: Option<NaiveDate>,
+    registered_gp: Option<Code>,
     referrals: HashMap<Uuid, ReferralLink>,
     care_team: Vec<MemberRef>,
+    coordinator: Option<Code>,
     episodes: HashMap<Uuid, EpisodeLink>,
     consents: HashMap<Uuid, ConsentLink>,
+    emergency: Vec<(Code, DateTime<Utc>)>,
 }
 
 impl PersonAccess {
-    fn related_orgs(&self) -> BTreeSet<Code> {
+    /// The grounds `org` holds at `at`.
+    fn grounds(&self, org: &Code, at: DateTime<Utc>, settings: &Settings) -> BTreeSet<Ground> {
+        let lasts = |ended: Option<DateTime<Utc>>| {
+            ended.is_none_or(|ended| at < ended + settings.relationship_period)
+        };
+        let mut grounds = BTreeSet::new();
+        if self.registered_gp.as_ref() == Some(org) {
+            grounds.insert(Ground::RegisteredGp);
+        }
+        if self.on_care_team(org) {
+            grounds.insert(Ground::CareTeam);
+        }
+        for e in self.episodes.values().filter(|e| lasts(e.ended_at)) {
+            if e.managing.as_ref() == Some(org) {
+                grounds.insert(Ground::HospitalStay);
+            }
+            if e.receiving.contains(org) {
+                grounds.insert(Ground::ReceivingDischarge);
+            }
+        }
+        if self
+            .referrals
+            .values()
+            .any(|r| r.to.as_ref() == Some(org) && !r.closed_early && lasts(r.finished_at))
+        {
+            grounds.insert(Ground::ReceivingReferral);
+        }
+        if self
+            .emergency
+            .iter()
+            .any(|(o, expires)| o == org && at < *expires)
+        {
+            grounds.insert(Ground::EmergencyAccess);
+        }
+        grounds
+    }
+
+    /// Every organisation that may hold a ground (a superset; filter with `grounds`).
+    fn candidates(&self) -> BTreeSet<Code> {
         let mut orgs: BTreeSet<Code> = self
             .care_team
             .iter()
             .map(|m| m.organisation.clone())
             .collect();
-        for r in self.referrals.values().filter(|r| !r.closed_early) {
-            orgs.extend(r.from.iter().cloned());
+        orgs.extend(self.registered_gp.iter().cloned());
+        for r in self.referrals.values() {
             orgs.extend(r.to.iter().cloned());
         }
         for e in self.episodes.values() {
             orgs.extend(e.managing.iter().cloned());
             orgs.extend(e.receiving.iter().cloned());
         }
+        orgs.extend(self.emergency.iter().map(|(o, _)| o.clone()));
         orgs
+    }
+
+    fn related_orgs(&self, at: DateTime<Utc>, settings: &Settings) -> BTreeSet<Code> {
+        self.candidates()
+            .into_iter()
+            .filter(|o| !self.grounds(o, at, settings).is_empty())
+            .collect()
     }
 
     fn on_care_team(&self, org: &Code) -> bool {
         self.care_team.iter().any(|m| &m.organisation == org)
     }
 
-    /// An active objection to `org` for individual care on `day`, covering `class` (an
-    /// objection naming no data classes covers all; consent events themselves are covered by
-    /// any objection).
-    fn objects_to(&self, org: &Code, day: NaiveDate, class: Option<DataClass>) -> bool {
-        self.consents.values().any(|c| {
+    /// Active objections to `org` for individual care on `day` (consent ids and terms).
+    fn objections_to<'a>(
+        &'a self,
+        org: &'a Code,
+        day: NaiveDate,
+    ) -> impl Iterator<Item = &'a ConsentTerms> + 'a {
+        self.consents.values().filter_map(move |c| {
             let t = &c.terms;
-            !c.withdrawn
+            (!c.withdrawn
                 && t.decision == ConsentDecision::Deny
                 && CARE_PURPOSES.contains(&t.purpose)
                 && t.partners.contains(org)
                 && t.valid_from <= day
-                && t.valid_until.is_none_or(|until| day <= until)
-                && (t.data_classes.is_empty()
-                    || class.is_none_or(|class| t.data_classes.contains(&class)))
+                && t.valid_until.is_none_or(|until| day <= until))
+            .then_some(t)
         })
     }
+
+    /// An active objection to `org` for individual care on `day`, covering `class` (an
+    /// objection naming no data classes covers all; `None`, consent events themselves and
+    /// whole-record decisions, is covered by any objection).
+    fn objects_to(&self, org: &Code, day: NaiveDate, class: Option<DataClass>) -> bool {
+        self.objections_to(org, day).any(|t| {
+            t.data_classes.is_empty() || class.is_none_or(|class| t.data_classes.contains(&class))
+        })
+    }
+
+    /// An objection to `org` covering the whole record.
+    fn objects_to_all(&self, org: &Code, day: NaiveDate) -> bool {
+        self.objections_to(org, day)
+            .any(|t| t.data_classes.is_empty())
+    }
 }
+
+/// How much of a record a reader may see: every data class but those withheld.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadScope {
+    /// Classes outside the reader's agreements, or under a partial objection to it.
+    pub withheld: BTreeSet<DataClass>,
+}
+
+impl ReadScope {
+    pub fn allows(&self, class: DataClass) -> bool {
+        !self.withheld.contains(&class)
+    }
+}
+
+/// Every data class, in a fixed order.
+pub const ALL_DATA_CLASSES: [DataClass; 9] = [
+    DataClass::Demographics,
+    DataClass::Contact,
+    DataClass::Referrals,
+    DataClass::Assessments,
+    DataClass::CarePlan,
+    DataClass::CareTeam,
+    DataClass::Discharge,
+    DataClass::Meetings,
+    DataClass::Feedback,
+];
 
 /// The governance state folded from the log.
 #[derive(Debug, Clone, Default)]
 pub struct Governance {
+    settings: Settings,
     orgs: HashMap<Code, Organisation>,
     service_owner: HashMap<Code, Code>,
     org_ids: HashMap<Uuid, Code>,
     people: HashMap<Uuid, PersonAccess>,
+    by_nhs_number: HashMap<NhsNumber, Uuid>,
+    emergency: Vec<EmergencyAccess>,
     /// People with an event the follower could not decode, and the first such position:
     /// their record is closed to everyone (it may have been an objection), nobody else's.
     undecodable: HashMap<Uuid, u64>,
@@ -226,6 +440,17 @@ pub struct Governance {
 impl Governance {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
+        Governance {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Log position of the last event applied (0: none).
@@ -261,16 +486,44 @@ impl Governance {
             self.apply_registry(meta.aggregate_id, e);
             return;
         }
+        let at = meta.recorded_at;
         let owner = |service: &Code| self.service_owner.get(service).cloned();
         let mut links = self.people.remove(&meta.person_id).unwrap_or_default();
         match &recorded.event {
             Event::Person(PersonEvent::Registered { profile }) => {
                 links.nhs_number = Some(profile.nhs_number.clone());
+                links.date_of_birth = Some(profile.date_of_birth);
+                links.registered_gp = profile.registered_gp.clone();
+                self.by_nhs_number
+                    .insert(profile.nhs_number.clone(), meta.person_id);
             }
             Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
                 if let Some(nhs) = &correction.nhs_number {
-                    links.nhs_number = Some(nhs.clone());
+                    if let Some(old) = links.nhs_number.replace(nhs.clone()) {
+                        self.by_nhs_number.remove(&old);
+                    }
+                    self.by_nhs_number.insert(nhs.clone(), meta.person_id);
                 }
+                if let Some(dob) = correction.date_of_birth {
+                    links.date_of_birth = Some(dob);
+                }
+                if let Some(gp) = &correction.registered_gp {
+                    links.registered_gp = Some(gp.clone());
+                }
+            }
+            Event::Person(PersonEvent::EmergencyAccessAsserted {
+                organisation,
+                expires_at,
+                ..
+            }) => {
+                links.emergency.push((organisation.clone(), *expires_at));
+                self.emergency.push(EmergencyAccess {
+                    person: meta.person_id,
+                    organisation: organisation.clone(),
+                    asserted_at: at,
+                    expires_at: *expires_at,
+                    position: recorded.sequence,
+                });
             }
             Event::Referral(e) => {
                 let link = links.referrals.entry(meta.aggregate_id).or_default();
@@ -282,6 +535,9 @@ impl Governance {
                     ReferralEvent::Rejected { .. }
                     | ReferralEvent::Cancelled { .. }
                     | ReferralEvent::EnteredInError { .. } => link.closed_early = true,
+                    ReferralEvent::Completed | ReferralEvent::Failed { .. } => {
+                        link.finished_at.get_or_insert(at);
+                    }
                     _ => {}
                 }
             }
@@ -292,6 +548,14 @@ impl Governance {
             }
             Event::CareTeam(CareTeamEvent::MemberRemoved { member, .. }) => {
                 links.care_team.retain(|m| m != member);
+                if links.coordinator.as_ref() == Some(&member.organisation)
+                    && !links.on_care_team(&member.organisation)
+                {
+                    links.coordinator = None;
+                }
+            }
+            Event::CareTeam(CareTeamEvent::CoordinatorNamed { member }) => {
+                links.coordinator = Some(member.organisation.clone());
             }
             Event::Discharge(e) => {
                 let link = links.episodes.entry(meta.aggregate_id).or_default();
@@ -303,6 +567,11 @@ impl Governance {
                     }
                     DischargeEvent::HandoverAccepted { organisation } => {
                         link.receiving.insert(organisation.clone());
+                    }
+                    DischargeEvent::Closed
+                    | DischargeEvent::Died { .. }
+                    | DischargeEvent::SelfDischarged { .. } => {
+                        link.ended_at.get_or_insert(at);
                     }
                     _ => {}
                 }
@@ -382,87 +651,161 @@ impl Governance {
         self.people.get(&person).and_then(|p| p.nhs_number.as_ref())
     }
 
-    /// Organisations with a legitimate relationship with the person now.
-    pub fn related_orgs(&self, person: Uuid) -> BTreeSet<Code> {
+    /// The person with this NHS number and date of birth, as a demographics trace finds
+    /// them: both must match, and a mismatch is indistinguishable from no such person.
+    pub fn find_person(&self, nhs: &NhsNumber, date_of_birth: NaiveDate) -> Option<Uuid> {
+        let person = *self.by_nhs_number.get(nhs)?;
+        (self.people.get(&person)?.date_of_birth == Some(date_of_birth)).then_some(person)
+    }
+
+    /// The organisation named as the person's care coordinator, if any.
+    pub fn coordinator(&self, person: Uuid) -> Option<&Code> {
         self.people
             .get(&person)
-            .map(PersonAccess::related_orgs)
+            .and_then(|p| p.coordinator.as_ref())
+    }
+
+    /// The person's registered GP practice, if any.
+    pub fn registered_gp(&self, person: Uuid) -> Option<&Code> {
+        self.people
+            .get(&person)
+            .and_then(|p| p.registered_gp.as_ref())
+    }
+
+    /// Every emergency access asserted, in log order (for the governance role's review).
+    pub fn emergency_accesses(&self) -> &[EmergencyAccess] {
+        &self.emergency
+    }
+
+    /// Organisations with a legitimate relationship with the person at `at`.
+    pub fn related_orgs(&self, person: Uuid, at: DateTime<Utc>) -> BTreeSet<Code> {
+        self.people
+            .get(&person)
+            .map(|p| p.related_orgs(at, &self.settings))
             .unwrap_or_default()
     }
 
-    /// Whether `org` has a legitimate relationship with the person now.
-    pub fn related(&self, person: Uuid, org: &Code) -> bool {
+    /// The grounds `org` holds for the person at `at` (empty: no relationship).
+    pub fn grounds(&self, person: Uuid, org: &Code, at: DateTime<Utc>) -> BTreeSet<Ground> {
         self.people
             .get(&person)
-            .is_some_and(|p| p.related_orgs().contains(org))
+            .map(|p| p.grounds(org, at, &self.settings))
+            .unwrap_or_default()
+    }
+
+    /// Whether `org` has a legitimate relationship with the person at `at`.
+    pub fn related(&self, person: Uuid, org: &Code, at: DateTime<Utc>) -> bool {
+        !self.grounds(person, org, at).is_empty()
+    }
+
+    /// Whether an objection to `org` covering the whole record is active on `at`'s UK day.
+    pub fn objects_to(&self, person: Uuid, org: &Code, at: DateTime<Utc>) -> bool {
+        self.people
+            .get(&person)
+            .is_some_and(|p| p.objects_to_all(org, uk_date(at)))
     }
 
     /// The agreement under which `org` may receive or read for individual care on `day`.
     pub fn agreement_in_force(&self, org: &Code, day: NaiveDate) -> Option<&SharingAgreement> {
-        self.orgs.get(org).and_then(|o| {
+        self.agreements_in_force(org, day).next()
+    }
+
+    fn agreements_in_force(
+        &self,
+        org: &Code,
+        day: NaiveDate,
+    ) -> impl Iterator<Item = &SharingAgreement> {
+        self.orgs.get(org).into_iter().flat_map(move |o| {
             o.agreements_in_force(day)
-                .find(|a| a.purposes.iter().any(|p| CARE_PURPOSES.contains(p)))
+                .filter(|a| a.purposes.iter().any(|p| CARE_PURPOSES.contains(p)))
         })
     }
 
-    /// May `who` read this person's record on `day`? A legitimate relationship, no objection
-    /// to that organisation, and a data-sharing agreement in force.
-    pub fn may_read(&self, who: &Identity, person: Uuid, day: NaiveDate) -> Result<(), Denial> {
+    /// May `who` read this person's record at `now`? A legitimate relationship, no objection
+    /// to that organisation covering the whole record, and a data-sharing agreement for
+    /// individual care in force on the UK day. The answer says which data classes are
+    /// withheld: those outside every agreement in force and those under a partial objection.
+    ///
+    /// A caller without a ground, one the person objected to, and a caller asking about a
+    /// person who does not exist all get the same denial (the audit keeps the real cause).
+    pub fn read_scope(
+        &self,
+        who: &Identity,
+        person: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<ReadScope, Denial> {
         let org = &who.organisation;
+        let day = uk_date(now);
         let Some(access) = self.people.get(&person) else {
             return Err(no_relationship(org));
         };
-        if !access.related_orgs().contains(org) {
+        if access.grounds(org, now, &self.settings).is_empty() {
             return Err(no_relationship(org));
         }
-        if access.objects_to(org, day, None) {
-            return Err(Denial::new(
-                "OBJECTION",
-                format!("the person has objected to sharing with {org}"),
-            ));
+        if self.undecodable(person).is_some() {
+            return Err(record_unreadable());
         }
-        if self.agreement_in_force(org, day).is_none() {
+        if access.objects_to_all(org, day) {
+            return Err(no_relationship(org).because("OBJECTION"));
+        }
+        let agreements: Vec<&SharingAgreement> = self.agreements_in_force(org, day).collect();
+        if agreements.is_empty() {
             return Err(Denial::new(
                 "NO_AGREEMENT_IN_FORCE",
                 format!("{org} has no data-sharing agreement for individual care in force"),
             ));
         }
-        Ok(())
+        let withheld = ALL_DATA_CLASSES
+            .into_iter()
+            .filter(|class| {
+                !agreements.iter().any(|a| a.data_classes.contains(class))
+                    || access.objects_to(org, day, Some(*class))
+            })
+            .collect();
+        Ok(ReadScope { withheld })
     }
 
-    /// What `partner` is sent of `event` on `day`, deciding at delivery time. Call it after
-    /// the event has been applied, with `was_related` telling whether the partner had a
-    /// relationship just before it: the event that starts a relationship and the event that
-    /// ends it are delivered, nothing after the end and nothing before the start.
+    /// [`Governance::read_scope`], when only yes or no matters.
+    pub fn may_read(&self, who: &Identity, person: Uuid, now: DateTime<Utc>) -> Result<(), Denial> {
+        self.read_scope(who, person, now).map(|_| ())
+    }
+
+    /// What `partner` is sent of `event`, deciding at delivery time (`now`, for the
+    /// agreements). Call it after the event has been applied, with `was_related` telling
+    /// whether the partner had a relationship just before it: the event that starts a
+    /// relationship and the event that ends it are delivered, nothing after the end and
+    /// nothing before the start. Grounds are judged at the event's recorded time, so a
+    /// ground that lapsed with the set period carries nothing recorded after it.
     pub fn disclosure(
         &self,
         recorded: &RecordedEvent,
         partner: &Code,
         was_related: bool,
-        day: NaiveDate,
+        now: DateTime<Utc>,
     ) -> Option<Disclosure> {
         if recorded.meta.aggregate_kind == AggregateKind::Organisation {
             return None;
         }
-        let access = self.people.get(&recorded.meta.person_id)?;
-        if !was_related && !access.related_orgs().contains(partner) {
+        let person = recorded.meta.person_id;
+        if self.undecodable(person).is_some() {
             return None;
         }
+        let access = self.people.get(&person)?;
+        let at = recorded.meta.recorded_at;
+        if !was_related && access.grounds(partner, at, &self.settings).is_empty() {
+            return None;
+        }
+        let day = uk_date(now);
         let class = data_class(&recorded.event);
         if access.objects_to(partner, day, class) {
             return None;
         }
-        let org = self.orgs.get(partner)?;
-        let for_care = |a: &&SharingAgreement| a.purposes.iter().any(|p| CARE_PURPOSES.contains(p));
         // Covered by an agreement on the (UK) day it was recorded: an agreement that starts
         // later does not reach back, but a renewal does not cut off what its predecessor
         // covered.
-        let recorded_on = carewoven_domain::values::uk_date(recorded.meta.recorded_at);
-        if !org.agreements_in_force(recorded_on).any(|a| for_care(&a)) {
-            return None;
-        }
+        self.agreements_in_force(partner, uk_date(at)).next()?;
         // And by an agreement in force today; every one in force counts for data classes.
-        let now: Vec<&SharingAgreement> = org.agreements_in_force(day).filter(for_care).collect();
+        let now: Vec<&SharingAgreement> = self.agreements_in_force(partner, day).collect();
         if now.is_empty() {
             return None;
         }
@@ -472,22 +815,170 @@ impl Governance {
         })
     }
 
-    /// May `who` issue `command` against its aggregate's current `state`?
+    /// Every organisation and service `command` names must be registered (and a registered
+    /// GP must be a general practice); a service may belong to one organisation only.
+    /// Refusals name the command's own field (`member.organisation`, `attendees[2]`...).
+    pub fn check_references(&self, command: &Command) -> Result<(), DomainError> {
+        let org = |field: String, code: &Code| -> Result<(), DomainError> {
+            if self.orgs.contains_key(code) {
+                Ok(())
+            } else {
+                Err(DomainError::invalid(
+                    field,
+                    format!("{code} is not a registered organisation"),
+                ))
+            }
+        };
+        let service = |field: String, code: &Code| -> Result<(), DomainError> {
+            if self.service_owner.contains_key(code) {
+                Ok(())
+            } else {
+                Err(DomainError::invalid(
+                    field,
+                    format!("{code} is not a registered service"),
+                ))
+            }
+        };
+        let practice = |field: &str, code: &Code| -> Result<(), DomainError> {
+            match self.orgs.get(code) {
+                Some(o) if o.profile.org_type == OrganisationType::GeneralPractice => Ok(()),
+                Some(_) => Err(DomainError::invalid(
+                    field,
+                    format!("{code} is not registered as a general practice"),
+                )),
+                None => org(field.to_owned(), code),
+            }
+        };
+        match command {
+            Command::Person { command, .. } => match command {
+                PersonCommand::Register { profile, .. } => {
+                    if let Some(gp) = &profile.registered_gp {
+                        practice("registered_gp", gp)?;
+                    }
+                }
+                PersonCommand::Correct { correction, .. } => {
+                    if let Some(gp) = &correction.registered_gp {
+                        practice("correction.registered_gp", gp)?;
+                    }
+                }
+                PersonCommand::AssertEmergencyAccess { .. } => {}
+            },
+            Command::Referral { command, .. } => {
+                if let ReferralCommand::Make { referral } = command {
+                    service("to_service".to_owned(), &referral.to_service)?;
+                }
+            }
+            Command::Assessment { command, .. } => match command {
+                AssessmentCommand::Request { request } => {
+                    for (i, a) in request.assessors.iter().enumerate() {
+                        org(format!("assessors[{i}]"), a)?;
+                    }
+                }
+                AssessmentCommand::Contribute { organisation, .. } => {
+                    org("organisation".to_owned(), organisation)?;
+                }
+                _ => {}
+            },
+            Command::CarePlan { command, .. } => {
+                let plan = match command {
+                    CarePlanCommand::Agree { plan } | CarePlanCommand::Revise { plan, .. } => plan,
+                };
+                for (i, a) in plan.activities.iter().enumerate() {
+                    org(
+                        format!("plan.activities[{i}].responsible_organisation"),
+                        &a.responsible_organisation,
+                    )?;
+                }
+            }
+            Command::CareTeam { command, .. } => {
+                if let CareTeamCommand::AddMember { member, .. } = command {
+                    org("member.organisation".to_owned(), &member.organisation)?;
+                }
+            }
+            Command::Consent { command, .. } => {
+                if let carewoven_domain::consent::ConsentCommand::Record { terms } = command {
+                    for (i, p) in terms.partners.iter().enumerate() {
+                        org(format!("partners[{i}]"), p)?;
+                    }
+                }
+            }
+            Command::Discharge { command, .. } => match command {
+                DischargeCommand::RequestService { service: s }
+                | DischargeCommand::AgreeDischarge { service: s, .. } => {
+                    service("service".to_owned(), s)?;
+                }
+                DischargeCommand::AcceptHandover { organisation } => {
+                    org("organisation".to_owned(), organisation)?;
+                }
+                _ => {}
+            },
+            Command::Meeting { command, .. } => {
+                if let MeetingCommand::Record { meeting } = command {
+                    for (i, a) in meeting.attendees.iter().enumerate() {
+                        org(format!("attendees[{i}]"), a)?;
+                    }
+                    for (i, a) in meeting.actions.iter().enumerate() {
+                        org(format!("actions[{i}].owner"), &a.owner)?;
+                    }
+                }
+            }
+            Command::Feedback { .. } => {}
+            Command::Organisation { command, .. } => {
+                let (field, services): (&str, Vec<&Code>) = match command {
+                    OrganisationCommand::Register { code, services, .. } => {
+                        // Re-registering an organisation is the domain's refusal; a service
+                        // owned by another organisation is refused here.
+                        let taken = services.iter().enumerate().find(|(_, s)| {
+                            self.service_owner
+                                .get(*s)
+                                .is_some_and(|owner| owner != code)
+                        });
+                        if let Some((i, s)) = taken {
+                            return Err(service_taken(format!("services[{i}]"), s));
+                        }
+                        ("services", Vec::new())
+                    }
+                    OrganisationCommand::AddService { service } => ("service", vec![service]),
+                    _ => ("", Vec::new()),
+                };
+                if let Some(s) = services
+                    .into_iter()
+                    .find(|s| self.service_owner.contains_key(*s))
+                {
+                    return Err(service_taken(field.to_owned(), s));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// May `who` issue `command` against its aggregate's current `state`, at `now`?
     ///
-    /// A command is allowed only to an organisation with a role in that aggregate: the
-    /// referrer or the receiving service's organisation for a referral, the organisation
-    /// whose site manages a discharge episode, care-team members for the plan and the team,
-    /// and an organisation with a legitimate relationship for the rest. The registry is
-    /// changed only under the `governance` role.
+    /// A command is allowed only to an organisation with a role in that aggregate (see the
+    /// authorisation table in ARCHITECTURE.md): the receiving service's organisation (and
+    /// the referrer, to cancel) for a referral; the organisation whose site manages a
+    /// discharge episode, and the agreed service's owner for the handover; care-team members
+    /// for the plan and the team, to which the managing hospital, the registered GP and a
+    /// receiving service may always add themselves; an organisation with a legitimate
+    /// relationship for the rest. Identity fields are corrected only by the registered GP or
+    /// the governance role, and objections recorded or withdrawn only by the governance
+    /// role or the registered GP on the person's behalf, never by an organisation they
+    /// name. An organisation the person objected to may not write to the record at all.
+    /// The registry is changed only under the `governance` role.
+    ///
+    /// An organisation without a ground is refused the same way whether or not the person
+    /// or the aggregate exists.
     pub fn authorise(
         &self,
         who: &Identity,
         command: &Command,
         state: Option<&AggregateState>,
+        now: DateTime<Utc>,
     ) -> Result<(), Denial> {
         let org = &who.organisation;
+        let governance = who.has(Role::Governance);
         if let Command::Organisation { .. } = command {
-            return if who.has(Role::Governance) {
+            return if governance {
                 Ok(())
             } else {
                 Err(Denial::new(
@@ -496,23 +987,132 @@ impl Governance {
                 ))
             };
         }
+        let person = command.target().person_id;
+        // The governance role acts on identity and objections only, never for care.
+        if governance {
+            if self.undecodable(person).is_some() {
+                return Err(record_unreadable());
+            }
+            return self.authorise_governance(command, state);
+        }
         if !self.orgs.contains_key(org) {
             return Err(Denial::new(
                 "ORGANISATION_NOT_REGISTERED",
                 format!("organisation {org} is not registered"),
             ));
         }
-        let related = |person: Uuid| {
-            if self.related(person, org) {
-                Ok(())
+        let grounds = self.grounds(person, org, now);
+        // Fail closed for this person only; told as such only to those it would concern.
+        if self.undecodable(person).is_some() {
+            return Err(if grounds.is_empty() {
+                no_relationship(org).because("RECORD_UNREADABLE")
             } else {
+                record_unreadable()
+            });
+        }
+        let decision = self.authorise_org(who, command, state, &grounds, now);
+        match decision {
+            Err(d) if grounds.is_empty() => Err(no_relationship(org).because(d.audit_reason())),
+            other => other,
+        }
+    }
+
+    fn authorise_governance(
+        &self,
+        command: &Command,
+        state: Option<&AggregateState>,
+    ) -> Result<(), Denial> {
+        let allowed = match command {
+            Command::Person { command, .. } => {
+                matches!(command, PersonCommand::Correct { .. })
+            }
+            Command::Consent { command, .. } => match (command, state) {
+                (carewoven_domain::consent::ConsentCommand::Record { terms }, _) => {
+                    terms.decision == ConsentDecision::Deny
+                }
+                (_, Some(AggregateState::Consent(c))) => c.terms.decision == ConsentDecision::Deny,
+                // The consent does not exist: `decide` names it.
+                (_, None) => true,
+                _ => false,
+            },
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denial::new(
+                "NOT_A_CARE_ROLE",
+                "the governance role corrects identity and records objections; it does not act for care",
+            ))
+        }
+    }
+
+    fn authorise_org(
+        &self,
+        who: &Identity,
+        command: &Command,
+        state: Option<&AggregateState>,
+        grounds: &BTreeSet<Ground>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Denial> {
+        let org = &who.organisation;
+        let person = command.target().person_id;
+        let access = self.people.get(&person);
+        let day = uk_date(now);
+        let related = || {
+            if grounds.is_empty() {
                 Err(no_relationship(org))
+            } else {
+                Ok(())
             }
         };
+        // Objected to: nothing may be written by it, whatever its ground (making a referral
+        // to another service is the exception: it shares nothing with the objected-to).
+        let objected = access.is_some_and(|p| p.objects_to_all(org, day));
+        let making_referral = matches!(
+            command,
+            Command::Referral {
+                command: ReferralCommand::Make { .. },
+                ..
+            }
+        );
+        if objected && !making_referral {
+            return Err(no_relationship(org).because("OBJECTION"));
+        }
+        let is_gp = grounds.contains(&Ground::RegisteredGp);
+        let on_team = grounds.contains(&Ground::CareTeam);
         match command {
-            Command::Person { person_id, command } => match command {
-                carewoven_domain::person::PersonCommand::Register { .. } => Ok(()),
-                _ => related(*person_id),
+            Command::Person { command, .. } => match command {
+                PersonCommand::Register { .. } => Ok(()),
+                PersonCommand::Correct { correction, .. } => {
+                    related()?;
+                    if correction.touches_identity() && !is_gp {
+                        Err(Denial::new(
+                            "IDENTITY_CORRECTION_NOT_ALLOWED",
+                            format!(
+                                "only the registered GP practice or the governance role may correct the NHS number, name, date of birth or registered practice; {org} is not the registered practice"
+                            ),
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+                PersonCommand::AssertEmergencyAccess { .. } => {
+                    let direct = self
+                        .orgs
+                        .get(org)
+                        .is_some_and(|o| provides_direct_care(o.profile.org_type));
+                    if direct {
+                        Ok(())
+                    } else {
+                        Err(Denial::new(
+                            "NOT_A_DIRECT_CARE_PROVIDER",
+                            format!(
+                                "{org} is not registered as providing direct care and may not assert emergency access"
+                            ),
+                        ))
+                    }
+                }
             },
             Command::Referral { command, .. } => {
                 let (from, to_service) = match (command, state) {
@@ -525,22 +1125,13 @@ impl Governance {
                                 ),
                             ));
                         }
-                        if !self.service_owner.contains_key(&referral.to_service) {
-                            return Err(Denial::new(
-                                "SERVICE_NOT_REGISTERED",
-                                format!(
-                                    "service {} is not registered (referral.to_service)",
-                                    referral.to_service
-                                ),
-                            ));
-                        }
                         return Ok(());
                     }
                     (_, Some(AggregateState::Referral(r))) => {
                         (&r.details.from_organisation, &r.details.to_service)
                     }
-                    // Existence is checked by `decide`, which names the missing referral.
-                    _ => return Ok(()),
+                    // The referral does not exist: `decide` names it, to a related caller.
+                    _ => return related(),
                 };
                 let receiver = self.service_owner.get(to_service);
                 let is_receiver = receiver == Some(org);
@@ -568,64 +1159,85 @@ impl Governance {
                     ))
                 }
             }
-            Command::Assessment {
-                person_id, command, ..
-            } => match command {
+            Command::Assessment { command, .. } => match command {
                 AssessmentCommand::Contribute { organisation, .. } if organisation != org => {
                     Err(Denial::new(
                         "NOT_THE_CONTRIBUTOR",
                         format!("{org} may only record its own contribution (organisation)"),
                     ))
                 }
-                _ => related(*person_id),
+                _ => related(),
             },
-            Command::CarePlan { person_id, .. } => {
-                if self.on_care_team(*person_id, org) {
+            Command::CarePlan { .. } => {
+                if on_team {
                     Ok(())
                 } else {
                     Err(not_on_team(org))
                 }
             }
-            Command::CareTeam { person_id, command } => {
-                let team_empty = self
-                    .people
-                    .get(person_id)
-                    .is_none_or(|p| p.care_team.is_empty());
-                match command {
-                    // The first member is added by an organisation with a relationship (for
-                    // example the hospital managing the discharge); after that, by members.
-                    CareTeamCommand::AddMember { .. } if team_empty => related(*person_id),
-                    _ if self.on_care_team(*person_id, org) => Ok(()),
-                    _ => Err(not_on_team(org)),
+            Command::CareTeam { command, .. } => match command {
+                _ if on_team => Ok(()),
+                // The managing hospital, the registered GP and a receiving service may always
+                // add themselves, so nobody can lock them out by joining first.
+                CareTeamCommand::AddMember { member, .. }
+                    if &member.organisation == org && grounds.iter().any(|g| g.may_join_team()) =>
+                {
+                    Ok(())
+                }
+                _ => Err(not_on_team(org)),
+            },
+            Command::Consent { command, .. } => {
+                use carewoven_domain::consent::ConsentCommand as C;
+                let terms = match (command, state) {
+                    (C::Record { terms }, _) => terms,
+                    (C::Withdraw { .. }, Some(AggregateState::Consent(c))) => &c.terms,
+                    _ => return related(),
+                };
+                related()?;
+                if terms.decision != ConsentDecision::Deny {
+                    return Ok(());
+                }
+                // An objection belongs to the person: the registered GP may record or
+                // withdraw it on their behalf; never an organisation it names.
+                if !is_gp {
+                    Err(Denial::new(
+                        "OBJECTION_NOT_YOURS",
+                        "an objection is recorded or withdrawn by the person, the registered GP practice on their behalf, or the governance role",
+                    ))
+                } else if matches!(command, C::Withdraw { .. }) && terms.partners.contains(org) {
+                    Err(Denial::new(
+                        "OBJECTION_NAMES_YOU",
+                        format!("{org} is named in this objection and may not withdraw it"),
+                    ))
+                } else {
+                    Ok(())
                 }
             }
-            Command::Consent { person_id, .. }
-            | Command::Meeting { person_id, .. }
-            | Command::Feedback { person_id, .. } => related(*person_id),
-            Command::Discharge {
-                person_id, command, ..
-            } => {
-                let site = match (command, state) {
-                    (DischargeCommand::Admit { site, .. }, _) => site,
-                    (_, Some(AggregateState::Discharge(e))) => &e.site,
-                    _ => return Ok(()),
+            Command::Meeting { .. } | Command::Feedback { .. } => related(),
+            Command::Discharge { command, .. } => {
+                let (site, episode) = match (command, state) {
+                    (DischargeCommand::Admit { site, .. }, _) => (site, None),
+                    (_, Some(AggregateState::Discharge(e))) => (&e.site, Some(e)),
+                    _ => return related(),
                 };
                 let manager = self.service_owner.get(site);
                 let allowed = match command {
                     DischargeCommand::Admit { .. } => manager == Some(org),
-                    // The organisation of the agreed service, or one already caring for the
-                    // person: accepting a handover must not be a way to gain a relationship.
+                    // Only the organisation owning the agreed service: accepting a handover
+                    // must not be a way to gain a relationship or lock the provider out.
+                    // With no service agreed (pathway 0, home with no new support), the
+                    // registered GP or a care-team member takes the handover.
                     DischargeCommand::AcceptHandover { organisation } => {
                         organisation == org
-                            && (matches!(state, Some(AggregateState::Discharge(e))
-                                if e.service.as_ref().and_then(|s| self.service_owner.get(s))
-                                    == Some(org))
-                                || self.related(*person_id, org))
+                            && match episode.and_then(|e| e.service.as_ref()) {
+                                Some(service) => self.service_owner.get(service) == Some(org),
+                                None => is_gp || on_team,
+                            }
                     }
                     DischargeCommand::CompleteHomeAssessment { .. } => {
                         manager == Some(org)
-                            || matches!(state, Some(AggregateState::Discharge(e))
-                                if e.handover_organisation.as_ref() == Some(org))
+                            || episode
+                                .is_some_and(|e| e.handover_organisation.as_ref() == Some(org))
                     }
                     _ => manager == Some(org),
                 };
@@ -639,7 +1251,7 @@ impl Governance {
                                 format!("site {site} is not registered to {org} (site)")
                             }
                             DischargeCommand::AcceptHandover { .. } => format!(
-                                "{org} may only accept handover for itself (step.accept_handover.organisation)"
+                                "only the organisation owning the agreed service may accept handover; {org} is not it (step.accept_handover.organisation)"
                             ),
                             _ => format!(
                                 "only the organisation managing the discharge episode may do this; {org} is not it"
@@ -651,11 +1263,15 @@ impl Governance {
             Command::Organisation { .. } => Ok(()),
         }
     }
+}
 
-    fn on_care_team(&self, person: Uuid, org: &Code) -> bool {
-        self.people
-            .get(&person)
-            .is_some_and(|p| p.on_care_team(org))
+impl Denial {
+    /// The same answer, auditing `cause` as the real reason.
+    pub fn because(mut self, cause: &'static str) -> Self {
+        if cause != self.reason {
+            self.cause = Some(cause);
+        }
+        self
     }
 }
 
@@ -666,11 +1282,25 @@ fn no_relationship(org: &Code) -> Denial {
     )
 }
 
+fn record_unreadable() -> Denial {
+    Denial::new(
+        "RECORD_UNREADABLE",
+        "this record cannot be decided on: an event in it could not be read; the operator has been told",
+    )
+}
+
 fn not_on_team(org: &Code) -> Denial {
     Denial::new(
         "NOT_ON_CARE_TEAM",
         format!("only care-team members may do this; {org} is not on the care team"),
     )
+}
+
+fn service_taken(field: String, service: &Code) -> DomainError {
+    DomainError::AlreadyExists {
+        what: "service (owned by another organisation)",
+        id: format!("{service} ({field})"),
+    }
 }
 
 #[cfg(test)]

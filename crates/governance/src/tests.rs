@@ -55,6 +55,11 @@ fn today() -> NaiveDate {
     day(TODAY)
 }
 
+/// Midday UTC of `d` (the same UK calendar day all year).
+fn noon(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(12, 0, 0).expect("midday").and_utc()
+}
+
 /// Organisations and their one service each.
 const ORGS: [(&str, &str); 5] = [
     ("GP", "GP-SURGERY"),
@@ -114,6 +119,7 @@ fn profile(n: u32) -> Profile {
         what_matters: None,
         communication_needs: None,
         carers: Vec::new(),
+        registered_gp: None,
     }
 }
 
@@ -171,6 +177,15 @@ fn permit(partners: &[&str]) -> ConsentTerms {
 fn registered(n: u32) -> Event {
     Event::Person(PersonEvent::Registered {
         profile: profile(n),
+    })
+}
+
+fn registered_with_gp(n: u32, gp: &str) -> Event {
+    Event::Person(PersonEvent::Registered {
+        profile: Profile {
+            registered_gp: Some(code(gp)),
+            ..profile(n)
+        },
     })
 }
 
@@ -374,9 +389,10 @@ impl World {
         on: NaiveDate,
     ) -> Option<Disclosure> {
         let partner = code(partner);
-        let was_related = self.gov.related(person, &partner);
+        let was_related = self.gov.related(person, &partner, self.now);
         let recorded = self.record(person, aggregate, event);
-        self.gov.disclosure(&recorded, &partner, was_related, on)
+        self.gov
+            .disclosure(&recorded, &partner, was_related, noon(on))
     }
 
     fn deliver(
@@ -464,7 +480,7 @@ impl World {
 
     fn related(&self, person: Uuid) -> BTreeSet<String> {
         self.gov
-            .related_orgs(person)
+            .related_orgs(person, self.now)
             .iter()
             .map(|c| c.as_str().to_owned())
             .collect()
@@ -620,49 +636,49 @@ type Step = (u128, Event, &'static [&'static str]);
 fn relationships_start_and_end_with_their_grounds() {
     let scenarios: Vec<(&str, Vec<Step>)> = vec![
         (
-            "referral: from-organisation and receiving service's owner, until rejected",
+            "referral: the receiving service's owner, not the referrer, until rejected",
             vec![
-                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
-                (1, referral(ReferralEvent::Received), &["COUNCIL", "GP"]),
+                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
+                (1, referral(ReferralEvent::Received), &["COUNCIL"]),
                 (1, rejected(), &[]),
             ],
         ),
         (
             "referral: until cancelled",
             vec![
-                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
-                (1, referral(ReferralEvent::Received), &["COUNCIL", "GP"]),
-                (1, referral(ReferralEvent::Accepted), &["COUNCIL", "GP"]),
+                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
+                (1, referral(ReferralEvent::Received), &["COUNCIL"]),
+                (1, referral(ReferralEvent::Accepted), &["COUNCIL"]),
                 (1, cancelled(), &[]),
             ],
         ),
         (
-            "referral: a completed referral stays a ground until entered in error",
+            "referral: a completed referral stays a ground (for the set period)",
             vec![
-                (1, submitted("HOSP", "CARE-HOME"), &["CARE", "HOSP"]),
-                (1, referral(ReferralEvent::Accepted), &["CARE", "HOSP"]),
-                (1, referral(ReferralEvent::Started), &["CARE", "HOSP"]),
-                (1, referral(ReferralEvent::Completed), &["CARE", "HOSP"]),
+                (1, submitted("HOSP", "CARE-HOME"), &["CARE"]),
+                (1, referral(ReferralEvent::Accepted), &["CARE"]),
+                (1, referral(ReferralEvent::Started), &["CARE"]),
+                (1, referral(ReferralEvent::Completed), &["CARE"]),
                 (1, entered_in_error(), &[]),
             ],
         ),
         (
-            "referral: a failed referral stays a ground",
+            "referral: a failed referral stays a ground (for the set period)",
             vec![
-                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
-                (1, referral(ReferralEvent::Started), &["COUNCIL", "GP"]),
+                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
+                (1, referral(ReferralEvent::Started), &["COUNCIL"]),
                 (
                     1,
                     referral(ReferralEvent::Failed {
                         reason: text("provider withdrew"),
                     }),
-                    &["COUNCIL", "GP"],
+                    &["COUNCIL"],
                 ),
             ],
         ),
         (
-            "referral: to an unregistered service relates only the referrer",
-            vec![(1, submitted("GP", "NOBODY-SVC"), &["GP"])],
+            "referral: to an unregistered service relates nobody",
+            vec![(1, submitted("GP", "NOBODY-SVC"), &[])],
         ),
         (
             "care team: organisation and practitioner memberships",
@@ -712,6 +728,7 @@ fn relationships_start_and_end_with_their_grounds() {
                     }),
                     &["CARE", "COUNCIL", "GP", "HOSP"],
                 ),
+                // Closed: the grounds last the set period after it.
                 (
                     2,
                     discharge(DischargeEvent::Closed),
@@ -735,18 +752,18 @@ fn relationships_start_and_end_with_their_grounds() {
         (
             "several grounds: related until every one has ended",
             vec![
-                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
+                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
                 (0, added("GP", None), &["COUNCIL", "GP"]),
                 (3, submitted("GP", "CARE-HOME"), &["CARE", "COUNCIL", "GP"]),
                 (1, rejected(), &["CARE", "GP"]),
-                (0, removed("GP", None), &["CARE", "GP"]),
+                (0, removed("GP", None), &["CARE"]),
                 (3, cancelled(), &[]),
             ],
         ),
         (
             "several grounds: referral and discharge episode",
             vec![
-                (1, submitted("HOSP", "COUNCIL-REABLE"), &["COUNCIL", "HOSP"]),
+                (1, submitted("HOSP", "COUNCIL-REABLE"), &["COUNCIL"]),
                 (2, admitted("HOSP-WARD"), &["COUNCIL", "HOSP"]),
                 (
                     2,
@@ -761,9 +778,9 @@ fn relationships_start_and_end_with_their_grounds() {
         (
             "one referral rejected, another still open",
             vec![
-                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
-                (3, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL", "GP"]),
-                (1, rejected(), &["COUNCIL", "GP"]),
+                (1, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
+                (3, submitted("GP", "COUNCIL-REABLE"), &["COUNCIL"]),
+                (1, rejected(), &["COUNCIL"]),
                 (3, rejected(), &[]),
             ],
         ),
@@ -780,7 +797,7 @@ fn relationships_start_and_end_with_their_grounds() {
             assert_eq!(w.related(P), expected, "{name}: step {i} ({what})");
             for (org, _) in ORGS {
                 assert_eq!(
-                    w.gov.related(P, &code(org)),
+                    w.gov.related(P, &code(org), w.now),
                     expected.contains(org),
                     "{name}: step {i} ({what}): related(P, {org})"
                 );
@@ -840,6 +857,7 @@ fn correct_person(person: Uuid) -> Command {
                 ..Correction::default()
             },
             reason: text("misspelt"),
+            based_on_version: 1,
         },
     )
 }
@@ -938,12 +956,12 @@ fn remove_member(person: Uuid, org: &str) -> Command {
     )
 }
 
-fn record_consent(person: Uuid) -> Command {
+fn record_permit(person: Uuid) -> Command {
     Command::Consent {
         person_id: person,
         consent_id: agg(5),
         command: ConsentCommand::Record {
-            terms: objection(&["OTHER"], &[]),
+            terms: permit(&["HOSP"]),
         },
     }
 }
@@ -1034,7 +1052,7 @@ fn episode_state(handover: Option<&str>) -> Option<AggregateState> {
 /// service agreed. R: referral GP -> COUNCIL, nobody on the care team. Q: nothing.
 fn authorisation_world() -> World {
     let mut w = World::standard();
-    w.record(P, P, registered(1));
+    w.record(P, P, registered_with_gp(1, "GP"));
     w.record(P, agg(1), submitted("GP", "COUNCIL-REABLE"));
     w.record(P, P, added("HOSP", None));
     w.record(P, agg(2), admitted("HOSP-WARD"));
@@ -1087,7 +1105,10 @@ impl Cases {
     ) {
         let line = std::panic::Location::caller().line();
         self.count += 1;
-        let got = self.world.gov.authorise(&who, &command, state.as_ref());
+        let got = self
+            .world
+            .gov
+            .authorise(&who, &command, state.as_ref(), self.world.now);
         if got.clone().map_err(|d| d.reason) != expect {
             self.failures.push(format!(
                 "line {line}: {} {command:?}: expected {expect:?}, got {got:?}",
@@ -1176,8 +1197,21 @@ fn person_and_referral_commands() {
             reason: text("wrong person"),
         })
     };
+    let contact_only = |person| {
+        person_command(
+            person,
+            PersonCommand::Correct {
+                correction: Correction {
+                    contact: Some(text("new address")),
+                    ..Correction::default()
+                },
+                reason: text("moved"),
+                based_on_version: 1,
+            },
+        )
+    };
     let mut t = Cases::new();
-    // Unregistered organisations may do nothing, whatever their roles.
+    // Unregistered organisations may do nothing.
     t.check(id("UNREG"), register_person(Q), None, NOT_REGISTERED);
     t.check(
         id("UNREG"),
@@ -1185,15 +1219,33 @@ fn person_and_referral_commands() {
         None,
         NOT_REGISTERED,
     );
-    let unreg_governance = with_roles("UNREG", &[Role::Governance]);
-    t.check(unreg_governance, record_consent(P), None, NOT_REGISTERED);
-    // Person: any registered organisation registers; corrections need a relationship.
+    // Person: any registered organisation registers.
     t.check(id("OTHER"), register_person(Q), None, OK);
+    // Identity fields: the registered GP practice only (or governance, below).
     t.check(id("GP"), correct_person(P), None, OK);
-    t.check(id("HOSP"), correct_person(P), None, OK);
+    t.check(
+        id("HOSP"),
+        correct_person(P),
+        None,
+        Err("IDENTITY_CORRECTION_NOT_ALLOWED"),
+    );
+    t.check(
+        id("COUNCIL"),
+        correct_person(P),
+        None,
+        Err("IDENTITY_CORRECTION_NOT_ALLOWED"),
+    );
+    // Other details: any related organisation.
+    t.check(id("HOSP"), contact_only(P), None, OK);
+    t.check(id("COUNCIL"), contact_only(P), None, OK);
+    t.check(id("OTHER"), contact_only(P), None, NO_RELATIONSHIP);
     t.check(id("OTHER"), correct_person(P), None, NO_RELATIONSHIP);
     t.check(id("GP"), correct_person(Q), None, NO_RELATIONSHIP);
-    // Making a referral: from oneself, to a registered service; no relationship needed.
+    // The same answer for a person who does not exist.
+    let nobody = Uuid::from_u128(0xDEAD);
+    t.check(id("OTHER"), contact_only(nobody), None, NO_RELATIONSHIP);
+    // Making a referral: from oneself; no relationship needed (registration of the service
+    // is `check_references`).
     t.check(id("GP"), make(P, "GP", "COUNCIL-REABLE"), None, OK);
     t.check(id("OTHER"), make(Q, "OTHER", "CARE-HOME"), None, OK);
     t.check(
@@ -1208,19 +1260,6 @@ fn person_and_referral_commands() {
         None,
         Err("NOT_THE_REFERRER"),
     );
-    t.check(
-        id("GP"),
-        make(P, "GP", "NOBODY-SVC"),
-        None,
-        Err("SERVICE_NOT_REGISTERED"),
-    );
-    // An organisation's code is not one of its services.
-    t.check(
-        id("GP"),
-        make(P, "GP", "COUNCIL"),
-        None,
-        Err("SERVICE_NOT_REGISTERED"),
-    );
     // The receiving service's organisation moves the referral on.
     t.check(id("COUNCIL"), receive(), referral_state(), OK);
     t.check(id("COUNCIL"), accept(), referral_state(), OK);
@@ -1228,7 +1267,8 @@ fn person_and_referral_commands() {
     t.check(id("GP"), receive(), referral_state(), NO_ROLE_IN_REFERRAL);
     t.check(id("GP"), accept(), referral_state(), NO_ROLE_IN_REFERRAL);
     t.check(id("GP"), reject(), referral_state(), NO_ROLE_IN_REFERRAL);
-    t.check(id("OTHER"), accept(), referral_state(), NO_ROLE_IN_REFERRAL);
+    // Unrelated: the uniform answer, not the role in the referral.
+    t.check(id("OTHER"), accept(), referral_state(), NO_RELATIONSHIP);
     // HOSP is related to the person (care team) but has no role in this referral.
     t.check(id("HOSP"), receive(), referral_state(), NO_ROLE_IN_REFERRAL);
     // Only the referrer cancels; either party marks it entered in error.
@@ -1242,14 +1282,36 @@ fn person_and_referral_commands() {
     t.check(id("HOSP"), cancel(), referral_state(), NO_ROLE_IN_REFERRAL);
     t.check(id("GP"), in_error(), referral_state(), OK);
     t.check(id("COUNCIL"), in_error(), referral_state(), OK);
-    t.check(
-        id("OTHER"),
-        in_error(),
-        referral_state(),
-        NO_ROLE_IN_REFERRAL,
+    t.check(id("OTHER"), in_error(), referral_state(), NO_RELATIONSHIP);
+    // A referral that does not exist: `decide` names it to a related caller only.
+    t.check(id("COUNCIL"), accept(), None, OK);
+    t.check(id("OTHER"), accept(), None, NO_RELATIONSHIP);
+    t.finish();
+}
+
+#[test]
+fn an_unrelated_referrer_may_still_cancel_its_own_referral() {
+    let mut t = Cases::new();
+    // R: GP referred to COUNCIL, but GP holds no ground for R.
+    assert!(!t.world.gov.related(R, &code("GP"), t.world.now));
+    let referral = Some(AggregateState::Referral(Referral {
+        details: new_referral("GP", "COUNCIL-REABLE"),
+        status: ReferralStatus::Submitted,
+        resume_to: None,
+    }));
+    let cancel = referral_command(
+        R,
+        ReferralCommand::Cancel {
+            reason: text("sent by mistake"),
+        },
     );
-    // A referral that does not exist is left to `decide`, which names it.
-    t.check(id("OTHER"), accept(), None, OK);
+    t.check(id("GP"), cancel, referral.clone(), OK);
+    t.check(
+        id("GP"),
+        referral_command(R, ReferralCommand::Accept),
+        referral,
+        NO_RELATIONSHIP,
+    );
     t.finish();
 }
 
@@ -1270,17 +1332,120 @@ fn assessment_care_plan_consent_meeting_and_feedback_commands() {
     // The plan: care-team members only, not every related organisation.
     t.check(id("HOSP"), agree_plan(P), None, OK);
     t.check(id("GP"), agree_plan(P), None, NOT_ON_TEAM);
-    t.check(id("OTHER"), agree_plan(P), None, NOT_ON_TEAM);
-    t.check(id("GP"), agree_plan(R), None, NOT_ON_TEAM);
-    // Consent, meetings, feedback: a legitimate relationship with this person.
-    t.check(id("GP"), record_consent(P), None, OK);
-    t.check(id("OTHER"), record_consent(P), None, NO_RELATIONSHIP);
-    t.check(id("GP"), record_consent(unknown), None, NO_RELATIONSHIP);
+    t.check(id("OTHER"), agree_plan(P), None, NO_RELATIONSHIP);
+    t.check(id("GP"), agree_plan(R), None, NO_RELATIONSHIP);
+    // Meetings, feedback: a legitimate relationship with this person.
     t.check(id("HOSP"), record_meeting(P), None, OK);
     t.check(id("CARE"), record_meeting(P), None, NO_RELATIONSHIP);
     t.check(id("COUNCIL"), record_feedback(P), None, OK);
     t.check(id("OTHER"), record_feedback(P), None, NO_RELATIONSHIP);
     t.check(id("HOSP"), record_feedback(R), None, NO_RELATIONSHIP);
+    // A permit consent: a related organisation.
+    t.check(id("HOSP"), record_permit(P), None, OK);
+    t.check(id("OTHER"), record_permit(P), None, NO_RELATIONSHIP);
+    t.check(id("GP"), record_permit(unknown), None, NO_RELATIONSHIP);
+    t.finish();
+}
+
+#[test]
+fn objections_belong_to_the_person() {
+    let governance = with_roles("GOV", &[Role::Governance]);
+    let objection_to = |partners: &[&str]| Command::Consent {
+        person_id: P,
+        consent_id: agg(5),
+        command: ConsentCommand::Record {
+            terms: objection(partners, &[]),
+        },
+    };
+    let withdraw = Command::Consent {
+        person_id: P,
+        consent_id: agg(5),
+        command: ConsentCommand::Withdraw {
+            reason: text("changed their mind"),
+        },
+    };
+    let state = |partners: &[&str]| {
+        Some(AggregateState::Consent(
+            carewoven_domain::consent::Consent {
+                terms: objection(partners, &[]),
+                withdrawn: false,
+            },
+        ))
+    };
+    let mut t = Cases::new();
+    // Recorded by the registered GP on the person's behalf, or the governance role.
+    t.check(id("GP"), objection_to(&["OTHER"]), None, OK);
+    t.check(governance.clone(), objection_to(&["HOSP"]), None, OK);
+    // Not by another related organisation, nor an unrelated one.
+    t.check(
+        id("HOSP"),
+        objection_to(&["OTHER"]),
+        None,
+        Err("OBJECTION_NOT_YOURS"),
+    );
+    t.check(id("OTHER"), objection_to(&["HOSP"]), None, NO_RELATIONSHIP);
+    // Withdrawn: never by the organisation it names, nor by another related one.
+    t.check(
+        id("HOSP"),
+        withdraw.clone(),
+        state(&["HOSP"]),
+        Err("OBJECTION_NOT_YOURS"),
+    );
+    t.check(
+        id("COUNCIL"),
+        withdraw.clone(),
+        state(&["HOSP"]),
+        Err("OBJECTION_NOT_YOURS"),
+    );
+    t.check(
+        id("OTHER"),
+        withdraw.clone(),
+        state(&["HOSP"]),
+        NO_RELATIONSHIP,
+    );
+    t.check(id("GP"), withdraw.clone(), state(&["HOSP"]), OK);
+    t.check(
+        id("GP"),
+        withdraw.clone(),
+        state(&["GP", "HOSP"]),
+        Err("OBJECTION_NAMES_YOU"),
+    );
+    t.check(governance.clone(), withdraw, state(&["GP"]), OK);
+    // The governance role does not act for care.
+    t.check(
+        governance.clone(),
+        record_permit(P),
+        None,
+        Err("NOT_A_CARE_ROLE"),
+    );
+    t.check(
+        governance.clone(),
+        agree_plan(P),
+        None,
+        Err("NOT_A_CARE_ROLE"),
+    );
+    t.check(governance, correct_person(P), None, OK);
+    t.finish();
+}
+
+#[test]
+fn an_objected_to_organisation_may_not_write_to_the_record() {
+    let mut t = Cases::new();
+    t.world
+        .record(P, agg(50), consent_recorded(objection(&["HOSP"], &[])));
+    // HOSP manages the episode and is on the care team, but the person objected to it:
+    // it is told what an unrelated organisation is told; the audit keeps the cause.
+    t.check(id("HOSP"), agree_plan(P), None, NO_RELATIONSHIP);
+    t.check(id("HOSP"), record_meeting(P), None, NO_RELATIONSHIP);
+    t.check(id("HOSP"), add_member(P, "COUNCIL"), None, NO_RELATIONSHIP);
+    let denial = t
+        .world
+        .gov
+        .authorise(&id("HOSP"), &record_meeting(P), None, t.world.now)
+        .expect_err("objected to");
+    assert_eq!(denial.audit_reason(), "OBJECTION");
+    // Others are unaffected.
+    t.check(id("COUNCIL"), record_meeting(P), None, OK);
     t.finish();
 }
 
@@ -1295,21 +1460,46 @@ fn care_team_commands() {
         )
     };
     let mut t = Cases::new();
-    // R's team is empty: the first member is added by an organisation related to R.
-    t.check(id("GP"), add_member(R, "COUNCIL"), None, OK);
+    // R's team is empty: COUNCIL (receiving R's referral) may add itself; GP (the referrer,
+    // with no ground) may not.
     t.check(id("COUNCIL"), add_member(R, "COUNCIL"), None, OK);
+    t.check(id("COUNCIL"), add_member(R, "HOSP"), None, NOT_ON_TEAM);
+    t.check(id("GP"), add_member(R, "COUNCIL"), None, NO_RELATIONSHIP);
     t.check(id("OTHER"), add_member(R, "OTHER"), None, NO_RELATIONSHIP);
     t.check(id("GP"), add_member(Q, "GP"), None, NO_RELATIONSHIP);
-    t.check(id("GP"), remove_member(R, "GP"), None, NOT_ON_TEAM);
-    t.check(id("GP"), name(R, "GP"), None, NOT_ON_TEAM);
-    // P's team has HOSP: later changes by members only.
+    t.check(id("GP"), remove_member(R, "GP"), None, NO_RELATIONSHIP);
+    t.check(id("GP"), name(R, "GP"), None, NO_RELATIONSHIP);
+    // P's team has HOSP: members add anyone...
     t.check(id("HOSP"), add_member(P, "COUNCIL"), None, OK);
-    t.check(id("COUNCIL"), add_member(P, "COUNCIL"), None, NOT_ON_TEAM);
-    t.check(id("OTHER"), add_member(P, "OTHER"), None, NOT_ON_TEAM);
+    t.check(id("HOSP"), add_member(P, "OTHER"), None, OK);
+    // ...and the registered GP and a receiving service may always add themselves, so
+    // nobody can lock them out by joining first...
+    t.check(id("GP"), add_member(P, "GP"), None, OK);
+    t.check(id("COUNCIL"), add_member(P, "COUNCIL"), None, OK);
+    // ...but not others.
+    t.check(id("COUNCIL"), add_member(P, "CARE"), None, NOT_ON_TEAM);
+    t.check(id("OTHER"), add_member(P, "OTHER"), None, NO_RELATIONSHIP);
     t.check(id("HOSP"), remove_member(P, "HOSP"), None, OK);
     t.check(id("GP"), remove_member(P, "HOSP"), None, NOT_ON_TEAM);
     t.check(id("HOSP"), name(P, "HOSP"), None, OK);
     t.check(id("GP"), name(P, "HOSP"), None, NOT_ON_TEAM);
+    t.finish();
+}
+
+#[test]
+fn the_managing_hospital_can_join_a_team_squatted_by_another() {
+    let mut w = World::standard();
+    w.record(P, P, registered(1));
+    w.record(P, agg(1), submitted("GP", "COUNCIL-REABLE"));
+    // COUNCIL, receiving the referral, joins first and alone.
+    w.record(P, P, added("COUNCIL", None));
+    w.record(P, agg(2), admitted("HOSP-WARD"));
+    let mut t = Cases {
+        world: w,
+        failures: Vec::new(),
+        count: 0,
+    };
+    t.check(id("HOSP"), add_member(P, "HOSP"), None, OK);
     t.finish();
 }
 
@@ -1327,23 +1517,24 @@ fn discharge_commands() {
     let discharged = || episode_state(None);
     let handed_over = || episode_state(Some("COUNCIL"));
     let mut t = Cases::new();
-    // Admission: at a site registered to the caller.
+    // Admission: at a site registered to the caller (it starts the hospital-stay ground).
     t.check(id("HOSP"), admit(Q, "HOSP-WARD"), None, OK);
     t.check(
         id("COUNCIL"),
-        admit(Q, "HOSP-WARD"),
+        admit(P, "HOSP-WARD"),
         None,
         NO_ROLE_IN_DISCHARGE,
     );
-    t.check(id("HOSP"), admit(Q, "NOWHERE"), None, NO_ROLE_IN_DISCHARGE);
-    t.check(id("HOSP"), admit(Q, "HOSP"), None, NO_ROLE_IN_DISCHARGE);
+    t.check(id("COUNCIL"), admit(Q, "HOSP-WARD"), None, NO_RELATIONSHIP);
+    t.check(id("HOSP"), admit(P, "NOWHERE"), None, NO_ROLE_IN_DISCHARGE);
+    t.check(id("HOSP"), admit(P, "HOSP"), None, NO_ROLE_IN_DISCHARGE);
     // Other steps: the organisation owning the episode's site.
     t.check(id("HOSP"), ready(), discharged(), OK);
     t.check(id("COUNCIL"), ready(), discharged(), NO_ROLE_IN_DISCHARGE);
-    t.check(id("OTHER"), close(), discharged(), NO_ROLE_IN_DISCHARGE);
+    t.check(id("OTHER"), close(), discharged(), NO_RELATIONSHIP);
     t.check(id("HOSP"), close(), handed_over(), OK);
     t.check(id("COUNCIL"), close(), handed_over(), NO_ROLE_IN_DISCHARGE);
-    // Handover: accepted by an organisation for itself only.
+    // Handover: only the organisation owning the agreed service, for itself.
     t.check(
         id("COUNCIL"),
         accept_handover(P, "COUNCIL"),
@@ -1357,9 +1548,41 @@ fn discharge_commands() {
         NO_ROLE_IN_DISCHARGE,
     );
     t.check(
+        id("HOSP"),
+        accept_handover(P, "HOSP"),
+        discharged(),
+        NO_ROLE_IN_DISCHARGE,
+    );
+    t.check(
         id("COUNCIL"),
         accept_handover(P, "CARE"),
         discharged(),
+        NO_ROLE_IN_DISCHARGE,
+    );
+    // Related (registered GP) but not the agreed provider: refused, so the provider is not
+    // locked out.
+    t.check(
+        id("GP"),
+        accept_handover(P, "GP"),
+        discharged(),
+        NO_ROLE_IN_DISCHARGE,
+    );
+    // Pathway 0 (no service agreed): the registered GP or a care-team member takes it.
+    let home = || {
+        episode_state(None).map(|s| match s {
+            AggregateState::Discharge(mut e) => {
+                e.service = None;
+                AggregateState::Discharge(e)
+            }
+            other => other,
+        })
+    };
+    t.check(id("GP"), accept_handover(P, "GP"), home(), OK);
+    t.check(id("HOSP"), accept_handover(P, "HOSP"), home(), OK);
+    t.check(
+        id("COUNCIL"),
+        accept_handover(P, "COUNCIL"),
+        home(),
         NO_ROLE_IN_DISCHARGE,
     );
     // Home assessment: the managing organisation or the one that accepted handover.
@@ -1374,7 +1597,7 @@ fn discharge_commands() {
         id("CARE"),
         complete_home_assessment(P),
         handed_over(),
-        NO_ROLE_IN_DISCHARGE,
+        NO_RELATIONSHIP,
     );
     t.check(
         id("COUNCIL"),
@@ -1382,8 +1605,9 @@ fn discharge_commands() {
         discharged(),
         NO_ROLE_IN_DISCHARGE,
     );
-    // An episode that does not exist is left to `decide`.
-    t.check(id("OTHER"), close(), None, OK);
+    // An episode that does not exist is left to `decide`, for a related caller only.
+    t.check(id("HOSP"), close(), None, OK);
+    t.check(id("OTHER"), close(), None, NO_RELATIONSHIP);
     t.finish();
 }
 
@@ -1412,7 +1636,7 @@ fn delivery_follows_the_relationship_from_start_to_end() {
         w.deliver("COUNCIL", P, P, removed("COUNCIL", None)),
         Some(Full)
     );
-    assert!(!w.gov.related(P, &code("COUNCIL")));
+    assert!(!w.gov.related(P, &code("COUNCIL"), w.now));
     assert_eq!(w.deliver("COUNCIL", P, P, plan_revised(3)), None);
     assert_eq!(w.deliver("COUNCIL", P, P, coordinator("HOSP")), None);
     // Meanwhile HOSP, still on the team, is sent everything.
@@ -1434,10 +1658,13 @@ fn delivery_starts_with_the_referral_and_ends_with_its_rejection() {
     // The referrer is related from the same event; a third party is not.
     let last = w.record(P, r, referral(ReferralEvent::Received));
     assert_eq!(
-        w.gov.disclosure(&last, &code("GP"), true, today()),
+        w.gov.disclosure(&last, &code("GP"), true, noon(today())),
         Some(Full)
     );
-    assert_eq!(w.gov.disclosure(&last, &code("CARE"), false, today()), None);
+    assert_eq!(
+        w.gov.disclosure(&last, &code("CARE"), false, noon(today())),
+        None
+    );
     assert_eq!(w.deliver("COUNCIL", P, r, rejected()), Some(Full));
     assert_eq!(w.deliver("COUNCIL", P, P, corrected()), None);
     assert_eq!(w.deliver("GP", P, P, corrected()), None);
@@ -1529,11 +1756,14 @@ fn an_objection_stops_delivery_and_its_withdrawal_restores_it() {
         w.record(P, P, added("COUNCIL", None));
         let recorded = w.deliver("COUNCIL", P, consent, consent_recorded(terms));
         let next = w.deliver("COUNCIL", P, P, plan_agreed());
-        let read = w.gov.may_read(&council, P, today()).map_err(|d| d.reason);
+        let read = w
+            .gov
+            .may_read(&council, P, noon(today()))
+            .map_err(|d| d.audit_reason());
         if blocks {
             assert_eq!(recorded, None, "{name}: the consent event itself");
             assert_eq!(next, None, "{name}: the event after it");
-            assert_eq!(read, Err("OBJECTION"), "{name}: reading");
+            assert_eq!(read, Err("OBJECTION"), "{name}: reading (audited cause)");
             // The objection is to COUNCIL only: HOSP still gets everything.
             assert_eq!(
                 w.deliver("HOSP", P, P, plan_revised(2)),
@@ -1541,7 +1771,7 @@ fn an_objection_stops_delivery_and_its_withdrawal_restores_it() {
                 "{name}"
             );
             // Still related: the objection stops sharing, not the relationship.
-            assert!(w.gov.related(P, &code("COUNCIL")), "{name}");
+            assert!(w.gov.related(P, &code("COUNCIL"), w.now), "{name}");
         } else {
             assert_eq!(
                 recorded,
@@ -1563,7 +1793,7 @@ fn an_objection_stops_delivery_and_its_withdrawal_restores_it() {
             "{name}: after withdrawal"
         );
         assert_eq!(
-            w.gov.may_read(&council, P, today()),
+            w.gov.may_read(&council, P, noon(today())),
             Ok(()),
             "{name}: reading after withdrawal"
         );
@@ -1638,14 +1868,14 @@ fn a_lapsed_agreement_suspends_delivery() {
     );
     let event = w.record(P, P, plan_agreed());
     let council = code("COUNCIL");
-    let on = |d: &str| w.gov.disclosure(&event, &council, true, day(d));
+    let on = |d: &str| w.gov.disclosure(&event, &council, true, noon(day(d)));
     assert_eq!(on("2026-06-01"), Some(Full));
     assert_eq!(on("2026-06-30"), Some(Full), "the last day in force");
     assert_eq!(on("2026-07-01"), None, "the expiry day");
     assert_eq!(on("2026-12-01"), None);
     let read = |d: &str| {
         w.gov
-            .may_read(&identity("COUNCIL"), P, day(d))
+            .may_read(&identity("COUNCIL"), P, noon(day(d)))
             .map_err(|d| d.reason)
     };
     assert_eq!(read("2026-06-30"), Ok(()));
@@ -1667,7 +1897,7 @@ fn an_agreement_does_not_reach_back_before_it_started() {
     let before = w.record(P, P, plan_agreed());
     for d in ["2026-06-01", "2026-06-14", "2026-06-15", "2026-06-20"] {
         assert_eq!(
-            w.gov.disclosure(&before, &council, true, day(d)),
+            w.gov.disclosure(&before, &council, true, noon(day(d))),
             None,
             "{d}"
         );
@@ -1680,7 +1910,8 @@ fn an_agreement_does_not_reach_back_before_it_started() {
         w.now = at(recorded);
         let event = w.record(P, P, plan_revised(2));
         assert_eq!(
-            w.gov.disclosure(&event, &council, true, day("2026-06-20")),
+            w.gov
+                .disclosure(&event, &council, true, noon(day("2026-06-20"))),
             expected,
             "{recorded}"
         );
@@ -1699,11 +1930,13 @@ fn an_ended_agreement_stops_delivery_and_reading() {
     );
     let council = identity("COUNCIL");
     assert_eq!(w.deliver("COUNCIL", P, P, plan_agreed()), Some(Full));
-    assert_eq!(w.gov.may_read(&council, P, today()), Ok(()));
+    assert_eq!(w.gov.may_read(&council, P, noon(today())), Ok(()));
     w.end_agreement("COUNCIL", "DSA-1");
     assert_eq!(w.deliver("COUNCIL", P, P, plan_revised(2)), None);
     assert_eq!(
-        w.gov.may_read(&council, P, today()).map_err(|d| d.reason),
+        w.gov
+            .may_read(&council, P, noon(today()))
+            .map_err(|d| d.reason),
         Err("NO_AGREEMENT_IN_FORCE")
     );
     assert!(
@@ -1751,7 +1984,7 @@ fn only_agreements_for_individual_care_count() {
         );
         let read = w
             .gov
-            .may_read(&identity("COUNCIL"), P, today())
+            .may_read(&identity("COUNCIL"), P, noon(today()))
             .map_err(|d| d.reason);
         let expected_read = if expected.is_some() {
             Ok(())
@@ -1848,7 +2081,7 @@ fn registry_events_are_never_disclosed() {
             for was_related in [false, true] {
                 assert_eq!(
                     w.gov
-                        .disclosure(event, &code(partner), was_related, today()),
+                        .disclosure(event, &code(partner), was_related, noon(today())),
                     None,
                     "{} to {partner}",
                     event.event.name()
@@ -1904,7 +2137,7 @@ fn a_renewed_agreement_still_covers_events_recorded_under_the_one_it_renews() {
     // Delivered late (the partner's consumer was down overnight): coverage never lapsed.
     assert_eq!(
         w.gov
-            .disclosure(&event, &code("COUNCIL"), true, day("2026-07-01")),
+            .disclosure(&event, &code("COUNCIL"), true, noon(day("2026-07-01"))),
         Some(Full)
     );
 }
@@ -1925,7 +2158,8 @@ fn the_no_reach_back_check_uses_the_uk_day() {
     let uk_day = carewoven_domain::values::uk_date(event.meta.recorded_at);
     assert_eq!(uk_day, day("2026-07-01"));
     assert_eq!(
-        w.gov.disclosure(&event, &code("COUNCIL"), true, uk_day),
+        w.gov
+            .disclosure(&event, &code("COUNCIL"), true, noon(uk_day)),
         Some(Full)
     );
 }
@@ -1940,14 +2174,16 @@ fn reading_needs_a_relationship_no_objection_and_an_agreement() {
     for org in ["GP", "HOSP", "OTHER"] {
         w.agree(org, "DSA-1", all_classes(), "2026-01-01", "2027-01-01");
     }
-    // COUNCIL: related, no agreement. GP: related, agreement. HOSP: related, objected to.
-    // OTHER: agreement, unrelated. CARE: nothing.
+    // COUNCIL: related, no agreement. GP: related (registered GP), agreement. HOSP:
+    // related, objected to (told what an unrelated organisation is told). OTHER: agreement,
+    // unrelated. CARE: nothing.
+    w.record(P, P, registered_with_gp(1, "GP"));
     w.record(P, agg(1), submitted("GP", "COUNCIL-REABLE"));
     w.record(P, P, added("HOSP", None));
     w.record(P, agg(5), consent_recorded(objection(&["HOSP"], &[])));
     let cases = [
         ("GP", P, Ok(())),
-        ("HOSP", P, Err("OBJECTION")),
+        ("HOSP", P, Err("NO_LEGITIMATE_RELATIONSHIP")),
         ("COUNCIL", P, Err("NO_AGREEMENT_IN_FORCE")),
         ("OTHER", P, Err("NO_LEGITIMATE_RELATIONSHIP")),
         ("CARE", P, Err("NO_LEGITIMATE_RELATIONSHIP")),
@@ -1955,7 +2191,7 @@ fn reading_needs_a_relationship_no_objection_and_an_agreement() {
         ("GP", Q, Err("NO_LEGITIMATE_RELATIONSHIP")),
     ];
     for (org, person, expected) in cases {
-        let got = w.gov.may_read(&identity(org), person, today());
+        let got = w.gov.may_read(&identity(org), person, noon(today()));
         assert_eq!(got.clone().map_err(|d| d.reason), expected, "{org}");
         if let Err(denial) = got {
             assert!(denial.message.contains(org), "{}", denial.message);
@@ -1972,17 +2208,20 @@ fn reading_needs_a_relationship_no_objection_and_an_agreement() {
         }),
     );
     let gp = identity("GP");
-    assert_eq!(w.gov.may_read(&gp, P, today()), Ok(()));
+    assert_eq!(w.gov.may_read(&gp, P, noon(today())), Ok(()));
     assert_eq!(
         w.gov
-            .may_read(&gp, P, day("2026-06-02"))
-            .map_err(|d| d.reason),
+            .may_read(&gp, P, noon(day("2026-06-02")))
+            .map_err(|d| d.audit_reason()),
         Err("OBJECTION")
     );
-    // The relationship ends with the referral.
+    // COUNCIL's relationship ends with the referral.
+    let council = identity("COUNCIL");
     w.record(P, agg(1), cancelled());
     assert_eq!(
-        w.gov.may_read(&gp, P, today()).map_err(|d| d.reason),
+        w.gov
+            .may_read(&council, P, noon(today()))
+            .map_err(|d| d.reason),
         Err("NO_LEGITIMATE_RELATIONSHIP")
     );
 }
@@ -2021,16 +2260,16 @@ proptest! {
                 }
                 _ => continue,
             };
-            let before: Vec<bool> = TEAM_ORGS.iter().map(|t| w.gov.related(P, &code(t))).collect();
+            let before: Vec<bool> = TEAM_ORGS.iter().map(|t| w.gov.related(P, &code(t), w.now)).collect();
             let recorded = w.record(P, P, event);
             let mut expected_set = BTreeSet::new();
             for (i, team_org) in TEAM_ORGS.iter().enumerate() {
                 let expected = members.iter().any(|(m, _)| *m == i);
-                prop_assert_eq!(w.gov.related(P, &code(team_org)), expected, "{}", team_org);
+                prop_assert_eq!(w.gov.related(P, &code(team_org), w.now), expected, "{}", team_org);
                 if expected {
                     expected_set.insert((*team_org).to_owned());
                 }
-                let sent = w.gov.disclosure(&recorded, &code(team_org), before[i], today());
+                let sent = w.gov.disclosure(&recorded, &code(team_org), before[i], noon(today()));
                 prop_assert_eq!(sent.is_some(), before[i] || expected, "{}", team_org);
             }
             prop_assert_eq!(w.related(P), expected_set);
@@ -2061,4 +2300,355 @@ fn relevant_event_types_are_real_and_cover_the_fold() {
     ] {
         assert!(!Governance::relevant(t), "{t}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grounds with time: the set period, the registered GP, emergency access
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn grounds_end_the_set_period_after_a_terminal_state() {
+    let mut w = World::standard();
+    w.record(P, P, registered(1));
+    w.record(P, agg(1), submitted("GP", "COUNCIL-REABLE"));
+    w.record(P, agg(2), admitted("HOSP-WARD"));
+    w.record(
+        P,
+        agg(2),
+        discharge(DischargeEvent::DischargeAgreed {
+            service: code("CARE-HOME"),
+            planned_for: day("2026-06-02"),
+        }),
+    );
+    w.record(P, agg(1), referral(ReferralEvent::Completed));
+    w.record(P, agg(2), discharge(DischargeEvent::Closed));
+    let closed = w.now;
+    let period = TimeDelta::days(DEFAULT_RELATIONSHIP_PERIOD_DAYS);
+    for org in ["COUNCIL", "HOSP", "CARE"] {
+        assert!(w.gov.related(P, &code(org), closed), "{org} at the end");
+        assert!(
+            w.gov
+                .related(P, &code(org), closed + period - TimeDelta::seconds(1)),
+            "{org} just before the period is over"
+        );
+        assert!(
+            !w.gov.related(P, &code(org), closed + period),
+            "{org} once it is over"
+        );
+    }
+    assert_eq!(
+        w.gov.grounds(P, &code("HOSP"), closed),
+        BTreeSet::from([Ground::HospitalStay])
+    );
+    // The period is a deployment setting.
+    let mut short = World {
+        gov: Governance::with_settings(Settings {
+            relationship_period: TimeDelta::days(1),
+        }),
+        sequence: 0,
+        now: w.now,
+    };
+    for (org, service) in ORGS {
+        short.register(org, &[service]);
+    }
+    short.record(P, agg(2), admitted("HOSP-WARD"));
+    short.record(P, agg(2), discharge(DischargeEvent::Closed));
+    assert!(
+        !short
+            .gov
+            .related(P, &code("HOSP"), short.now + TimeDelta::days(1))
+    );
+}
+
+#[test]
+fn an_event_recorded_after_the_period_is_not_delivered() {
+    let mut w = World::standard();
+    w.record(P, P, registered(1));
+    w.record(P, agg(2), admitted("HOSP-WARD"));
+    w.record(P, agg(2), discharge(DischargeEvent::Closed));
+    w.now += TimeDelta::days(DEFAULT_RELATIONSHIP_PERIOD_DAYS + 1);
+    w.record(P, P, added("GP", None));
+    // HOSP's ground lapsed before this event was recorded: nothing, and no backfill later.
+    assert_eq!(w.deliver("HOSP", P, P, plan_agreed()), None);
+    assert_eq!(w.deliver("GP", P, P, plan_revised(2)), Some(Full));
+}
+
+#[test]
+fn the_registered_gp_holds_a_standing_ground_until_a_change_of_practice() {
+    let mut w = World::standard();
+    w.record(P, P, registered_with_gp(1, "GP"));
+    assert_eq!(
+        w.gov.grounds(P, &code("GP"), w.now),
+        BTreeSet::from([Ground::RegisteredGp])
+    );
+    assert_eq!(w.gov.registered_gp(P), Some(&code("GP")));
+    w.record(
+        P,
+        P,
+        Event::Person(PersonEvent::DetailsCorrected {
+            correction: Correction {
+                registered_gp: Some(code("OTHER")),
+                ..Correction::default()
+            },
+            reason: text("moved practice"),
+        }),
+    );
+    assert!(!w.gov.related(P, &code("GP"), w.now));
+    assert!(w.gov.related(P, &code("OTHER"), w.now));
+}
+
+fn typed_world(types: &[(&str, OrganisationType)]) -> World {
+    let mut w = World::standard();
+    for (org, org_type) in types {
+        w.registry_event(
+            org,
+            OrganisationEvent::Registered {
+                code: code(org),
+                profile: OrganisationProfile {
+                    name: short("Typed"),
+                    org_type: *org_type,
+                },
+                services: vec![code(&format!("{org}-SVC"))],
+            },
+        );
+        w.agree(org, "DSA-1", all_classes(), "2026-01-01", "2027-01-01");
+    }
+    w
+}
+
+#[test]
+fn emergency_access_is_for_direct_care_providers_and_expires() {
+    let mut w = typed_world(&[
+        ("TRUST", OrganisationType::NhsTrust),
+        ("VOL", OrganisationType::Voluntary),
+    ]);
+    w.record(P, P, registered(1));
+    let assert_cmd = |hours| {
+        person_command(
+            P,
+            PersonCommand::AssertEmergencyAccess {
+                reason: text("unconscious in A&E"),
+                hours,
+            },
+        )
+    };
+    let person = Some(AggregateState::Person(carewoven_domain::person::Person {
+        profile: profile(1),
+        corrections: 0,
+        version: 1,
+    }));
+    assert_eq!(
+        w.gov
+            .authorise(&id("TRUST"), &assert_cmd(4), person.as_ref(), w.now),
+        Ok(())
+    );
+    let refused = w
+        .gov
+        .authorise(&id("VOL"), &assert_cmd(4), person.as_ref(), w.now)
+        .expect_err("not a direct-care provider");
+    // VOL has no ground: the uniform answer, the real cause audited.
+    assert_eq!(refused.reason, "NO_LEGITIMATE_RELATIONSHIP");
+    assert_eq!(refused.audit_reason(), "NOT_A_DIRECT_CARE_PROVIDER");
+    let asserted = w.now;
+    w.record(
+        P,
+        P,
+        Event::Person(PersonEvent::EmergencyAccessAsserted {
+            organisation: code("TRUST"),
+            reason: text("unconscious in A&E"),
+            expires_at: asserted + TimeDelta::hours(4),
+        }),
+    );
+    assert_eq!(
+        w.gov.grounds(P, &code("TRUST"), asserted),
+        BTreeSet::from([Ground::EmergencyAccess])
+    );
+    assert_eq!(w.gov.may_read(&id("TRUST"), P, asserted), Ok(()));
+    assert!(
+        w.gov
+            .may_read(&id("TRUST"), P, asserted + TimeDelta::hours(4))
+            .is_err()
+    );
+    assert_eq!(w.gov.emergency_accesses().len(), 1);
+    assert_eq!(w.gov.emergency_accesses()[0].organisation, code("TRUST"));
+    // Emergency access never becomes a standing place on the care team.
+    assert_eq!(
+        w.gov
+            .authorise(&id("TRUST"), &add_member(P, "TRUST"), None, asserted)
+            .map_err(|d| d.reason),
+        Err("NOT_ON_CARE_TEAM")
+    );
+}
+
+#[test]
+fn referenced_organisations_and_services_must_be_registered() {
+    let w = typed_world(&[("SURGERY", OrganisationType::GeneralPractice)]);
+    let field = |c: &Command| match w.gov.check_references(c) {
+        Ok(()) => None,
+        Err(DomainError::Invalid { field, .. }) => Some(field),
+        Err(e) => Some(format!("{e}")),
+    };
+    assert_eq!(field(&add_member(P, "HOSP")), None);
+    assert_eq!(
+        field(&add_member(P, "NOBODY")),
+        Some("member.organisation".to_owned())
+    );
+    assert_eq!(field(&make(P, "GP", "COUNCIL-REABLE")), None);
+    assert_eq!(
+        field(&make(P, "GP", "NOBODY-SVC")),
+        Some("to_service".to_owned())
+    );
+    // An organisation's code is not one of its services.
+    assert_eq!(
+        field(&make(P, "GP", "COUNCIL")),
+        Some("to_service".to_owned())
+    );
+    let consent = Command::Consent {
+        person_id: P,
+        consent_id: agg(5),
+        command: ConsentCommand::Record {
+            terms: objection(&["HOSP", "NOBODY"], &[]),
+        },
+    };
+    assert_eq!(field(&consent), Some("partners[1]".to_owned()));
+    let mut record = meeting_record();
+    record.attendees.push(code("NOBODY"));
+    let meeting = Command::Meeting {
+        person_id: P,
+        meeting_id: agg(6),
+        command: MeetingCommand::Record { meeting: record },
+    };
+    assert_eq!(field(&meeting), Some("attendees[1]".to_owned()));
+    let register = |gp: &str| {
+        person_command(
+            P,
+            PersonCommand::Register {
+                person_id: P,
+                profile: Profile {
+                    registered_gp: Some(code(gp)),
+                    ..profile(1)
+                },
+            },
+        )
+    };
+    assert_eq!(field(&register("SURGERY")), None);
+    // GP is registered, but as another type in this world.
+    assert_eq!(field(&register("GP")), Some("registered_gp".to_owned()));
+    assert_eq!(field(&register("NOBODY")), Some("registered_gp".to_owned()));
+    // A service already owned by another organisation cannot be claimed again.
+    let claim = org_command(OrganisationCommand::AddService {
+        service: code("HOSP-WARD"),
+    });
+    assert!(matches!(
+        w.gov.check_references(&claim),
+        Err(DomainError::AlreadyExists { .. })
+    ));
+    let register_claiming = org_command(OrganisationCommand::Register {
+        code: code("NEW"),
+        profile: OrganisationProfile {
+            name: short("New"),
+            org_type: OrganisationType::Voluntary,
+        },
+        services: vec![code("NEW-SVC"), code("CARE-HOME")],
+    });
+    assert!(matches!(
+        w.gov.check_references(&register_claiming),
+        Err(DomainError::AlreadyExists { .. })
+    ));
+    assert_eq!(w.gov.check_references(&register_org()), Ok(()));
+}
+
+#[test]
+fn a_read_withholds_classes_outside_the_agreement_and_under_a_partial_objection() {
+    let mut w = World::registry();
+    w.agree(
+        "HOSP",
+        "DSA-1",
+        vec![
+            DataClass::Demographics,
+            DataClass::Discharge,
+            DataClass::CarePlan,
+        ],
+        "2026-01-01",
+        "2027-01-01",
+    );
+    w.record(P, P, added("HOSP", None));
+    let scope = w.gov.read_scope(&id("HOSP"), P, w.now).expect("readable");
+    assert!(scope.allows(DataClass::Discharge));
+    assert!(!scope.allows(DataClass::Assessments));
+    assert_eq!(scope.withheld.len(), 6);
+    w.record(
+        P,
+        agg(5),
+        consent_recorded(objection(&["HOSP"], &[DataClass::CarePlan])),
+    );
+    let scope = w.gov.read_scope(&id("HOSP"), P, w.now).expect("readable");
+    assert!(!scope.allows(DataClass::CarePlan));
+    assert!(scope.allows(DataClass::Demographics));
+}
+
+#[test]
+fn an_undecodable_event_closes_only_its_persons_record() {
+    let mut w = World::standard();
+    w.record(P, P, added("HOSP", None));
+    w.record(Q, Q, added("HOSP", None));
+    w.gov.mark_undecodable(P, 99);
+    assert_eq!(w.gov.position(), 99);
+    assert_eq!(
+        w.gov.may_read(&id("HOSP"), P, w.now).map_err(|d| d.reason),
+        Err("RECORD_UNREADABLE")
+    );
+    // An unrelated organisation learns nothing from it.
+    assert_eq!(
+        w.gov.may_read(&id("OTHER"), P, w.now).map_err(|d| d.reason),
+        Err("NO_LEGITIMATE_RELATIONSHIP")
+    );
+    assert_eq!(
+        w.gov
+            .authorise(&id("HOSP"), &record_meeting(P), None, w.now)
+            .map_err(|d| d.reason),
+        Err("RECORD_UNREADABLE")
+    );
+    assert_eq!(
+        w.gov
+            .authorise(&id("OTHER"), &record_meeting(P), None, w.now)
+            .map_err(|d| d.reason),
+        Err("NO_LEGITIMATE_RELATIONSHIP")
+    );
+    let event = w.record(P, P, plan_agreed());
+    assert_eq!(w.gov.disclosure(&event, &code("HOSP"), true, w.now), None);
+    // Q is untouched.
+    assert_eq!(w.gov.may_read(&id("HOSP"), Q, w.now), Ok(()));
+}
+
+#[test]
+fn a_trace_needs_the_nhs_number_and_date_of_birth() {
+    let mut w = World::standard();
+    w.record(P, P, registered(1));
+    let nhs = NhsNumber::synthetic(1);
+    assert_eq!(w.gov.find_person(&nhs, day("1940-02-03")), Some(P));
+    assert_eq!(w.gov.find_person(&nhs, day("1940-02-04")), None);
+    assert_eq!(
+        w.gov
+            .find_person(&NhsNumber::synthetic(2), day("1940-02-03")),
+        None
+    );
+    // A corrected number is found under the new number only.
+    w.record(
+        P,
+        P,
+        Event::Person(PersonEvent::DetailsCorrected {
+            correction: Correction {
+                nhs_number: Some(NhsNumber::synthetic(5)),
+                ..Correction::default()
+            },
+            reason: text("typo"),
+        }),
+    );
+    assert_eq!(w.gov.find_person(&nhs, day("1940-02-03")), None);
+    assert_eq!(
+        w.gov
+            .find_person(&NhsNumber::synthetic(5), day("1940-02-03")),
+        Some(P)
+    );
 }

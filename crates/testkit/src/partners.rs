@@ -63,7 +63,7 @@ fn governance_ctx(what: &str) -> Option<v1::CommandContext> {
     Some(v1::CommandContext {
         command_id: stable_id(what),
         organisation: GOVERNANCE_ORG.to_owned(),
-        user: "registrar".to_owned(),
+        user: "tester".to_owned(),
         ..Default::default()
     })
 }
@@ -82,13 +82,32 @@ pub async fn register_partner(
     services: &[&str],
     data_classes: &[i32],
 ) -> anyhow::Result<()> {
+    register_partner_as(
+        client,
+        code,
+        services,
+        data_classes,
+        v1::OrganisationType::Other,
+    )
+    .await
+}
+
+/// [`register_partner`], registered as `org_type` (a general practice may be a registered
+/// GP; direct-care providers may assert emergency access).
+pub async fn register_partner_as(
+    client: &mut CommandServiceClient<Channel>,
+    code: &str,
+    services: &[&str],
+    data_classes: &[i32],
+    org_type: v1::OrganisationType,
+) -> anyhow::Result<()> {
     let admin = governance_token();
     let register = v1::RegisterOrganisationRequest {
         context: governance_ctx(&format!("register {code}")),
         code: code.to_owned(),
         profile: Some(v1::OrganisationProfile {
             name: format!("Synthetic organisation {code}"),
-            org_type: v1::OrganisationType::Other as i32,
+            org_type: org_type as i32,
         }),
         services: services.iter().map(|s| (*s).to_owned()).collect(),
     };

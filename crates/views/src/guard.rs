@@ -75,11 +75,10 @@ impl Guard {
         if identity.has(Role::Governance) {
             Ok(identity)
         } else {
-            Err(permission_denied(&Denial {
-                reason: "GOVERNANCE_ROLE_REQUIRED",
-                message: "only a caller with the governance role may administer the views"
-                    .to_owned(),
-            }))
+            Err(permission_denied(&Denial::new(
+                "GOVERNANCE_ROLE_REQUIRED",
+                "only a caller with the governance role may administer the views",
+            )))
         }
     }
 
@@ -91,9 +90,26 @@ impl Guard {
         rpc: &str,
         denial: &Denial,
     ) -> Status {
-        self.audit_refusal(Some(who), person, rpc, denial.reason)
+        self.audit_refusal(Some(who), person, rpc, denial.audit_reason())
             .await;
         permission_denied(denial)
+    }
+
+    /// Record a demographics trace (FindPerson), found or not, and wait until it is stored:
+    /// a trace is answered only once it is on record.
+    pub async fn audit_trace(
+        &self,
+        who: &Identity,
+        person: Option<Uuid>,
+        rpc: &str,
+    ) -> Result<(), Status> {
+        let record = AuditRecord::permitted(who, person, v1::AuditAction::FindPerson).detail(rpc);
+        self.audit.record(&record).await.map(|_| ()).map_err(|e| {
+            Status::unavailable(format!(
+                "the trace could not be audited, so it is not answered; retry: {}",
+                e.message()
+            ))
+        })
     }
 
     async fn audit_refusal(

@@ -91,7 +91,7 @@ pub fn apply(
     record.person_id = meta.person_id.to_string();
     let mut changes = Vec::new();
     match &event.event {
-        Event::Person(e) => person(&mut record, e),
+        Event::Person(e) => person(&mut record, meta, e),
         Event::Referral(e) => {
             let status = referral(&mut record, meta, e);
             sync_inbox(txn, meta, &record, status)?;
@@ -211,9 +211,20 @@ fn care_team_role(r: CareTeamRole) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // Person
 
-fn person(record: &mut v1::CareRecord, e: &PersonEvent) {
+fn person(record: &mut v1::CareRecord, meta: &EventMeta, e: &PersonEvent) {
+    record.person_version = meta.version;
     match e {
         PersonEvent::Registered { profile } => record.profile = Some(profile.into()),
+        PersonEvent::EmergencyAccessAsserted {
+            organisation,
+            reason,
+            expires_at,
+        } => record.emergency_accesses.push(v1::EmergencyAccessView {
+            organisation: organisation.as_str().to_owned(),
+            reason: reason.as_str().to_owned(),
+            asserted_at: Some(timestamp(meta.recorded_at)),
+            expires_at: Some(timestamp(*expires_at)),
+        }),
         PersonEvent::DetailsCorrected { correction, .. } => {
             let c = v1::Correction::from(correction);
             let p = record.profile.get_or_insert_with(Default::default);
@@ -225,6 +236,7 @@ fn person(record: &mut v1::CareRecord, e: &PersonEvent) {
                 (c.contact, &mut p.contact),
                 (c.what_matters, &mut p.what_matters),
                 (c.communication_needs, &mut p.communication_needs),
+                (c.registered_gp, &mut p.registered_gp),
             ];
             for (value, field) in fields {
                 if let Some(value) = value {
@@ -264,9 +276,13 @@ fn referral(record: &mut v1::CareRecord, meta: &EventMeta, e: &ReferralEvent) ->
         }
         E::Received => S::Received,
         E::Accepted => S::Accepted,
-        E::Rejected { .. } => S::Rejected,
+        E::Rejected { reason } => {
+            view.reason = reason.as_str().to_owned();
+            S::Rejected
+        }
         E::Started => S::InProgress,
-        E::PutOnHold { .. } => {
+        E::PutOnHold { reason } => {
+            view.reason = reason.as_str().to_owned();
             view.resumes_to = view.status.clone();
             S::OnHold
         }
@@ -279,9 +295,18 @@ fn referral(record: &mut v1::CareRecord, meta: &EventMeta, e: &ReferralEvent) ->
             }
         }
         E::Completed => S::Completed,
-        E::Failed { .. } => S::Failed,
-        E::Cancelled { .. } => S::Cancelled,
-        E::EnteredInError { .. } => S::EnteredInError,
+        E::Failed { reason } => {
+            view.reason = reason.as_str().to_owned();
+            S::Failed
+        }
+        E::Cancelled { reason } => {
+            view.reason = reason.as_str().to_owned();
+            S::Cancelled
+        }
+        E::EnteredInError { reason } => {
+            view.reason = reason.as_str().to_owned();
+            S::EnteredInError
+        }
     };
     view.status = status.as_str().to_owned();
     view.updated_at = Some(at);
@@ -875,6 +900,7 @@ mod tests {
             what_matters: Some(long("Getting back to my garden")),
             communication_needs: None,
             carers: Vec::new(),
+            registered_gp: None,
         }
     }
 

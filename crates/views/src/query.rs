@@ -159,7 +159,7 @@ fn left(until: Instant) -> Duration {
 struct Readable {
     access: AccessIndex,
     who: Identity,
-    today: NaiveDate,
+    now: DateTime<Utc>,
     known: HashMap<Uuid, bool>,
 }
 
@@ -168,7 +168,7 @@ impl Readable {
         Readable {
             access,
             who,
-            today: Utc::now().date_naive(),
+            now: Utc::now(),
             known: HashMap::new(),
         }
     }
@@ -176,19 +176,84 @@ impl Readable {
     /// Forget earlier decisions (relationships, objections and agreements change).
     fn refresh(&mut self) {
         self.known.clear();
-        self.today = Utc::now().date_naive();
+        self.now = Utc::now();
     }
 
     /// The person of a board entry, if the caller may read their record.
     fn person(&mut self, raw: &str) -> Option<Uuid> {
         let person: Uuid = raw.parse().ok()?;
-        let (access, who, today) = (&self.access, &self.who, self.today);
+        let (access, who, now) = (&self.access, &self.who, self.now);
         let may = *self
             .known
             .entry(person)
-            .or_insert_with(|| access.with(|g| g.may_read(who, person, today).is_ok()));
+            .or_insert_with(|| access.with(|g| g.may_read(who, person, now).is_ok()));
         may.then_some(person)
     }
+}
+
+/// Whether `who` may see that a person is on its own list (caseload, inbox): it holds a
+/// ground and the person has not objected to it. No agreement is needed to know who is on
+/// one's own list, only to read their record.
+fn listed(
+    g: &carewoven_governance::Governance,
+    who: &Identity,
+    person: Uuid,
+    now: DateTime<Utc>,
+) -> bool {
+    g.undecodable(person).is_none()
+        && g.related(person, &who.organisation, now)
+        && !g.objects_to(person, &who.organisation, now)
+}
+
+/// Leave out of a record every section in a withheld data class, and say which were.
+fn minimum_necessary(record: &mut v1::CareRecord, scope: &carewoven_governance::ReadScope) {
+    use carewoven_domain::consent::DataClass as C;
+    if let Some(p) = record.profile.as_mut() {
+        if !scope.allows(C::Demographics) {
+            // Identifiers stay: the NHS number is how the reader knows whose record it is.
+            let nhs = std::mem::take(&mut p.nhs_number);
+            let contact = std::mem::take(&mut p.contact);
+            let carers = std::mem::take(&mut p.carers);
+            *p = v1::Profile {
+                nhs_number: nhs,
+                contact,
+                carers,
+                ..Default::default()
+            };
+            record.profile_corrections = 0;
+        }
+        if !scope.allows(C::Contact) {
+            p.contact.clear();
+            p.carers.clear();
+        }
+    }
+    if !scope.allows(C::CarePlan) {
+        record.care_plan = None;
+    }
+    if !scope.allows(C::CareTeam) {
+        record.care_team = None;
+        record.emergency_accesses.clear();
+    }
+    if !scope.allows(C::Referrals) {
+        record.referrals.clear();
+    }
+    if !scope.allows(C::Assessments) {
+        record.assessments.clear();
+    }
+    if !scope.allows(C::Discharge) {
+        record.discharge_episodes.clear();
+    }
+    if !scope.allows(C::Meetings) {
+        record.meetings.clear();
+    }
+    if !scope.allows(C::Feedback) {
+        record.feedback.clear();
+    }
+    record.withheld_classes = scope
+        .withheld
+        .iter()
+        .map(|c| carewoven_proto::convert::data_class_to_wire(*c))
+        .collect();
 }
 
 /// Each person once, in first-seen order.
@@ -321,11 +386,19 @@ impl QueryService for Queries {
         let person = uuid("person_id", &request.get_ref().person_id)?;
         self.reach(until, request.get_ref().min_log_position)
             .await?;
-        let today = Utc::now().date_naive();
-        self.authorise(until, &who, Some(person), RPC, |g| {
-            g.may_read(&who, person, today)
-        })
-        .await?;
+        let now = Utc::now();
+        let scope = match self
+            .guard
+            .access()
+            .check(left(until), |g| g.read_scope(&who, person, now))
+            .await
+        {
+            Ok(scope) => scope,
+            Err(AccessError::Denied(denial)) => {
+                return Err(self.guard.refuse(&who, Some(person), RPC, &denial).await);
+            }
+            Err(e) => return Err(e.to_status()),
+        };
         let (record, position) = {
             let db = self.views.db();
             let read = db.begin_read().map_err(storage)?;
@@ -338,6 +411,7 @@ impl QueryService for Queries {
             };
             let mut record: v1::CareRecord = decode(bytes.value())?;
             record.log_position = position;
+            minimum_necessary(&mut record, &scope);
             (record, position)
         };
         self.guard
@@ -610,28 +684,31 @@ impl QueryService for Queries {
             }
         };
         if org != who.organisation.as_str() {
-            let denial = Denial {
-                reason: "NOT_OWN_CASELOAD",
-                message: format!(
+            let denial = Denial::new(
+                "NOT_OWN_CASELOAD",
+                format!(
                     "{} may only read its own organisation's caseload ({field})",
                     who.organisation
                 ),
-            };
+            );
             return Err(self.guard.refuse(&who, None, RPC, &denial).await);
         }
         self.reach(until, request.get_ref().min_log_position)
             .await?;
-        let db = self.views.db();
-        let read = db.begin_read().map_err(storage)?;
-        let position = read_position(&read)?;
+        let (read, position) = self.consistent_read(until).await?;
         let caseload = read.open_table(CASELOAD).map_err(storage)?;
+        let now = Utc::now();
         let mut person_ids = Vec::new();
         for item in caseload
             .range((owner.as_str(), 0u128)..=(owner.as_str(), u128::MAX))
             .map_err(storage)?
         {
             let (key, _) = item.map_err(storage)?;
-            person_ids.push(Uuid::from_u128(key.value().1).to_string());
+            let person = Uuid::from_u128(key.value().1);
+            // Only people it still holds a ground for and who have not objected to it.
+            if self.guard.access().with(|g| listed(g, &who, person, now)) {
+                person_ids.push(person.to_string());
+            }
         }
         Ok(Response::new(v1::Caseload {
             person_ids,
@@ -657,27 +734,35 @@ impl QueryService for Queries {
             if g.service_owner(&service_code) == Some(&who.organisation) {
                 Ok(())
             } else {
-                Err(Denial {
-                    reason: "NOT_SERVICE_OWNER",
-                    message: format!(
+                Err(Denial::new(
+                    "NOT_SERVICE_OWNER",
+                    format!(
                         "{} may only read the inbox of its own services (service)",
                         who.organisation
                     ),
-                })
+                ))
             }
         })
         .await?;
-        let db = self.views.db();
-        let read = db.begin_read().map_err(storage)?;
-        let position = read_position(&read)?;
+        let (read, position) = self.consistent_read(until).await?;
         let inbox = read.open_table(INBOX).map_err(storage)?;
+        let decided_at = Utc::now();
         let mut entries: Vec<(u128, v1::InboxEntry)> = Vec::new();
         for item in inbox
             .range((service.as_str(), 0u128)..=(service.as_str(), u128::MAX))
             .map_err(storage)?
         {
             let (key, value) = item.map_err(storage)?;
-            entries.push((key.value().1, decode(value.value())?));
+            let entry: v1::InboxEntry = decode(value.value())?;
+            // A person who objected to the service's organisation is not in its inbox.
+            let shown = entry.person_id.parse::<Uuid>().is_ok_and(|person| {
+                self.guard
+                    .access()
+                    .with(|g| listed(g, &who, person, decided_at))
+            });
+            if shown {
+                entries.push((key.value().1, entry));
+            }
         }
         // Priority first (stat, asap, urgent, routine), then oldest first, then id: a total
         // order, so a page token is the rank of the last entry returned.
@@ -713,5 +798,122 @@ impl QueryService for Queries {
             next_page_token: next,
             log_position: position,
         }))
+    }
+
+    async fn find_person(
+        &self,
+        request: Request<v1::FindPersonRequest>,
+    ) -> Result<Response<v1::FindPersonReply>, Status> {
+        const RPC: &str = "FindPerson";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
+        let r = request.get_ref();
+        let nhs = carewoven_domain::values::NhsNumber::parse("nhs_number", &r.nhs_number)
+            .map_err(|e| invalid("nhs_number", &e.to_string()))?;
+        let dob: NaiveDate = r
+            .date_of_birth
+            .parse()
+            .map_err(|_| invalid("date_of_birth", "must be a date, YYYY-MM-DD"))?;
+        // A trace is for an organisation in the registry (or the governance role).
+        let registered = |g: &carewoven_governance::Governance| {
+            if g.organisation(&who.organisation).is_some()
+                || who.has(carewoven_governance::Role::Governance)
+            {
+                Ok(())
+            } else {
+                Err(Denial::new(
+                    "ORGANISATION_NOT_REGISTERED",
+                    format!("organisation {} is not registered", who.organisation),
+                ))
+            }
+        };
+        self.authorise(until, &who, None, RPC, registered).await?;
+        // Confirm a "not found" against the log's end, so a fresh registration is found.
+        let found = match self
+            .guard
+            .access()
+            .check(left(until), |g| {
+                g.find_person(&nhs, dob)
+                    .ok_or_else(|| Denial::new("NOT_FOUND", "not found"))
+            })
+            .await
+        {
+            Ok(person) => Some(person),
+            Err(AccessError::Denied(_)) => None,
+            Err(e) => return Err(e.to_status()),
+        };
+        self.guard.audit_trace(&who, found, RPC).await?;
+        match found {
+            Some(person) => Ok(Response::new(v1::FindPersonReply {
+                person_id: person.to_string(),
+            })),
+            None => Err(Status::not_found(
+                "no registered person has that NHS number and date of birth",
+            )),
+        }
+    }
+
+    async fn get_referral_receipt(
+        &self,
+        request: Request<v1::GetReferralReceiptRequest>,
+    ) -> Result<Response<v1::ReferralReceipt>, Status> {
+        const RPC: &str = "GetReferralReceipt";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
+        let r = request.get_ref();
+        let person = uuid("person_id", &r.person_id)?;
+        let referral = uuid("referral_id", &r.referral_id)?;
+        self.reach(until, r.min_log_position).await?;
+        let (read, position) = self.consistent_read(until).await?;
+        let records = read.open_table(RECORDS).map_err(storage)?;
+        let record: Option<v1::CareRecord> = match records.get(person.as_u128()).map_err(storage)? {
+            Some(bytes) => Some(decode(bytes.value())?),
+            None => None,
+        };
+        let id = referral.to_string();
+        // Only the referrer's own referral; anything else is the same NOT_FOUND, whether the
+        // person or the referral exists or not.
+        let view = record.as_ref().and_then(|rec| {
+            rec.referrals.iter().find(|v| {
+                v.referral_id == id
+                    && v.referral
+                        .as_ref()
+                        .is_some_and(|d| d.from_organisation == who.organisation.as_str())
+            })
+        });
+        let objected = self
+            .guard
+            .access()
+            .with(|g| g.objects_to(person, &who.organisation, Utc::now()));
+        let Some(view) = view.filter(|_| !objected) else {
+            let denial =
+                Denial::new("NO_SUCH_REFERRAL_RECEIPT", "no such referral").because(if objected {
+                    "OBJECTION"
+                } else {
+                    "NO_SUCH_REFERRAL_RECEIPT"
+                });
+            let _ = self.guard.refuse(&who, Some(person), RPC, &denial).await;
+            return Err(Status::not_found(format!(
+                "no referral {referral} made by {} for this person",
+                who.organisation
+            )));
+        };
+        let receipt = v1::ReferralReceipt {
+            referral_id: id.clone(),
+            to_service: view
+                .referral
+                .as_ref()
+                .map(|d| d.to_service.clone())
+                .unwrap_or_default(),
+            status: view.status.clone(),
+            reason: view.reason.clone(),
+            submitted_at: view.submitted_at,
+            updated_at: view.updated_at,
+            log_position: position,
+        };
+        self.guard
+            .audit_reads(&who, &[person], RPC, position)
+            .await?;
+        Ok(Response::new(receipt))
     }
 }

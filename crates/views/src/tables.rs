@@ -22,7 +22,7 @@ pub const POSITION: &str = "position";
 pub const FORMAT: &str = "format";
 pub const SKIPPED: &str = "skipped";
 /// Version of the table layout. A file with another format is refused at start-up.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Caseload owner key for a coordinator.
 pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {

@@ -342,7 +342,7 @@ fn ctx(org: &str) -> Option<v1::CommandContext> {
     Some(v1::CommandContext {
         command_id: Uuid::now_v7().to_string(),
         organisation: org.into(),
-        user: "crash-test".into(),
+        user: "tester".into(),
         ..Default::default()
     })
 }
@@ -459,22 +459,8 @@ async fn person_load(
     };
     referral_cycle(&mut client, &person, false).await?;
     done.referrals += 1;
-    client
-        .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
-            context: ctx("HOSP-A"),
-            person_id: person.clone(),
-            member: Some(member.clone()),
-            role: v1::CareTeamRole::CommunityNursing as i32,
-            since: days_from_today(-30),
-        }))
-        .await?;
-    client
-        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
-            context: ctx("CNURSE-1"),
-            person_id: person.clone(),
-            member: Some(member),
-        }))
-        .await?;
+    // The admission gives the hospital its ground; it joins the care team and adds
+    // community nursing.
     let episode = client
         .admit_person(signed(v1::AdmitPersonRequest {
             context: ctx("HOSP-A"),
@@ -486,6 +472,27 @@ async fn person_load(
         .await?
         .into_inner()
         .aggregate_id;
+    for (org, who) in [("HOSP-A", None), ("CNURSE-1", Some(member.clone()))] {
+        client
+            .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+                context: ctx("HOSP-A"),
+                person_id: person.clone(),
+                member: Some(who.unwrap_or(v1::MemberRef {
+                    organisation: org.into(),
+                    practitioner: String::new(),
+                })),
+                role: v1::CareTeamRole::CommunityNursing as i32,
+                since: days_from_today(-30),
+            }))
+            .await?;
+    }
+    client
+        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
+            context: ctx("CNURSE-1"),
+            person_id: person.clone(),
+            member: Some(member),
+        }))
+        .await?;
     for s in [
         pd::Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
             expected: days_from_today(1),

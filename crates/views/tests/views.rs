@@ -243,10 +243,10 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
         .unwrap()
         .into_inner();
     // Read-your-writes: the very next query sees the referral (and the relationship it made
-    // is known to the access decision).
+    // for the receiving service's organisation is known to the access decision).
     let record = q
         .get_care_record(as_org(
-            "HOSP-A",
+            "ASC",
             v1::GetCareRecordRequest {
                 person_id: person.clone(),
                 min_log_position: referral.log_position,
@@ -426,7 +426,8 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
         episodes.push((person, episode));
     }
     // The first person's GP joins the care team (added by the hospital managing the
-    // episode), so it may later accept the handover.
+    // episode, which joins first), so it may later accept the handover.
+    join(&mut c, &episodes[0].0, "HOSP-A").await;
     let last = c
         .add_care_team_member(signed(v1::AddCareTeamMemberRequest {
             context: ctx("HOSP-A"),
@@ -1082,8 +1083,10 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
     assert_eq!(audited.person_id, person);
     assert_eq!(audited.organisation, "HOSP-A");
 
-    // Community nursing joins the care team (added by the hospital), may read, then leaves
-    // it: with no other relationship, it may read no more, and the board forgets the person.
+    // Community nursing joins the care team (added by the hospital, which joins first), may
+    // read, then leaves it: with no other relationship, it may read no more, and the board
+    // forgets the person.
+    join(&mut c, &person, "HOSP-A").await;
     let member = v1::MemberRef {
         organisation: "CNURSE-1".into(),
         practitioner: "N1".into(),
@@ -1192,4 +1195,20 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
     assert_eq!(audited.log_position, requested.log_position);
     v.stop().await;
     cmd.stop().await;
+}
+
+/// `org` adds itself to the person's care team (it holds a ground that allows it).
+async fn join(c: &mut CommandServiceClient<Channel>, person: &str, org: &str) {
+    c.add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+        context: ctx(org),
+        person_id: person.into(),
+        member: Some(v1::MemberRef {
+            organisation: org.into(),
+            practitioner: String::new(),
+        }),
+        role: v1::CareTeamRole::HospitalTeam as i32,
+        since: day(0),
+    }))
+    .await
+    .unwrap();
 }

@@ -67,7 +67,7 @@ fn referral(person: &str) -> v1::MakeReferralRequest {
         context: Some(v1::CommandContext {
             command_id: Uuid::now_v7().to_string(),
             organisation: HOSPITAL.into(),
-            user: "bench".into(),
+            user: "tester".into(),
             ..Default::default()
         }),
         person_id: person.into(),
@@ -178,7 +178,7 @@ async fn main() -> Result<()> {
                 context: Some(v1::CommandContext {
                     command_id: Uuid::now_v7().to_string(),
                     organisation: HOSPITAL.into(),
-                    user: "bench".into(),
+                    user: "tester".into(),
                     ..Default::default()
                 }),
                 profile: Some(v1::Profile {

@@ -216,7 +216,7 @@ fn ctx(org: &str) -> Option<v1::CommandContext> {
     Some(v1::CommandContext {
         command_id: Uuid::now_v7().to_string(),
         organisation: org.to_owned(),
-        user: "bench".to_owned(),
+        user: "tester".to_owned(),
         ..Default::default()
     })
 }
@@ -715,7 +715,7 @@ async fn subscribe_grpc(
     Ok((task, seen))
 }
 
-/// One load command: feedback (3 in 4) or a contact correction, by a partner related to the
+/// One load command: feedback (3 in 4) or a meeting note, by a partner related to the
 /// person; one event, delivered to each of the person's partners.
 async fn load_command(
     mut client: CommandServiceClient<Channel>,
@@ -741,15 +741,18 @@ async fn load_command(
             }))
             .await
     } else {
+        // A meeting note rather than a correction: corrections name the record version they
+        // were based on, which concurrent load cannot know without reading first.
         client
-            .correct_person_details(signed(v1::CorrectPersonDetailsRequest {
+            .record_meeting(signed(v1::RecordMeetingRequest {
                 context: ctx(org),
                 person_id: person.id.clone(),
-                correction: Some(v1::Correction {
-                    contact: Some(format!("01632 96{:04}", n % 10_000)),
-                    ..Default::default()
+                meeting: Some(v1::MeetingRecord {
+                    held_at: Some(carewoven_proto::convert::timestamp(chrono::Utc::now())),
+                    attendees: vec![org.into()],
+                    decisions: vec![format!("Review number {n}")],
+                    actions: Vec::new(),
                 }),
-                reason: "Moved house".into(),
             }))
             .await
     }

@@ -1,9 +1,9 @@
 //! Person / care record: registered once ("tell the story once"), corrected by new events.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::values::{LongText, NhsNumber, ShortText, not_future_date};
+use crate::values::{Code, LongText, NhsNumber, ShortText, not_future_date};
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, ReplayError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,13 @@ pub struct Profile {
     pub what_matters: Option<LongText>,
     pub communication_needs: Option<LongText>,
     pub carers: Vec<Carer>,
+    /// The GP practice the person is registered with (an organisation code): a standing
+    /// ground for a legitimate relationship (ig-model.md).
+    pub registered_gp: Option<Code>,
 }
+
+/// The longest emergency ("break glass") access one assertion can give.
+pub const EMERGENCY_ACCESS_MAX_HOURS: u32 = 24;
 
 /// A correction replaces the fields it carries; absent fields stay as they were.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,11 +42,23 @@ pub struct Correction {
     pub what_matters: Option<LongText>,
     pub communication_needs: Option<LongText>,
     pub carers: Option<Vec<Carer>>,
+    /// A change of practice.
+    pub registered_gp: Option<Code>,
 }
 
 impl Correction {
     pub fn is_empty(&self) -> bool {
         *self == Correction::default()
+    }
+
+    /// Whether it changes who the person is (NHS number, name, date of birth) or their
+    /// registered practice: only the registered GP or the governance role may do that.
+    pub fn touches_identity(&self) -> bool {
+        self.nhs_number.is_some()
+            || self.given_name.is_some()
+            || self.family_name.is_some()
+            || self.date_of_birth.is_some()
+            || self.registered_gp.is_some()
     }
 }
 
@@ -53,6 +71,15 @@ pub enum PersonCommand {
     Correct {
         correction: Correction,
         reason: LongText,
+        /// The version of the person's record the correction was based on: a stale one is a
+        /// version conflict, never a silent overwrite.
+        based_on_version: u64,
+    },
+    /// Emergency ("break glass") access by the acting organisation, for at most
+    /// [`EMERGENCY_ACCESS_MAX_HOURS`], stating why.
+    AssertEmergencyAccess {
+        reason: LongText,
+        hours: u32,
     },
 }
 
@@ -65,12 +92,19 @@ pub enum PersonEvent {
         correction: Correction,
         reason: LongText,
     },
+    EmergencyAccessAsserted {
+        organisation: Code,
+        reason: LongText,
+        expires_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     pub profile: Profile,
     pub corrections: u32,
+    /// The aggregate's version: the number of its events.
+    pub version: u64,
 }
 
 fn check_date_of_birth(
@@ -112,7 +146,43 @@ impl Aggregate for Person {
                 what: "person",
                 id: String::new(),
             }),
-            (Some(_), PersonCommand::Correct { correction, reason }) => {
+            (None, PersonCommand::AssertEmergencyAccess { .. }) => Err(DomainError::NotFound {
+                what: "person",
+                id: String::new(),
+            }),
+            (Some(_), PersonCommand::AssertEmergencyAccess { reason, hours }) => {
+                if *hours == 0 || *hours > EMERGENCY_ACCESS_MAX_HOURS {
+                    return Err(DomainError::invalid(
+                        "hours",
+                        format!("must be from 1 to {EMERGENCY_ACCESS_MAX_HOURS}"),
+                    ));
+                }
+                Ok(vec![PersonEvent::EmergencyAccessAsserted {
+                    organisation: ctx.actor.organisation.clone(),
+                    reason: reason.clone(),
+                    expires_at: ctx.now + TimeDelta::hours(i64::from(*hours)),
+                }])
+            }
+            (
+                Some(person),
+                PersonCommand::Correct {
+                    correction,
+                    reason,
+                    based_on_version,
+                },
+            ) => {
+                if *based_on_version == 0 {
+                    return Err(DomainError::invalid(
+                        "based_on_version",
+                        "is required: the version of the record the correction was based on",
+                    ));
+                }
+                if *based_on_version != person.version {
+                    return Err(DomainError::VersionConflict {
+                        expected: *based_on_version,
+                        actual: person.version,
+                    });
+                }
                 if correction.is_empty() {
                     return Err(DomainError::invalid(
                         "correction",
@@ -135,7 +205,12 @@ impl Aggregate for Person {
             (None, PersonEvent::Registered { profile }) => Ok(Person {
                 profile: profile.clone(),
                 corrections: 0,
+                version: 1,
             }),
+            (Some(mut person), PersonEvent::EmergencyAccessAsserted { .. }) => {
+                person.version += 1;
+                Ok(person)
+            }
             (Some(mut person), PersonEvent::DetailsCorrected { correction, .. }) => {
                 let p = &mut person.profile;
                 let c = correction.clone();
@@ -163,7 +238,11 @@ impl Aggregate for Person {
                 if let Some(v) = c.carers {
                     p.carers = v;
                 }
+                if let Some(v) = c.registered_gp {
+                    p.registered_gp = Some(v);
+                }
                 person.corrections += 1;
+                person.version += 1;
                 Ok(person)
             }
             (state, event) => Err(ReplayError {
@@ -179,6 +258,7 @@ impl PersonEvent {
         match self {
             PersonEvent::Registered { .. } => "person_registered",
             PersonEvent::DetailsCorrected { .. } => "person_details_corrected",
+            PersonEvent::EmergencyAccessAsserted { .. } => "emergency_access_asserted",
         }
     }
 }

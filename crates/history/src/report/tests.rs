@@ -145,6 +145,7 @@ impl History {
             what_matters: None,
             communication_needs: None,
             carers: Vec::new(),
+            registered_gp: None,
         };
         self.push(
             who,

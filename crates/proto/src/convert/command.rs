@@ -166,6 +166,17 @@ command_request!(v1::CorrectPersonDetailsRequest, |r, _ids| {
         command: PersonCommand::Correct {
             correction: req_msg("correction", r.correction.as_ref())?,
             reason: reason(&r.reason)?,
+            based_on_version: r.based_on_version,
+        },
+    })
+});
+
+command_request!(v1::AssertEmergencyAccessRequest, |r, _ids| {
+    Ok(Command::Person {
+        person_id: person_id(&r.person_id)?,
+        command: PersonCommand::AssertEmergencyAccess {
+            reason: reason(&r.reason)?,
+            hours: r.hours,
         },
     })
 });

@@ -171,6 +171,15 @@ fn person_to_wire(e: &PersonEvent) -> W {
                 reason: reason.wire(),
             })
         }
+        PersonEvent::EmergencyAccessAsserted {
+            organisation,
+            reason,
+            expires_at,
+        } => W::EmergencyAccessAsserted(v1::EmergencyAccessAsserted {
+            organisation: organisation.wire(),
+            reason: reason.wire(),
+            expires_at: Some(timestamp(*expires_at)),
+        }),
     }
 }
 
@@ -401,6 +410,14 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
         W::PersonDetailsCorrected(m) => Event::Person(PersonEvent::DetailsCorrected {
             correction: req_msg("person_details_corrected.correction", m.correction.as_ref())?,
             reason: long("person_details_corrected.reason", &m.reason)?,
+        }),
+        W::EmergencyAccessAsserted(m) => Event::Person(PersonEvent::EmergencyAccessAsserted {
+            organisation: Code::parse("emergency_access_asserted.organisation", &m.organisation)?,
+            reason: long("emergency_access_asserted.reason", &m.reason)?,
+            expires_at: req_instant(
+                "emergency_access_asserted.expires_at",
+                m.expires_at.as_ref(),
+            )?,
         }),
 
         W::ReferralSubmitted(m) => Event::Referral(R::Submitted {

@@ -224,6 +224,7 @@ impl FromWire<v1::Profile> for Profile {
                 LongText::parse,
             )?,
             carers: msg_list(&f("carers"), &w.carers)?,
+            registered_gp: opt(&f("registered_gp"), &w.registered_gp, Code::parse)?,
         })
     }
 }
@@ -239,6 +240,7 @@ impl From<&Profile> for v1::Profile {
             what_matters: p.what_matters.wire(),
             communication_needs: p.communication_needs.wire(),
             carers: wire_list(&p.carers),
+            registered_gp: p.registered_gp.wire(),
         }
     }
 }
@@ -271,6 +273,7 @@ impl FromWire<v1::Correction> for Correction {
                 .as_ref()
                 .map(|list| msg_list(&at(&f("carers"), "carers"), &list.carers))
                 .transpose()?,
+            registered_gp: present(&f("registered_gp"), w.registered_gp.as_deref(), Code::parse)?,
         })
     }
 }
@@ -288,6 +291,7 @@ impl From<&Correction> for v1::Correction {
             carers: c.carers.as_ref().map(|carers| v1::CarerList {
                 carers: wire_list(carers),
             }),
+            registered_gp: c.registered_gp.as_ref().map(WireString::wire),
         }
     }
 }
@@ -597,4 +601,9 @@ impl From<&SharingAgreement> for v1::SharingAgreement {
             expires_on: a.expires_on.wire(),
         }
     }
+}
+
+/// A data class as its wire enumeration value (for `CareRecord.withheld_classes`).
+pub fn data_class_to_wire(class: DataClass) -> i32 {
+    class.to_i32()
 }

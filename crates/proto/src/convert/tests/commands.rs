@@ -70,6 +70,7 @@ fn profile() -> v1::Profile {
         what_matters: "The allotment".to_owned(),
         communication_needs: String::new(),
         carers: vec![carer("Ben"), carer("Cara")],
+        registered_gp: String::new(),
     }
 }
 
@@ -203,6 +204,7 @@ fn every_request() -> Vec<Box<dyn CommandRequest>> {
                 ..Default::default()
             }),
             reason: s("Typo"),
+            based_on_version: 1,
         }),
         Box::new(make_referral(referral())),
         Box::new(progress_referral(v1::ReferralAction::Accept, "")),
@@ -599,6 +601,7 @@ fn correction_carers_absent_means_no_change() {
             ..Default::default()
         }),
         reason: "Update".to_owned(),
+        based_on_version: 1,
     };
     let correction = |carers| match convert(&request(carers)) {
         Ok(Command::Person {

@@ -23,7 +23,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 48;
+const ONEOF_CASES: usize = 49;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -64,6 +64,7 @@ fn profile() -> Profile {
                 contact: None,
             },
         ],
+        registered_gp: Some(code("GP-A81001")),
     }
 }
 
@@ -108,6 +109,11 @@ fn person_events() -> Vec<PersonEvent> {
                 ..Correction::default()
             },
             reason: long("Married"),
+        },
+        PersonEvent::EmergencyAccessAsserted {
+            organisation: code("GP-A81001"),
+            reason: long("Unconscious in the emergency department"),
+            expires_at: instant(1_750_003_600, 0),
         },
     ]
 }
