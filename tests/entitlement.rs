@@ -816,6 +816,27 @@ async fn emergency_access_is_bounded_audited_and_told_to_the_coordinator() {
             .as_ref()
             .is_some_and(|i| i.event_type == "emergency_access_asserted" && i.person_id == person);
     }
+    // It is on the governance role's review list, and nobody else may read that list.
+    let review = w
+        .audit()
+        .list_emergency_access(governance(v1::ListEmergencyAccessRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(review.entries.len(), 1);
+    let entry = &review.entries[0];
+    assert_eq!(
+        (entry.person_id.as_str(), entry.organisation.as_str()),
+        (person.as_str(), "COMM")
+    );
+    assert!(entry.in_force);
+    assert_eq!(entry.log_position, at);
+    let status = w
+        .audit()
+        .list_emergency_access(as_org("GP-A", v1::ListEmergencyAccessRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
     // Emergency access does not make COMM a member.
     let status = c
         .add_care_team_member(signed(add_member_request(&person, "COMM", "COMM")))

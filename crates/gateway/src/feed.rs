@@ -342,4 +342,56 @@ impl AuditService for Feeds {
             more,
         }))
     }
+
+    async fn list_emergency_access(
+        &self,
+        request: Request<v1::ListEmergencyAccessRequest>,
+    ) -> Result<Response<v1::EmergencyAccessPage>, Status> {
+        let action = v1::AuditAction::AuditRead;
+        let who = self.identify(&request, action).await?;
+        let req = request.get_ref();
+        let limit = match req.limit {
+            0 => 100,
+            n if n > 1000 => {
+                return Err(Status::invalid_argument("limit: at most 1000"));
+            }
+            n => n as usize,
+        };
+        if !who.has(Role::Governance) {
+            let denial = Denial::new(
+                "GOVERNANCE_ROLE_REQUIRED",
+                "only the governance role reviews emergency access",
+            );
+            return Err(self.refuse(&who, None, action, denial).await);
+        }
+        // Current with the log's end, so a review sees every assertion made so far.
+        self.access
+            .catch_up(self.deadline)
+            .await
+            .map_err(|e| e.to_status())?;
+        let now = chrono::Utc::now();
+        let (entries, more) = self.access.with(|g| {
+            let mut after = g
+                .emergency_accesses()
+                .iter()
+                .filter(|e| e.position > req.after);
+            let entries: Vec<v1::EmergencyAccessEntry> = after
+                .by_ref()
+                .take(limit)
+                .map(|e| v1::EmergencyAccessEntry {
+                    person_id: e.person.to_string(),
+                    organisation: e.organisation.as_str().to_owned(),
+                    asserted_at: Some(carewoven_proto::convert::timestamp(e.asserted_at)),
+                    expires_at: Some(carewoven_proto::convert::timestamp(e.expires_at)),
+                    log_position: e.position,
+                    in_force: now < e.expires_at,
+                })
+                .collect();
+            (entries, after.next().is_some())
+        });
+        self.audit
+            .record(&AuditRecord::permitted(&who, None, action).detail("ListEmergencyAccess"))
+            .await?;
+        Ok(Response::new(v1::EmergencyAccessPage { entries, more }))
+    }
 }
