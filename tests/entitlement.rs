@@ -58,6 +58,11 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With the gateway's configuration changed by `gateway`.
+    async fn start_with(gateway: impl FnOnce(&mut carewoven_gateway::Config)) -> Self {
         let stack = Stack::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let views = {
@@ -79,9 +84,11 @@ impl World {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let stop = CancellationToken::new();
+            let mut config = carewoven_gateway::Config::for_nats(stack.nats.url());
+            gateway(&mut config);
             let task = tokio::spawn(carewoven_gateway::run(
                 listener,
-                carewoven_gateway::Config::for_nats(stack.nats.url()),
+                config,
                 stop.clone().cancelled_owned(),
             ));
             Running {
@@ -895,5 +902,50 @@ async fn the_handover_goes_only_to_the_agreed_provider() {
     c.progress_discharge(signed(accept("ASC-REABLE")))
         .await
         .unwrap();
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ground_that_ends_with_time_is_put_on_record() {
+    // The gateway's clock runs three hours ahead, and it sweeps every second.
+    let w = World::start_with(|config| {
+        config.clock = std::sync::Arc::new(|| chrono::Utc::now() + chrono::Duration::hours(3));
+        config.sweep_interval_secs = 1;
+    })
+    .await;
+    let mut c = w.stack.client.clone();
+    let person = register_with_gp(&mut c, 70, "GP-A").await.unwrap();
+    c.assert_emergency_access(signed(v1::AssertEmergencyAccessRequest {
+        context: ctx("COMM"),
+        person_id: person.clone(),
+        reason: "Found collapsed".into(),
+        hours: 2,
+    }))
+    .await
+    .unwrap();
+    let subject = format!("cw.audit.{person}.COMM.relationship_ended");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ended = loop {
+        let records = w.stack.audit(&subject).await.unwrap();
+        if !records.is_empty() {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the end was not recorded in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].1.reason, "emergency_access");
+    assert_eq!(ended[0].1.person_id, person);
+    // Only that ground: the registered GP's continues.
+    assert!(
+        w.stack
+            .audit(&format!("cw.audit.{person}.GP-A.relationship_ended"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     w.stop().await;
 }

@@ -36,6 +36,7 @@ fn action_token(action: v1::AuditAction) -> &'static str {
         v1::AuditAction::Replay => "replay",
         v1::AuditAction::BreakGlass => "break_glass",
         v1::AuditAction::FindPerson => "find_person",
+        v1::AuditAction::RelationshipEnded => "relationship_ended",
     }
 }
 

@@ -10,5 +10,6 @@
 pub mod evaluator;
 pub mod feed;
 pub mod server;
+pub mod sweep;
 
 pub use server::{Config, Gateway, run};

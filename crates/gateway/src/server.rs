@@ -54,6 +54,10 @@ pub struct Config {
     /// The clock deciding agreement expiry (tests move it).
     #[arg(skip = system_clock())]
     pub clock: Clock,
+    /// Seconds between sweeps recording grounds that ended with time (audit
+    /// RELATIONSHIP_ENDED).
+    #[arg(long, env = "CAREWOVEN_SWEEP_INTERVAL_SECS", default_value_t = 60)]
+    pub sweep_interval_secs: u64,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             trusted_keys: None,
             trust: Some(carewoven_access::token::testing::trust()),
             clock: system_clock(),
+            sweep_interval_secs: 60,
         }
     }
 
@@ -150,6 +155,15 @@ pub async fn serve(
         progress,
     };
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
+    let sweeping = tokio::spawn(crate::sweep::run(
+        access.clone(),
+        audit.clone(),
+        js.clone(),
+        config.clock.clone(),
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+        timeout,
+        stop.clone(),
+    ));
 
     let feeds = Feeds {
         auth: Authenticator::new(verifier),
@@ -181,6 +195,7 @@ pub async fn serve(
         .context("serving gRPC")?;
     stop.cancel();
     let _ = evaluating.await;
+    let _ = sweeping.await;
     tracing::info!("gateway stopped");
     Ok(())
 }

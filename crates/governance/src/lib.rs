@@ -278,6 +278,15 @@ pub struct EmergencyAccess {
     pub position: u64,
 }
 
+/// A ground that ended with time ([`Governance::grounds_ended`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedGround {
+    pub person: Uuid,
+    pub organisation: Code,
+    pub ground: Ground,
+    pub ended_at: DateTime<Utc>,
+}
+
 /// What governance knows about one person.
 #[derive(Debug, Clone, Default)]
 struct PersonAccess {
@@ -675,6 +684,54 @@ impl Governance {
     /// Every emergency access asserted, in log order (for the governance role's review).
     pub fn emergency_accesses(&self) -> &[EmergencyAccess] {
         &self.emergency
+    }
+
+    /// Every ground that ends with time in `(after, until]`: a hospital stay or receiving
+    /// role the set period after its episode's terminal state, a completed or failed
+    /// referral the set period after it, an emergency access at its expiry. Ordered by the
+    /// instant it ended, then person and organisation. Grounds ended by an event (a
+    /// care-team removal, a rejected referral) are not listed: the event is their end.
+    pub fn grounds_ended(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<EndedGround> {
+        let period = self.settings.relationship_period;
+        let mut out = Vec::new();
+        let mut push = |person: Uuid, organisation: &Code, ground: Ground, ended_at| {
+            if after < ended_at && ended_at <= until {
+                out.push(EndedGround {
+                    person,
+                    organisation: organisation.clone(),
+                    ground,
+                    ended_at,
+                });
+            }
+        };
+        for (person, p) in &self.people {
+            for e in p.episodes.values() {
+                let Some(ended) = e.ended_at else { continue };
+                if let Some(m) = &e.managing {
+                    push(*person, m, Ground::HospitalStay, ended + period);
+                }
+                for r in &e.receiving {
+                    push(*person, r, Ground::ReceivingDischarge, ended + period);
+                }
+            }
+            for r in p.referrals.values().filter(|r| !r.closed_early) {
+                if let (Some(to), Some(finished)) = (&r.to, r.finished_at) {
+                    push(*person, to, Ground::ReceivingReferral, finished + period);
+                }
+            }
+            for (org, expires) in &p.emergency {
+                push(*person, org, Ground::EmergencyAccess, *expires);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.ended_at, a.person, a.organisation.as_str()).cmp(&(
+                b.ended_at,
+                b.person,
+                b.organisation.as_str(),
+            ))
+        });
+        out.dedup();
+        out
     }
 
     /// Organisations with a legitimate relationship with the person at `at`.

@@ -2652,3 +2652,45 @@ fn a_trace_needs_the_nhs_number_and_date_of_birth() {
         Some(P)
     );
 }
+
+#[test]
+fn grounds_that_end_with_time_are_listed_once_in_order() {
+    let mut w = World::standard();
+    w.record(P, agg(2), admitted("HOSP-WARD"));
+    w.record(P, agg(2), discharge(DischargeEvent::Closed));
+    let closed = w.now;
+    w.record(
+        Q,
+        Q,
+        Event::Person(PersonEvent::EmergencyAccessAsserted {
+            organisation: code("CARE"),
+            reason: text("collapsed"),
+            expires_at: closed + TimeDelta::hours(2),
+        }),
+    );
+    let period = TimeDelta::days(DEFAULT_RELATIONSHIP_PERIOD_DAYS);
+    let ended = w.gov.grounds_ended(closed, closed + period);
+    assert_eq!(
+        ended
+            .iter()
+            .map(|e| (e.person, e.organisation.as_str(), e.ground))
+            .collect::<Vec<_>>(),
+        vec![
+            (Q, "CARE", Ground::EmergencyAccess),
+            (P, "HOSP", Ground::HospitalStay),
+        ]
+    );
+    assert_eq!(ended[1].ended_at, closed + period);
+    // A window that stops before the end lists nothing; the next one lists it.
+    assert!(
+        w.gov
+            .grounds_ended(closed, closed + TimeDelta::hours(1))
+            .is_empty()
+    );
+    assert_eq!(
+        w.gov
+            .grounds_ended(closed + TimeDelta::hours(1), closed + TimeDelta::hours(3))
+            .len(),
+        1
+    );
+}
