@@ -907,14 +907,26 @@ async fn the_handover_goes_only_to_the_agreed_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ground_that_ends_with_time_is_put_on_record() {
-    // The gateway's clock runs three hours ahead, and it sweeps every second.
+    // The gateway's clock runs 29 days ahead (past the default period of 28), and it sweeps
+    // every second.
     let w = World::start_with(|config| {
-        config.clock = std::sync::Arc::new(|| chrono::Utc::now() + chrono::Duration::hours(3));
+        config.clock = std::sync::Arc::new(|| chrono::Utc::now() + chrono::Duration::days(29));
         config.sweep_interval_secs = 1;
     })
     .await;
     let mut c = w.stack.client.clone();
     let person = register_with_gp(&mut c, 70, "GP-A").await.unwrap();
+    // A hospital stay that ended (the person left): the ground lasts the set period.
+    let episode = admit(&mut c, &person).await.unwrap();
+    c.progress_discharge(signed(discharge_step(
+        &person,
+        &episode,
+        pd::Step::RecordSelfDischarge(pd::RecordSelfDischarge {
+            left_at: ts_hours_ago(1),
+        }),
+    )))
+    .await
+    .unwrap();
     c.assert_emergency_access(signed(v1::AssertEmergencyAccessRequest {
         context: ctx("COMM"),
         person_id: person.clone(),
@@ -939,6 +951,13 @@ async fn a_ground_that_ends_with_time_is_put_on_record() {
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].1.reason, "emergency_access");
     assert_eq!(ended[0].1.person_id, person);
+    let hospital = w
+        .stack
+        .audit(&format!("cw.audit.{person}.HOSP-A.relationship_ended"))
+        .await
+        .unwrap();
+    assert_eq!(hospital.len(), 1, "{hospital:?}");
+    assert_eq!(hospital[0].1.reason, "hospital_stay");
     // Only that ground: the registered GP's continues.
     assert!(
         w.stack
