@@ -936,26 +936,23 @@ async fn a_ground_that_ends_with_time_is_put_on_record() {
     .await
     .unwrap();
     let subject = format!("cw.audit.{person}.COMM.relationship_ended");
+    let hospital_subject = format!("cw.audit.{person}.HOSP-A.relationship_ended");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let ended = loop {
+    let (ended, hospital) = loop {
         let records = w.stack.audit(&subject).await.unwrap();
-        if !records.is_empty() {
-            break records;
+        let hospital = w.stack.audit(&hospital_subject).await.unwrap();
+        if !records.is_empty() && !hospital.is_empty() {
+            break (records, hospital);
         }
         assert!(
             Instant::now() < deadline,
-            "the end was not recorded in time"
+            "the ends were not recorded in time"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].1.reason, "emergency_access");
     assert_eq!(ended[0].1.person_id, person);
-    let hospital = w
-        .stack
-        .audit(&format!("cw.audit.{person}.HOSP-A.relationship_ended"))
-        .await
-        .unwrap();
     assert_eq!(hospital.len(), 1, "{hospital:?}");
     assert_eq!(hospital[0].1.reason, "hospital_stay");
     // Only that ground: the registered GP's continues.
