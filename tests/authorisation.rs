@@ -392,7 +392,7 @@ async fn the_registry_changes_only_under_the_governance_role() {
         }),
         services: vec!["NEW-SVC".into()],
     };
-    let today = chrono::Utc::now().date_naive();
+    let today = carewoven_domain::values::uk_date(chrono::Utc::now());
     let agreement = |org: &str| v1::RecordSharingAgreementRequest {
         context: ctx(org),
         code: "HOSP-A".into(),

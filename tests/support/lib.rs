@@ -217,11 +217,11 @@ pub fn ctx(org: &str) -> Option<v1::CommandContext> {
 }
 
 pub fn date_days_ago(days: u64) -> String {
-    (Utc::now().date_naive() - Days::new(days)).to_string()
+    (carewoven_domain::values::uk_date(Utc::now()) - Days::new(days)).to_string()
 }
 
 pub fn date_days_ahead(days: u64) -> String {
-    (Utc::now().date_naive() + Days::new(days)).to_string()
+    (carewoven_domain::values::uk_date(Utc::now()) + Days::new(days)).to_string()
 }
 
 pub fn ts_hours_ago(hours: i64) -> Option<prost_types::Timestamp> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewoven_access::{AccessError, AccessIndex};
-use carewoven_domain::values::Code;
+use carewoven_domain::values::{Code, uk_date};
 use carewoven_governance::{Denial, Identity};
 use carewoven_proto::v1::{self, query_service_server::QueryService};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -282,7 +282,7 @@ fn instant(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
 fn at_read_time(mut entry: v1::BoardEntry, now: DateTime<Utc>) -> v1::BoardEntry {
     let discharged = instant(&entry.discharged_at);
     if let Some(drd) = parse_date(&entry.discharge_ready_date) {
-        let until = discharged.map_or(now.date_naive(), |d| d.date_naive());
+        let until = uk_date(discharged.unwrap_or(now));
         entry.days_delayed = u32::try_from((until - drd).num_days().max(0)).unwrap_or(u32::MAX);
     }
     if let Some(d) = discharged {

@@ -121,7 +121,7 @@ fn nhs(n: u32) -> String {
 }
 
 fn day(offset: i64) -> String {
-    let today = Utc::now().date_naive();
+    let today = carewoven_domain::values::uk_date(Utc::now());
     if offset >= 0 {
         (today + Days::new(offset as u64)).to_string()
     } else {
