@@ -14,10 +14,55 @@ pub mod grpc;
 pub mod index;
 pub mod token;
 
-pub use audit::{AuditLog, AuditRecord};
-pub use grpc::Authenticator;
-pub use index::{AccessError, AccessIndex};
+pub use audit::{AuditLog, AuditRecord, TallyFlusher};
+pub use grpc::{Authenticator, Gatekeeper};
+pub use index::{AccessError, AccessIndex, IndexOptions};
 pub use token::{Issuer, Verifier};
+
+/// The access settings every service that authorises shares (flattened into its flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccessConfig {
+    /// Longest a bearer token may live, in seconds: a token whose `exp - iat` (or
+    /// `exp - now`) is longer is refused (UNAUTHENTICATED, TOKEN_LIFETIME_TOO_LONG).
+    #[arg(long, env = "CAREWOVEN_MAX_TOKEN_LIFETIME_SECS", default_value_t = token::DEFAULT_MAX_LIFETIME.as_secs())]
+    pub max_token_lifetime_secs: u64,
+    /// Log sequences (comma-separated) of events the access index cannot decode that it may
+    /// treat as applied, after an operator has looked at them: the person's record, closed
+    /// by such an event, opens again. Each skip is audited (CW_AUDIT, UNDECODABLE_SKIPPED).
+    #[arg(long, env = "CAREWOVEN_INDEX_SKIP_UNDECODABLE", value_delimiter = ',')]
+    pub index_skip_undecodable: Vec<u64>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            max_token_lifetime_secs: token::DEFAULT_MAX_LIFETIME.as_secs(),
+            index_skip_undecodable: Vec::new(),
+        }
+    }
+}
+
+impl AccessConfig {
+    /// The verifier for bearer tokens: keys in memory (tests) or the trust file, with this
+    /// configuration's token lifetime.
+    pub fn verifier(
+        &self,
+        trust: Option<&token::TrustFile>,
+        path: Option<&std::path::Path>,
+    ) -> anyhow::Result<Verifier> {
+        Ok(Verifier::configured(trust, path)?
+            .with_max_lifetime(std::time::Duration::from_secs(self.max_token_lifetime_secs)))
+    }
+
+    /// The index options for `service`, auditing skips in `audit`.
+    pub fn index_options(&self, service: &'static str, audit: &AuditLog) -> IndexOptions {
+        IndexOptions {
+            skip_undecodable: self.index_skip_undecodable.iter().copied().collect(),
+            audit: Some(audit.clone()),
+            service,
+        }
+    }
+}
 
 /// Resolves on Ctrl-C or SIGTERM: the shutdown signal every service's `main` passes to `run`.
 pub async fn shutdown_signal() {
