@@ -912,7 +912,7 @@ async fn expect_discharge(
     days: u64,
 ) -> Result<u64> {
     use v1::progress_discharge_request::{SetExpectedDischargeDate, Step};
-    let expected = chrono::Utc::now().date_naive() + chrono::Days::new(days);
+    let expected = carewoven_domain::values::uk_date(chrono::Utc::now()) + chrono::Days::new(days);
     Ok(commands
         .progress_discharge(signed(v1::ProgressDischargeRequest {
             context: command_context(HOSP),

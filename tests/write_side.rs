@@ -800,3 +800,76 @@ async fn shutdown_finishes_in_flight_commands() {
         "every accepted command is in the log"
     );
 }
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occurred_at_is_neither_in_the_future_nor_before_1900() {
+    let stack = Stack::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        let mut request = register_request(5);
+        request.context.as_mut().unwrap().occurred_at = Some(timestamp(t));
+        request
+    };
+    let before = stack.count().await;
+    // Each refused as INVALID_ARGUMENT naming the field, with nothing appended.
+    for (when, reason) in [
+        (now + chrono::Duration::hours(1), "cannot be in the future"),
+        (
+            now + chrono::Duration::days(365 * 900),
+            "cannot be in the future",
+        ),
+        (
+            "1899-12-31T23:59:59Z".parse().unwrap(),
+            "cannot be before 1900-01-01",
+        ),
+        (
+            "0001-01-01T00:00:00Z".parse().unwrap(),
+            "cannot be before 1900-01-01",
+        ),
+    ] {
+        let result = c.register_person(signed(at(when))).await;
+        if let Err(status) = &result {
+            let violations = &status.get_details_bad_request().unwrap().field_violations;
+            assert_eq!(violations[0].description, reason, "{when}: {status:?}");
+        }
+        assert_refused(
+            &stack,
+            before,
+            result,
+            Code::InvalidArgument,
+            Some("context.occurred_at"),
+        )
+        .await;
+    }
+    // Within the allowed clock skew, and in the past: accepted and stored as given.
+    let skewed = now + chrono::Duration::minutes(2);
+    c.register_person(signed(at(skewed))).await.unwrap();
+    let past = now - chrono::Duration::days(2);
+    let mut request = register_request(6);
+    request.context.as_mut().unwrap().occurred_at = Some(timestamp(past));
+    let reply = c
+        .register_person(signed(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let js = async_nats::jetstream::new(async_nats::connect(stack.nats.url()).await.unwrap());
+    let stored = js
+        .get_stream("CAREWOVEN")
+        .await
+        .unwrap()
+        .get_raw_message(reply.log_position)
+        .await
+        .unwrap();
+    let event = carewoven_eventlog::decode(reply.log_position, &stored.payload).unwrap();
+    assert_eq!(event.meta.occurred_at.timestamp(), past.timestamp());
+    assert_eq!(stack.count().await, before + 2);
+    stack.service.stop().await.unwrap();
+}

@@ -142,6 +142,118 @@ impl Service {
     }
 }
 
+/// Any other Carewoven service (views, gateway) serving on a loopback port.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Bind a loopback port, start `run(listener, shutdown)`, and wait until the health
+    /// service says `service` is serving.
+    pub async fn start<F, Fut>(service: &str, run: F) -> Result<Self>
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio_util::sync::WaitForCancellationFutureOwned) -> Fut,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(listener, stop.clone().cancelled_owned()));
+        let running = Running { addr, stop, task };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = running.channel().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let req = tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                };
+                if let Ok(resp) = health.check(req).await
+                    && resp.get_ref().status
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return Ok(running);
+                }
+            }
+            if running.task.is_finished() {
+                return Err(running
+                    .task
+                    .await?
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("{service} stopped while starting")));
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{service} did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn channel(&self) -> Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?)
+    }
+
+    /// Ask the service to stop and wait until `run` has returned.
+    pub async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        self.task.await.context("service task panicked")?
+    }
+}
+
+/// The views service with `config`.
+pub async fn start_views(config: carewoven_views::Config) -> Result<Running> {
+    Running::start("carewoven.v1.QueryService", move |listener, shutdown| {
+        carewoven_views::run(listener, config, shutdown)
+    })
+    .await
+}
+
+/// The gateway with `config`, and its evaluator's progress.
+pub async fn start_gateway(
+    config: carewoven_gateway::Config,
+) -> Result<(
+    Running,
+    tokio::sync::watch::Receiver<carewoven_gateway::evaluator::Progress>,
+)> {
+    let (tx, rx) = tokio::sync::watch::channel(Default::default());
+    let running = Running::start("carewoven.v1.FeedService", move |listener, shutdown| {
+        carewoven_gateway::server::serve(listener, config, shutdown, tx)
+    })
+    .await?;
+    Ok((running, rx))
+}
+
+/// Every audit record stored on exactly `subject` in `CW_AUDIT` of the NATS at `url`, oldest
+/// first, with its audit stream sequence.
+pub async fn audit_records(url: &str, subject: &str) -> Result<Vec<(u64, v1::AuditEvent)>> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    use prost::Message as _;
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let stream = js
+        .get_stream(carewoven_access::audit::AUDIT_STREAM)
+        .await
+        .context("opening the audit stream")?;
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        match stream
+            .direct_get_next_for_subject(subject, Some(from))
+            .await
+        {
+            Ok(message) => {
+                from = message.sequence + 1;
+                out.push((
+                    message.sequence,
+                    v1::AuditEvent::decode(message.payload.as_ref())?,
+                ));
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// NATS, one command service, a gRPC client and a direct handle on the log for inspection.
 pub struct Stack {
     pub nats: NatsServer,
@@ -188,33 +300,20 @@ impl Stack {
 
     /// Every audit record stored on exactly `subject` in `CW_AUDIT`, oldest first, with its
     /// audit stream sequence. The service stores a refusal's record before it answers, so
-    /// this needs no waiting.
+    /// this needs no waiting (calls without a valid identity are counted, and written at the
+    /// minute's end or when the service stops: see [`Stack::restart_service`]).
     pub async fn audit(&self, subject: &str) -> Result<Vec<(u64, v1::AuditEvent)>> {
-        use async_nats::jetstream::stream::DirectGetErrorKind;
-        use prost::Message as _;
-        let js = async_nats::jetstream::new(async_nats::connect(self.nats.url()).await?);
-        let stream = js
-            .get_stream(carewoven_access::audit::AUDIT_STREAM)
-            .await
-            .context("opening the audit stream")?;
-        let mut out = Vec::new();
-        let mut from = 1;
-        loop {
-            match stream
-                .direct_get_next_for_subject(subject, Some(from))
-                .await
-            {
-                Ok(message) => {
-                    from = message.sequence + 1;
-                    out.push((
-                        message.sequence,
-                        v1::AuditEvent::decode(message.payload.as_ref())?,
-                    ));
-                }
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        audit_records(&self.nats.url(), subject).await
+    }
+
+    /// Stop the command service gracefully (it writes what it has counted) and start a new
+    /// one on the same NATS, with `config`.
+    pub async fn restart_service(&mut self, config: Config) -> Result<()> {
+        let fresh = Service::start(config).await?;
+        let old = std::mem::replace(&mut self.service, fresh);
+        old.stop().await?;
+        self.client = self.service.client().await?;
+        Ok(())
     }
 }
 
@@ -228,11 +327,11 @@ pub fn ctx(org: &str) -> Option<v1::CommandContext> {
 }
 
 pub fn date_days_ago(days: u64) -> String {
-    (Utc::now().date_naive() - Days::new(days)).to_string()
+    (carewoven_domain::values::uk_date(Utc::now()) - Days::new(days)).to_string()
 }
 
 pub fn date_days_ahead(days: u64) -> String {
-    (Utc::now().date_naive() + Days::new(days)).to_string()
+    (carewoven_domain::values::uk_date(Utc::now()) + Days::new(days)).to_string()
 }
 
 pub fn ts_hours_ago(hours: i64) -> Option<prost_types::Timestamp> {

@@ -3,14 +3,26 @@
 //! `cw.audit.<person|none>.<organisation>.<action>`, in its own JetStream stream (`CW_AUDIT`,
 //! file storage, no deletes, no purges), so "who accessed this person's record" is one
 //! subject-filtered read.
+//!
+//! Calls without a valid identity are not written one by one (anyone can make them, as fast
+//! as they like): [`AuditLog::record_refusal`] counts them per caller address, reason and
+//! action within each minute, and one record per key with its `count` is written when the
+//! minute ends ([`TallyFlusher`]) and on shutdown. At most [`UNAUTHENTICATED_KEYS_PER_MINUTE`]
+//! keys are counted in a minute; the rest share one overflow record, so a service writes at
+//! most `UNAUTHENTICATED_KEYS_PER_MINUTE + 1` such records a minute, however it is called.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use carewoven_governance::Identity;
 use carewoven_proto::v1;
+use chrono::{DateTime, Utc};
 use prost::Message;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const AUDIT_STREAM: &str = "CW_AUDIT";
@@ -19,6 +31,16 @@ pub const AUDIT_SUBJECTS: &str = "cw.audit.>";
 pub const NO_PERSON: &str = "none";
 /// The organisation token for calls without a valid identity.
 pub const UNAUTHENTICATED: &str = "unauthenticated";
+/// The organisation token for what a service did on its operator's setting.
+pub const OPERATOR: &str = "operator";
+/// Most distinct (caller address, reason, action, service) keys of unauthenticated calls
+/// counted in one minute; calls beyond them are counted in one overflow record.
+pub const UNAUTHENTICATED_KEYS_PER_MINUTE: usize = 100;
+/// The reason of the record counting unauthenticated calls beyond the bound.
+pub const OVERFLOW_REASON: &str = "UNAUTHENTICATED_OVERFLOW";
+/// Unwritten tally records kept while the audit stream cannot be reached (about ten
+/// minutes' worth at the bound); beyond it the oldest are dropped, with an error logged.
+const TALLY_BACKLOG_MAX: usize = 10 * (UNAUTHENTICATED_KEYS_PER_MINUTE + 1);
 
 /// The subject filter for every access to one person's record.
 pub fn person_filter(person: Uuid) -> String {
@@ -37,6 +59,7 @@ fn action_token(action: v1::AuditAction) -> &'static str {
         v1::AuditAction::BreakGlass => "break_glass",
         v1::AuditAction::FindPerson => "find_person",
         v1::AuditAction::RelationshipEnded => "relationship_ended",
+        v1::AuditAction::UndecodableSkipped => "undecodable_skipped",
     }
 }
 
@@ -53,6 +76,16 @@ pub struct AuditRecord {
     pub log_position: u64,
     pub feed_number: u64,
     pub disclosure: v1::Disclosure,
+    /// The caller's address (calls without a valid identity).
+    pub caller: Option<IpAddr>,
+    /// How many calls this record stands for (0: one).
+    pub count: u64,
+    /// When the first and last counted call happened (default: now).
+    pub at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    /// Acting for no organisation: the service itself, on its operator's setting
+    /// ([`OPERATOR`]).
+    pub by_operator: bool,
 }
 
 impl AuditRecord {
@@ -68,6 +101,19 @@ impl AuditRecord {
             log_position: 0,
             feed_number: 0,
             disclosure: v1::Disclosure::Unspecified,
+            caller: None,
+            count: 0,
+            at: None,
+            last_at: None,
+            by_operator: false,
+        }
+    }
+
+    /// What a service did on its operator's setting, about `person` if it names one.
+    pub fn operator(person: Option<Uuid>, action: v1::AuditAction) -> Self {
+        AuditRecord {
+            by_operator: true,
+            ..Self::new(None, person, action)
         }
     }
 
@@ -95,11 +141,18 @@ impl AuditRecord {
         self
     }
 
+    /// The caller's address (calls without a valid identity are counted per address).
+    pub fn caller(mut self, caller: Option<IpAddr>) -> Self {
+        self.caller = caller;
+        self
+    }
+
     fn organisation(&self) -> &str {
-        self.who
-            .as_ref()
-            .map(|w| w.organisation.as_str())
-            .unwrap_or(UNAUTHENTICATED)
+        match &self.who {
+            Some(w) => w.organisation.as_str(),
+            None if self.by_operator => OPERATOR,
+            None => UNAUTHENTICATED,
+        }
     }
 
     pub fn subject(&self) -> String {
@@ -115,10 +168,10 @@ impl AuditRecord {
     }
 
     pub fn to_event(&self) -> v1::AuditEvent {
-        let now = chrono::Utc::now();
+        let at = self.at.unwrap_or_else(Utc::now);
         v1::AuditEvent {
             audit_id: Uuid::now_v7().to_string(),
-            at: Some(carewoven_proto::convert::timestamp(now)),
+            at: Some(carewoven_proto::convert::timestamp(at)),
             organisation: self.organisation().to_owned(),
             user: self
                 .who
@@ -135,6 +188,161 @@ impl AuditRecord {
             log_position: self.log_position,
             feed_number: self.feed_number,
             disclosure: self.disclosure as i32,
+            count: self.count,
+            caller_address: self.caller.map(|a| a.to_string()).unwrap_or_default(),
+            last_at: self.last_at.map(carewoven_proto::convert::timestamp),
+        }
+    }
+}
+
+/// What unauthenticated calls are counted by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TallyKey {
+    caller: Option<IpAddr>,
+    reason: String,
+    action: v1::AuditAction,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    count: u64,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+}
+
+impl Counted {
+    fn new(at: DateTime<Utc>) -> Self {
+        Counted {
+            count: 1,
+            first: at,
+            last: at,
+        }
+    }
+
+    fn add(&mut self, at: DateTime<Utc>) {
+        self.count += 1;
+        self.last = self.last.max(at);
+    }
+}
+
+/// One minute's unauthenticated calls.
+struct Window {
+    minute: i64,
+    counts: HashMap<TallyKey, Counted>,
+    /// Calls of keys beyond [`UNAUTHENTICATED_KEYS_PER_MINUTE`].
+    overflow: Option<Counted>,
+}
+
+impl Window {
+    fn records(self) -> Vec<AuditRecord> {
+        let record = |key: &TallyKey, c: Counted| {
+            let mut r = AuditRecord::refused(None, None, key.action, &key.reason)
+                .detail(key.detail.clone())
+                .caller(key.caller);
+            r.count = c.count;
+            r.at = Some(c.first);
+            r.last_at = Some(c.last);
+            r
+        };
+        let mut out: Vec<AuditRecord> =
+            self.counts.iter().map(|(key, c)| record(key, *c)).collect();
+        out.sort_by_key(|r| r.at);
+        if let Some(c) = self.overflow {
+            let key = TallyKey {
+                caller: None,
+                reason: OVERFLOW_REASON.to_owned(),
+                action: v1::AuditAction::Unspecified,
+                detail: format!(
+                    "calls without a valid identity beyond {UNAUTHENTICATED_KEYS_PER_MINUTE} distinct callers in this minute"
+                ),
+            };
+            out.push(record(&key, c));
+        }
+        out
+    }
+}
+
+/// Counts of unauthenticated calls: the current minute, and records of past minutes not
+/// yet written.
+#[derive(Default)]
+struct Tally {
+    current: Option<Window>,
+    ready: VecDeque<AuditRecord>,
+}
+
+impl Tally {
+    fn count(&mut self, key: TallyKey, at: DateTime<Utc>) {
+        let minute = at.timestamp().div_euclid(60);
+        if self.current.as_ref().is_some_and(|w| w.minute != minute) {
+            self.close();
+        }
+        let window = self.current.get_or_insert_with(|| Window {
+            minute,
+            counts: HashMap::new(),
+            overflow: None,
+        });
+        if let Some(c) = window.counts.get_mut(&key) {
+            c.add(at);
+        } else if window.counts.len() < UNAUTHENTICATED_KEYS_PER_MINUTE {
+            window.counts.insert(key, Counted::new(at));
+        } else {
+            match &mut window.overflow {
+                Some(c) => c.add(at),
+                None => window.overflow = Some(Counted::new(at)),
+            }
+        }
+    }
+
+    /// Move the current window's records to those ready to be written.
+    fn close(&mut self) {
+        if let Some(window) = self.current.take() {
+            self.ready.extend(window.records());
+        }
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        let mut dropped = 0u64;
+        while self.ready.len() > TALLY_BACKLOG_MAX {
+            if let Some(r) = self.ready.pop_front() {
+                dropped += r.count;
+            }
+        }
+        if dropped > 0 {
+            tracing::error!(
+                calls = dropped,
+                "the audit stream has been unreachable too long; counts of unauthenticated calls were dropped"
+            );
+        }
+    }
+
+    /// Records to write now: past minutes', and the current one's if `all` or it is over.
+    fn take(&mut self, all: bool, now: DateTime<Utc>) -> Vec<AuditRecord> {
+        let over = self
+            .current
+            .as_ref()
+            .is_some_and(|w| w.minute < now.timestamp().div_euclid(60));
+        if all || over {
+            self.close();
+        }
+        self.ready.drain(..).collect()
+    }
+}
+
+/// Writes the counts of unauthenticated calls at each minute's end; [`TallyFlusher::finish`]
+/// writes what is left (call it once the server has stopped taking calls).
+pub struct TallyFlusher {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TallyFlusher {
+    /// Write every count still held, then stop.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        if self.task.await.is_err() {
+            tracing::warn!("the audit tally writer ended abnormally");
         }
     }
 }
@@ -145,6 +353,7 @@ pub struct AuditLog {
     js: jetstream::Context,
     stream: stream::Stream<()>,
     timeout: Duration,
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl AuditLog {
@@ -179,6 +388,7 @@ impl AuditLog {
             js,
             stream,
             timeout,
+            tally: Arc::default(),
         })
     }
 
@@ -194,8 +404,19 @@ impl AuditLog {
     }
 
     /// Record a refusal, best effort: the refusal stands even if the audit stream cannot be
-    /// reached (nothing was disclosed or changed), so a failure is only logged.
+    /// reached (nothing was disclosed or changed), so a failure is only logged. A refusal of
+    /// a caller without a valid identity is counted, not written at once (see the module
+    /// documentation).
     pub async fn record_refusal(&self, record: &AuditRecord) {
+        if record.who.is_none() && !record.by_operator {
+            self.count_unauthenticated(
+                record.caller,
+                record.action,
+                &record.reason,
+                &record.detail,
+            );
+            return;
+        }
         if let Err(e) = self.record(record).await {
             tracing::warn!(
                 action = action_token(record.action),
@@ -204,6 +425,82 @@ impl AuditLog {
                 "could not audit a refusal"
             );
         }
+    }
+
+    /// Count one call without a valid identity from `caller` (written at the minute's end).
+    pub fn count_unauthenticated(
+        &self,
+        caller: Option<IpAddr>,
+        action: v1::AuditAction,
+        reason: &str,
+        detail: &str,
+    ) {
+        let key = TallyKey {
+            caller,
+            reason: reason.to_owned(),
+            action,
+            detail: detail.to_owned(),
+        };
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count(key, Utc::now());
+    }
+
+    /// Write the counted refusals of past minutes (and of the current one if `all`); those
+    /// that cannot be stored are kept for the next attempt. The number of records written.
+    pub async fn flush_unauthenticated(&self, all: bool) -> usize {
+        let records = self
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(all, Utc::now());
+        let mut failed = Vec::new();
+        let mut written = 0;
+        for record in records {
+            match self.record(&record).await {
+                Ok(_) => written += 1,
+                Err(e) => {
+                    tracing::warn!(calls = record.count, error = %e.message(), "could not audit unauthenticated calls; will retry");
+                    failed.push(record);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+            for record in failed.into_iter().rev() {
+                tally.ready.push_front(record);
+            }
+            tally.trim();
+        }
+        written
+    }
+
+    /// Write the counts of unauthenticated calls as each minute ends, until
+    /// [`TallyFlusher::finish`].
+    pub fn start_tally_flusher(&self) -> TallyFlusher {
+        let stop = CancellationToken::new();
+        let audit = self.clone();
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let now = Utc::now();
+                let into_minute = now.timestamp().rem_euclid(60) as u64 * 1000
+                    + u64::from(now.timestamp_subsec_millis());
+                // Just after the next minute starts.
+                let wait = Duration::from_millis(60_000u64.saturating_sub(into_minute) + 50);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {
+                        audit.flush_unauthenticated(false).await;
+                    }
+                    _ = until.cancelled() => {
+                        audit.flush_unauthenticated(true).await;
+                        return;
+                    }
+                }
+            }
+        });
+        TallyFlusher { stop, task }
     }
 
     /// Send one record; the returned future resolves when it is stored.
@@ -261,5 +558,85 @@ impl AuditLog {
             }
         }
         Ok((out, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(caller: u8, reason: &str) -> TallyKey {
+        TallyKey {
+            caller: Some(IpAddr::from([10, 0, 0, caller])),
+            reason: reason.to_owned(),
+            action: v1::AuditAction::Command,
+            detail: "carewoven.v1.CommandService".to_owned(),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("instant")
+    }
+
+    #[test]
+    fn calls_are_counted_per_caller_reason_and_minute() {
+        let mut tally = Tally::default();
+        for i in 0..100 {
+            tally.count(
+                key(1, "TOKEN_MISSING"),
+                at("2026-05-01T10:00:00Z") + chrono::Duration::milliseconds(i * 100),
+            );
+        }
+        tally.count(key(2, "TOKEN_MISSING"), at("2026-05-01T10:00:30Z"));
+        tally.count(key(1, "TOKEN_EXPIRED"), at("2026-05-01T10:00:31Z"));
+        // Nothing is written while the minute lasts.
+        assert!(tally.take(false, at("2026-05-01T10:00:59Z")).is_empty());
+        let records = tally.take(false, at("2026-05-01T10:01:00Z"));
+        assert_eq!(records.len(), 3);
+        assert_eq!(records.iter().map(|r| r.count).sum::<u64>(), 102);
+        let first = &records[0];
+        assert_eq!(first.count, 100);
+        assert_eq!(first.at, Some(at("2026-05-01T10:00:00Z")));
+        assert_eq!(first.last_at, Some(at("2026-05-01T10:00:09.900Z")));
+        let event = first.to_event();
+        assert_eq!(event.caller_address, "10.0.0.1");
+        assert_eq!(event.organisation, UNAUTHENTICATED);
+        assert_eq!(first.subject(), "cw.audit.none.unauthenticated.command");
+        // A new minute is a new record.
+        tally.count(key(1, "TOKEN_MISSING"), at("2026-05-01T10:01:05Z"));
+        let records = tally.take(true, at("2026-05-01T10:01:06Z"));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].count, 1);
+    }
+
+    #[test]
+    fn distinct_callers_beyond_the_bound_share_one_overflow_record() {
+        let mut tally = Tally::default();
+        let t = at("2026-05-01T10:00:10Z");
+        for caller in 0..=255u8 {
+            for reason in ["TOKEN_MISSING", "TOKEN_MALFORMED"] {
+                tally.count(key(caller, reason), t);
+            }
+        }
+        let records = tally.take(true, t);
+        assert_eq!(records.len(), UNAUTHENTICATED_KEYS_PER_MINUTE + 1);
+        assert_eq!(records.iter().map(|r| r.count).sum::<u64>(), 512);
+        let overflow = records.last().expect("overflow");
+        assert_eq!(overflow.reason, OVERFLOW_REASON);
+        assert_eq!(overflow.count, 512 - UNAUTHENTICATED_KEYS_PER_MINUTE as u64);
+        assert_eq!(overflow.caller, None);
+    }
+
+    #[test]
+    fn a_long_outage_drops_the_oldest_counts_not_memory() {
+        let mut tally = Tally::default();
+        for minute in 0..20 {
+            let t = at("2026-05-01T10:00:00Z") + chrono::Duration::minutes(minute);
+            for caller in 0..=200u8 {
+                tally.count(key(caller, "TOKEN_MISSING"), t);
+            }
+        }
+        tally.close();
+        assert_eq!(tally.ready.len(), TALLY_BACKLOG_MAX);
     }
 }

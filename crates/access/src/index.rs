@@ -5,16 +5,49 @@
 //! the index has applied the log up to the log's last position at that moment, and decides
 //! again. A grant on a stale view is possible only within the follow lag (milliseconds),
 //! and only for access the log had granted until just before.
+//!
+//! Faults stay local. An event about a person that the index cannot decode closes only that
+//! person's record ([`Governance::mark_undecodable`]: every decision about them fails closed,
+//! since it may have been an objection); everyone else is decided as before. A message on a
+//! subject that names no person cannot be attributed to anyone: it is skipped, logged and
+//! counted ([`AccessIndex::unattributable`]). Only an undecodable registry event (the nil
+//! person: organisations, services, agreements) stops every decision, because it may have
+//! ended anyone's agreement. An operator who has looked at an undecodable event may let the
+//! index treat it as applied ([`IndexOptions::skip_undecodable`],
+//! `--index-skip-undecodable`); each such skip is written to the audit stream before it
+//! takes effect.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
+use carewoven_domain::REGISTRY_PERSON;
 use carewoven_governance::{Denial, Governance};
+use carewoven_proto::v1;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::audit::{AuditLog, AuditRecord};
+
+/// How an index treats events it cannot decode.
+#[derive(Clone, Default)]
+pub struct IndexOptions {
+    /// Log sequences of undecodable events an operator lets the index treat as applied (the
+    /// person's record stays open). Each skip is audited (`UNDECODABLE_SKIPPED`) when it is
+    /// applied; if the audit cannot be stored, the person's record is closed instead.
+    pub skip_undecodable: BTreeSet<u64>,
+    /// Where skips are audited (required for any skip to take effect).
+    pub audit: Option<AuditLog>,
+    /// The service running the index, named in the audit record.
+    pub service: &'static str,
+    /// The deployment's governance settings (the set period).
+    pub settings: carewoven_governance::Settings,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
@@ -40,6 +73,8 @@ struct Inner {
     position: watch::Sender<u64>,
     stopped: RwLock<Option<String>>,
     stream: jetstream::stream::Stream<()>,
+    options: IndexOptions,
+    unattributable: AtomicU64,
 }
 
 /// A shared, live [`Governance`].
@@ -55,18 +90,29 @@ impl AccessIndex {
         stream: &str,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::start_with(js, stream, IndexOptions::default(), stop).await
+    }
+
+    /// [`AccessIndex::start`], with an operator's `options`.
+    pub async fn start_with(
+        js: jetstream::Context,
+        stream: &str,
+        options: IndexOptions,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let handle = js
             .get_stream_no_info(stream)
             .await
             .with_context(|| format!("opening stream {stream} for the access index"))?;
         let (position, _) = watch::channel(0);
-        let settings = crate::governance_settings()?;
         let index = AccessIndex {
             inner: Arc::new(Inner {
-                governance: RwLock::new(Governance::with_settings(settings)),
+                governance: RwLock::new(Governance::with_settings(options.settings)),
                 position,
                 stopped: RwLock::new(None),
                 stream: handle,
+                options,
+                unattributable: AtomicU64::new(0),
             }),
         };
         let follower = index.clone();
@@ -86,6 +132,11 @@ impl AccessIndex {
             .governance
             .read()
             .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Messages skipped because their subject names no person.
+    pub fn unattributable(&self) -> u64 {
+        self.inner.unattributable.load(Ordering::Relaxed)
     }
 
     fn stopped(&self) -> Option<String> {
@@ -201,10 +252,20 @@ impl AccessIndex {
                 if sequence <= self.position() {
                     continue;
                 }
+                let Some((person, _, _, event_type)) =
+                    carewoven_eventlog::subjects::parse_event(&message.subject)
+                else {
+                    let count = self.inner.unattributable.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(
+                        sequence,
+                        unattributable = count,
+                        "access index: a message on a subject that names no person cannot be attributed to anyone; skipped"
+                    );
+                    self.inner.position.send_replace(sequence);
+                    continue;
+                };
                 // Most events cannot change access: count them without decoding.
-                let relevant = carewoven_eventlog::subjects::parse_event(&message.subject)
-                    .is_none_or(|(_, _, _, event_type)| Governance::relevant(event_type));
-                if !relevant {
+                if !Governance::relevant(event_type) {
                     self.inner.position.send_replace(sequence);
                     continue;
                 }
@@ -218,17 +279,81 @@ impl AccessIndex {
                         self.inner.position.send_replace(sequence);
                     }
                     Err(e) => {
-                        // Fail closed: an event that cannot be read may be an objection.
-                        let reason = e.to_string();
-                        tracing::error!(error = %reason, "access index stopped");
-                        *self
-                            .inner
-                            .stopped
-                            .write()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(reason);
-                        return;
+                        if !self.undecodable(sequence, person, &e.to_string()).await {
+                            return;
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// An event about `person` at `sequence` cannot be decoded: skip it if the operator said
+    /// so (and the skip is audited), else close that person's record. Only an undecodable
+    /// registry event stops the index; then `false`.
+    async fn undecodable(&self, sequence: u64, person: Uuid, reason: &str) -> bool {
+        if self.inner.options.skip_undecodable.contains(&sequence) {
+            if self.audit_skip(sequence, person).await {
+                tracing::warn!(
+                    sequence,
+                    "access index: skipping an undecodable event, as the operator configured (audited)"
+                );
+                self.inner.position.send_replace(sequence);
+                return true;
+            }
+            tracing::error!(
+                sequence,
+                "access index: the configured skip of an undecodable event could not be audited, so it is not applied"
+            );
+        }
+        if person == REGISTRY_PERSON {
+            // Fail closed for everyone: it may have ended any organisation's agreement.
+            let reason = format!(
+                "the registry event at log sequence {sequence} cannot be decoded: {reason}"
+            );
+            tracing::error!(error = %reason, "access index stopped");
+            *self
+                .inner
+                .stopped
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+            return false;
+        }
+        // Fail closed for this person only: the event may have been an objection.
+        self.inner
+            .governance
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_undecodable(person, sequence);
+        self.inner.position.send_replace(sequence);
+        tracing::error!(
+            sequence,
+            error = %reason,
+            "access index: an event cannot be decoded; its person's record is closed to everyone until it is fixed or skipped (--index-skip-undecodable)"
+        );
+        tracing::debug!(sequence, %person, "the person whose record is closed");
+        true
+    }
+
+    /// Store the audit record of an operator's skip; whether it was stored.
+    async fn audit_skip(&self, sequence: u64, person: Uuid) -> bool {
+        let Some(audit) = &self.inner.options.audit else {
+            return false;
+        };
+        let mut record = AuditRecord::operator(
+            (person != REGISTRY_PERSON).then_some(person),
+            v1::AuditAction::UndecodableSkipped,
+        )
+        .detail(format!(
+            "{}: access index, --index-skip-undecodable",
+            self.inner.options.service
+        ));
+        record.log_position = sequence;
+        match audit.record(&record).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(sequence, error = %e.message(), "could not audit a skip");
+                false
             }
         }
     }

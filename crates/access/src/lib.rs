@@ -14,33 +14,71 @@ pub mod grpc;
 pub mod index;
 pub mod token;
 
-/// The environment variable setting how many days a hospital stay, a receiving role in a
-/// discharge, or a completed or failed referral stays a ground after its terminal state.
-pub const RELATIONSHIP_PERIOD_ENV: &str = "CAREWOVEN_RELATIONSHIP_PERIOD_DAYS";
+pub use audit::{AuditLog, AuditRecord, TallyFlusher};
+pub use grpc::{Authenticator, Gatekeeper};
+pub use index::{AccessError, AccessIndex, IndexOptions};
+pub use token::{Issuer, Verifier};
 
-/// The governance settings of this deployment: [`RELATIONSHIP_PERIOD_ENV`] (whole days, 0
-/// to 3650; default 28). Every service reads the same variable, so commands, views and
-/// feeds decide alike; a value that is not a number in range is an error at start-up.
-pub fn governance_settings() -> anyhow::Result<carewoven_governance::Settings> {
-    let mut settings = carewoven_governance::Settings::default();
-    if let Ok(raw) = std::env::var(RELATIONSHIP_PERIOD_ENV) {
-        let days: i64 = raw
-            .trim()
-            .parse()
-            .ok()
-            .filter(|d| (0..=3650).contains(d))
-            .ok_or_else(|| {
-                anyhow::anyhow!("{RELATIONSHIP_PERIOD_ENV} must be whole days from 0 to 3650")
-            })?;
-        settings.relationship_period = chrono::TimeDelta::days(days);
-    }
-    Ok(settings)
+/// The access settings every service that authorises shares (flattened into its flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccessConfig {
+    /// Longest a bearer token may live, in seconds: a token whose `exp - iat` (or
+    /// `exp - now`) is longer is refused (UNAUTHENTICATED, TOKEN_LIFETIME_TOO_LONG).
+    #[arg(long, env = "CAREWOVEN_MAX_TOKEN_LIFETIME_SECS", default_value_t = token::DEFAULT_MAX_LIFETIME.as_secs())]
+    pub max_token_lifetime_secs: u64,
+    /// Log sequences (comma-separated) of events the access index cannot decode that it may
+    /// treat as applied, after an operator has looked at them: the person's record, closed
+    /// by such an event, opens again. Each skip is audited (CW_AUDIT, UNDECODABLE_SKIPPED).
+    #[arg(long, env = "CAREWOVEN_INDEX_SKIP_UNDECODABLE", value_delimiter = ',')]
+    pub index_skip_undecodable: Vec<u64>,
+    /// Days a hospital stay, a receiving role in a discharge, or a completed or failed
+    /// referral remains a ground for a relationship after its terminal state. Set it the
+    /// same on every service, so commands, views and feeds decide alike.
+    #[arg(long, env = "CAREWOVEN_RELATIONSHIP_PERIOD_DAYS",
+          default_value_t = carewoven_governance::DEFAULT_RELATIONSHIP_PERIOD_DAYS,
+          value_parser = clap::value_parser!(i64).range(0..=3650))]
+    pub relationship_period_days: i64,
 }
 
-pub use audit::{AuditLog, AuditRecord};
-pub use grpc::Authenticator;
-pub use index::{AccessError, AccessIndex};
-pub use token::{Issuer, Verifier};
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            max_token_lifetime_secs: token::DEFAULT_MAX_LIFETIME.as_secs(),
+            index_skip_undecodable: Vec::new(),
+            relationship_period_days: carewoven_governance::DEFAULT_RELATIONSHIP_PERIOD_DAYS,
+        }
+    }
+}
+
+impl AccessConfig {
+    /// The verifier for bearer tokens: keys in memory (tests) or the trust file, with this
+    /// configuration's token lifetime.
+    pub fn verifier(
+        &self,
+        trust: Option<&token::TrustFile>,
+        path: Option<&std::path::Path>,
+    ) -> anyhow::Result<Verifier> {
+        Ok(Verifier::configured(trust, path)?
+            .with_max_lifetime(std::time::Duration::from_secs(self.max_token_lifetime_secs)))
+    }
+
+    /// The governance settings of this deployment.
+    pub fn governance(&self) -> carewoven_governance::Settings {
+        carewoven_governance::Settings {
+            relationship_period: chrono::TimeDelta::days(self.relationship_period_days),
+        }
+    }
+
+    /// The index options for `service`, auditing skips in `audit`.
+    pub fn index_options(&self, service: &'static str, audit: &AuditLog) -> IndexOptions {
+        IndexOptions {
+            settings: self.governance(),
+            skip_undecodable: self.index_skip_undecodable.iter().copied().collect(),
+            audit: Some(audit.clone()),
+            service,
+        }
+    }
+}
 
 /// Resolves on Ctrl-C or SIGTERM: the shutdown signal every service's `main` passes to `run`.
 pub async fn shutdown_signal() {

@@ -3,7 +3,10 @@
 //! A token's header names its key (`kid`); the key must be in the configured trust file with
 //! the issuer the token claims. Claims: `iss`, `sub` (the organisation code), `aud`
 //! (`carewoven`), `exp`, `iat`, optional `nbf`, `user` and `roles`. An unknown key, a bad
-//! signature, another audience or issuer, an expired or not-yet-valid token are refused.
+//! signature, another audience or issuer, an expired or not-yet-valid token are refused, and
+//! so is a token that lives longer than the services allow (`exp - iat`, or what is left of
+//! it, `exp - now`, above [`DEFAULT_MAX_LIFETIME`] unless configured otherwise): a stolen
+//! token is useful for hours at most.
 //!
 //! The development issuer ([`Issuer`]) signs tokens from a private key file; production
 //! deployments use their identity provider and only configure its public keys.
@@ -25,6 +28,10 @@ pub const AUDIENCE: &str = "carewoven";
 /// Allowed clock skew between the issuer and the services, in seconds.
 const LEEWAY_SECS: u64 = 30;
 
+/// Longest a token may live unless a service is configured otherwise
+/// (`--max-token-lifetime-secs`, `CAREWOVEN_MAX_TOKEN_LIFETIME_SECS`): 12 hours.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum TokenError {
     #[error("no bearer token (send `authorization: Bearer <token>`)")]
@@ -43,6 +50,8 @@ pub enum TokenError {
     WrongAudienceOrIssuer,
     #[error("the token's claims are not valid: {0}")]
     BadClaims(String),
+    #[error("the token lives longer than this service allows ({max_secs} s at most)")]
+    LifetimeTooLong { max_secs: u64 },
 }
 
 impl TokenError {
@@ -57,6 +66,7 @@ impl TokenError {
             TokenError::NotYetValid => "TOKEN_NOT_YET_VALID",
             TokenError::WrongAudienceOrIssuer => "TOKEN_WRONG_AUDIENCE_OR_ISSUER",
             TokenError::BadClaims(_) => "TOKEN_BAD_CLAIMS",
+            TokenError::LifetimeTooLong { .. } => "TOKEN_LIFETIME_TOO_LONG",
         }
     }
 }
@@ -101,6 +111,7 @@ struct Trusted {
 pub struct Verifier {
     keys: Arc<HashMap<String, Trusted>>,
     cache: Arc<Mutex<HashMap<String, (Identity, u64)>>>,
+    max_lifetime_secs: u64,
 }
 
 const CACHE_MAX: usize = 10_000;
@@ -131,7 +142,15 @@ impl Verifier {
         Ok(Verifier {
             keys: Arc::new(keys),
             cache: Arc::default(),
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME.as_secs(),
         })
+    }
+
+    /// Refuse tokens living longer than `max` (default [`DEFAULT_MAX_LIFETIME`]).
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime_secs = max.as_secs();
+        self.cache = Arc::default();
+        self
     }
 
     /// The verifier a service is configured with: keys given in memory (tests) or the trust
@@ -200,6 +219,16 @@ impl Verifier {
                 }
             })?;
         let claims = data.claims;
+        // `exp - iat` bounds what the issuer granted; `exp - now` what is left of it (a token
+        // claiming an old `iat` with a far `exp` is refused too).
+        let too_long = |span: u64| span > self.max_lifetime_secs;
+        if too_long(claims.exp.saturating_sub(claims.iat))
+            || too_long(claims.exp.saturating_sub(now).saturating_sub(LEEWAY_SECS))
+        {
+            return Err(TokenError::LifetimeTooLong {
+                max_secs: self.max_lifetime_secs,
+            });
+        }
         let organisation = Code::parse("sub", &claims.sub)
             .map_err(|_| TokenError::BadClaims("sub is not an organisation code".to_owned()))?;
         let user = match &claims.user {
@@ -447,6 +476,60 @@ mod tests {
             .expect("token");
         assert_eq!(verifier.verify(&token), Err(TokenError::UnknownKey));
         assert_eq!(verifier.verify("not-a-jwt"), Err(TokenError::Malformed));
+    }
+
+    fn claims(iat: u64, exp: u64) -> Claims {
+        Claims {
+            iss: "test-issuer".into(),
+            sub: "RXX".into(),
+            aud: AUDIENCE.into(),
+            exp,
+            iat,
+            nbf: None,
+            user: None,
+            roles: vec![],
+        }
+    }
+
+    #[test]
+    fn a_token_living_longer_than_allowed_is_refused() {
+        let (issuer, verifier) = issuer("k1");
+        let now = now_secs();
+        let hour = 3600;
+        let too_long = Err(TokenError::LifetimeTooLong {
+            max_secs: 12 * hour,
+        });
+        // Exactly the default lifetime is accepted; a second more is not.
+        let ok = issuer.sign(&claims(now, now + 12 * hour)).expect("sign");
+        assert!(verifier.verify(&ok).is_ok());
+        let long = issuer
+            .sign(&claims(now, now + 12 * hour + 1))
+            .expect("sign");
+        assert_eq!(verifier.verify(&long), too_long);
+        assert_eq!(
+            TokenError::LifetimeTooLong { max_secs: 1 }.reason(),
+            "TOKEN_LIFETIME_TOO_LONG"
+        );
+        // An `iat` in the future does not buy a longer life: `exp - now` is bounded too.
+        let ahead = issuer
+            .sign(&claims(now + 6 * hour, now + 13 * hour))
+            .expect("sign");
+        assert!(matches!(
+            verifier.verify(&ahead),
+            Err(TokenError::LifetimeTooLong { .. })
+        ));
+        // Configurable per service.
+        let strict = verifier
+            .clone()
+            .with_max_lifetime(Duration::from_secs(hour));
+        assert!(matches!(
+            strict.verify(&ok),
+            Err(TokenError::LifetimeTooLong { .. })
+        ));
+        let short = issuer
+            .token("RXX", None, &[], Duration::from_secs(hour))
+            .expect("token");
+        assert!(strict.verify(&short).is_ok());
     }
 
     fn issuer_with_kid(kid: &str) -> (Issuer, Verifier) {

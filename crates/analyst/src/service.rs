@@ -22,7 +22,7 @@ use crate::replay::Replay;
 use crate::selection::{Selection, SelectionError};
 
 /// Who may replay: bearer tokens signed by these keys, with the `analyst` role.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AuthConfig {
     /// The token issuers' public keys (JSON trust file, as for the command service).
     /// Required: every replay must carry a bearer token with the `analyst` role.
@@ -31,6 +31,19 @@ pub struct AuthConfig {
     /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
     #[arg(skip)]
     pub trust: Option<TrustFile>,
+    /// Longest a bearer token may live, in seconds (`exp - iat`, and `exp - now`).
+    #[arg(long, env = "CAREWOVEN_MAX_TOKEN_LIFETIME_SECS", default_value_t = carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs())]
+    pub max_token_lifetime_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            trusted_keys: None,
+            trust: None,
+            max_token_lifetime_secs: carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs(),
+        }
+    }
 }
 
 impl AuthConfig {
@@ -39,14 +52,16 @@ impl AuthConfig {
         AuthConfig {
             trusted_keys: None,
             trust: Some(carewoven_access::token::testing::trust()),
+            max_token_lifetime_secs: carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs(),
         }
     }
 
     pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
-        let verifier = carewoven_access::Verifier::configured(
-            self.trust.as_ref(),
-            self.trusted_keys.as_deref(),
-        )?;
+        let access = carewoven_access::AccessConfig {
+            max_token_lifetime_secs: self.max_token_lifetime_secs,
+            ..Default::default()
+        };
+        let verifier = access.verifier(self.trust.as_ref(), self.trusted_keys.as_deref())?;
         Ok(Authenticator::new(verifier))
     }
 }
@@ -78,14 +93,14 @@ impl History {
 
     /// Replay is secondary use of everyone's history: only for the `analyst` role. Every
     /// replay and every refusal is audited (purpose: planning).
-    async fn authorise(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    async fn authorise<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let action = v1::AuditAction::Replay;
-        let identity = match self.auth.identify(metadata) {
+        let identity = match self.auth.identify(request.metadata()) {
             Ok(identity) => identity,
             Err(e) => {
-                self.audit
-                    .record_refusal(&AuditRecord::refused(None, None, action, e.reason()))
-                    .await;
+                let record = AuditRecord::refused(None, None, action, e.reason())
+                    .caller(request.remote_addr().map(|a| a.ip()));
+                self.audit.record_refusal(&record).await;
                 return Err(unauthenticated(&e));
             }
         };
@@ -181,7 +196,7 @@ impl HistoryService for History {
         &self,
         request: Request<v1::ReplayRequest>,
     ) -> Result<Response<ReplayStream>, Status> {
-        self.authorise(request.metadata()).await?;
+        self.authorise(&request).await?;
         let selection = selection(request.get_ref())?;
         let excluded = crate::opted_out(&self.js, &self.stream)
             .await
@@ -240,8 +255,17 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
+    use tonic::server::NamedService;
     let auth = auth.authenticator()?;
     let audit = AuditLog::open(js.client(), 1, std::time::Duration::from_secs(10)).await?;
+    let tally = audit.start_tally_flusher();
+    // Calls without a valid token are refused (and counted) before anything is decoded.
+    let gate = carewoven_access::Gatekeeper::new(
+        auth.clone(),
+        audit.clone(),
+        v1::AuditAction::Replay,
+        HistoryServiceServer::<History>::NAME,
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<HistoryServiceServer<History>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -251,17 +275,16 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(HistoryServiceServer::new(History::new(
-            js,
-            stream,
-            auth,
-            audit,
-            stop.clone(),
-        )))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            HistoryServiceServer::new(History::new(js, stream, auth, audit, stop.clone()))
+                .max_decoding_message_size(carewoven_proto::MAX_REQUEST_BYTES),
+            gate,
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.cancelled_owned(),
         )
         .await?;
+    tally.finish().await;
     Ok(())
 }

@@ -387,7 +387,7 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     };
     c.progress_discharge(step(
         Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
-            expected: (now.date_naive() - chrono::Days::new(1)).to_string(),
+            expected: (carewoven_domain::values::uk_date(now) - chrono::Days::new(1)).to_string(),
         }),
         days_ago(5),
     ))
@@ -395,7 +395,8 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     .unwrap();
     c.progress_discharge(step(
         Step::MarkDischargeReady(pd::MarkDischargeReady {
-            discharge_ready_date: (now.date_naive() - chrono::Days::new(3)).to_string(),
+            discharge_ready_date: (carewoven_domain::values::uk_date(now) - chrono::Days::new(3))
+                .to_string(),
         }),
         days_ago(3),
     ))

@@ -248,7 +248,7 @@ fn nhs_number(counter: &mut u64) -> NhsNumber {
 }
 
 fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> Story {
-    let d0 = start.date_naive();
+    let d0 = carewoven_domain::values::uk_date(start);
     let hospital: &'static str = rng.pick(&HOSPITALS);
     let mut lists: Vec<Vec<Step>> = Vec::new();
 
@@ -716,7 +716,7 @@ fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> S
 fn episode(rng: &mut Rng, hospital: &'static str, admitted_at: DateTime<Utc>) -> Vec<Step> {
     let id = rng.uuid();
     let d = |e: DischargeEvent| Event::Discharge(e);
-    let admitted_on = admitted_at.date_naive();
+    let admitted_on = carewoven_domain::values::uk_date(admitted_at);
     let mut list = vec![
         step(
             id,

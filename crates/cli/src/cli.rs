@@ -769,9 +769,10 @@ pub struct TokenArgs {
     /// A role besides acting for the organisation; repeat for more.
     #[arg(long = "role", value_enum)]
     pub roles: Vec<AccessRole>,
-    /// How long the token is valid.
+    /// How long the token is valid; at most 12 hours, the longest the services accept by
+    /// default (`CAREWOVEN_MAX_TOKEN_LIFETIME_SECS`).
     #[arg(long, default_value_t = 3600, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+          value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub ttl_secs: u64,
 }
 

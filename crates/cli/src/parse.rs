@@ -54,8 +54,9 @@ pub fn meeting_action(raw: &str) -> Result<v1::MeetingAction, String> {
     })
 }
 
+/// Today on the UK calendar (the day the services decide with).
 pub fn today() -> NaiveDate {
-    Utc::now().date_naive()
+    carewoven_domain::values::uk_date(Utc::now())
 }
 
 /// A calendar date: `YYYY-MM-DD`, or `today`, `yesterday`, `tomorrow`, `today+N`, `today-N`.

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use carewoven_domain::values::NhsNumber;
+use carewoven_domain::values::uk_date;
 use carewoven_proto::v1::{self, progress_discharge_request as pd};
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -89,7 +90,7 @@ const CARE_HOMES: [&str; 3] = [
 ];
 /// The organisations that act in the seed, with the services and sites each owns. (The
 /// analytics and research organisations are only named in objections: not registered.)
-pub const ORGANISATIONS: [OrgSpec; 19] = {
+pub const ORGANISATIONS: [OrgSpec; 21] = {
     const fn org(
         code: &'static str,
         name: &'static str,
@@ -219,6 +220,10 @@ pub const ORGANISATIONS: [OrgSpec; 19] = {
             T::CareProvider,
             &[CARE_HOMES[2]],
         ),
+        // Secondary users named in national data opt-outs (an objection's partners must be
+        // registered organisations). They hold no ground and provide no care.
+        org(ANALYTICS, "Synthetic ICB Analytics", T::Other, &[]),
+        org(RESEARCH, "Synthetic Research Environment", T::Other, &[]),
     ]
 };
 const ANALYTICS: &str = "SYN-ICB-ANALYTICS";
@@ -943,7 +948,7 @@ fn care_act_assessment(
     if joint {
         assessors.push(COMMUNITY.to_owned());
     }
-    let due = add_days(requested.date_naive(), if hospital { 2 } else { 28 });
+    let due = add_days(uk_date(requested), if hospital { 2 } else { 28 });
     if !g.push(
         format!("asmt{a}-request"),
         org,
@@ -1068,7 +1073,7 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
         return None;
     }
     g.need_member(site, "", Role::HospitalTeam, admitted_at + minutes(20));
-    let admit_day = admitted_at.date_naive();
+    let admit_day = uk_date(admitted_at);
     // Days from admission to the Discharge Ready Date.
     let los_ready = match g.rng.bucket(&[0.33, 0.63, 0.83, 0.95, 1.0]) {
         0 => g.rng.range(1, 2),
@@ -1160,7 +1165,7 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
                         .into(),
                 }),
             );
-            let new_drd = add_days(t.date_naive(), g.rng.range(2, 6));
+            let new_drd = add_days(uk_date(t), g.rng.range(2, 6));
             expected = add_days(new_drd, g.rng.range(0, 2));
             t += hours(1);
             g.discharge(
@@ -1447,7 +1452,7 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
             COMMUNITY.to_owned(),
             final_service.to_owned(),
         ];
-        let due = add_days(held.date_naive(), 3);
+        let due = add_days(uk_date(held), 3);
         let recorded = held + hours(g.rng.range(1, 6));
         if g.push(
             format!("mtg{m}-record"),
@@ -1546,7 +1551,7 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
                 organisation: final_service.to_owned(),
             }),
         );
-        let assessed_day = add_days(handover_at.date_naive(), g.rng.range(0, 3));
+        let assessed_day = add_days(uk_date(handover_at), g.rng.range(0, 3));
         let assessed_at = handover_at.max(at(assessed_day, 10, 0)) + minutes(g.rng.range(30, 400));
         g.discharge(
             ep,
@@ -1554,7 +1559,7 @@ fn episode(g: &mut Gen, admitted_at: DateTime<Utc>, site: &'static str) -> Optio
             final_service,
             assessed_at,
             pd::Step::CompleteHomeAssessment(pd::CompleteHomeAssessment {
-                completed_on: date_string(&assessed_at.date_naive()),
+                completed_on: date_string(&uk_date(assessed_at)),
                 outcome: match pathway {
                     Pathway::P1 => "Managing at home with reablement; goals reviewed",
                     Pathway::P2 => "Progressing with rehabilitation; home in about two weeks",
@@ -1654,7 +1659,7 @@ fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
             Op::AddMember {
                 member: member(&org, &practitioner),
                 role,
-                since: when.date_naive(),
+                since: uk_date(when),
             },
         ) {
             added.insert((org, practitioner), when);
@@ -1678,7 +1683,7 @@ fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
         );
     }
     if let Some(when) = g.plan_at {
-        let review = add_days(g.end.date_naive(), g.rng.range(90, 180));
+        let review = add_days(uk_date(g.end), g.rng.range(90, 180));
         let gp = g.gp;
         let goal = (*g.rng.pick(&WHAT_MATTERS)).to_owned();
         g.push(
@@ -2264,7 +2269,7 @@ impl PersonPlan {
                         s.pathways[p] += 1;
                     }
                     if let Some(drd) = e.drd {
-                        let late = (d.date_naive() - drd).num_days().max(0);
+                        let late = (uk_date(d) - drd).num_days().max(0);
                         if late == 0 {
                             s.discharged_on_drd += 1;
                         } else {

@@ -97,8 +97,8 @@ async fn the_seed_loads_a_history_and_a_rerun_only_repeats_it() {
     assert_eq!(count(&first, &["appended"]), sent, "{first}");
     assert_eq!(count(&first, &["history", "commands"]), sent, "{first}");
     assert_eq!(count(&first, &["history", "unplaced"]), 0, "{first}");
-    assert_eq!(count(&first, &["registry", "organisations"]), 19, "{first}");
-    assert_eq!(count(&first, &["registry", "appended"]), 38, "{first}");
+    assert_eq!(count(&first, &["registry", "organisations"]), 21, "{first}");
+    assert_eq!(count(&first, &["registry", "appended"]), 42, "{first}");
 
     let p = |k: &str| count(&first, &["history", "pathways", k]);
     let (p0, p1, p2, p3) = (p("P0"), p("P1"), p("P2"), p("P3"));

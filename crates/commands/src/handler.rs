@@ -172,6 +172,8 @@ impl Handler {
             identity.user.as_ref(),
         )
         .map_err(|e| domain_status(&e))?;
+        ctx.check_occurred_at(Utc::now())
+            .map_err(|e| domain_status(&e))?;
         let command = request
             .to_command(&self.ids.for_command(ctx.command_id))
             .map_err(|e| domain_status(&e))?;

@@ -8,9 +8,11 @@ use carewoven_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
-use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+use carewoven_access::{AccessConfig, AccessIndex, AuditLog, Authenticator, Gatekeeper};
 
 use crate::handler::Handler;
 use crate::ids::Ids;
@@ -21,8 +23,9 @@ pub const TEST_KEY: &str = "carewoven-test-key-not-for-real-records";
 /// Shortest accepted `--person-id-key`.
 pub const MIN_KEY_LEN: usize = 32;
 
-/// Largest gRPC request the service decodes. Larger ones are refused before any work is done.
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Largest gRPC request the service decodes (the same for every Carewoven service). Larger
+/// ones are refused before any work is done.
+pub use carewoven_proto::MAX_REQUEST_BYTES;
 
 /// Service configuration, from flags or environment (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
@@ -66,6 +69,8 @@ pub struct Config {
     /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
     #[arg(skip)]
     pub trust: Option<carewoven_access::token::TrustFile>,
+    #[command(flatten)]
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -81,12 +86,14 @@ impl Config {
             shutdown_grace_secs: 30,
             trusted_keys: None,
             trust: Some(carewoven_access::token::testing::trust()),
+            access: AccessConfig::default(),
         }
     }
 
     /// The verifier for bearer tokens.
     pub fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
-        carewoven_access::Verifier::configured(self.trust.as_ref(), self.trusted_keys.as_deref())
+        self.access
+            .verifier(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 
     pub fn log_config(&self) -> LogConfig {
@@ -150,14 +157,21 @@ pub async fn run(
     tracing::info!(stream = log.stream_name(), "event log ready");
     let timeout = Duration::from_secs(config.nats_timeout_secs);
     let js = async_nats::jetstream::new(log.client().clone());
-    let access = AccessIndex::start(js, log.stream_name(), stop.clone()).await?;
     let audit = AuditLog::open(log.client().clone(), config.replicas, timeout).await?;
+    let access = AccessIndex::start_with(
+        js,
+        log.stream_name(),
+        config.access.index_options("carewoven-commands", &audit),
+        stop.clone(),
+    )
+    .await?;
+    let tally = audit.start_tally_flusher();
     let handler = Handler::new(
         log,
         Ids::new(config.person_id_key.as_bytes()),
         timeout,
         access,
-        audit,
+        audit.clone(),
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -167,8 +181,18 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let commands = CommandServiceServer::new(Commands::new(handler, Authenticator::new(verifier)))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let auth = Authenticator::new(verifier);
+    // Calls without a valid token are refused (and counted) before anything is decoded.
+    let commands = InterceptedService::new(
+        CommandServiceServer::new(Commands::new(handler, auth.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        Gatekeeper::new(
+            auth,
+            audit,
+            carewoven_proto::v1::AuditAction::Command,
+            CommandServiceServer::<Commands>::NAME,
+        ),
+    );
 
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let server = tonic::transport::Server::builder()
@@ -187,6 +211,7 @@ pub async fn run(
             tracing::warn!(?grace, "in-flight commands did not finish within the grace period");
         }
     }
+    tally.finish().await;
     tracing::info!("command service stopped");
     Ok(())
 }

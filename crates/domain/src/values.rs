@@ -257,9 +257,66 @@ pub fn not_future_instant(
     Ok(())
 }
 
+/// Bound the real-world time a caller gives for a command (`context.occurred_at`): not after
+/// now plus [`CLOCK_SKEW_SECS`], not before 1900-01-01 (nothing in a care record happened
+/// earlier). `None` (not given) is always fine.
+pub fn check_occurred_at(
+    field: &str,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    let Some(at) = at else { return Ok(()) };
+    not_future_instant(field, at, now)?;
+    let earliest = DateTime::<Utc>::from_naive_utc_and_offset(
+        NaiveDate::from_ymd_opt(1900, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default(),
+        Utc,
+    );
+    if at < earliest {
+        return Err(DomainError::invalid(field, "cannot be before 1900-01-01"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occurred_at_is_bounded_by_now_with_skew_and_by_1900() {
+        let now: DateTime<Utc> = "2026-05-01T12:00:00Z".parse().expect("instant");
+        let at = |s: &str| Some(s.parse::<DateTime<Utc>>().expect("instant"));
+        let check = |a| check_occurred_at("context.occurred_at", a, now);
+        let refused = |a| match check(a) {
+            Err(DomainError::Invalid { field, reason }) => {
+                assert_eq!(field, "context.occurred_at");
+                reason
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(check(None).is_ok());
+        assert!(check(at("2026-05-01T12:00:00Z")).is_ok());
+        assert!(check(at("2026-05-01T12:05:00Z")).is_ok(), "within the skew");
+        assert_eq!(
+            refused(at("2026-05-01T12:05:01Z")),
+            "cannot be in the future"
+        );
+        assert_eq!(
+            refused(at("2999-01-01T00:00:00Z")),
+            "cannot be in the future"
+        );
+        assert!(check(at("1900-01-01T00:00:00Z")).is_ok());
+        assert!(check(at("1941-03-02T08:00:00Z")).is_ok());
+        assert_eq!(
+            refused(at("1899-12-31T23:59:59Z")),
+            "cannot be before 1900-01-01"
+        );
+        assert_eq!(
+            refused(at("0001-01-01T00:00:00Z")),
+            "cannot be before 1900-01-01"
+        );
+    }
 
     #[test]
     fn nhs_numbers_are_checked() {

@@ -11,9 +11,17 @@
 //! and for each partner skips what its feed already holds (the last item's
 //! `Carewoven-Source-Sequence`). Publishes are pipelined; if any is not acknowledged the
 //! evaluator starts over, so a feed never has a gap.
+//!
+//! Faults stay local: an event about a person that cannot be decoded stops delivery of that
+//! person's events (from it on, to everyone: it may have been an objection), not the feed. A
+//! message on a subject that names no person is skipped and counted. Only an undecodable
+//! registry event stops every delivery before it (it may have ended an agreement). An
+//! operator's `--index-skip-undecodable` lets named sequences be treated as applied; each
+//! skip is audited before it takes effect.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -22,7 +30,7 @@ use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
 use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
 use carewoven_domain::values::Code;
-use carewoven_domain::{AggregateKind, RecordedEvent};
+use carewoven_domain::{AggregateKind, REGISTRY_PERSON, RecordedEvent};
 use carewoven_governance::{Disclosure, Governance, Identity};
 use carewoven_proto::v1;
 use chrono::{DateTime, Utc};
@@ -30,6 +38,7 @@ use futures::StreamExt;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub const FEED_STREAM: &str = "CW_FEED";
 pub const FEED_SUBJECTS: &str = "cw.feed.>";
@@ -144,6 +153,12 @@ pub struct Evaluator {
     pub audit: AuditLog,
     pub clock: Clock,
     pub progress: watch::Sender<Progress>,
+    /// Undecodable events the operator lets the evaluator treat as applied.
+    skip_undecodable: BTreeSet<u64>,
+    settings: carewoven_governance::Settings,
+    /// Skips already audited by this process (the evaluator starts over after failures).
+    skips_audited: Mutex<HashSet<u64>>,
+    unattributable: AtomicU64,
 }
 
 struct Pending {
@@ -152,6 +167,40 @@ struct Pending {
 }
 
 impl Evaluator {
+    pub fn new(
+        js: jetstream::Context,
+        stream: String,
+        feed: stream::Stream<()>,
+        audit: AuditLog,
+        clock: Clock,
+        progress: watch::Sender<Progress>,
+    ) -> Self {
+        Evaluator {
+            js,
+            stream,
+            feed,
+            audit,
+            clock,
+            progress,
+            skip_undecodable: BTreeSet::new(),
+            settings: carewoven_governance::Settings::default(),
+            skips_audited: Mutex::default(),
+            unattributable: AtomicU64::new(0),
+        }
+    }
+
+    /// Treat these undecodable events as applied (`--index-skip-undecodable`).
+    pub fn skipping(mut self, sequences: BTreeSet<u64>) -> Self {
+        self.skip_undecodable = sequences;
+        self
+    }
+
+    /// Decide under the deployment's governance settings (the set period).
+    pub fn governed_by(mut self, settings: carewoven_governance::Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
     /// Run until `stop`, starting over after any failure.
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
@@ -187,7 +236,7 @@ impl Evaluator {
             .messages()
             .await
             .context("following the event stream")?;
-        let mut governance = Governance::with_settings(carewoven_access::governance_settings()?);
+        let mut governance = Governance::with_settings(self.settings);
         let mut heads: HashMap<Code, FeedHead> = HashMap::new();
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut in_flight = 0usize;
@@ -217,8 +266,14 @@ impl Evaluator {
                 .ok_or_else(|| anyhow!("the event stream ended"))?
                 .map_err(|e| anyhow!("reading the event stream: {e}"))?;
             let sequence = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
-            let event = carewoven_eventlog::decode(sequence, &message.payload)
-                .map_err(|e| anyhow!("{e}; the gateway stops before it (fail closed)"))?;
+            let Some(event) = self.readable(&mut governance, sequence, &message).await? else {
+                // Nothing to deliver: skipped, or its person's deliveries are stopped.
+                last_seen = sequence;
+                if pending.is_empty() {
+                    self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                }
+                continue;
+            };
             last_seen = sequence;
             evaluated_total += 1;
             let mut acks = Vec::new();
@@ -237,6 +292,84 @@ impl Evaluator {
                 });
             }
         }
+    }
+
+    /// The event to evaluate, or `None` when nothing is delivered for it: its subject names
+    /// no person, its person's deliveries are stopped by an earlier undecodable event, or it
+    /// cannot be decoded (which stops them from here on), unless the operator skips it. An
+    /// undecodable registry event is an error: every delivery stops before it.
+    async fn readable(
+        &self,
+        governance: &mut Governance,
+        sequence: u64,
+        message: &jetstream::Message,
+    ) -> anyhow::Result<Option<RecordedEvent>> {
+        let Some((person, ..)) = carewoven_eventlog::subjects::parse_event(&message.subject) else {
+            let count = self.unattributable.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                sequence,
+                unattributable = count,
+                "gateway: a message on a subject that names no person cannot be attributed to anyone; skipped"
+            );
+            return Ok(None);
+        };
+        if person != REGISTRY_PERSON && governance.undecodable(person).is_some() {
+            return Ok(None);
+        }
+        let e = match carewoven_eventlog::decode(sequence, &message.payload) {
+            Ok(event) => return Ok(Some(event)),
+            Err(e) => e,
+        };
+        if self.skip_undecodable.contains(&sequence) {
+            self.audit_skip(sequence, person).await?;
+            tracing::warn!(
+                sequence,
+                "gateway: skipping an undecodable event, as the operator configured (audited)"
+            );
+            return Ok(None);
+        }
+        if person == REGISTRY_PERSON {
+            return Err(anyhow!(
+                "{e}; a registry event: the gateway stops every delivery before it (fail closed)"
+            ));
+        }
+        governance.mark_undecodable(person, sequence);
+        tracing::error!(
+            sequence,
+            error = %e,
+            "gateway: an event cannot be decoded; its person's events are not delivered from here on (fail closed) until it is fixed or skipped (--index-skip-undecodable)"
+        );
+        tracing::debug!(sequence, %person, "the person whose deliveries stopped");
+        Ok(None)
+    }
+
+    /// Store the audit record of an operator's skip (once per process).
+    async fn audit_skip(&self, sequence: u64, person: Uuid) -> anyhow::Result<()> {
+        if self
+            .skips_audited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&sequence)
+        {
+            return Ok(());
+        }
+        let mut record = AuditRecord::operator(
+            (person != REGISTRY_PERSON).then_some(person),
+            v1::AuditAction::UndecodableSkipped,
+        )
+        .detail("carewoven-gateway: feed evaluator, --index-skip-undecodable");
+        record.log_position = sequence;
+        self.audit.record(&record).await.map_err(|e| {
+            anyhow!(
+                "auditing the skip of log sequence {sequence}: {}",
+                e.message()
+            )
+        })?;
+        self.skips_audited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sequence);
+        Ok(())
     }
 
     fn report(&self, pending: &VecDeque<Pending>, last_seen: u64, evaluated: u64, deliveries: u64) {

@@ -98,9 +98,9 @@ impl Feeds {
         match self.auth.identify(request.metadata()) {
             Ok(identity) => Ok(identity),
             Err(e) => {
-                self.audit
-                    .record_refusal(&AuditRecord::refused(None, None, action, e.reason()))
-                    .await;
+                let record = AuditRecord::refused(None, None, action, e.reason())
+                    .caller(request.remote_addr().map(|a| a.ip()));
+                self.audit.record_refusal(&record).await;
                 Err(unauthenticated(&e))
             }
         }

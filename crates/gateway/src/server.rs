@@ -5,12 +5,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+use carewoven_access::{AccessConfig, AccessIndex, AuditLog, Authenticator, Gatekeeper};
+use carewoven_proto::MAX_REQUEST_BYTES;
+use carewoven_proto::v1::AuditAction;
 use carewoven_proto::v1::audit_service_server::AuditServiceServer;
 use carewoven_proto::v1::feed_service_server::FeedServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use crate::evaluator::{Clock, Evaluator, Progress, open_feed_stream, system_clock};
@@ -58,6 +62,10 @@ pub struct Config {
     /// RELATIONSHIP_ENDED).
     #[arg(long, env = "CAREWOVEN_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
+    /// Token lifetime, and undecodable events the access index and the evaluator may treat
+    /// as applied (`--index-skip-undecodable`: that person's deliveries resume).
+    #[command(flatten)]
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -74,11 +82,13 @@ impl Config {
             trust: Some(carewoven_access::token::testing::trust()),
             clock: system_clock(),
             sweep_interval_secs: 60,
+            access: AccessConfig::default(),
         }
     }
 
     fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
-        carewoven_access::Verifier::configured(self.trust.as_ref(), self.trusted_keys.as_deref())
+        self.access
+            .verifier(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 }
 
@@ -144,16 +154,32 @@ pub async fn serve(
     }
     let feed = open_feed_stream(&js, config.replicas).await?;
     let audit = AuditLog::open(client.clone(), config.replicas, timeout).await?;
-    let access = AccessIndex::start(js.clone(), &config.stream, stop.clone()).await?;
+    let access = AccessIndex::start_with(
+        js.clone(),
+        &config.stream,
+        config.access.index_options("carewoven-gateway", &audit),
+        stop.clone(),
+    )
+    .await?;
+    let tally = audit.start_tally_flusher();
 
-    let evaluator = Evaluator {
-        js: js.clone(),
-        stream: config.stream.clone(),
-        feed: feed.clone(),
-        audit: audit.clone(),
-        clock: config.clock.clone(),
+    let evaluator = Evaluator::new(
+        js.clone(),
+        config.stream.clone(),
+        feed.clone(),
+        audit.clone(),
+        config.clock.clone(),
         progress,
-    };
+    )
+    .skipping(
+        config
+            .access
+            .index_skip_undecodable
+            .iter()
+            .copied()
+            .collect(),
+    )
+    .governed_by(config.access.governance());
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
         access.clone(),
@@ -165,8 +191,13 @@ pub async fn serve(
         stop.clone(),
     ));
 
+    let auth = Authenticator::new(verifier);
+    // Calls without a valid token are refused (and counted) before anything is decoded.
+    let gate = |action, service| Gatekeeper::new(auth.clone(), audit.clone(), action, service);
+    let feed_gate = gate(AuditAction::FeedSubscribe, FeedServiceServer::<Feeds>::NAME);
+    let audit_gate = gate(AuditAction::AuditRead, AuditServiceServer::<Feeds>::NAME);
     let feeds = Feeds {
-        auth: Authenticator::new(verifier),
+        auth,
         access,
         audit,
         feed,
@@ -185,8 +216,14 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(FeedServiceServer::new(feeds.clone()).max_decoding_message_size(64 * 1024))
-        .add_service(AuditServiceServer::new(feeds))
+        .add_service(InterceptedService::new(
+            FeedServiceServer::new(feeds.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+            feed_gate,
+        ))
+        .add_service(InterceptedService::new(
+            AuditServiceServer::new(feeds).max_decoding_message_size(MAX_REQUEST_BYTES),
+            audit_gate,
+        ))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.clone().cancelled_owned(),
@@ -196,6 +233,7 @@ pub async fn serve(
     stop.cancel();
     let _ = evaluating.await;
     let _ = sweeping.await;
+    tally.finish().await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -243,8 +243,9 @@ impl World {
                 step: Some(
                     v1::progress_discharge_request::Step::SetExpectedDischargeDate(
                         v1::progress_discharge_request::SetExpectedDischargeDate {
-                            expected: (chrono::Utc::now().date_naive() + chrono::Days::new(days))
-                                .to_string(),
+                            expected: (carewoven_domain::values::uk_date(chrono::Utc::now())
+                                + chrono::Days::new(days))
+                            .to_string(),
                         },
                     ),
                 ),
@@ -284,7 +285,7 @@ impl World {
                     practitioner: String::new(),
                 }),
                 role: v1::CareTeamRole::GeneralPractice as i32,
-                since: chrono::Utc::now().date_naive().to_string(),
+                since: carewoven_domain::values::uk_date(chrono::Utc::now()).to_string(),
             }))
             .await
             .unwrap()
@@ -301,7 +302,7 @@ impl World {
                     organisation: member.into(),
                     practitioner: String::new(),
                 }),
-                until: chrono::Utc::now().date_naive().to_string(),
+                until: carewoven_domain::values::uk_date(chrono::Utc::now()).to_string(),
                 reason: "Registered with another practice".into(),
             }))
             .await
@@ -322,7 +323,7 @@ impl World {
                     purpose: v1::Purpose::DirectCare as i32,
                     partners: vec![partner.into()],
                     data_classes: vec![],
-                    valid_from: chrono::Utc::now().date_naive().to_string(),
+                    valid_from: carewoven_domain::values::uk_date(chrono::Utc::now()).to_string(),
                     valid_until: String::new(),
                     capacity_assessed: true,
                 }),
@@ -579,7 +580,7 @@ async fn an_objection_stops_delivery_to_that_partner_from_that_event_on() {
 async fn a_lapsed_or_ended_agreement_suspends_delivery() {
     let mut w = World::start().await;
     // A partner whose agreement expires the day after tomorrow.
-    let today = chrono::Utc::now().date_naive();
+    let today = carewoven_domain::values::uk_date(chrono::Utc::now());
     register_partner(&mut w.client, "SHORT", &["SHORT-SVC"], &all_data_classes())
         .await
         .unwrap();

@@ -27,6 +27,7 @@ use carewoven_domain::consent::{ConsentDecision, ConsentEvent, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
 use carewoven_domain::referral::ReferralEvent;
 use carewoven_domain::values::Code;
+use carewoven_domain::values::uk_date;
 use carewoven_domain::{Event, RecordedEvent};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -390,7 +391,7 @@ pub fn service_review<'a>(
         .filter_map(|(ep, at)| {
             let drd = ep.drd_at_discharge?;
             // A discharge dated before its DRD counts as on the DRD.
-            Some(u64::try_from((at.date_naive() - drd).num_days()).unwrap_or(0))
+            Some(u64::try_from((uk_date(*at) - drd).num_days()).unwrap_or(0))
         })
         .collect();
     let total = delays.len() as u64;
@@ -511,7 +512,7 @@ pub fn service_review<'a>(
                 Some(left) if left < to => (left, false),
                 _ => (to, true),
             };
-            let days = (end.date_naive() - ep.admitted_at.date_naive()).num_days();
+            let days = (uk_date(end) - uk_date(ep.admitted_at)).num_days();
             (days >= LONG_STAY_DAYS).then(|| {
                 let mut delay_reasons = BTreeMap::new();
                 for r in &ep.delay_reasons {

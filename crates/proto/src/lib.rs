@@ -11,4 +11,9 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/carewoven_descriptor.bin"));
 
+pub mod codec;
 pub mod convert;
+
+/// Largest gRPC request any Carewoven service decodes (every service sets it on every
+/// API): larger ones are refused by tonic before any work is done.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;

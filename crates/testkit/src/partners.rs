@@ -117,7 +117,7 @@ pub async fn register_partner_as(
             &admin,
         ))
         .await?;
-    let today = chrono::Utc::now().date_naive();
+    let today = carewoven_domain::values::uk_date(chrono::Utc::now());
     record_agreement(
         client,
         code,

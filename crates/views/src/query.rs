@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carewoven_access::{AccessError, AccessIndex};
-use carewoven_domain::values::Code;
+use carewoven_domain::values::{Code, uk_date};
 use carewoven_governance::{Denial, Identity};
 use carewoven_proto::v1::{self, query_service_server::QueryService};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -142,12 +142,13 @@ impl Queries {
 }
 
 /// When a query must have its answer: a little before the caller's deadline, so it hears why
-/// rather than timing out; [`DEFAULT_WAIT`] from now without one.
+/// rather than timing out; [`DEFAULT_WAIT`] from now without one. Never more than
+/// [`carewoven_access::grpc::MAX_WAIT`] away, whatever the caller asked for.
 fn answer_by<T>(request: &Request<T>) -> Instant {
     let wait = deadline(request).map_or(DEFAULT_WAIT, |d| {
         d.saturating_sub((d / 10).max(Duration::from_millis(20)))
     });
-    Instant::now() + wait
+    carewoven_access::grpc::wait_until(wait)
 }
 
 fn left(until: Instant) -> Duration {
@@ -263,18 +264,7 @@ fn distinct(persons: Vec<Uuid>) -> Vec<Uuid> {
 }
 
 fn deadline<T>(request: &Request<T>) -> Option<Duration> {
-    let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    let value: u64 = value.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(value * 3600),
-        "M" => Duration::from_secs(value * 60),
-        "S" => Duration::from_secs(value),
-        "m" => Duration::from_millis(value),
-        "u" => Duration::from_micros(value),
-        "n" => Duration::from_nanos(value),
-        _ => return None,
-    })
+    carewoven_access::grpc::caller_timeout(request.metadata())
 }
 
 fn invalid(field: &str, reason: &str) -> Status {
@@ -343,11 +333,11 @@ fn instant(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
         .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
 }
 
-/// Fill in what depends on the clock.
+/// Fill in what depends on the clock (days counted on the UK calendar).
 fn at_read_time(mut entry: v1::BoardEntry, now: DateTime<Utc>) -> v1::BoardEntry {
     let discharged = instant(&entry.discharged_at);
     if let Some(drd) = parse_date(&entry.discharge_ready_date) {
-        let until = discharged.map_or(now.date_naive(), |d| d.date_naive());
+        let until = uk_date(discharged.unwrap_or(now));
         entry.days_delayed = u32::try_from((until - drd).num_days().max(0)).unwrap_or(u32::MAX);
     }
     if let Some(d) = discharged {

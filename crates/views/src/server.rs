@@ -7,9 +7,13 @@ use carewoven_proto::v1::query_service_server::QueryServiceServer;
 use carewoven_proto::v1::views_admin_server::ViewsAdminServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
-use carewoven_access::{AccessIndex, AuditLog, Authenticator};
+use carewoven_access::{AccessConfig, AccessIndex, AuditLog, Authenticator, Gatekeeper};
+use carewoven_proto::MAX_REQUEST_BYTES;
+use carewoven_proto::v1::AuditAction;
 
 use crate::admin::Admin;
 use crate::guard::Guard;
@@ -38,7 +42,8 @@ pub struct Config {
     /// The views file (redb). Derived data: delete it and the views are rebuilt from the log.
     #[arg(long, env = "CAREWOVEN_VIEWS_FILE", default_value = "views.redb")]
     pub file: PathBuf,
-    /// Skip (and log) events that cannot be decoded instead of stopping at them.
+    /// Skip (and log) events that cannot be decoded instead of stopping the projector at
+    /// them. Access decisions are not affected: see `--index-skip-undecodable`.
     #[arg(long, env = "CAREWOVEN_SKIP_UNDECODABLE")]
     pub skip_undecodable: bool,
     /// Secret for signing page tokens; set the same on every instance behind one address.
@@ -60,6 +65,8 @@ pub struct Config {
     /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
     #[arg(skip)]
     pub trust: Option<carewoven_access::token::TrustFile>,
+    #[command(flatten)]
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -77,12 +84,14 @@ impl Config {
             nats_timeout_secs: 5,
             trusted_keys: None,
             trust: Some(carewoven_access::token::testing::trust()),
+            access: AccessConfig::default(),
         }
     }
 
     /// The verifier for bearer tokens.
     pub fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
-        carewoven_access::Verifier::configured(self.trust.as_ref(), self.trusted_keys.as_deref())
+        self.access
+            .verifier(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 }
 
@@ -114,9 +123,16 @@ pub async fn run(
     .await?;
     let js = async_nats::jetstream::new(client.clone());
     // Access decisions follow the same log as the views; reads are audited in CW_AUDIT.
-    let access = AccessIndex::start(js.clone(), &config.stream, stop.clone()).await?;
     let audit = AuditLog::open(client, config.replicas, timeout).await?;
-    let guard = Guard::new(auth, access, audit, timeout);
+    let access = AccessIndex::start_with(
+        js.clone(),
+        &config.stream,
+        config.access.index_options("carewoven-views", &audit),
+        stop.clone(),
+    )
+    .await?;
+    let tally = audit.start_tally_flusher();
+    let guard = Guard::new(auth.clone(), access, audit.clone(), timeout);
     let on_undecodable = if config.skip_undecodable {
         OnUndecodable::Skip
     } else {
@@ -137,6 +153,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    // Calls without a valid token are refused (and counted) before anything is decoded.
+    let gate = |action, service| Gatekeeper::new(auth.clone(), audit.clone(), action, service);
     let queries = QueryServiceServer::new(Queries::new(
         views.clone(),
         PageTokens::new(match &config.page_token_key {
@@ -149,14 +167,24 @@ pub async fn run(
         }),
         stop.clone(),
         guard.clone(),
-    ));
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let queries = InterceptedService::new(
+        queries,
+        gate(AuditAction::RecordRead, QueryServiceServer::<Queries>::NAME),
+    );
     let admin = ViewsAdminServer::new(Admin::new(
         views.clone(),
         js,
         config.stream.clone(),
         on_undecodable,
         guard,
-    ));
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let admin = InterceptedService::new(
+        admin,
+        gate(AuditAction::Unspecified, ViewsAdminServer::<Admin>::NAME),
+    );
     tracing::info!(addr = %listener.local_addr()?, "views service listening");
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -175,5 +203,6 @@ pub async fn run(
         Ok(_) => {}
         Err(_) => tracing::warn!("projector did not stop within 30 s"),
     }
+    tally.finish().await;
     Ok(())
 }

@@ -348,7 +348,7 @@ fn ctx(org: &str) -> Option<v1::CommandContext> {
 }
 
 fn days_from_today(days: i64) -> String {
-    let today = Utc::now().date_naive();
+    let today = carewoven_domain::values::uk_date(Utc::now());
     let d = if days >= 0 {
         today + Days::new(days.unsigned_abs())
     } else {

@@ -234,7 +234,8 @@ async fn register_partners(
             .await
             .with_context(|| format!("registering {code}"))?;
         if let Some(from) = reach_back {
-            let until = chrono::Utc::now().date_naive() + chrono::Days::new(365);
+            let until =
+                carewoven_domain::values::uk_date(chrono::Utc::now()) + chrono::Days::new(365);
             record_agreement(
                 client,
                 code,

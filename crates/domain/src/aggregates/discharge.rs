@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::values::{Code, LongText, ShortText, not_future_date, not_future_instant};
+use crate::values::{Code, LongText, ShortText, not_future_date, not_future_instant, uk_date};
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, ReplayError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -294,7 +294,7 @@ impl Aggregate for DischargeEpisode {
             };
         };
         let status = ep.status;
-        let admitted_on = ep.admitted_at.date_naive();
+        let admitted_on = uk_date(ep.admitted_at);
         if let C::Admit { .. } = command {
             return Err(DomainError::AlreadyExists {
                 what: "discharge episode",
@@ -410,10 +410,7 @@ impl Aggregate for DischargeEpisode {
                 outcome,
             } if status == S::HandoverAccepted => {
                 not_future_date("completed_on", *completed_on, ctx.now)?;
-                if ep
-                    .discharged_at
-                    .is_some_and(|d| *completed_on < d.date_naive())
-                {
+                if ep.discharged_at.is_some_and(|d| *completed_on < uk_date(d)) {
                     return Err(DomainError::invalid("completed_on", "is before discharge"));
                 }
                 E::HomeAssessmentCompleted {

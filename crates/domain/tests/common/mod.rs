@@ -13,7 +13,7 @@ pub fn now() -> DateTime<Utc> {
 }
 
 pub fn today() -> NaiveDate {
-    now().date_naive()
+    carewoven_domain::values::uk_date(now())
 }
 
 /// `today() + days` (negative for the past).

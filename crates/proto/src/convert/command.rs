@@ -39,6 +39,15 @@ pub struct ParsedContext {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
+impl ParsedContext {
+    /// Refuse an `occurred_at` after `now` (beyond the allowed clock skew) or before
+    /// 1900-01-01, naming `context.occurred_at` (the check needs the clock, so the service
+    /// calls it with its `now` right after parsing).
+    pub fn check_occurred_at(&self, now: DateTime<Utc>) -> Result<(), DomainError> {
+        carewoven_domain::values::check_occurred_at("context.occurred_at", self.occurred_at, now)
+    }
+}
+
 /// Validate a command's context. Fields are named `context.<field>`.
 pub fn parse_context(ctx: Option<&v1::CommandContext>) -> Result<ParsedContext, DomainError> {
     let ctx = ctx.ok_or_else(|| required("context"))?;
