@@ -241,7 +241,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
     let auth = auth.authenticator()?;
-    let audit = AuditLog::open(js.client(), 1, std::time::Duration::from_secs(10)).await?;
+    let audit = AuditLog::attach(js.client(), 1, std::time::Duration::from_secs(10)).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<HistoryServiceServer<History>>().await;
     let reflection = tonic_reflection::server::Builder::configure()

@@ -138,7 +138,7 @@ pub async fn serve(
         }
     }
     let feed = open_feed_stream(&js, config.replicas).await?;
-    let audit = AuditLog::open(client.clone(), config.replicas, timeout).await?;
+    let audit = AuditLog::attach(client.clone(), config.replicas, timeout).await?;
     let access = AccessIndex::start(js.clone(), &config.stream, stop.clone()).await?;
 
     let evaluator = Evaluator {

@@ -115,7 +115,7 @@ pub async fn run(
     let js = async_nats::jetstream::new(client.clone());
     // Access decisions follow the same log as the views; reads are audited in CW_AUDIT.
     let access = AccessIndex::start(js.clone(), &config.stream, stop.clone()).await?;
-    let audit = AuditLog::open(client, config.replicas, timeout).await?;
+    let audit = AuditLog::attach(client, config.replicas, timeout).await?;
     let guard = Guard::new(auth, access, audit, timeout);
     let on_undecodable = if config.skip_undecodable {
         OnUndecodable::Skip
