@@ -28,7 +28,10 @@ verify: lint test
 # Start NATS, the command and views services in the background and load the demo. Every
 # call is authenticated: a development token issuer is made once into .run/issuer, the
 # services trust it (CAREWOVEN_TRUSTED_KEYS) and carectl mints tokens from it
-# (CAREWOVEN_ISSUER_DIR). Development only: never trust that issuer in production.
+# (CAREWOVEN_ISSUER_DIR). Development only: never trust that issuer in production. NATS
+# admits only the identities of deploy/accounts.conf: an nkey pair per service is made once
+# into .run/nats-keys (carectl keys nats); the server gets the public keys, each service its
+# own seed.
 up: build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -42,24 +45,39 @@ up: build
     [ -s {{run}}/page-token-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/page-token-key
     [ -s {{run}}/cursor-key ] || python3 -c 'import secrets; print(secrets.token_hex(32))' > {{run}}/cursor-key
     [ -s {{run}}/issuer/trusted-keys.json ] || target/release/carectl keys generate --out {{run}}/issuer
+    # NATS identities: existing seeds are kept, missing ones made.
+    target/release/carectl keys nats --out {{run}}/nats-keys > /dev/null
+    set -a; . {{run}}/nats-keys/public-keys.env; set +a
+    # A store from before identities kept the streams in NATS's default account, where no
+    # one can reach them now: set it (and the views built from it) aside and start afresh.
+    if [ -d "{{run}}/nats/jetstream/\$G" ]; then
+      old={{run}}/anonymous-$(date +%Y%m%d%H%M%S)
+      mkdir -p "$old" && mv {{run}}/nats "$old"/ && mkdir -p {{run}}/nats
+      if [ -f {{run}}/views.redb ]; then mv {{run}}/views.redb "$old"/; fi
+      echo "moved the store of an unauthenticated NATS to $old; the demo is loaded afresh"
+    fi
     export CAREWOVEN_TRUSTED_KEYS={{run}}/issuer/trusted-keys.json
     export CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}}
     CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
       "$CAREWOVEN_NATS_SERVER" -c deploy/nats-server.conf > {{run}}/nats.log 2>&1 & echo $! > {{run}}/nats.pid
     CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
+      CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/commands.nk)" \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
     # The command service creates the event stream the other services follow.
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
     CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
+      CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/views.nk)" \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
       > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
+      CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
       target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
     echo "views (queries) on {{views_addr}}, partner feeds on {{gateway_addr}}. Logs in .run/."
+    echo "NATS admits only the identities in .run/nats-keys (deploy/README.md, Identities)."
     echo "Every call needs a bearer token;"
     echo "in development carectl mints them: export CAREWOVEN_ISSUER_DIR={{run}}/issuer, then"
     echo "target/release/carectl --help (--org picks the organisation). For other tools:"

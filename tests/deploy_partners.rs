@@ -8,9 +8,10 @@
 //! and fresh nkeys, into a temporary copy of `deploy/`. A partner account that imports
 //! another organisation's part is refused by the server's configuration check.
 //!
-//! End to end, with the real command service and gateway connected as the internal user: a
-//! partner related to a person receives the gateway's numbered `FeedItem`s live and from its
-//! durable consumer, and another partner receives none of them.
+//! End to end, with the real command service and gateway each connected with its own
+//! identity (`deploy/accounts.conf`): a partner related to a person receives the gateway's
+//! numbered `FeedItem`s live and from its durable consumer, and another partner receives none
+//! of them.
 
 use anyhow::{Context, Result, bail, ensure};
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull, stream};
@@ -20,6 +21,7 @@ use carewoven_gateway::evaluator::Progress;
 use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
 use carewoven_testkit::partners::{all_data_classes, register_partner, signed};
 use carewoven_testkit::{ConfiguredServer, free_port, nats_server_binary, repo_root};
+use carewoven_tests::broker::Identities;
 use futures::{FutureExt, StreamExt};
 use prost::Message as _;
 use std::fmt::Debug;
@@ -45,10 +47,11 @@ const WAIT: Duration = Duration::from_secs(10);
 /// How long a JetStream request the server refused (so will never answer) is given.
 const REFUSED: Duration = Duration::from_secs(2);
 
-const STREAMS: [(&str, &str); 3] = [
-    ("CAREWOVEN", "cw.evt.>"),
-    ("CW_FEED", "cw.feed.>"),
-    ("CW_AUDIT", "cw.audit.>"),
+/// The streams, their subjects, and the identity that owns (creates and writes) each.
+const STREAMS: [(&str, &str, &str); 3] = [
+    ("CAREWOVEN", "cw.evt.>", "commands"),
+    ("CW_FEED", "cw.feed.>", "gateway"),
+    ("CW_AUDIT", "cw.audit.>", "commands"),
 ];
 
 /// The partners' account block, as the operator makes it.
@@ -68,27 +71,34 @@ fn partner_block(org: &str, public_key: &str) -> Result<String> {
     String::from_utf8(out.stdout).context("the generator's output is not UTF-8")
 }
 
-/// `deploy/nats-partners.conf` copied into `dir` with `partners` as its partner file; the
-/// path of the copy.
+/// `deploy/nats-partners.conf` (and the `accounts.conf` it includes) copied into `dir` with
+/// `partners` as its partner file; the path of the copy.
 fn write_config(dir: &Path, partners: &str) -> Result<PathBuf> {
     let config = dir.join("nats-partners.conf");
     std::fs::copy(repo_root().join("deploy/nats-partners.conf"), &config)
         .context("copying deploy/nats-partners.conf")?;
+    std::fs::copy(
+        repo_root().join("deploy/accounts.conf"),
+        dir.join("accounts.conf"),
+    )
+    .context("copying deploy/accounts.conf")?;
     std::fs::create_dir_all(dir.join("partners"))?;
     std::fs::write(dir.join("partners/partners.conf"), partners)?;
     Ok(config)
 }
 
-/// The server from deploy/, the internal user's connection with the three streams and one
-/// consumer per partner, and the partners' nkey seeds.
+/// The server from deploy/, Carewoven's identities (the streams' owners write to them, the
+/// operator makes one consumer per partner), and the partners' nkey seeds.
 struct Deployment {
     nats: ConfiguredServer,
     _dir: tempfile::TempDir,
     url: String,
-    internal: Client,
-    /// The internal user's seed, with which Carewoven's services connect.
-    internal_seed: String,
-    js: jetstream::Context,
+    /// Carewoven's identities; each service connects with its own seed.
+    ids: Identities,
+    /// JetStream as `commands` (CAREWOVEN, CW_AUDIT), `gateway` (CW_FEED) and `ops`.
+    commands: jetstream::Context,
+    gateway: jetstream::Context,
+    ops: jetstream::Context,
     seeds: Vec<(&'static str, String)>,
 }
 
@@ -97,15 +107,16 @@ impl Deployment {
     /// consumer.
     async fn start() -> Result<Self> {
         let d = Self::boot(&[A, B]).await?;
-        for (name, subject) in STREAMS {
-            d.js.create_stream(stream::Config {
-                name: name.into(),
-                subjects: vec![subject.into()],
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating stream {name} as the internal user"))?;
+        for (name, subject, owner) in STREAMS {
+            d.as_identity(owner)
+                .create_stream(stream::Config {
+                    name: name.into(),
+                    subjects: vec![subject.into()],
+                    allow_direct: true,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("creating stream {name} as {owner}"))?;
         }
         for org in [A, B] {
             d.add_consumer(org).await?;
@@ -113,8 +124,8 @@ impl Deployment {
         Ok(d)
     }
 
-    /// The server with an account for each of `orgs`, and the internal user's connection;
-    /// no streams yet.
+    /// The server with an account for each of `orgs`, and Carewoven's identities'
+    /// connections; no streams yet.
     async fn boot(orgs: &[&'static str]) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("carewoven-partners-")
@@ -128,40 +139,39 @@ impl Deployment {
         }
         let config = write_config(dir.path(), &partners)?;
 
-        let internal_key = nkeys::KeyPair::new_user();
+        let ids = Identities::new();
         let port = free_port()?;
-        let nats = ConfiguredServer::start(
-            &config,
-            &[
-                ("CAREWOVEN_NATS_PORT".into(), port.to_string()),
-                (
-                    "CAREWOVEN_NATS_INTERNAL_NKEY".into(),
-                    internal_key.public_key(),
-                ),
-            ],
-            port,
-        )?;
-        let internal_seed = internal_key.seed().context("a new key has a seed")?;
-        let internal = async_nats::ConnectOptions::with_nkey(internal_seed.clone())
-            .connect(nats.url())
-            .await
-            .context("connecting as the internal user")?;
-        let js = jetstream::new(internal.clone());
+        let mut env = ids.env();
+        env.push(("CAREWOVEN_NATS_PORT".into(), port.to_string()));
+        let nats = ConfiguredServer::start(&config, &env, port)?;
+        let url = nats.url();
+        let commands = ids.connect("commands", &url).await?.jetstream();
+        let gateway = ids.connect("gateway", &url).await?.jetstream();
+        let ops = ids.connect("ops", &url).await?.jetstream();
         Ok(Deployment {
-            url: nats.url(),
+            url,
             nats,
             _dir: dir,
-            internal,
-            internal_seed,
-            js,
+            ids,
+            commands,
+            gateway,
+            ops,
             seeds,
         })
     }
 
+    fn as_identity(&self, name: &str) -> &jetstream::Context {
+        match name {
+            "commands" => &self.commands,
+            "gateway" => &self.gateway,
+            _ => &self.ops,
+        }
+    }
+
     /// What the operator does when registering a partner (deploy/README.md): the pull
-    /// consumer `<ORG>` on CW_FEED with the filter `cw.feed.<ORG>.>`, as the internal user.
+    /// consumer `<ORG>` on CW_FEED with the filter `cw.feed.<ORG>.>`, as the operator.
     async fn add_consumer(&self, org: &str) -> Result<()> {
-        self.js
+        self.ops
             .create_consumer_on_stream(
                 pull::Config {
                     durable_name: Some(org.to_owned()),
@@ -209,10 +219,15 @@ impl Deployment {
         })
     }
 
-    /// Publish as the internal user into JetStream and wait for the ack; the stream sequence.
+    /// Publish into JetStream as the identity whose job that is (the gateway for feeds, the
+    /// command service for events and audit records) and wait for the ack; the sequence.
     async fn publish(&self, subject: String, payload: &'static str) -> Result<u64> {
-        let ack = self
-            .js
+        let writer = if subject.starts_with("cw.feed.") {
+            &self.gateway
+        } else {
+            &self.commands
+        };
+        let ack = writer
             .publish(subject.clone(), payload.into())
             .await
             .with_context(|| format!("publishing to {subject}"))?
@@ -222,13 +237,13 @@ impl Deployment {
     }
 
     async fn messages_in(&self, stream: &str) -> Result<u64> {
-        let mut stream = self.js.get_stream(stream).await?;
+        let mut stream = self.ops.get_stream(stream).await?;
         Ok(stream.info().await?.state.messages)
     }
 
     async fn message_counts(&self) -> Result<Vec<u64>> {
         let mut counts = Vec::new();
-        for (name, _) in STREAMS {
+        for (name, _, _) in STREAMS {
             counts.push(self.messages_in(name).await?);
         }
         Ok(counts)
@@ -446,6 +461,10 @@ impl Refused<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_subscribes_to_its_own_feed_and_nothing_else() -> Result<()> {
     let d = Deployment::start().await?;
+    ensure!(
+        async_nats::connect(d.url.as_str()).await.is_err(),
+        "an anonymous client got in"
+    );
     let mut a = d.partner(A).await?;
     let b = d.partner(B).await?;
 
@@ -654,10 +673,10 @@ async fn a_partner_cannot_publish_or_redirect_replies_into_the_log() -> Result<(
     // A refused message is dropped where it is refused: nothing can have been stored.
     assert_eq!(d.message_counts().await?, before, "nothing stored");
 
-    // Pull requests whose reply subjects are CAREWOVEN's own subjects. In the CAREWOVEN
-    // account (partners as mere users there) the server would publish A's feed messages on
+    // Pull requests whose reply subjects are Carewoven's own subjects. In the account of the
+    // streams (partners as mere users there) the server would publish A's feed messages on
     // them: into the event log, or forged into the feed. In A's own account a reply subject
-    // is A's: the second one reaches A's own subscription, and neither reaches CAREWOVEN.
+    // is A's: the second one reaches A's own subscription, and neither reaches a stream.
     let before = d.message_counts().await?;
     d.publish(format!("cw.feed.{A}.{person}.referral_submitted"), "first")
         .await?;
@@ -668,9 +687,6 @@ async fn a_partner_cannot_publish_or_redirect_replies_into_the_log() -> Result<(
         Uuid::new_v4()
     );
     let into_feed = format!("cw.feed.{A}.{person}.redirected");
-    let mut log_watch = d.internal.subscribe("cw.evt.>").await?;
-    let mut feed_watch = d.internal.subscribe(into_feed.clone()).await?;
-    d.internal.flush().await?;
     let mut own = a.client.subscribe(format!("cw.feed.{A}.>")).await?;
     a.client.flush().await?;
     for reply in [&into_log, &into_feed] {
@@ -700,20 +716,11 @@ async fn a_partner_cannot_publish_or_redirect_replies_into_the_log() -> Result<(
         [b"first".as_slice(), b"second"].contains(&redirected.payload.as_ref()),
         "A's own feed message"
     );
-    d.internal.flush().await?;
-    assert!(
-        nothing_delivered(&mut log_watch),
-        "a redirected reply reached cw.evt.> of CAREWOVEN"
-    );
-    assert!(
-        nothing_delivered(&mut feed_watch),
-        "a redirected reply reached cw.feed.> of CAREWOVEN"
-    );
     let after = d.message_counts().await?;
     assert_eq!(
         after,
         vec![before[0], before[1] + 2, before[2]],
-        "only the two feed messages published by the internal user were stored"
+        "only the two feed messages the gateway's identity published were stored"
     );
     Ok(())
 }
@@ -760,6 +767,8 @@ fn the_generator_refuses_bad_codes_and_seeds() {
         ("OK", key.seed().unwrap_or_default()),
         ("OK", "UNOTAKEY".to_owned()),
         ("CAREWOVEN", key.public_key()),
+        ("CW_EVENTS", key.public_key()),
+        ("CW_PARTNER_API", key.public_key()),
     ] {
         assert!(
             partner_block(org, &nkey).is_err(),
@@ -777,10 +786,7 @@ fn config_check(dir: &Path, partners: &str) -> Result<(bool, String)> {
         .arg("-t")
         .env("CAREWOVEN_NATS_PORT", "4222")
         .env("CAREWOVEN_NATS_STORE", dir.join("jetstream"))
-        .env(
-            "CAREWOVEN_NATS_INTERNAL_NKEY",
-            nkeys::KeyPair::new_user().public_key(),
-        )
+        .envs(Identities::new().env())
         .output()
         .context("running nats-server -t")?;
     let said = format!(
@@ -802,7 +808,9 @@ fn an_account_can_import_only_its_own_organisations_part() -> Result<()> {
     // The account keeps its name but imports VICTIM's feed and consumer.
     let tampered = honest
         .replace("cw.feed.EVIL.", "cw.feed.VICTIM.")
-        .replace("CW_FEED.EVIL", "CW_FEED.VICTIM");
+        .replace("CW_FEED.EVIL", "CW_FEED.VICTIM")
+        .replace("consumer.info.EVIL", "consumer.info.VICTIM")
+        .replace("consumer.next.EVIL", "consumer.next.VICTIM");
     let (valid, said) = config_check(dir.path(), &tampered)?;
     ensure!(
         !valid,
@@ -810,8 +818,8 @@ fn an_account_can_import_only_its_own_organisations_part() -> Result<()> {
     );
     for import in [
         "stream import \"cw.feed.VICTIM.>\": stream import not authorized",
-        "service import \"$JS.API.CONSUMER.INFO.CW_FEED.VICTIM\": service import not authorized",
-        "service import \"$JS.API.CONSUMER.MSG.NEXT.CW_FEED.VICTIM\": service import not authorized",
+        "service import \"consumer.info.VICTIM\": service import not authorized",
+        "service import \"consumer.next.VICTIM\": service import not authorized",
         "service import \"$JS.ACK.CW_FEED.VICTIM.>\": service import not authorized",
     ] {
         ensure!(said.contains(import), "no {import:?} in: {said}");
@@ -821,7 +829,7 @@ fn an_account_can_import_only_its_own_organisations_part() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // The real services under `deploy/nats-partners.conf`: the command service and the gateway
-// connect as the internal user; a partner reads the gateway's feed with a stock client.
+// connect each with its own identity; a partner reads the gateway's feed with a stock client.
 
 /// Partners of the end-to-end test, and the hospital that relates a person to one of them.
 const PARTNER_A: &str = "PARTNER-A";
@@ -970,9 +978,9 @@ fn event_type(item: &v1::FeedItem) -> &str {
 async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_client() -> Result<()> {
     let d = Deployment::boot(&[PARTNER_A, PARTNER_B]).await?;
 
-    // The services connect as the internal user and create their streams themselves.
+    // The services connect with their own identities and create their streams themselves.
     let mut config = carewoven_commands::Config::for_nats(d.url.clone());
-    config.nats_nkey_seed = Some(d.internal_seed.clone());
+    config.nats_nkey_seed = Some(d.ids.seed("commands"));
     let commands = Service::start(
         "the command service",
         "carewoven.v1.CommandService",
@@ -986,7 +994,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
         register_partner(&mut client, org, &[service], &all).await?;
     }
     let mut config = carewoven_gateway::Config::for_nats(d.url.clone());
-    config.nats_nkey_seed = Some(d.internal_seed.clone());
+    config.nats_nkey_seed = Some(d.ids.seed("gateway"));
     let (progress_tx, mut progress) = watch::channel(Progress::default());
     let gateway = Service::start("the gateway", "carewoven.v1.FeedService", |l, stop| {
         carewoven_gateway::server::serve(l, config, stop.cancelled_owned(), progress_tx)

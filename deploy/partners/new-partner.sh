@@ -20,8 +20,8 @@ if ! [[ $org =~ ^[A-Za-z0-9_-]+$ ]]; then
   echo "organisation code '$org': only ASCII letters, digits, '-' and '_'" >&2
   exit 2
 fi
-if [ "$org" = CAREWOVEN ]; then
-  echo "CAREWOVEN is Carewoven's own account" >&2
+if [ "$org" = CAREWOVEN ] || [[ $org == CW_* ]]; then
+  echo "'$org' is reserved for Carewoven's own accounts (CAREWOVEN, CW_...)" >&2
   exit 2
 fi
 if ! [[ $nkey =~ ^U[A-Z2-7]{55}$ ]]; then
@@ -52,16 +52,16 @@ cat <<CONF
     }
   ]
   imports: [
-    { stream: { account: CAREWOVEN, subject: "cw.feed.$org.>" } }
+    { stream: { account: CW_GATEWAY, subject: "cw.feed.$org.>" } }
     {
-      service: { account: CAREWOVEN, subject: "\$JS.API.CONSUMER.INFO.CW_FEED.$org" }
+      service: { account: CW_PARTNER_API, subject: "consumer.info.$org" }
       to: "\$JS.carewoven.API.CONSUMER.INFO.CW_FEED.$org"
     }
     {
-      service: { account: CAREWOVEN, subject: "\$JS.API.CONSUMER.MSG.NEXT.CW_FEED.$org" }
+      service: { account: CW_PARTNER_API, subject: "consumer.next.$org" }
       to: "\$JS.carewoven.API.CONSUMER.MSG.NEXT.CW_FEED.$org"
     }
-    { service: { account: CAREWOVEN, subject: "\$JS.ACK.CW_FEED.$org.>" } }
+    { service: { account: CW_FEEDS, subject: "\$JS.ACK.CW_FEED.$org.>" } }
   ]
 }
 CONF

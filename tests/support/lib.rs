@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod broker;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -357,15 +357,8 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Create or update the audit stream.
-    pub async fn open(
-        client: async_nats::Client,
-        replicas: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let mut js = jetstream::new(client);
-        js.set_timeout(timeout);
-        let config = stream::Config {
+    fn stream_config(replicas: usize) -> stream::Config {
+        stream::Config {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec![AUDIT_SUBJECTS.to_owned()],
             storage: stream::StorageType::File,
@@ -375,13 +368,65 @@ impl AuditLog {
             deny_purge: true,
             allow_direct: true,
             ..Default::default()
-        };
+        }
+    }
+
+    /// Create or update the audit stream: for the stream's owner, the command service.
+    pub async fn open(
+        client: async_nats::Client,
+        replicas: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
         let created = js
-            .create_or_update_stream(config)
+            .create_or_update_stream(Self::stream_config(replicas))
             .await
             .context("creating the audit stream")?;
+        Self::handle(js, created.config.name, timeout).await
+    }
+
+    /// Use the audit stream, creating it (never updating it) if it does not exist yet: for
+    /// the services that only append to it (views, gateway, analyst). Their NATS identities
+    /// may create the stream but not change it (deploy/accounts.conf), since an update could
+    /// lower its limits and so remove records.
+    pub async fn attach(
+        client: async_nats::Client,
+        replicas: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
+        let missing = match js.get_stream(AUDIT_STREAM).await {
+            Ok(_) => false,
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(api)
+                    if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    true
+                }
+                _ => return Err(e).context("opening the audit stream"),
+            },
+        };
+        if missing {
+            // Another service may create it at the same time: then it exists, and that
+            // is all this needs.
+            if let Err(create) = js.create_stream(Self::stream_config(replicas)).await {
+                js.get_stream(AUDIT_STREAM)
+                    .await
+                    .with_context(|| format!("creating the audit stream: {create}"))?;
+            }
+        }
+        Self::handle(js, AUDIT_STREAM.to_owned(), timeout).await
+    }
+
+    async fn handle(
+        js: jetstream::Context,
+        name: String,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let stream = js
-            .get_stream_no_info(created.config.name)
+            .get_stream_no_info(name)
             .await
             .context("opening the audit stream")?;
         Ok(AuditLog {

@@ -196,13 +196,7 @@ impl AccessIndex {
         if let Ok(granted) = self.with(&f) {
             return Ok(granted);
         }
-        let last = tokio::time::timeout(deadline, self.inner.stream.get_info())
-            .await
-            .map_err(|_| AccessError::Unavailable("the event log did not answer".to_owned()))?
-            .map_err(|e| AccessError::Unavailable(format!("the event log: {e}")))?
-            .state
-            .last_sequence;
-        self.wait_for(last, deadline).await?;
+        self.catch_up(deadline).await?;
         self.with(&f).map_err(AccessError::Denied)
     }
 

@@ -199,7 +199,8 @@ fn show(bar: &indicatif::ProgressBar, p: &Progress) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    // Servers with nkey authentication (deploy/nats-partners.conf): the internal user's seed.
+    // The analyst's own NATS identity on the servers of deploy/ (analyst.nk from
+    // `carectl keys nats`).
     let nkey = std::env::var("CAREWOVEN_NATS_NKEY_SEED").ok();
     let client = carewoven_eventlog::connect(
         &cli.nats_url,

@@ -257,7 +257,7 @@ pub async fn serve(
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
     use tonic::server::NamedService;
     let auth = auth.authenticator()?;
-    let audit = AuditLog::open(js.client(), 1, std::time::Duration::from_secs(10)).await?;
+    let audit = AuditLog::attach(js.client(), 1, std::time::Duration::from_secs(10)).await?;
     let tally = audit.start_tally_flusher();
     // Calls without a valid token are refused (and counted) before anything is decoded.
     let gate = carewoven_access::Gatekeeper::new(

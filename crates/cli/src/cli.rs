@@ -142,7 +142,7 @@ pub enum Command {
     Org(Org),
     /// Wait until the server's gRPC health service reports SERVING.
     WaitReady,
-    /// Development token issuer keys.
+    /// Development token issuer keys, and the services' NATS identities.
     #[command(subcommand)]
     Keys(Keys),
     /// Print a bearer token for --org, minted with --issuer-dir (development only).
@@ -761,6 +761,15 @@ pub enum Keys {
         /// The issuer tokens name (`iss`).
         #[arg(long, default_value = "carewoven-dev-issuer")]
         issuer: String,
+    },
+    /// Make one NATS nkey pair per identity of deploy/accounts.conf (commands, views,
+    /// analyst, gateway, ops) into a directory: <name>.nk, the seed (owner-only; give it to
+    /// that service as CAREWOVEN_NATS_NKEY_SEED), <name>.pub, and public-keys.env with the
+    /// public keys the server configurations read (CAREWOVEN_NATS_<NAME>_NKEY). Existing
+    /// seeds are kept, so only missing identities are made; remove one's .nk to rotate it.
+    Nats {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod demo;
 mod enums;
 mod health;
+mod nats_keys;
 mod output;
 mod parse;
 mod registry;
@@ -66,6 +67,16 @@ async fn main() -> ExitCode {
             Err(e) => {
                 output::report_error(&e, g.json);
                 ExitCode::from(UNREACHABLE)
+            }
+        },
+        Command::Keys(Keys::Nats { out }) => match nats_keys::generate(&out) {
+            Ok(identities) => {
+                println!("{}", nats_keys::report(&out, &identities, g.json));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                output::report_error(&e, g.json);
+                ExitCode::from(REFUSED)
             }
         },
         Command::Keys(Keys::Generate { out, kid, issuer }) => {

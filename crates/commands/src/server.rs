@@ -38,7 +38,8 @@ pub struct Config {
     )]
     pub nats_url: String,
     /// NATS nkey seed to authenticate with, when the server requires it
-    /// (`deploy/nats-partners.conf`: the internal user's seed).
+    /// (every configuration in `deploy/`: this service's own identity, commands.nk from
+    /// `carectl keys nats`).
     #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
     pub nats_nkey_seed: Option<String>,
     /// JetStream stream holding the event log.

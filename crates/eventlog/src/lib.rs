@@ -480,7 +480,7 @@ impl EventLog {
 /// Connect to NATS (a comma-separated URL list for a cluster). The client keeps
 /// reconnecting for as long as it lives, so a service recovers by itself when NATS returns;
 /// the first connection is also made in the background. With an nkey seed it authenticates
-/// with it (servers configured like `deploy/nats-partners.conf`).
+/// with it (every configuration in `deploy/`, where each service has its own identity).
 pub async fn connect(
     urls: &str,
     name: &str,

@@ -283,13 +283,7 @@ impl AuditService for Feeds {
         let req = request.get_ref();
         let person = Uuid::parse_str(req.person_id.trim())
             .map_err(|_| Status::invalid_argument("person_id: must be a UUID"))?;
-        let limit = match req.limit {
-            0 => 100,
-            n if n > 1000 => {
-                return Err(Status::invalid_argument("limit: at most 1000"));
-            }
-            n => n as usize,
-        };
+        let limit = page_limit(req.limit)?;
         // The person's own request comes through an organisation caring for them, or
         // through governance (subject access requests).
         if !who.has(Role::Governance) {
@@ -350,13 +344,7 @@ impl AuditService for Feeds {
         let action = v1::AuditAction::AuditRead;
         let who = self.identify(&request, action).await?;
         let req = request.get_ref();
-        let limit = match req.limit {
-            0 => 100,
-            n if n > 1000 => {
-                return Err(Status::invalid_argument("limit: at most 1000"));
-            }
-            n => n as usize,
-        };
+        let limit = page_limit(req.limit)?;
         if !who.has(Role::Governance) {
             let denial = Denial::new(
                 "GOVERNANCE_ROLE_REQUIRED",
@@ -393,5 +381,14 @@ impl AuditService for Feeds {
             .record(&AuditRecord::permitted(&who, None, action).detail("ListEmergencyAccess"))
             .await?;
         Ok(Response::new(v1::EmergencyAccessPage { entries, more }))
+    }
+}
+
+/// A listing's `limit`: 0 means 100, at most 1000.
+fn page_limit(raw: u32) -> Result<usize, Status> {
+    match raw {
+        0 => Ok(100),
+        n if n > 1000 => Err(Status::invalid_argument("limit: at most 1000")),
+        n => Ok(n as usize),
     }
 }

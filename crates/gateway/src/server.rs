@@ -34,7 +34,8 @@ pub struct Config {
     )]
     pub nats_url: String,
     /// NATS nkey seed to authenticate with, when the server requires it
-    /// (`deploy/nats-partners.conf`: the internal user's seed).
+    /// (every configuration in `deploy/`: this service's own identity, gateway.nk from
+    /// `carectl keys nats`).
     #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
     pub nats_nkey_seed: Option<String>,
     /// JetStream stream holding the event log.
@@ -153,7 +154,7 @@ pub async fn serve(
         }
     }
     let feed = open_feed_stream(&js, config.replicas).await?;
-    let audit = AuditLog::open(client.clone(), config.replicas, timeout).await?;
+    let audit = AuditLog::attach(client.clone(), config.replicas, timeout).await?;
     let access = AccessIndex::start_with(
         js.clone(),
         &config.stream,

@@ -79,17 +79,7 @@ fn agg(n: u128) -> Uuid {
 }
 
 fn all_classes() -> Vec<DataClass> {
-    vec![
-        DataClass::Demographics,
-        DataClass::Contact,
-        DataClass::Referrals,
-        DataClass::Assessments,
-        DataClass::CarePlan,
-        DataClass::CareTeam,
-        DataClass::Discharge,
-        DataClass::Meetings,
-        DataClass::Feedback,
-    ]
+    ALL_DATA_CLASSES.to_vec()
 }
 
 fn member(org: &str, practitioner: Option<&str>) -> MemberRef {

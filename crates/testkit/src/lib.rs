@@ -218,6 +218,17 @@ impl ConfiguredServer {
     /// Start `config` with `env` set, plus `CAREWOVEN_NATS_STORE` pointing at a fresh store,
     /// and wait until it accepts connections on `port`.
     pub fn start(config: &Path, env: &[(String, String)], port: u16) -> Result<Self> {
+        Self::start_with_args(config, env, port, &[])
+    }
+
+    /// [`ConfiguredServer::start`] with extra command-line arguments (for example `-m <port>`
+    /// for the monitoring endpoint).
+    pub fn start_with_args(
+        config: &Path,
+        env: &[(String, String)],
+        port: u16,
+        args: &[String],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("carewoven-nats-")
             .tempdir()?;
@@ -225,6 +236,7 @@ impl ConfiguredServer {
         let child = Command::new(nats_server_binary())
             .arg("-c")
             .arg(config)
+            .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CAREWOVEN_NATS_STORE", dir.path().join("jetstream"))
             .stdin(Stdio::null())

@@ -33,7 +33,8 @@ pub struct Config {
     )]
     pub nats_url: String,
     /// NATS nkey seed to authenticate with, when the server requires it
-    /// (`deploy/nats-partners.conf`: the internal user's seed).
+    /// (every configuration in `deploy/`: this service's own identity, views.nk from
+    /// `carectl keys nats`).
     #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
     pub nats_nkey_seed: Option<String>,
     /// JetStream stream holding the event log.
@@ -123,7 +124,7 @@ pub async fn run(
     .await?;
     let js = async_nats::jetstream::new(client.clone());
     // Access decisions follow the same log as the views; reads are audited in CW_AUDIT.
-    let audit = AuditLog::open(client, config.replicas, timeout).await?;
+    let audit = AuditLog::attach(client, config.replicas, timeout).await?;
     let access = AccessIndex::start_with(
         js.clone(),
         &config.stream,
