@@ -56,6 +56,10 @@ up: build
       if [ -f {{run}}/views.redb ]; then mv {{run}}/views.redb "$old"/; fi
       echo "moved the store of an unauthenticated NATS to $old; the demo is loaded afresh"
     fi
+    # A development citizen identity provider too (people, and carers as their proxies):
+    # trusted for citizens only. carectl --issuer-dir .run/citizen-issuer token --citizen ...
+    [ -s {{run}}/citizen-issuer/trusted-keys.json ] || target/release/carectl keys generate --citizens --out {{run}}/citizen-issuer
+    target/release/carectl keys trust --into {{run}}/issuer/trusted-keys.json {{run}}/citizen-issuer/trusted-keys.json > /dev/null
     export CAREWOVEN_TRUSTED_KEYS={{run}}/issuer/trusted-keys.json
     export CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}}
     CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
@@ -83,6 +87,8 @@ up: build
     echo "target/release/carectl --help (--org picks the organisation). For other tools:"
     echo "grpcurl -plaintext -H \"authorization: Bearer \$(target/release/carectl --issuer-dir"
     echo "{{run}}/issuer --org DEMO-HOSP token)\" {{views_addr}} list. Stop: ./dev down"
+    echo "A person's own token: target/release/carectl --issuer-dir {{run}}/citizen-issuer token"
+    echo "--citizen --nhs-number <their NHS number> --identity-level P9"
 
 # Stop what `up` started
 down:

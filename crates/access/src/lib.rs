@@ -2,6 +2,8 @@
 //!
 //! - [`token`]: organisation identity by signed bearer tokens (JWT, EdDSA), checked against
 //!   configured public keys; the development issuer.
+//! - [`citizen`]: citizen identity (a person, or a carer as their proxy) from issuers
+//!   trusted for citizens; pseudonyms; minting citizen tokens.
 //! - [`grpc`]: reading the identity of a gRPC call; the one mapping of identity and
 //!   authorisation failures to UNAUTHENTICATED and PERMISSION_DENIED.
 //! - [`index`]: the [`carewoven_governance::Governance`] fold, kept by following the event
@@ -10,6 +12,7 @@
 //!   access.
 
 pub mod audit;
+pub mod citizen;
 pub mod grpc;
 pub mod index;
 pub mod token;

@@ -52,6 +52,10 @@ pub enum TokenError {
     BadClaims(String),
     #[error("the token lives longer than this service allows ({max_secs} s at most)")]
     LifetimeTooLong { max_secs: u64 },
+    #[error(
+        "the token's issuer is not trusted for this kind of identity (citizen tokens come only from issuers trusted for citizens, organisation tokens only from the others)"
+    )]
+    WrongIssuerKind,
 }
 
 impl TokenError {
@@ -67,6 +71,7 @@ impl TokenError {
             TokenError::WrongAudienceOrIssuer => "TOKEN_WRONG_AUDIENCE_OR_ISSUER",
             TokenError::BadClaims(_) => "TOKEN_BAD_CLAIMS",
             TokenError::LifetimeTooLong { .. } => "TOKEN_LIFETIME_TOO_LONG",
+            TokenError::WrongIssuerKind => "TOKEN_WRONG_ISSUER_KIND",
         }
     }
 }
@@ -93,6 +98,9 @@ pub struct TrustedKey {
     pub kid: String,
     pub issuer: String,
     pub public_key_pem: String,
+    /// Whom its tokens identify: `organisations` (the default) or `citizens`.
+    #[serde(default)]
+    pub subjects: crate::citizen::Subjects,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -103,6 +111,7 @@ pub struct TrustFile {
 struct Trusted {
     issuer: String,
     key: DecodingKey,
+    subjects: crate::citizen::Subjects,
 }
 
 /// Verifies bearer tokens against the trusted keys. Verified tokens are remembered until
@@ -135,6 +144,7 @@ impl Verifier {
                 Trusted {
                     issuer: k.issuer.clone(),
                     key,
+                    subjects: k.subjects,
                 },
             );
         }
@@ -229,6 +239,10 @@ impl Verifier {
                 max_secs: self.max_lifetime_secs,
             });
         }
+        // A citizens issuer signs citizen tokens only; an organisations issuer, the others.
+        if let Some(identity) = crate::citizen::identity(token, trusted.subjects, &claims)? {
+            return Ok(self.remember(token, identity, claims.exp));
+        }
         let organisation = Code::parse("sub", &claims.sub)
             .map_err(|_| TokenError::BadClaims("sub is not an organisation code".to_owned()))?;
         let user = match &claims.user {
@@ -249,6 +263,7 @@ impl Verifier {
             organisation,
             user,
             roles,
+            citizen: None,
         };
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHE_MAX {
@@ -260,6 +275,20 @@ impl Verifier {
         cache.insert(token.to_owned(), (identity.clone(), claims.exp));
         Ok(identity)
     }
+
+    /// Remember a verified token's identity until it expires.
+    fn remember(&self, token: &str, identity: Identity, exp: u64) -> Identity {
+        let now = now_secs();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (_, exp)| *exp >= now);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), (identity.clone(), exp));
+        identity
+    }
 }
 
 /// A token issuer holding an Ed25519 private key: the development and test identity
@@ -270,6 +299,7 @@ pub struct Issuer {
     issuer: String,
     key: EncodingKey,
     public_key_pem: String,
+    subjects: crate::citizen::Subjects,
 }
 
 /// A new issuer's files: its private key (keep secret) and the trust file for services.
@@ -317,7 +347,25 @@ impl Issuer {
             key: EncodingKey::from_ed_pem(private_key_pem.as_bytes())
                 .map_err(|e| anyhow::anyhow!("not an Ed25519 private key PEM: {e}"))?,
             public_key_pem: public_key_pem.to_owned(),
+            subjects: crate::citizen::Subjects::default(),
         })
+    }
+
+    /// This issuer, for citizens: its trust-file entry says so, and it mints citizen tokens
+    /// ([`crate::citizen::citizen_token`]).
+    pub fn for_citizens(mut self) -> Self {
+        self.subjects = crate::citizen::Subjects::Citizens;
+        self
+    }
+
+    /// Whom this issuer's tokens identify.
+    pub fn subjects(&self) -> crate::citizen::Subjects {
+        self.subjects
+    }
+
+    /// The issuer its tokens name (`iss`).
+    pub fn name(&self) -> &str {
+        &self.issuer
     }
 
     /// The trust-file entry for this issuer's public key.
@@ -326,11 +374,12 @@ impl Issuer {
             kid: self.kid.clone(),
             issuer: self.issuer.clone(),
             public_key_pem: self.public_key_pem.clone(),
+            subjects: self.subjects,
         }
     }
 
     /// Sign claims as they are (tests use this to make expired or odd tokens).
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+    pub fn sign(&self, claims: &impl Serialize) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key)
@@ -383,7 +432,11 @@ impl Issuer {
             .keys
             .first()
             .ok_or_else(|| anyhow::anyhow!("{}/trusted-keys.json names no key", dir.display()))?;
-        Self::from_pem(&first.kid, &first.issuer, &private, &first.public_key_pem)
+        let issuer = Self::from_pem(&first.kid, &first.issuer, &private, &first.public_key_pem)?;
+        Ok(match first.subjects {
+            crate::citizen::Subjects::Citizens => issuer.for_citizens(),
+            crate::citizen::Subjects::Organisations => issuer,
+        })
     }
 }
 
@@ -561,7 +614,10 @@ MCowBQYDK2VwAyEAazorNnm+ZcmS4ZSPdtm0ufvn4uEpsvmpH/mmxrTbkoQ=
 
     pub fn trust() -> TrustFile {
         TrustFile {
-            keys: vec![issuer().trusted_key()],
+            keys: vec![
+                issuer().trusted_key(),
+                crate::citizen::testing::issuer().trusted_key(),
+            ],
         }
     }
 

@@ -72,14 +72,30 @@ impl Auth {
     }
 
     /// The organisation the `--token` names, read without verifying it (the server verifies):
-    /// the default acting organisation when `--org` is not given.
+    /// the default acting organisation when `--org` is not given. A citizen token acts as
+    /// the reserved organisation `CITIZEN`.
     pub fn token_organisation(&self) -> Option<String> {
         let Source::Token(token) = &self.source else {
             return None;
         };
+        if self.is_citizen_token() {
+            return Some(carewoven_domain::organisation::CITIZEN_CODE.to_owned());
+        }
         jsonwebtoken::dangerous::insecure_decode_claims::<carewoven_access::token::Claims>(token)
             .ok()
             .map(|c| c.sub)
+    }
+
+    /// Whether the `--token` is a citizen's (its user is the server's pseudonym for them, so
+    /// carectl sends no user of its own).
+    pub fn is_citizen_token(&self) -> bool {
+        let Source::Token(token) = &self.source else {
+            return false;
+        };
+        jsonwebtoken::dangerous::insecure_decode_claims::<carewoven_access::citizen::CitizenClaims>(
+            token,
+        )
+        .is_ok()
     }
 
     /// The bearer token to send when acting as `organisation` (user `user`) with `roles`:
@@ -134,6 +150,25 @@ mod tests {
         assert_eq!(
             identity.user.map(|u| u.as_str().to_owned()),
             Some("u1".into())
+        );
+    }
+
+    #[test]
+    fn a_citizen_token_acts_as_citizen_with_no_user() {
+        let token = carewoven_access::citizen::testing::token(
+            "9990001235",
+            carewoven_governance::IdentityLevel::P9,
+        );
+        let auth = Auth::new(Some(&token), None).expect("auth");
+        assert!(auth.is_citizen_token());
+        assert_eq!(auth.token_organisation().as_deref(), Some("CITIZEN"));
+        let org = carewoven_access::token::testing::issuer()
+            .token("ORG-B", None, &[], Duration::from_secs(60))
+            .expect("token");
+        assert!(
+            !Auth::new(Some(&org), None)
+                .expect("auth")
+                .is_citizen_token()
         );
     }
 

@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::enums::{
-    AccessRole, AssessmentKind, DataClass, Decision, DelayReason, FeedbackSource, OrgType, Outcome,
-    Pathway, Priority, Purpose, ReferralAction, Role,
+    AccessRole, AssessmentKind, DataClass, Decision, DelayReason, FeedbackSource, IdentityLevel,
+    OrgType, Outcome, Pathway, Priority, ProxyScope, Purpose, ReferralAction, Role,
 };
 use crate::parse;
 use carewoven_proto::v1;
@@ -136,6 +136,11 @@ pub enum Command {
     CompleteAction(CompleteAction),
     /// Record feedback from the person or a carer.
     Feedback(Feedback),
+    /// Name a carer with proxy access to the person's record (the person themself, with a
+    /// citizen token, or the governance role). A new grant replaces the carer's scope.
+    GrantProxy(GrantProxy),
+    /// End a carer's proxy access.
+    RevokeProxy(RevokeProxy),
     /// The registry (governance role): organisations, their services and data-sharing
     /// agreements.
     #[command(subcommand)]
@@ -145,7 +150,8 @@ pub enum Command {
     /// Development token issuer keys, and the services' NATS identities.
     #[command(subcommand)]
     Keys(Keys),
-    /// Print a bearer token for --org, minted with --issuer-dir (development only).
+    /// Print a bearer token for --org, minted with --issuer-dir (development only); with
+    /// --citizen, a citizen token for a person, minted with a citizens issuer.
     ///
     /// For other tools (grpcurl, scripts): `grpcurl -H "authorization: Bearer $(carectl
     /// token --org DEMO-HOSP)" ...`.
@@ -661,6 +667,30 @@ pub struct Feedback {
     pub rating: Option<u32>,
 }
 
+#[derive(Debug, Args)]
+pub struct GrantProxy {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// The carer's own NHS number (they act with their own citizen identity).
+    #[arg(long)]
+    pub carer_nhs_number: String,
+    #[arg(long)]
+    pub carer_name: String,
+    /// What the carer may do; repeat for more.
+    #[arg(long = "scope", value_enum, required = true)]
+    pub scope: Vec<ProxyScope>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeProxy {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long)]
+    pub carer_nhs_number: String,
+    #[arg(long)]
+    pub reason: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Org {
     /// Register an organisation with the services (and sites) it owns.
@@ -755,12 +785,29 @@ pub enum Keys {
     Generate {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// The key id tokens name in their header.
-        #[arg(long, default_value = "carewoven-dev")]
-        kid: String,
-        /// The issuer tokens name (`iss`).
-        #[arg(long, default_value = "carewoven-dev-issuer")]
-        issuer: String,
+        /// The key id tokens name in their header (default: carewoven-dev, or
+        /// carewoven-dev-citizens with --citizens).
+        #[arg(long)]
+        kid: Option<String>,
+        /// The issuer tokens name (`iss`) (default: carewoven-dev-issuer, or
+        /// carewoven-dev-citizen-issuer with --citizens).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// An issuer for citizens (people acting for themselves or as a proxy): its
+        /// trust-file entry says `"subjects": "citizens"`, and it mints only citizen tokens.
+        #[arg(long)]
+        citizens: bool,
+    },
+    /// Add the keys of other trust files to one (created if missing), so services trust
+    /// several issuers: an entry with the same key id is replaced if it is the same key and
+    /// refused if it is another. Safe to repeat.
+    Trust {
+        /// The trust file to update.
+        #[arg(long, value_name = "FILE")]
+        into: PathBuf,
+        /// Trust files whose keys to add.
+        #[arg(value_name = "FILE", required = true)]
+        from: Vec<PathBuf>,
     },
     /// Make one NATS nkey pair per identity of deploy/accounts.conf (commands, views,
     /// analyst, gateway, ops) into a directory: <name>.nk, the seed (owner-only; give it to
@@ -783,6 +830,20 @@ pub struct TokenArgs {
     #[arg(long, default_value_t = 3600, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=43_200))]
     pub ttl_secs: u64,
+    /// A citizen token (a person acting for themselves or as a proxy) instead of an
+    /// organisation's: --issuer-dir must be a citizens issuer (keys generate --citizens).
+    #[arg(long, requires = "nhs_number", conflicts_with = "roles")]
+    pub citizen: bool,
+    /// The person's NHS number (test data: the 999 range only).
+    #[arg(long, requires = "citizen")]
+    pub nhs_number: Option<String>,
+    /// How well the person's identity was proven.
+    #[arg(long, value_enum, default_value = "P9", requires = "citizen")]
+    pub identity_level: IdentityLevel,
+    /// The identity provider's subject id for the person (default: a fresh one; give the
+    /// same one to act under the same pseudonym).
+    #[arg(long, requires = "citizen")]
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Args)]

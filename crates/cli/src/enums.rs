@@ -147,6 +147,43 @@ value_enum!(FeedbackSource => v1::FeedbackSource {
     Carer = Carer,
 });
 
+value_enum!(ProxyScope => v1::ProxyScope {
+    /// Read the person's whole care record and plan.
+    ReadRecord = ReadRecord,
+    /// See who accessed the person's record.
+    AccessList = AccessList,
+    /// Give feedback as the person's carer.
+    Feedback = Feedback,
+    /// Record and withdraw the person's objections and consents.
+    Consents = Consents,
+    /// Record what matters to the person and their communication needs.
+    WhatMatters = WhatMatters,
+});
+
+/// How well a citizen's identity was proven (NHS login's levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdentityLevel {
+    /// High: may read their record and change what is theirs.
+    #[value(name = "P9")]
+    P9,
+    /// Medium: may give feedback.
+    #[value(name = "P5")]
+    P5,
+    /// Low: nothing.
+    #[value(name = "P0")]
+    P0,
+}
+
+impl IdentityLevel {
+    pub fn level(self) -> carewoven_governance::IdentityLevel {
+        match self {
+            IdentityLevel::P9 => carewoven_governance::IdentityLevel::P9,
+            IdentityLevel::P5 => carewoven_governance::IdentityLevel::P5,
+            IdentityLevel::P0 => carewoven_governance::IdentityLevel::P0,
+        }
+    }
+}
+
 value_enum!(OrgType => v1::OrganisationType {
     NhsTrust = NhsTrust,
     GeneralPractice = GeneralPractice,

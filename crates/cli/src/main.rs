@@ -79,14 +79,43 @@ async fn main() -> ExitCode {
                 ExitCode::from(REFUSED)
             }
         },
-        Command::Keys(Keys::Generate { out, kid, issuer }) => {
-            match generate_keys(&out, &kid, &issuer) {
+        Command::Keys(Keys::Trust { into, from }) => match trust_keys(&into, &from) {
+            Ok(kids) => {
+                if g.json {
+                    println!(
+                        "{}",
+                        json!({"trust_file": into.display().to_string(), "kids": kids})
+                    );
+                } else {
+                    println!("{} now trusts: {}", into.display(), kids.join(", "));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                output::report_error(&e, g.json);
+                ExitCode::from(REFUSED)
+            }
+        },
+        Command::Keys(Keys::Generate {
+            out,
+            kid,
+            issuer,
+            citizens,
+        }) => {
+            let (default_kid, default_issuer) = if citizens {
+                ("carewoven-dev-citizens", "carewoven-dev-citizen-issuer")
+            } else {
+                ("carewoven-dev", "carewoven-dev-issuer")
+            };
+            let kid = kid.unwrap_or_else(|| default_kid.to_owned());
+            let issuer = issuer.unwrap_or_else(|| default_issuer.to_owned());
+            match generate_keys(&out, &kid, &issuer, citizens) {
                 Ok(()) => {
                     if g.json {
                         println!(
                             "{}",
                             json!({"directory": out.display().to_string(), "kid": kid,
-                                   "issuer": issuer,
+                                   "issuer": issuer, "citizens": citizens,
                                    "private_key": out.join("issuer.key.pem").display().to_string(),
                                    "trusted_keys": out.join("trusted-keys.json").display().to_string()})
                         );
@@ -101,6 +130,28 @@ async fn main() -> ExitCode {
                             out.join("trusted-keys.json").display(),
                             out.display()
                         );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    output::report_error(&e, g.json);
+                    ExitCode::from(REFUSED)
+                }
+            }
+        }
+        Command::Token(t) if t.citizen => {
+            let ttl = Duration::from_secs(t.ttl_secs);
+            match mint_citizen(&g, &t, ttl) {
+                Ok((subject, token)) => {
+                    if g.json {
+                        println!(
+                            "{}",
+                            json!({"token": token, "organisation": carewoven_domain::organisation::CITIZEN_CODE,
+                                   "subject": subject, "identity_level": t.identity_level.level().as_str(),
+                                   "ttl_secs": t.ttl_secs})
+                        );
+                    } else {
+                        println!("{token}");
                     }
                     ExitCode::SUCCESS
                 }
@@ -218,12 +269,18 @@ async fn single(g: Global, command: Command, timeout: Duration) -> ExitCode {
             return ExitCode::from(REFUSED);
         }
     };
+    // A citizen acts under the pseudonym the server derives from their token.
+    let user = if auth.is_citizen_token() {
+        String::new()
+    } else {
+        g.user.clone()
+    };
     let ctx = Ctx {
         command_id,
         correlation_id: g.correlation_id,
         causation_id: g.causation_id,
         organisation,
-        user: g.user.clone(),
+        user,
         occurred_at: g.occurred_at.map(parse::timestamp),
     };
     let request = match requests::build(command, &ctx) {
@@ -311,12 +368,88 @@ fn mint(g: &Global, roles: &[Role], ttl: Duration) -> anyhow::Result<(String, St
         anyhow::bail!("name the organisation the token is for: --org (CAREWOVEN_ORG)");
     };
     let issuer = Issuer::from_dir(dir)?;
+    anyhow::ensure!(
+        issuer.subjects() == carewoven_access::citizen::Subjects::Organisations,
+        "{} is an issuer for citizens: mint with --citizen, or use an organisations issuer",
+        dir.display()
+    );
     let user = (!g.user.is_empty()).then_some(g.user.as_str());
     Ok((org.clone(), issuer.token(org, user, roles, ttl)?))
 }
 
+/// `carectl token --citizen`: a citizen token from --issuer-dir (a citizens issuer); returns
+/// the subject id it names and the token.
+fn mint_citizen(g: &Global, t: &cli::TokenArgs, ttl: Duration) -> anyhow::Result<(String, String)> {
+    let Some(dir) = &g.issuer_dir else {
+        anyhow::bail!(
+            "carectl token --citizen mints with a development citizens issuer: give --issuer-dir \
+             (carectl keys generate --citizens)"
+        );
+    };
+    let raw = t.nhs_number.as_deref().unwrap_or_default();
+    let nhs = carewoven_domain::values::NhsNumber::parse("--nhs-number", raw)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        nhs.is_test_number(),
+        "--nhs-number: the development issuer mints for test-range numbers (999...) only"
+    );
+    let issuer = Issuer::from_dir(dir)?;
+    let subject = t
+        .subject
+        .clone()
+        .unwrap_or_else(|| format!("dev-{}", Uuid::now_v7()));
+    let token = carewoven_access::citizen::citizen_token(
+        &issuer,
+        &subject,
+        &nhs,
+        t.identity_level.level(),
+        ttl,
+    )?;
+    Ok((subject, token))
+}
+
+/// `carectl keys trust`: add the keys of `from` to the trust file `into`; returns every key id
+/// it then trusts.
+fn trust_keys(into: &Path, from: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    use carewoven_access::token::TrustFile;
+    let read = |path: &Path| -> anyhow::Result<TrustFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let mut trust = if into.exists() {
+        read(into)?
+    } else {
+        TrustFile::default()
+    };
+    for path in from {
+        for key in read(path)?.keys {
+            match trust.keys.iter_mut().find(|k| k.kid == key.kid) {
+                Some(known) if known.public_key_pem.trim() != key.public_key_pem.trim() => {
+                    anyhow::bail!(
+                        "key id {} from {} is already trusted in {} with another key; give one of \
+                         the issuers another --kid",
+                        key.kid,
+                        path.display(),
+                        into.display()
+                    );
+                }
+                Some(known) => *known = key,
+                None => trust.keys.push(key),
+            }
+        }
+    }
+    // The services must be able to load it.
+    carewoven_access::Verifier::new(&trust)?;
+    let tmp = into.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&trust)?)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, into).map_err(|e| anyhow::anyhow!("writing {}: {e}", into.display()))?;
+    Ok(trust.keys.into_iter().map(|k| k.kid).collect())
+}
+
 /// `carectl keys generate`: a fresh development issuer, never over an existing one.
-fn generate_keys(out: &Path, kid: &str, issuer: &str) -> anyhow::Result<()> {
+fn generate_keys(out: &Path, kid: &str, issuer: &str, citizens: bool) -> anyhow::Result<()> {
     for name in ["issuer.key.pem", "trusted-keys.json"] {
         let path = out.join(name);
         anyhow::ensure!(
@@ -326,7 +459,10 @@ fn generate_keys(out: &Path, kid: &str, issuer: &str) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let (_, files) = Issuer::generate(kid, issuer)?;
+    let (generated, mut files) = Issuer::generate(kid, issuer)?;
+    if citizens {
+        files.trust.keys = vec![generated.for_citizens().trusted_key()];
+    }
     Issuer::write_files(out, &files)
         .map_err(|e| anyhow::anyhow!("writing the issuer into {}: {e}", out.display()))
 }

@@ -226,6 +226,21 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 rating: a.rating.unwrap_or(0),
             }),
         }),
+        Command::GrantProxy(a) => Rpc::GrantProxy(v1::GrantProxyRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            grant: Some(v1::ProxyGrant {
+                carer_nhs_number: a.carer_nhs_number,
+                carer_name: a.carer_name,
+                scope: a.scope.iter().map(|s| s.to_i32()).collect(),
+            }),
+        }),
+        Command::RevokeProxy(a) => Rpc::RevokeProxy(v1::RevokeProxyRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            carer_nhs_number: a.carer_nhs_number,
+            reason: a.reason,
+        }),
         Command::Org(org) => registry(org, context),
         Command::WaitReady
         | Command::Demo(_)

@@ -270,3 +270,229 @@ async fn the_demo_loads_and_can_be_run_again_and_errors_name_the_field() {
     stop.cancel();
     service.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_issuer_is_trusted_beside_the_organisations_one_and_mints_citizen_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer_dir, _) = issuer(dir.path());
+    let citizens_dir = dir.path().join("citizens");
+    let trust_file = issuer_dir.join("trusted-keys.json");
+    let offline = "http://127.0.0.1:1";
+    let made = carectl(
+        offline,
+        &[
+            "keys",
+            "generate",
+            "--citizens",
+            "--out",
+            citizens_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    // Merging is repeatable; the organisations issuer stays the directory's own key.
+    for _ in 0..2 {
+        let merged = carectl(
+            offline,
+            &[
+                "--json",
+                "keys",
+                "trust",
+                "--into",
+                trust_file.to_str().unwrap(),
+                citizens_dir.join("trusted-keys.json").to_str().unwrap(),
+            ],
+        );
+        assert!(merged.status.success(), "{}", text(&merged));
+        assert_eq!(
+            json(&merged)["kids"],
+            serde_json::json!(["carewoven-dev", "carewoven-dev-citizens"])
+        );
+    }
+    // Another key under a key id already trusted is refused.
+    let clash_dir = dir.path().join("clash");
+    let clash = carectl(
+        offline,
+        &[
+            "keys",
+            "generate",
+            "--kid",
+            "carewoven-dev",
+            "--out",
+            clash_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(clash.status.success(), "{}", text(&clash));
+    let refused = carectl(
+        offline,
+        &[
+            "keys",
+            "trust",
+            "--into",
+            trust_file.to_str().unwrap(),
+            clash_dir.join("trusted-keys.json").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let trust: carewoven_access::token::TrustFile =
+        serde_json::from_str(&std::fs::read_to_string(&trust_file).unwrap()).unwrap();
+    assert_eq!(trust.keys.len(), 2);
+    assert_eq!(
+        trust.keys[1].subjects,
+        carewoven_access::citizen::Subjects::Citizens
+    );
+
+    let nats = NatsServer::start().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(carewoven_commands::run(
+        listener,
+        carewoven_commands::Config {
+            trust: None,
+            trusted_keys: Some(trust_file.clone()),
+            ..carewoven_commands::Config::for_nats(nats.url())
+        },
+        stop.clone().cancelled_owned(),
+    ));
+    let s = server.clone();
+    let (orgs, citizens) = (
+        issuer_dir.to_str().unwrap().to_owned(),
+        citizens_dir.to_str().unwrap().to_owned(),
+    );
+    let outputs = tokio::task::spawn_blocking(move || {
+        let ready = carectl(&s, &["wait-ready", "--timeout-secs", "30"]);
+        let demo = carectl(
+            &s,
+            &[
+                "--issuer-dir",
+                &orgs,
+                "--json",
+                "demo",
+                "--nhs-number",
+                "9990001235",
+            ],
+        );
+        let mint = |level: &str| {
+            let out = carectl(
+                &s,
+                &[
+                    "--issuer-dir",
+                    &citizens,
+                    "--json",
+                    "token",
+                    "--citizen",
+                    "--nhs-number",
+                    "9990001235",
+                    "--identity-level",
+                    level,
+                    "--subject",
+                    "ada-at-the-provider",
+                ],
+            );
+            assert!(out.status.success(), "{}", text(&out));
+            json(&out)["token"].as_str().unwrap().to_owned()
+        };
+        let (p9, p5) = (mint("P9"), mint("P5"));
+        // The organisations issuer does not mint citizen tokens, nor the other way round.
+        let wrong_kind = carectl(
+            &s,
+            &[
+                "--issuer-dir",
+                &orgs,
+                "token",
+                "--citizen",
+                "--nhs-number",
+                "9990001235",
+            ],
+        );
+        let org_from_citizens = carectl(&s, &["--issuer-dir", &citizens, "--org", "X", "token"]);
+        (ready, demo, p9, p5, wrong_kind, org_from_citizens)
+    })
+    .await
+    .unwrap();
+    let (ready, demo, p9, p5, wrong_kind, org_from_citizens) = outputs;
+    assert!(ready.status.success(), "{}", text(&ready));
+    assert!(demo.status.success(), "{}", text(&demo));
+    assert_eq!(wrong_kind.status.code(), Some(2), "{}", text(&wrong_kind));
+    assert_eq!(
+        org_from_citizens.status.code(),
+        Some(2),
+        "{}",
+        text(&org_from_citizens)
+    );
+    let person = json(&demo)["ids"]["person_id"].as_str().unwrap().to_owned();
+
+    let s = server.clone();
+    let (feedback, too_low, granted) = tokio::task::spawn_blocking(move || {
+        // A citizen token acts as CITIZEN with no user of carectl's own.
+        let feedback = carectl(
+            &s,
+            &[
+                "--token",
+                &p5,
+                "--json",
+                "feedback",
+                "--person-id",
+                &person,
+                "--source",
+                "person",
+                "--text",
+                "The handover was explained well",
+            ],
+        );
+        let too_low = carectl(
+            &s,
+            &[
+                "--token",
+                &p5,
+                "--json",
+                "grant-proxy",
+                "--person-id",
+                &person,
+                "--carer-nhs-number",
+                "9990000026",
+                "--carer-name",
+                "Bea Example",
+                "--scope",
+                "read-record",
+            ],
+        );
+        let granted = carectl(
+            &s,
+            &[
+                "--token",
+                &p9,
+                "--json",
+                "grant-proxy",
+                "--person-id",
+                &person,
+                "--carer-nhs-number",
+                "9990000026",
+                "--carer-name",
+                "Bea Example",
+                "--scope",
+                "read-record",
+                "--scope",
+                "feedback",
+            ],
+        );
+        (feedback, too_low, granted)
+    })
+    .await
+    .unwrap();
+    assert!(feedback.status.success(), "{}", text(&feedback));
+    assert_eq!(json(&feedback)["aggregate_kind"], "feedback");
+    assert_eq!(too_low.status.code(), Some(2), "{}", text(&too_low));
+    assert_eq!(
+        json(&too_low)["error"]["details"]["error_info"]["reason"],
+        "IDENTITY_LEVEL_TOO_LOW"
+    );
+    assert!(granted.status.success(), "{}", text(&granted));
+    assert_eq!(
+        json(&granted)["event_types"],
+        serde_json::json!(["proxy_granted"])
+    );
+
+    stop.cancel();
+    service.await.unwrap().unwrap();
+}

@@ -123,8 +123,15 @@ impl Handler {
         rpc: &str,
         reason: &str,
     ) {
+        // A citizen's refusal says whether they asked as the person or as a proxy.
+        let detail = match (who, person) {
+            (Some(who), Some(person)) if who.citizen.is_some() => self
+                .access
+                .with(|g| carewoven_access::citizen::audit_detail(g, who, person, rpc)),
+            _ => rpc.to_owned(),
+        };
         let record =
-            AuditRecord::refused(who, person, v1::AuditAction::Command, reason).detail(rpc);
+            AuditRecord::refused(who, person, v1::AuditAction::Command, reason).detail(detail);
         self.audit.record_refusal(&record).await;
     }
 
@@ -285,6 +292,10 @@ impl Handler {
         if let Some(denied) = self.audit_emergency_access(identity, &command, rpc).await {
             return Err(denied);
         }
+        // So does what a carer does as someone's proxy.
+        if let Some(denied) = self.audit_proxy(identity, &target, rpc).await {
+            return Err(denied);
+        }
         let base_version = history.events.len() as u64;
         let occurred_at = ctx.occurred_at.unwrap_or(now);
         let events = events
@@ -389,6 +400,26 @@ impl Handler {
             Ok(_) => None,
             Err(e) => Some(Status::unavailable(format!(
                 "emergency access could not be audited, so it was not given: {}",
+                e.message()
+            ))),
+        }
+    }
+
+    /// A carer acting as the person's proxy is audited (action COMMAND, detail `proxy` and
+    /// the carer's pseudonym) before the command is appended: if the audit record cannot be
+    /// stored, nothing is done.
+    async fn audit_proxy(&self, identity: &Identity, target: &Target, rpc: &str) -> Option<Status> {
+        let person = target.person_id;
+        let detail = self.access.with(|g| {
+            g.acts_as_proxy(identity, person)
+                .then(|| carewoven_access::citizen::audit_detail(g, identity, person, rpc))
+        })?;
+        let record =
+            AuditRecord::permitted(identity, Some(person), v1::AuditAction::Command).detail(detail);
+        match self.audit.record(&record).await {
+            Ok(_) => None,
+            Err(e) => Some(Status::unavailable(format!(
+                "a proxy's action could not be audited, so it was not done: {}",
                 e.message()
             ))),
         }

@@ -65,6 +65,8 @@ rpcs! {
     record_meeting(RecordMeetingRequest);
     complete_meeting_action(CompleteMeetingActionRequest);
     record_feedback(RecordFeedbackRequest);
+    grant_proxy(GrantProxyRequest);
+    revoke_proxy(RevokeProxyRequest);
     register_organisation(RegisterOrganisationRequest);
     add_organisation_service(AddOrganisationServiceRequest);
     record_sharing_agreement(RecordSharingAgreementRequest);

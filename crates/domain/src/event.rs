@@ -26,10 +26,12 @@ pub enum Event {
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 49] = [
+pub const EVENT_TYPES: [&str; 51] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
+    "proxy_granted",
+    "proxy_revoked",
     "referral_submitted",
     "referral_received",
     "referral_accepted",

@@ -47,6 +47,12 @@ impl Code {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The reserved organisation code people act under when they act for themselves or as a
+    /// proxy ([`crate::organisation::CITIZEN_CODE`]).
+    pub fn citizen() -> Code {
+        Code(crate::organisation::CITIZEN_CODE.to_owned())
+    }
 }
 
 impl fmt::Display for Code {

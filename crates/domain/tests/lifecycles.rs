@@ -19,7 +19,9 @@ use carewoven_domain::care_team::{
 use carewoven_domain::discharge::{
     DelayReason, DischargeCommand, DischargeEpisode, DischargeEvent, DischargeStatus, Pathway,
 };
-use carewoven_domain::person::{Correction, Person, PersonCommand, Profile};
+use carewoven_domain::person::{
+    Correction, Person, PersonCommand, PersonEvent, Profile, ProxyGrant, ProxyScope,
+};
 use carewoven_domain::referral::{
     NewReferral, Priority, Referral, ReferralCommand, ReferralStatus,
 };
@@ -1121,6 +1123,77 @@ fn nhs_number_check_digit() {
     for n in [0, 1, 2, 17, 999_999] {
         assert!(nhs(&test_nhs_number(n)).is_test_number());
     }
+}
+
+#[test]
+fn a_person_grants_changes_and_revokes_a_carer_s_proxy_access() {
+    let person: Person = run(&[register(date(1940, 3, 1))]);
+    let carer = nhs(&test_nhs_number(42));
+    let grant = |scope: &[ProxyScope]| PersonCommand::GrantProxy {
+        grant: ProxyGrant {
+            carer_nhs_number: carer.clone(),
+            carer_name: short("Bea Example"),
+            scope: scope.to_vec(),
+        },
+    };
+    let revoke = |who: &NhsNumber| PersonCommand::RevokeProxy {
+        carer_nhs_number: who.clone(),
+        reason: long("moved away"),
+    };
+    // Nobody to revoke yet; an empty scope, or the person's own number, is refused.
+    assert_rule(step(&person, &revoke(&carer)), "proxy.lifecycle");
+    assert_invalid(step(&person, &grant(&[])), "scope");
+    let own = PersonCommand::GrantProxy {
+        grant: ProxyGrant {
+            carer_nhs_number: person.profile.nhs_number.clone(),
+            carer_name: short("Ada Example"),
+            scope: vec![ProxyScope::ReadRecord],
+        },
+    };
+    assert_invalid(step(&person, &own), "carer_nhs_number");
+
+    // The scope is kept distinct and in order.
+    let (granted, events) = step(
+        &person,
+        &grant(&[
+            ProxyScope::Feedback,
+            ProxyScope::ReadRecord,
+            ProxyScope::Feedback,
+        ]),
+    )
+    .unwrap();
+    let [PersonEvent::ProxyGranted { grant: stored }] = events.as_slice() else {
+        panic!("expected one ProxyGranted: {events:?}");
+    };
+    assert_eq!(stored.scope, [ProxyScope::ReadRecord, ProxyScope::Feedback]);
+    assert_eq!(granted.proxies, std::slice::from_ref(stored));
+    assert_eq!(granted.version, 2);
+    // The same grant again changes nothing and is refused; another scope replaces it.
+    assert_rule(
+        step(
+            &granted,
+            &grant(&[ProxyScope::ReadRecord, ProxyScope::Feedback]),
+        ),
+        "proxy.unchanged",
+    );
+    let (widened, _) = step(&granted, &grant(&ProxyScope::ALL)).unwrap();
+    assert_eq!(widened.proxies.len(), 1);
+    assert_eq!(widened.proxies[0].scope, ProxyScope::ALL);
+    // Revoked: gone, and revoking again is refused.
+    let (revoked, _) = step(&widened, &revoke(&carer)).unwrap();
+    assert!(revoked.proxies.is_empty());
+    assert_rule(step(&revoked, &revoke(&carer)), "proxy.lifecycle");
+    // Grants need the person to exist.
+    assert!(matches!(
+        Person::decide(None, &grant(&[ProxyScope::ReadRecord]), &ctx()),
+        Err(DomainError::NotFound { .. })
+    ));
+    // Debug output never shows the carer's name or NHS number.
+    let shown = format!("{stored:?}");
+    assert!(
+        !shown.contains("Bea") && !shown.contains(carer.as_str()),
+        "{shown}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

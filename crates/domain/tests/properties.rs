@@ -33,7 +33,9 @@ use carewoven_domain::discharge::{
 };
 use carewoven_domain::feedback::{Feedback, FeedbackCommand, FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{Meeting, MeetingAction, MeetingCommand, MeetingRecord};
-use carewoven_domain::person::{Correction, Person, PersonCommand, Profile};
+use carewoven_domain::person::{
+    Correction, Person, PersonCommand, Profile, ProxyGrant, ProxyScope,
+};
 use carewoven_domain::referral::{
     NewReferral, Priority, Referral, ReferralCommand, ReferralStatus,
 };
@@ -1000,6 +1002,19 @@ fn person_command() -> impl Strategy<Value = PersonCommand> {
             reason: long("typo"),
             based_on_version,
         }),
+        // A few carers (one of them may be the person's own number) with any scope.
+        2 => (0u32..4, proptest::collection::vec(proptest::sample::select(ProxyScope::ALL.to_vec()), 0..6))
+            .prop_map(|(carer, scope)| PersonCommand::GrantProxy {
+                grant: ProxyGrant {
+                    carer_nhs_number: nhs(&test_nhs_number(carer)),
+                    carer_name: short("Bea Example"),
+                    scope,
+                },
+            }),
+        1 => (0u32..4).prop_map(|carer| PersonCommand::RevokeProxy {
+            carer_nhs_number: nhs(&test_nhs_number(carer)),
+            reason: long("no longer caring"),
+        }),
     ]
 }
 
@@ -1124,6 +1139,14 @@ proptest! {
             }
             if let Some(p) = next {
                 prop_assert_eq!(p.corrections, corrections);
+                // Proxies: never the person themself, one grant per carer, never an empty
+                // or repeated scope.
+                for (i, grant) in p.proxies.iter().enumerate() {
+                    prop_assert!(grant.carer_nhs_number != p.profile.nhs_number);
+                    prop_assert!(!grant.scope.is_empty());
+                    prop_assert!(grant.scope.windows(2).all(|w| w[0] < w[1]));
+                    prop_assert!(p.proxies[..i].iter().all(|g| g.carer_nhs_number != grant.carer_nhs_number));
+                }
                 prop_assert!(p.profile.date_of_birth <= today());
                 prop_assert!(p.profile.date_of_birth.year() >= 1890);
                 prop_assert!(p.profile.nhs_number.is_test_number());

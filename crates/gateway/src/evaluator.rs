@@ -443,6 +443,7 @@ impl Evaluator {
                 organisation: org.clone(),
                 user: None,
                 roles: Vec::new(),
+                citizen: None,
             };
             let mut record =
                 AuditRecord::permitted(&who, Some(person), v1::AuditAction::FeedDelivery)

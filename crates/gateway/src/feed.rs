@@ -281,31 +281,26 @@ impl AuditService for Feeds {
         let action = v1::AuditAction::AuditRead;
         let who = self.identify(&request, action).await?;
         let req = request.get_ref();
-        let person = Uuid::parse_str(req.person_id.trim())
-            .map_err(|_| Status::invalid_argument("person_id: must be a UUID"))?;
+        let own = carewoven_access::citizen::own_record(
+            &self.access,
+            &who,
+            &req.person_id,
+            self.deadline,
+        )
+        .await?;
+        let person = match own {
+            Some(own) => own,
+            None => Uuid::parse_str(req.person_id.trim())
+                .map_err(|_| Status::invalid_argument("person_id: must be a UUID"))?,
+        };
         let limit = page_limit(req.limit)?;
-        // The person's own request comes through an organisation caring for them, or
-        // through governance (subject access requests).
+        // The person themself (or their proxy), an organisation caring for them, or
+        // governance (subject access requests).
         if !who.has(Role::Governance) {
             let allowed = self
                 .access
                 .check(self.deadline, |g| {
-                    let now = chrono::Utc::now();
-                    let denied = Denial::new(
-                        "NO_LEGITIMATE_RELATIONSHIP",
-                        format!(
-                            "{} has no legitimate relationship with this person",
-                            who.organisation
-                        ),
-                    );
-                    if !g.related(person, &who.organisation, now) {
-                        Err(denied)
-                    } else if g.objects_to(person, &who.organisation, now) {
-                        // Told exactly what an unrelated organisation is told.
-                        Err(denied.because("OBJECTION"))
-                    } else {
-                        Ok(())
-                    }
+                    g.may_list_record_access(&who, person, chrono::Utc::now())
                 })
                 .await;
             if let Err(e) = allowed {
@@ -322,8 +317,11 @@ impl AuditService for Feeds {
             .for_person(person, req.after, limit)
             .await
             .map_err(|e| Status::unavailable(format!("the audit stream: {e:#}")))?;
+        let detail = self
+            .access
+            .with(|g| carewoven_access::citizen::audit_detail(g, &who, person, "ListRecordAccess"));
         self.audit
-            .record(&AuditRecord::permitted(&who, Some(person), action).detail("ListRecordAccess"))
+            .record(&AuditRecord::permitted(&who, Some(person), action).detail(detail))
             .await?;
         Ok(Response::new(v1::RecordAccessPage {
             entries: entries

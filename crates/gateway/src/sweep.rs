@@ -36,6 +36,7 @@ fn system(org: &str) -> Option<Identity> {
         organisation: Code::parse("organisation", org).ok()?,
         user: None,
         roles: Vec::new(),
+        citizen: None,
     })
 }
 

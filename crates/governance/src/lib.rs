@@ -20,6 +20,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
+mod citizen;
+pub use citizen::{Citizen, IdentityLevel, Standing};
+
 use carewoven_domain::assessment::AssessmentCommand;
 use carewoven_domain::care_plan::CarePlanCommand;
 use carewoven_domain::care_team::{CareTeamCommand, CareTeamEvent, MemberRef};
@@ -29,7 +32,7 @@ use carewoven_domain::meeting::MeetingCommand;
 use carewoven_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationEvent, OrganisationType, SharingAgreement,
 };
-use carewoven_domain::person::{PersonCommand, PersonEvent};
+use carewoven_domain::person::{PersonCommand, PersonEvent, ProxyScope};
 use carewoven_domain::referral::{ReferralCommand, ReferralEvent};
 use carewoven_domain::values::uk_date;
 use carewoven_domain::values::{Code, NhsNumber};
@@ -64,12 +67,17 @@ impl Role {
     }
 }
 
-/// Who is calling: an authenticated organisation, the user within it, and its roles.
+/// Who is calling: an authenticated organisation, the user within it, and its roles; or a
+/// person with a citizen identity ([`Identity::citizen`]: organisation `CITIZEN`, user a
+/// pseudonym, no roles).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub organisation: Code,
     pub user: Option<Code>,
     pub roles: Vec<Role>,
+    /// Set for a person acting for themselves or as someone's proxy; `None` for an
+    /// organisation.
+    pub citizen: Option<Citizen>,
 }
 
 impl Identity {
@@ -119,6 +127,10 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
     Some(match event {
         // Who broke the glass is care-team business: the coordinator is told through it.
         Event::Person(PersonEvent::EmergencyAccessAsserted { .. }) => DataClass::CareTeam,
+        // Carers are contact data, as in the profile.
+        Event::Person(PersonEvent::ProxyGranted { .. } | PersonEvent::ProxyRevoked { .. }) => {
+            DataClass::Contact
+        }
         Event::Person(_) => DataClass::Demographics,
         Event::Referral(_) => DataClass::Referrals,
         Event::Assessment(_) => DataClass::Assessments,
@@ -132,10 +144,12 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
 }
 
 /// The event types [`Governance::apply`] acts on.
-const GOVERNANCE_EVENT_TYPES: [&str; 27] = [
+const GOVERNANCE_EVENT_TYPES: [&str; 29] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
+    "proxy_granted",
+    "proxy_revoked",
     "referral_submitted",
     "referral_rejected",
     "referral_completed",
@@ -299,6 +313,8 @@ struct PersonAccess {
     episodes: HashMap<Uuid, EpisodeLink>,
     consents: HashMap<Uuid, ConsentLink>,
     emergency: Vec<(Code, DateTime<Utc>)>,
+    /// Active proxy grants: the carer's NHS number and what they may do.
+    proxies: Vec<(NhsNumber, Vec<ProxyScope>)>,
 }
 
 impl PersonAccess {
@@ -533,6 +549,22 @@ impl Governance {
                     expires_at: *expires_at,
                     position: recorded.sequence,
                 });
+            }
+            Event::Person(PersonEvent::ProxyGranted { grant }) => {
+                let scope = grant.scope.clone();
+                match links
+                    .proxies
+                    .iter_mut()
+                    .find(|(carer, _)| carer == &grant.carer_nhs_number)
+                {
+                    Some((_, granted)) => *granted = scope,
+                    None => links.proxies.push((grant.carer_nhs_number.clone(), scope)),
+                }
+            }
+            Event::Person(PersonEvent::ProxyRevoked {
+                carer_nhs_number, ..
+            }) => {
+                links.proxies.retain(|(carer, _)| carer != carer_nhs_number);
             }
             Event::Referral(e) => {
                 let link = links.referrals.entry(meta.aggregate_id).or_default();
@@ -791,6 +823,9 @@ impl Governance {
         person: Uuid,
         now: DateTime<Utc>,
     ) -> Result<ReadScope, Denial> {
+        if let Some(citizen) = &who.citizen {
+            return self.citizen_read_scope(citizen, person);
+        }
         let org = &who.organisation;
         let day = uk_date(now);
         let Some(access) = self.people.get(&person) else {
@@ -918,7 +953,9 @@ impl Governance {
                         practice("correction.registered_gp", gp)?;
                     }
                 }
-                PersonCommand::AssertEmergencyAccess { .. } => {}
+                PersonCommand::AssertEmergencyAccess { .. }
+                | PersonCommand::GrantProxy { .. }
+                | PersonCommand::RevokeProxy { .. } => {}
             },
             Command::Referral { command, .. } => {
                 if let ReferralCommand::Make { referral } = command {
@@ -1032,6 +1069,9 @@ impl Governance {
         state: Option<&AggregateState>,
         now: DateTime<Utc>,
     ) -> Result<(), Denial> {
+        if let Some(citizen) = &who.citizen {
+            return self.authorise_citizen(citizen, command);
+        }
         let org = &who.organisation;
         let governance = who.has(Role::Governance);
         if let Command::Organisation { .. } = command {
@@ -1080,9 +1120,12 @@ impl Governance {
         state: Option<&AggregateState>,
     ) -> Result<(), Denial> {
         let allowed = match command {
-            Command::Person { command, .. } => {
-                matches!(command, PersonCommand::Correct { .. })
-            }
+            Command::Person { command, .. } => matches!(
+                command,
+                PersonCommand::Correct { .. }
+                    | PersonCommand::GrantProxy { .. }
+                    | PersonCommand::RevokeProxy { .. }
+            ),
             Command::Consent { command, .. } => match (command, state) {
                 (carewoven_domain::consent::ConsentCommand::Record { terms }, _) => {
                     terms.decision == ConsentDecision::Deny
@@ -1153,6 +1196,12 @@ impl Governance {
                     } else {
                         Ok(())
                     }
+                }
+                PersonCommand::GrantProxy { .. } | PersonCommand::RevokeProxy { .. } => {
+                    Err(Denial::new(
+                        "PERSON_ONLY",
+                        "only the person themself (or the governance role) may grant or revoke proxy access",
+                    ))
                 }
                 PersonCommand::AssertEmergencyAccess { .. } => {
                     let direct = self

@@ -24,6 +24,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod citizens;
+
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +488,7 @@ fn identity(org: &str) -> Identity {
         organisation: code(org),
         user: Some(code("user-1")),
         roles: Vec::new(),
+        citizen: None,
     }
 }
 
@@ -2425,6 +2428,7 @@ fn emergency_access_is_for_direct_care_providers_and_expires() {
     let person = Some(AggregateState::Person(carewoven_domain::person::Person {
         profile: profile(1),
         corrections: 0,
+        proxies: Vec::new(),
         version: 1,
     }));
     assert_eq!(

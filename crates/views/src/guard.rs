@@ -18,6 +18,10 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
+/// The queries open to a citizen identity (the person themself, or a carer as their proxy):
+/// every other query refuses them (`NOT_OPEN_TO_CITIZENS`), whatever it would show.
+const CITIZEN_QUERIES: [&str; 1] = ["GetCareRecord"];
+
 /// Authentication, authorisation and audit for the views' RPCs.
 #[derive(Clone)]
 pub struct Guard {
@@ -55,8 +59,18 @@ impl Guard {
 
     /// The caller of a query. A call without a valid token is refused (UNAUTHENTICATED)
     /// and the refusal audited; it names no person (the caller is not trusted to name one).
+    /// A citizen identity is refused every query but its own record (PERMISSION_DENIED).
     pub async fn identify(&self, metadata: &MetadataMap, rpc: &str) -> Result<Identity, Status> {
         match self.auth.identify(metadata) {
+            Ok(identity) if identity.citizen.is_some() && !CITIZEN_QUERIES.contains(&rpc) => {
+                let denial = Denial::new(
+                    "NOT_OPEN_TO_CITIZENS",
+                    format!(
+                        "{rpc} is for organisations; a person may read their own record (GetCareRecord)"
+                    ),
+                );
+                Err(self.refuse(&identity, None, rpc, &denial).await)
+            }
             Ok(identity) => Ok(identity),
             Err(e) => {
                 self.audit_refusal(None, None, rpc, e.reason()).await;
@@ -119,8 +133,15 @@ impl Guard {
         rpc: &str,
         reason: &str,
     ) {
+        // A citizen's refusal says whether they asked as the person or as a proxy.
+        let detail = match (who, person) {
+            (Some(who), Some(person)) if who.citizen.is_some() => self
+                .access
+                .with(|g| carewoven_access::citizen::audit_detail(g, who, person, rpc)),
+            _ => rpc.to_owned(),
+        };
         let record =
-            AuditRecord::refused(who, person, v1::AuditAction::RecordRead, reason).detail(rpc);
+            AuditRecord::refused(who, person, v1::AuditAction::RecordRead, reason).detail(detail);
         self.audit.record_refusal(&record).await;
     }
 
@@ -141,8 +162,13 @@ impl Guard {
         };
         let mut acks = Vec::with_capacity(persons.len());
         for person in persons {
+            // A person's own read says `self`; a proxy's, `proxy` and the carer's pseudonym.
+            let detail = self
+                .access
+                .with(|g| carewoven_access::citizen::audit_detail(g, who, *person, rpc));
             let mut record =
-                AuditRecord::permitted(who, Some(*person), v1::AuditAction::RecordRead).detail(rpc);
+                AuditRecord::permitted(who, Some(*person), v1::AuditAction::RecordRead)
+                    .detail(detail);
             record.log_position = position;
             let ack = self
                 .audit

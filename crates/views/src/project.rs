@@ -248,6 +248,28 @@ fn person(record: &mut v1::CareRecord, meta: &EventMeta, e: &PersonEvent) {
             }
             record.profile_corrections += 1;
         }
+        PersonEvent::ProxyGranted { grant } => {
+            let view = v1::ProxyView {
+                grant: Some(grant.into()),
+                granted_at: Some(timestamp(meta.recorded_at)),
+            };
+            let carer = grant.carer_nhs_number.as_str();
+            match record.proxies.iter_mut().find(|p| {
+                p.grant
+                    .as_ref()
+                    .is_some_and(|g| g.carer_nhs_number == carer)
+            }) {
+                Some(existing) => *existing = view,
+                None => record.proxies.push(view),
+            }
+        }
+        PersonEvent::ProxyRevoked {
+            carer_nhs_number, ..
+        } => record.proxies.retain(|p| {
+            p.grant
+                .as_ref()
+                .is_none_or(|g| g.carer_nhs_number != carer_nhs_number.as_str())
+        }),
     }
 }
 

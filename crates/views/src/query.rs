@@ -228,6 +228,9 @@ fn minimum_necessary(record: &mut v1::CareRecord, scope: &carewoven_governance::
             p.carers.clear();
         }
     }
+    if !scope.allows(C::Contact) {
+        record.proxies.clear();
+    }
     if !scope.allows(C::CarePlan) {
         record.care_plan = None;
     }
@@ -373,7 +376,13 @@ impl QueryService for Queries {
         const RPC: &str = "GetCareRecord";
         let until = answer_by(&request);
         let who = self.guard.identify(request.metadata(), RPC).await?;
-        let person = uuid("person_id", &request.get_ref().person_id)?;
+        let raw = &request.get_ref().person_id;
+        let own =
+            carewoven_access::citizen::own_record(self.guard.access(), &who, raw, left(until));
+        let person = match own.await? {
+            Some(own) => own,
+            None => uuid("person_id", raw)?,
+        };
         self.reach(until, request.get_ref().min_log_position)
             .await?;
         let now = Utc::now();

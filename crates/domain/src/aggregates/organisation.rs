@@ -12,6 +12,11 @@ use crate::consent::{DataClass, Purpose};
 use crate::values::{Code, LIST_MAX, LongText, ShortText};
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, ReplayError};
 
+/// The reserved organisation code under which people act for themselves (a citizen
+/// identity, or a carer as their proxy): it is in every such event's `meta.organisation`,
+/// so no organisation may be registered with it (in any letter case).
+pub const CITIZEN_CODE: &str = "CITIZEN";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrganisationType {
     NhsTrust,
@@ -181,6 +186,14 @@ impl Aggregate for Organisation {
                     services,
                 },
             ) => {
+                if code.as_str().eq_ignore_ascii_case(CITIZEN_CODE) {
+                    return Err(DomainError::invalid(
+                        "code",
+                        format!(
+                            "{CITIZEN_CODE} is reserved: it names people acting for themselves"
+                        ),
+                    ));
+                }
                 check_services(services)?;
                 Ok(vec![E::Registered {
                     code: code.clone(),
@@ -364,6 +377,28 @@ mod tests {
         let org = registered();
         assert_eq!(org.code, code("RXX"));
         assert_eq!(org.services, vec![code("RXX-WARD")]);
+    }
+
+    #[test]
+    fn the_citizen_code_is_reserved_in_any_case() {
+        for reserved in ["CITIZEN", "citizen", "Citizen"] {
+            let refused = Organisation::decide(
+                None,
+                &OrganisationCommand::Register {
+                    code: code(reserved),
+                    profile: OrganisationProfile {
+                        name: ShortText::parse("n", "Not a citizen").expect("name"),
+                        org_type: OrganisationType::Other,
+                    },
+                    services: vec![],
+                },
+                &ctx(),
+            );
+            assert!(
+                matches!(&refused, Err(DomainError::Invalid { field, .. }) if field == "code"),
+                "{reserved}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,41 @@ impl Correction {
     }
 }
 
+/// What a carer the person named may do for them (ig-model.md, "Proxy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProxyScope {
+    /// Read the person's whole care record and plan.
+    ReadRecord,
+    /// See who accessed the person's record, and when.
+    AccessList,
+    /// Give feedback as the person's carer.
+    Feedback,
+    /// Record and withdraw the person's objections and consents.
+    Consents,
+    /// Record what matters to the person and their communication needs.
+    WhatMatters,
+}
+
+impl ProxyScope {
+    pub const ALL: [ProxyScope; 5] = [
+        ProxyScope::ReadRecord,
+        ProxyScope::AccessList,
+        ProxyScope::Feedback,
+        ProxyScope::Consents,
+        ProxyScope::WhatMatters,
+    ];
+}
+
+/// A carer's proxy access, as the person granted it. The carer is known by their own NHS
+/// number: they act with their own citizen identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyGrant {
+    pub carer_nhs_number: NhsNumber,
+    pub carer_name: ShortText,
+    /// Distinct, in [`ProxyScope`] order.
+    pub scope: Vec<ProxyScope>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersonCommand {
     Register {
@@ -81,6 +116,16 @@ pub enum PersonCommand {
         reason: LongText,
         hours: u32,
     },
+    /// The person names a carer with proxy access (a new grant to an active proxy replaces
+    /// its scope).
+    GrantProxy {
+        grant: ProxyGrant,
+    },
+    /// The person ends a carer's proxy access.
+    RevokeProxy {
+        carer_nhs_number: NhsNumber,
+        reason: LongText,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,12 +142,21 @@ pub enum PersonEvent {
         reason: LongText,
         expires_at: DateTime<Utc>,
     },
+    ProxyGranted {
+        grant: ProxyGrant,
+    },
+    ProxyRevoked {
+        carer_nhs_number: NhsNumber,
+        reason: LongText,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     pub profile: Profile,
     pub corrections: u32,
+    /// Active proxy grants, in the order first granted.
+    pub proxies: Vec<ProxyGrant>,
     /// The aggregate's version: the number of its events.
     pub version: u64,
 }
@@ -146,10 +200,65 @@ impl Aggregate for Person {
                 what: "person",
                 id: String::new(),
             }),
-            (None, PersonCommand::AssertEmergencyAccess { .. }) => Err(DomainError::NotFound {
+            (
+                None,
+                PersonCommand::AssertEmergencyAccess { .. }
+                | PersonCommand::GrantProxy { .. }
+                | PersonCommand::RevokeProxy { .. },
+            ) => Err(DomainError::NotFound {
                 what: "person",
                 id: String::new(),
             }),
+            (Some(person), PersonCommand::GrantProxy { grant }) => {
+                if grant.carer_nhs_number == person.profile.nhs_number {
+                    return Err(DomainError::invalid(
+                        "carer_nhs_number",
+                        "is the person's own NHS number: a proxy is someone else",
+                    ));
+                }
+                if grant.scope.is_empty() {
+                    return Err(DomainError::invalid(
+                        "scope",
+                        "needs at least one thing the carer may do",
+                    ));
+                }
+                let mut scope = grant.scope.clone();
+                scope.sort_unstable();
+                scope.dedup();
+                let grant = ProxyGrant {
+                    scope,
+                    ..grant.clone()
+                };
+                if person.proxies.contains(&grant) {
+                    return Err(DomainError::rule(
+                        "proxy.unchanged",
+                        "this carer already has exactly this proxy access",
+                    ));
+                }
+                Ok(vec![PersonEvent::ProxyGranted { grant }])
+            }
+            (
+                Some(person),
+                PersonCommand::RevokeProxy {
+                    carer_nhs_number,
+                    reason,
+                },
+            ) => {
+                if !person
+                    .proxies
+                    .iter()
+                    .any(|p| &p.carer_nhs_number == carer_nhs_number)
+                {
+                    return Err(DomainError::rule(
+                        "proxy.lifecycle",
+                        "no carer with that NHS number has proxy access (carer_nhs_number)",
+                    ));
+                }
+                Ok(vec![PersonEvent::ProxyRevoked {
+                    carer_nhs_number: carer_nhs_number.clone(),
+                    reason: reason.clone(),
+                }])
+            }
             (Some(_), PersonCommand::AssertEmergencyAccess { reason, hours }) => {
                 if *hours == 0 || *hours > EMERGENCY_ACCESS_MAX_HOURS {
                     return Err(DomainError::invalid(
@@ -205,8 +314,33 @@ impl Aggregate for Person {
             (None, PersonEvent::Registered { profile }) => Ok(Person {
                 profile: profile.clone(),
                 corrections: 0,
+                proxies: Vec::new(),
                 version: 1,
             }),
+            (Some(mut person), PersonEvent::ProxyGranted { grant }) => {
+                match person
+                    .proxies
+                    .iter_mut()
+                    .find(|p| p.carer_nhs_number == grant.carer_nhs_number)
+                {
+                    Some(existing) => *existing = grant.clone(),
+                    None => person.proxies.push(grant.clone()),
+                }
+                person.version += 1;
+                Ok(person)
+            }
+            (
+                Some(mut person),
+                PersonEvent::ProxyRevoked {
+                    carer_nhs_number, ..
+                },
+            ) => {
+                person
+                    .proxies
+                    .retain(|p| &p.carer_nhs_number != carer_nhs_number);
+                person.version += 1;
+                Ok(person)
+            }
             (Some(mut person), PersonEvent::EmergencyAccessAsserted { .. }) => {
                 person.version += 1;
                 Ok(person)
@@ -259,6 +393,8 @@ impl PersonEvent {
             PersonEvent::Registered { .. } => "person_registered",
             PersonEvent::DetailsCorrected { .. } => "person_details_corrected",
             PersonEvent::EmergencyAccessAsserted { .. } => "emergency_access_asserted",
+            PersonEvent::ProxyGranted { .. } => "proxy_granted",
+            PersonEvent::ProxyRevoked { .. } => "proxy_revoked",
         }
     }
 }

@@ -190,6 +190,25 @@ command_request!(v1::AssertEmergencyAccessRequest, |r, _ids| {
     })
 });
 
+command_request!(v1::GrantProxyRequest, prefix(_r) Some("grant".to_owned()), |r, _ids| {
+    Ok(Command::Person {
+        person_id: person_id(&r.person_id)?,
+        command: PersonCommand::GrantProxy {
+            grant: req_msg("grant", r.grant.as_ref())?,
+        },
+    })
+});
+
+command_request!(v1::RevokeProxyRequest, |r, _ids| {
+    Ok(Command::Person {
+        person_id: person_id(&r.person_id)?,
+        command: PersonCommand::RevokeProxy {
+            carer_nhs_number: NhsNumber::parse("carer_nhs_number", &r.carer_nhs_number)?,
+            reason: reason(&r.reason)?,
+        },
+    })
+});
+
 // ---------------------------------------------------------------------------------------------
 // Referral
 

@@ -180,6 +180,16 @@ fn person_to_wire(e: &PersonEvent) -> W {
             reason: reason.wire(),
             expires_at: Some(timestamp(*expires_at)),
         }),
+        PersonEvent::ProxyGranted { grant } => W::ProxyGranted(v1::ProxyGranted {
+            grant: Some(grant.into()),
+        }),
+        PersonEvent::ProxyRevoked {
+            carer_nhs_number,
+            reason,
+        } => W::ProxyRevoked(v1::ProxyRevoked {
+            carer_nhs_number: carer_nhs_number.wire(),
+            reason: reason.wire(),
+        }),
     }
 }
 
@@ -418,6 +428,16 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
                 "emergency_access_asserted.expires_at",
                 m.expires_at.as_ref(),
             )?,
+        }),
+        W::ProxyGranted(m) => Event::Person(PersonEvent::ProxyGranted {
+            grant: req_msg("proxy_granted.grant", m.grant.as_ref())?,
+        }),
+        W::ProxyRevoked(m) => Event::Person(PersonEvent::ProxyRevoked {
+            carer_nhs_number: carewoven_domain::values::NhsNumber::parse(
+                "proxy_revoked.carer_nhs_number",
+                &m.carer_nhs_number,
+            )?,
+            reason: long("proxy_revoked.reason", &m.reason)?,
         }),
 
         W::ReferralSubmitted(m) => Event::Referral(R::Submitted {

@@ -12,7 +12,7 @@ use carewoven_domain::discharge::{DelayReason, Pathway};
 use carewoven_domain::feedback::{FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
 use carewoven_domain::organisation::{OrganisationProfile, OrganisationType, SharingAgreement};
-use carewoven_domain::person::{Carer, Correction, Profile};
+use carewoven_domain::person::{Carer, Correction, Profile, ProxyGrant, ProxyScope};
 use carewoven_domain::referral::{NewReferral, Priority};
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText, parse_list};
 
@@ -184,6 +184,35 @@ wire_enum_map!(FeedbackSource => FeedbackSource {
     Person = Person,
     Carer = Carer,
 });
+
+wire_enum_map!(ProxyScope => ProxyScope {
+    ReadRecord = ReadRecord,
+    AccessList = AccessList,
+    Feedback = Feedback,
+    Consents = Consents,
+    WhatMatters = WhatMatters,
+});
+
+impl FromWire<v1::ProxyGrant> for ProxyGrant {
+    fn from_wire(field: &str, w: &v1::ProxyGrant) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(ProxyGrant {
+            carer_nhs_number: NhsNumber::parse(&f("carer_nhs_number"), &w.carer_nhs_number)?,
+            carer_name: ShortText::parse(&f("carer_name"), &w.carer_name)?,
+            scope: enum_list(&f("scope"), &w.scope)?,
+        })
+    }
+}
+
+impl From<&ProxyGrant> for v1::ProxyGrant {
+    fn from(g: &ProxyGrant) -> Self {
+        v1::ProxyGrant {
+            carer_nhs_number: g.carer_nhs_number.wire(),
+            carer_name: g.carer_name.wire(),
+            scope: enum_i32s(&g.scope),
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Person

@@ -8,7 +8,7 @@ use carewoven_domain::values::NhsNumber;
 use carewoven_domain::{Actor, AggregateKind, Command, DomainError, Existence};
 use uuid::Uuid;
 
-use super::{NHS_A, code, date, id, instant, invalid, long, nhs, short};
+use super::{NHS_A, NHS_B, code, date, id, instant, invalid, long, nhs, short};
 use crate::convert::{CommandRequest, IdSource, ParsedContext, parse_context};
 use crate::v1;
 use crate::v1::progress_discharge_request as pd;
@@ -298,13 +298,73 @@ fn every_request() -> Vec<Box<dyn CommandRequest>> {
             note: String::new(),
         }),
         Box::new(feedback(5)),
+        Box::new(v1::GrantProxyRequest {
+            context: ctx(),
+            person_id: person_id(),
+            grant: Some(v1::ProxyGrant {
+                carer_nhs_number: s(NHS_B),
+                carer_name: s("Bea Example"),
+                scope: vec![v1::ProxyScope::ReadRecord.into()],
+            }),
+        }),
+        Box::new(v1::RevokeProxyRequest {
+            context: ctx(),
+            person_id: person_id(),
+            carer_nhs_number: s(NHS_B),
+            reason: s("Moved away"),
+        }),
     ]
+}
+
+#[test]
+fn proxy_requests_name_their_fields() {
+    let grant = |nhs: &str, name: &str, scope: Vec<i32>| v1::GrantProxyRequest {
+        context: context(),
+        person_id: PERSON.to_owned(),
+        grant: Some(v1::ProxyGrant {
+            carer_nhs_number: nhs.to_owned(),
+            carer_name: name.to_owned(),
+            scope,
+        }),
+    };
+    assert_invalid(
+        &grant("9990001236", "Bea", vec![1]),
+        "grant.carer_nhs_number",
+        "check digit does not match",
+    );
+    assert_invalid(
+        &grant(NHS_B, "", vec![1]),
+        "grant.carer_name",
+        "is required",
+    );
+    assert_invalid(
+        &grant(NHS_B, "Bea", vec![0]),
+        "grant.scope[0]",
+        "is required",
+    );
+    assert_invalid(
+        &grant(NHS_B, "Bea", vec![1, 99]),
+        "grant.scope[1]",
+        "unknown value 99",
+    );
+    let mut missing = grant(NHS_B, "Bea", vec![1]);
+    missing.grant = None;
+    assert_invalid(&missing, "grant", "is required");
+    // A field `decide` names is given under the request's `grant`.
+    assert_eq!(missing.wire_field("scope"), "grant.scope");
+    let revoke = v1::RevokeProxyRequest {
+        context: context(),
+        person_id: PERSON.to_owned(),
+        carer_nhs_number: "123".to_owned(),
+        reason: "Moved".to_owned(),
+    };
+    assert_invalid(&revoke, "carer_nhs_number", "must be exactly 10 digits");
 }
 
 #[test]
 fn every_request_converts_and_addresses_the_right_aggregate() {
     let requests = every_request();
-    assert_eq!(requests.len(), 20, "one per rpc of CommandService");
+    assert_eq!(requests.len(), 22, "one per rpc of CommandService");
     for request in &requests {
         let command = convert(request.as_ref()).unwrap();
         let target = command.target();

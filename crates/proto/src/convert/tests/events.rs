@@ -12,7 +12,7 @@ use carewoven_domain::meeting::{MeetingAction, MeetingEvent, MeetingRecord};
 use carewoven_domain::organisation::{
     OrganisationEvent, OrganisationProfile, OrganisationType, SharingAgreement,
 };
-use carewoven_domain::person::{Carer, Correction, PersonEvent, Profile};
+use carewoven_domain::person::{Carer, Correction, PersonEvent, Profile, ProxyGrant, ProxyScope};
 use carewoven_domain::referral::{NewReferral, Priority, ReferralEvent};
 use carewoven_domain::{Event, EventMeta, SCHEMA_VERSION};
 use prost::Message;
@@ -23,7 +23,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 49;
+const ONEOF_CASES: usize = 51;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -114,6 +114,17 @@ fn person_events() -> Vec<PersonEvent> {
             organisation: code("GP-A81001"),
             reason: long("Unconscious in the emergency department"),
             expires_at: instant(1_750_003_600, 0),
+        },
+        PersonEvent::ProxyGranted {
+            grant: ProxyGrant {
+                carer_nhs_number: nhs(NHS_B),
+                carer_name: short("Bea Example"),
+                scope: vec![ProxyScope::ReadRecord, ProxyScope::Consents],
+            },
+        },
+        PersonEvent::ProxyRevoked {
+            carer_nhs_number: nhs(NHS_B),
+            reason: long("No longer caring for her"),
         },
     ]
 }
