@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use carewoven_access::citizen::testing as citizens;
 use carewoven_domain::AggregateKind;
@@ -17,47 +17,18 @@ use carewoven_proto::v1::{
 use carewoven_tests::*;
 use futures::StreamExt;
 use prost::Message;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
-
-/// A service running in this process until stopped.
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-    channel: Channel,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn connect(addr: std::net::SocketAddr) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "service did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The command service (through [`Stack`], trusting the test citizens issuer beside the
 /// organisations one), the views on a fresh redb file, and the gateway.
 struct World {
     stack: Stack,
     views: Running,
+    views_channel: Channel,
     gateway: Running,
+    gateway_channel: Channel,
     _dir: tempfile::TempDir,
 }
 
@@ -65,54 +36,38 @@ impl World {
     async fn start() -> Self {
         let stack = Stack::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let views = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let stop = CancellationToken::new();
-            let task = tokio::spawn(carewoven_views::run(
-                listener,
-                carewoven_views::Config::new(stack.nats.url(), dir.path().join("views.redb")),
-                stop.clone().cancelled_owned(),
-            ));
-            Running {
-                stop,
-                task,
-                channel: connect(addr).await,
-            }
-        };
-        let gateway = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let stop = CancellationToken::new();
-            let task = tokio::spawn(carewoven_gateway::run(
-                listener,
-                carewoven_gateway::Config::for_nats(stack.nats.url()),
-                stop.clone().cancelled_owned(),
-            ));
-            Running {
-                stop,
-                task,
-                channel: connect(addr).await,
-            }
-        };
+        let views = start_views(carewoven_views::Config::new(
+            stack.nats.url(),
+            dir.path().join("views.redb"),
+        ))
+        .await
+        .unwrap();
+        let (gateway, _progress) =
+            start_gateway({ carewoven_gateway::Config::for_nats(stack.nats.url()) })
+                .await
+                .unwrap();
+        let views_channel = views.channel().await.unwrap();
+        let gateway_channel = gateway.channel().await.unwrap();
         World {
             stack,
             views,
+            views_channel,
             gateway,
+            gateway_channel,
             _dir: dir,
         }
     }
 
     fn queries(&self) -> QueryServiceClient<Channel> {
-        QueryServiceClient::new(self.views.channel.clone())
+        QueryServiceClient::new(self.views_channel.clone())
     }
 
     fn audit(&self) -> AuditServiceClient<Channel> {
-        AuditServiceClient::new(self.gateway.channel.clone())
+        AuditServiceClient::new(self.gateway_channel.clone())
     }
 
     fn feeds(&self) -> FeedServiceClient<Channel> {
-        FeedServiceClient::new(self.gateway.channel.clone())
+        FeedServiceClient::new(self.gateway_channel.clone())
     }
 
     /// `person`'s record as read with `token` (an empty person: the caller's own).
@@ -160,8 +115,8 @@ impl World {
     }
 
     async fn stop(self) {
-        self.views.stop().await;
-        self.gateway.stop().await;
+        self.views.stop().await.unwrap();
+        self.gateway.stop().await.unwrap();
         self.stack.service.stop().await.unwrap();
     }
 }

@@ -14,45 +14,16 @@ use carewoven_proto::v1::{
 };
 use carewoven_tests::*;
 use futures::StreamExt;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// A service running in this process until stopped.
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-    channel: Channel,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn connect(addr: std::net::SocketAddr) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "service did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The command service (through [`Stack`]), the views on a fresh redb file, and the gateway.
 struct World {
     stack: Stack,
     views: Running,
+    views_channel: Channel,
     gateway: Running,
+    gateway_channel: Channel,
     _dir: tempfile::TempDir,
 }
 
@@ -65,56 +36,41 @@ impl World {
     async fn start_with(gateway: impl FnOnce(&mut carewoven_gateway::Config)) -> Self {
         let stack = Stack::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let views = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let stop = CancellationToken::new();
-            let task = tokio::spawn(carewoven_views::run(
-                listener,
-                carewoven_views::Config::new(stack.nats.url(), dir.path().join("views.redb")),
-                stop.clone().cancelled_owned(),
-            ));
-            Running {
-                stop,
-                task,
-                channel: connect(addr).await,
-            }
-        };
-        let gateway = {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let stop = CancellationToken::new();
+        let views = start_views(carewoven_views::Config::new(
+            stack.nats.url(),
+            dir.path().join("views.redb"),
+        ))
+        .await
+        .unwrap();
+        let (gateway, _progress) = start_gateway({
             let mut config = carewoven_gateway::Config::for_nats(stack.nats.url());
             gateway(&mut config);
-            let task = tokio::spawn(carewoven_gateway::run(
-                listener,
-                config,
-                stop.clone().cancelled_owned(),
-            ));
-            Running {
-                stop,
-                task,
-                channel: connect(addr).await,
-            }
-        };
+            config
+        })
+        .await
+        .unwrap();
+        let views_channel = views.channel().await.unwrap();
+        let gateway_channel = gateway.channel().await.unwrap();
         World {
             stack,
             views,
+            views_channel,
             gateway,
+            gateway_channel,
             _dir: dir,
         }
     }
 
     fn queries(&self) -> QueryServiceClient<Channel> {
-        QueryServiceClient::new(self.views.channel.clone())
+        QueryServiceClient::new(self.views_channel.clone())
     }
 
     fn audit(&self) -> AuditServiceClient<Channel> {
-        AuditServiceClient::new(self.gateway.channel.clone())
+        AuditServiceClient::new(self.gateway_channel.clone())
     }
 
     fn feeds(&self) -> FeedServiceClient<Channel> {
-        FeedServiceClient::new(self.gateway.channel.clone())
+        FeedServiceClient::new(self.gateway_channel.clone())
     }
 
     async fn record(
@@ -136,8 +92,8 @@ impl World {
     }
 
     async fn stop(self) {
-        self.views.stop().await;
-        self.gateway.stop().await;
+        self.views.stop().await.unwrap();
+        self.gateway.stop().await.unwrap();
         self.stack.service.stop().await.unwrap();
     }
 }
