@@ -43,7 +43,7 @@ impl World {
         .await
         .unwrap();
         let (gateway, _progress) =
-            start_gateway({ carewoven_gateway::Config::for_nats(stack.nats.url()) })
+            start_gateway(carewoven_gateway::Config::for_nats(stack.nats.url()))
                 .await
                 .unwrap();
         let views_channel = views.channel().await.unwrap();
