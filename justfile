@@ -64,18 +64,23 @@ up: build
     export CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}}
     CAREWOVEN_NATS_PORT={{nats_port}} CAREWOVEN_NATS_STORE={{run}}/nats \
       "$CAREWOVEN_NATS_SERVER" -c deploy/nats-server.conf > {{run}}/nats.log 2>&1 & echo $! > {{run}}/nats.pid
+    # Each service's access index keeps its fold in a checkpoint file, so a restart costs
+    # the events since the last save (delete a file to rebuild it from the log).
     CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/commands.nk)" \
+      CAREWOVEN_ACCESS_CHECKPOINT={{run}}/commands-access.redb \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
     # The command service creates the event stream the other services follow.
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
     CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/views.nk)" \
+      CAREWOVEN_ACCESS_CHECKPOINT={{run}}/views-access.redb \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
       > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
+      CAREWOVEN_ACCESS_CHECKPOINT={{run}}/gateway-access.redb \
       target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo

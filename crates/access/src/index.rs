@@ -18,25 +18,40 @@
 //! takes effect.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use carewoven_domain::REGISTRY_PERSON;
+use carewoven_eventlog::follow::{FollowOptions, Follower, LogMessage};
 use carewoven_governance::{Denial, Governance};
 use carewoven_proto::v1;
-use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::checkpoint::{Checkpoint, SaveExtras};
 
-/// How an index treats events it cannot decode.
+/// People held in memory when the index has a checkpoint and no other figure is given.
+pub const DEFAULT_CACHE_PEOPLE: usize = 50_000;
+
+/// Save the checkpoint when this many people changed since the last save...
+const SAVE_AFTER_PEOPLE: usize = 20_000;
+/// ...or this long after the last save, if anything changed.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How an index keeps its fold and treats events it cannot decode.
 #[derive(Clone, Default)]
 pub struct IndexOptions {
+    /// Where the fold is persisted ([`crate::checkpoint`]); `None`: in memory only, folded
+    /// from the log's start at every start.
+    pub checkpoint: Option<PathBuf>,
+    /// With a checkpoint, most people read back from it held in memory (0: the default).
+    pub cache_people: usize,
     /// Log sequences of undecodable events an operator lets the index treat as applied (the
     /// person's record stays open). Each skip is audited (`UNDECODABLE_SKIPPED`) when it is
     /// applied; if the audit cannot be stored, the person's record is closed instead.
@@ -70,9 +85,18 @@ impl AccessError {
 
 struct Inner {
     governance: RwLock<Governance>,
+    checkpoint: Option<Arc<Checkpoint>>,
+    /// Registry events applied since the last save (with a checkpoint).
+    unsaved_registry: Mutex<Vec<(u64, bytes::Bytes)>>,
+    /// The position of the last save.
+    saved: AtomicU64,
+    /// One save at a time.
+    save_lock: tokio::sync::Mutex<()>,
+    /// Set once the follower has ended (after its last save).
+    finished: watch::Sender<bool>,
     position: watch::Sender<u64>,
     stopped: RwLock<Option<String>>,
-    stream: jetstream::stream::Stream<()>,
+    stream: jetstream::stream::Stream,
     options: IndexOptions,
     unattributable: AtomicU64,
 }
@@ -100,14 +124,59 @@ impl AccessIndex {
         options: IndexOptions,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let handle = js
-            .get_stream_no_info(stream)
+        let mut handle = js
+            .get_stream(stream)
             .await
             .with_context(|| format!("opening stream {stream} for the access index"))?;
-        let (position, _) = watch::channel(0);
+        let mut governance = Governance::with_settings(options.settings);
+        let mut checkpoint = None;
+        let mut start = 0;
+        if let Some(path) = &options.checkpoint {
+            let info = handle
+                .info()
+                .await
+                .with_context(|| format!("reading stream {stream} for the access index"))?;
+            // The stream's name and creation time identify the log the fold is of.
+            let identity = format!("{stream}@{}", info.created.unix_timestamp_nanos());
+            let log_end = info.state.last_sequence;
+            let path = path.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                let c = Checkpoint::open(&path, &identity, log_end)?;
+                let restored = c.restore()?;
+                anyhow::Ok((c, restored))
+            })
+            .await
+            .context("opening the access checkpoint")??;
+            let (c, restored) = opened;
+            let c = Arc::new(c);
+            let cache = match options.cache_people {
+                0 => DEFAULT_CACHE_PEOPLE,
+                n => n,
+            };
+            governance = governance.with_store(c.clone(), cache);
+            for (sequence, payload) in &restored.registry {
+                let event = carewoven_eventlog::decode(*sequence, payload)
+                    .context("a registry event in the access checkpoint")?;
+                governance.restore_registry(&event);
+            }
+            start = restored.position;
+            tracing::info!(
+                position = start,
+                file = %c.path().display(),
+                "access index: starting from its checkpoint"
+            );
+            governance.restore(start, restored.emergency, restored.undecodable);
+            checkpoint = Some(c);
+        }
+        let (position, _) = watch::channel(start);
         let index = AccessIndex {
             inner: Arc::new(Inner {
-                governance: RwLock::new(Governance::with_settings(options.settings)),
+                governance: RwLock::new(governance),
+                checkpoint,
+                unsaved_registry: Mutex::default(),
+                saved: AtomicU64::new(start),
+                finished: watch::channel(false).0,
+                save_lock: tokio::sync::Mutex::new(()),
                 position,
                 stopped: RwLock::new(None),
                 stream: handle,
@@ -115,9 +184,30 @@ impl AccessIndex {
                 unattributable: AtomicU64::new(0),
             }),
         };
-        let follower = index.clone();
-        tokio::spawn(async move { follower.follow(stop).await });
+        let follower = Follower::open(
+            &js,
+            stream,
+            start + 1,
+            FollowOptions::default(),
+            "access index",
+            stop.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("following stream {stream} for the access index: {e}"))?;
+        let me = index.clone();
+        tokio::spawn(async move {
+            me.clone().follow(follower, stop).await;
+            me.inner.finished.send_replace(true);
+        });
         Ok(index)
+    }
+
+    /// Wait until the follower has ended (its stop token fired, or it stopped at an
+    /// undecodable registry event) and, with a checkpoint, made its last save: what a
+    /// service awaits on shutdown so that its next start is warm.
+    pub async fn finished(&self) {
+        let mut rx = self.inner.finished.subscribe();
+        let _ = rx.wait_for(|f| *f).await;
     }
 
     /// Log position applied so far.
@@ -200,86 +290,187 @@ impl AccessIndex {
         self.with(&f).map_err(AccessError::Denied)
     }
 
-    async fn follow(self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+    async fn follow(self, mut follower: Follower, stop: CancellationToken) {
+        let mut last_save = Instant::now();
         loop {
-            let from = self.position() + 1;
-            let consumer = self
-                .inner
-                .stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: carewoven_eventlog::subjects::ALL_EVENTS.to_owned(),
-                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: from,
-                    },
-                    ..Default::default()
-                })
-                .await;
-            let messages = match consumer {
-                Ok(c) => c.messages().await.map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
+            let batch = if self.inner.checkpoint.is_some() {
+                tokio::select! {
+                    b = follower.next_batch() => b,
+                    _ = tokio::time::sleep(SAVE_INTERVAL) => {
+                        self.save().await;
+                        last_save = Instant::now();
+                        continue;
+                    }
+                }
+            } else {
+                follower.next_batch().await
             };
-            let mut messages = match messages {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "access index: event log not reachable; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
+            let Some(batch) = batch else {
+                // Stopping: keep what was folded, so the next start is warm.
+                self.save().await;
+                return;
             };
-            backoff = Duration::from_millis(100);
-            loop {
-                let next = tokio::select! {
-                    m = messages.next() => m,
-                    _ = stop.cancelled() => return,
-                };
-                let Some(Ok(message)) = next else {
-                    tracing::warn!("access index: event stream interrupted; resuming");
-                    break;
-                };
-                let Ok(info) = message.info() else { break };
-                let sequence = info.stream_sequence;
-                if sequence <= self.position() {
-                    continue;
-                }
-                let Some((person, _, _, event_type)) =
-                    carewoven_eventlog::subjects::parse_event(&message.subject)
-                else {
-                    let count = self.inner.unattributable.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(
-                        sequence,
-                        unattributable = count,
-                        "access index: a message on a subject that names no person cannot be attributed to anyone; skipped"
-                    );
-                    self.inner.position.send_replace(sequence);
-                    continue;
-                };
-                // Most events cannot change access: count them without decoding.
-                if !Governance::relevant(event_type) {
-                    self.inner.position.send_replace(sequence);
-                    continue;
-                }
-                match carewoven_eventlog::decode(sequence, &message.payload) {
-                    Ok(event) => {
-                        self.inner
-                            .governance
-                            .write()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .apply(&event);
-                        self.inner.position.send_replace(sequence);
-                    }
-                    Err(e) => {
-                        if !self.undecodable(sequence, person, &e.to_string()).await {
-                            return;
-                        }
-                    }
+            for message in &batch.messages {
+                if !self.handle(message).await {
+                    return;
                 }
             }
+            self.inner
+                .governance
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .skip_to(batch.through);
+            self.inner.position.send_replace(batch.through);
+            let unsaved = self.with(Governance::unsaved);
+            if unsaved >= SAVE_AFTER_PEOPLE || last_save.elapsed() >= SAVE_INTERVAL {
+                self.save().await;
+                last_save = Instant::now();
+            }
+            if stop.is_cancelled() {
+                self.save().await;
+                return;
+            }
         }
+    }
+
+    /// Apply one message; `false` if the index must stop.
+    async fn handle(&self, message: &LogMessage) -> bool {
+        let sequence = message.sequence;
+        let Some((person, _, _, event_type)) =
+            carewoven_eventlog::subjects::parse_event(&message.subject)
+        else {
+            let count = self.inner.unattributable.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                sequence,
+                unattributable = count,
+                "access index: a message on a subject that names no person cannot be attributed to anyone; skipped"
+            );
+            self.inner.position.send_replace(sequence);
+            return true;
+        };
+        // Most events cannot change access: count them without decoding.
+        if !Governance::relevant(event_type) {
+            return true;
+        }
+        match carewoven_eventlog::decode(sequence, &message.payload) {
+            Ok(event) => {
+                self.inner
+                    .governance
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply(&event);
+                if person == REGISTRY_PERSON && self.inner.checkpoint.is_some() {
+                    self.inner
+                        .unsaved_registry
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((sequence, message.payload.clone()));
+                }
+                self.inner.position.send_replace(sequence);
+                true
+            }
+            Err(e) => self.undecodable(sequence, person, &e.to_string()).await,
+        }
+    }
+
+    /// Save what changed to the checkpoint (if any), with the position it reaches. A failed
+    /// save is kept in memory and tried again with the next.
+    async fn save(&self) {
+        let Some(checkpoint) = self.inner.checkpoint.clone() else {
+            return;
+        };
+        let _one_at_a_time = self.inner.save_lock.lock().await;
+        let unsaved = {
+            let mut g = self
+                .inner
+                .governance
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if g.unsaved() == 0 && g.position() <= self.inner.saved.load(Ordering::Relaxed) {
+                return;
+            }
+            g.begin_save()
+        };
+        let Some(unsaved) = unsaved else { return };
+        // Registry events up to the position saved (one applied since stays for the next).
+        let registry: Vec<(u64, bytes::Bytes)> = {
+            let mut pending = self
+                .inner
+                .unsaved_registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (now, later) = std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|(sequence, _)| *sequence <= unsaved.position);
+            *pending = later;
+            now
+        };
+        let saved = self.inner.saved.load(Ordering::Relaxed);
+        let (emergency, undecodable) = self.with(|g| {
+            let emergency: Vec<_> = g
+                .emergency_accesses()
+                .iter()
+                .filter(|e| e.position > saved && e.position <= unsaved.position)
+                .cloned()
+                .collect();
+            (emergency, g.undecodable_people().clone())
+        });
+        let position = unsaved.position;
+        let result = tokio::task::spawn_blocking({
+            let registry = registry.clone();
+            move || {
+                checkpoint.save(
+                    &unsaved,
+                    &SaveExtras {
+                        registry: &registry,
+                        emergency: &emergency,
+                        undecodable: &undecodable,
+                    },
+                )
+            }
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        let stored = match result {
+            Ok(()) => {
+                self.inner.saved.store(position, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "access index: could not save its checkpoint; keeping the changes to save again");
+                let mut pending = self
+                    .inner
+                    .unsaved_registry
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let later = std::mem::replace(&mut *pending, registry);
+                pending.extend(later);
+                false
+            }
+        };
+        self.inner
+            .governance
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end_save(stored);
+    }
+
+    /// The checkpoint's position (what a restart would start after), if there is one.
+    pub fn saved_position(&self) -> Option<u64> {
+        self.inner
+            .checkpoint
+            .as_ref()
+            .map(|_| self.inner.saved.load(Ordering::Relaxed))
+    }
+
+    /// Save now and give the checkpoint's digest ([`Checkpoint::digest`]), if there is one.
+    pub async fn checkpoint_digest(&self) -> anyhow::Result<Option<String>> {
+        self.save().await;
+        let Some(c) = self.inner.checkpoint.clone() else {
+            return Ok(None);
+        };
+        tokio::task::spawn_blocking(move || c.digest().map(Some)).await?
     }
 
     /// An event about `person` at `sequence` cannot be decoded: skip it if the operator said

@@ -12,6 +12,7 @@
 //!   access.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod citizen;
 pub mod grpc;
 pub mod index;
@@ -19,7 +20,7 @@ pub mod token;
 
 pub use audit::{AuditLog, AuditRecord, TallyFlusher};
 pub use grpc::{Authenticator, Gatekeeper};
-pub use index::{AccessError, AccessIndex, IndexOptions};
+pub use index::{AccessError, AccessIndex, DEFAULT_CACHE_PEOPLE, IndexOptions};
 pub use token::{Issuer, Verifier};
 
 /// The access settings every service that authorises shares (flattened into its flags).
@@ -41,6 +42,16 @@ pub struct AccessConfig {
           default_value_t = carewoven_governance::DEFAULT_RELATIONSHIP_PERIOD_DAYS,
           value_parser = clap::value_parser!(i64).range(0..=3650))]
     pub relationship_period_days: i64,
+    /// Where the access index persists its fold (a redb file, made if missing): a start
+    /// then costs the events since the last save, not the whole log. Without it the index
+    /// lives in memory and folds the whole log at every start. Deleting the file rebuilds
+    /// it from the log.
+    #[arg(long, env = "CAREWOVEN_ACCESS_CHECKPOINT")]
+    pub access_checkpoint: Option<std::path::PathBuf>,
+    /// With a checkpoint, most people's access state held in memory (the rest is read from
+    /// the file when needed).
+    #[arg(long, env = "CAREWOVEN_ACCESS_CACHE_PEOPLE", default_value_t = DEFAULT_CACHE_PEOPLE)]
+    pub access_cache_people: usize,
 }
 
 impl Default for AccessConfig {
@@ -49,6 +60,8 @@ impl Default for AccessConfig {
             max_token_lifetime_secs: token::DEFAULT_MAX_LIFETIME.as_secs(),
             index_skip_undecodable: Vec::new(),
             relationship_period_days: carewoven_governance::DEFAULT_RELATIONSHIP_PERIOD_DAYS,
+            access_checkpoint: None,
+            access_cache_people: DEFAULT_CACHE_PEOPLE,
         }
     }
 }
@@ -79,6 +92,8 @@ impl AccessConfig {
             skip_undecodable: self.index_skip_undecodable.iter().copied().collect(),
             audit: Some(audit.clone()),
             service,
+            checkpoint: self.access_checkpoint.clone(),
+            cache_people: self.access_cache_people,
         }
     }
 }

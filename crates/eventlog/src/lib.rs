@@ -14,6 +14,7 @@
 //!   command finds its own events in the aggregate's history: idempotency lives in the log,
 //!   forever, independent of the broker's duplicate window and of any process's memory.
 
+pub mod follow;
 pub mod subjects;
 
 use std::time::Duration;

@@ -105,7 +105,9 @@ pub async fn sweep(
         .catch_up(deadline)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ended = access.with(|g| g.grounds_ended(after, now));
+    let ended = access
+        .with(|g| g.grounds_ended(after, now))
+        .map_err(|e| anyhow::anyhow!("the access checkpoint: {e}"))?;
     if ended.is_empty() {
         return Ok(now);
     }

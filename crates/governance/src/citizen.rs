@@ -151,14 +151,14 @@ fn outside_scope(scope: ProxyScope) -> Denial {
 impl Governance {
     /// The person whose current NHS number is the citizen's, if registered.
     pub fn own_person(&self, citizen: &Citizen) -> Option<Uuid> {
-        let person = *self.by_nhs_number.get(&citizen.nhs_number)?;
-        (self.nhs_number(person) == Some(&citizen.nhs_number)).then_some(person)
+        let person = self.person_by_nhs_number(&citizen.nhs_number)?;
+        (self.nhs_number(person).as_ref() == Some(&citizen.nhs_number)).then_some(person)
     }
 
     /// What the citizen is to `person`: the person themself, their proxy, or nothing (also
     /// when the person does not exist).
     pub fn standing(&self, citizen: &Citizen, person: Uuid) -> Option<Standing> {
-        let access = self.people.get(&person)?;
+        let access = self.person(person)?;
         if access.nhs_number.as_ref() == Some(&citizen.nhs_number) {
             return Some(Standing::Person);
         }

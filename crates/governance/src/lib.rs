@@ -21,18 +21,23 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 mod citizen;
+mod people;
 pub use citizen::{Citizen, IdentityLevel, Standing};
+use people::People;
+pub use people::{
+    ConsentLink, EpisodeLink, PeopleStore, PersonAccess, PersonRef, ReferralLink, Unsaved,
+};
 
 use carewoven_domain::assessment::AssessmentCommand;
 use carewoven_domain::care_plan::CarePlanCommand;
-use carewoven_domain::care_team::{CareTeamCommand, CareTeamEvent, MemberRef};
+use carewoven_domain::care_team::{CareTeamCommand, CareTeamEvent};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DischargeCommand, DischargeEvent};
 use carewoven_domain::meeting::MeetingCommand;
 use carewoven_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationEvent, OrganisationType, SharingAgreement,
 };
-use carewoven_domain::person::{PersonCommand, PersonEvent, ProxyScope};
+use carewoven_domain::person::{PersonCommand, PersonEvent};
 use carewoven_domain::referral::{ReferralCommand, ReferralEvent};
 use carewoven_domain::values::uk_date;
 use carewoven_domain::values::{Code, NhsNumber};
@@ -255,32 +260,6 @@ pub fn provides_direct_care(org_type: OrganisationType) -> bool {
     )
 }
 
-#[derive(Debug, Clone, Default)]
-struct ReferralLink {
-    from: Option<Code>,
-    /// The organisation that owned the receiving service when the referral was made.
-    to: Option<Code>,
-    /// Rejected, cancelled or entered in error: no longer a ground, at once.
-    closed_early: bool,
-    /// Completed or failed: a ground until the set period after this.
-    finished_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct EpisodeLink {
-    managing: Option<Code>,
-    /// Organisations of services requested or agreed, and the one that accepted handover.
-    receiving: BTreeSet<Code>,
-    /// Closed, died or self-discharged: the grounds last the set period after this.
-    ended_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone)]
-struct ConsentLink {
-    terms: ConsentTerms,
-    withdrawn: bool,
-}
-
 /// One emergency access assertion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmergencyAccess {
@@ -299,22 +278,6 @@ pub struct EndedGround {
     pub organisation: Code,
     pub ground: Ground,
     pub ended_at: DateTime<Utc>,
-}
-
-/// What governance knows about one person.
-#[derive(Debug, Clone, Default)]
-struct PersonAccess {
-    nhs_number: Option<NhsNumber>,
-    date_of_birth: Option<NaiveDate>,
-    registered_gp: Option<Code>,
-    referrals: HashMap<Uuid, ReferralLink>,
-    care_team: Vec<MemberRef>,
-    coordinator: Option<Code>,
-    episodes: HashMap<Uuid, EpisodeLink>,
-    consents: HashMap<Uuid, ConsentLink>,
-    emergency: Vec<(Code, DateTime<Utc>)>,
-    /// Active proxy grants: the carer's NHS number and what they may do.
-    proxies: Vec<(NhsNumber, Vec<ProxyScope>)>,
 }
 
 impl PersonAccess {
@@ -452,8 +415,8 @@ pub struct Governance {
     orgs: HashMap<Code, Organisation>,
     service_owner: HashMap<Code, Code>,
     org_ids: HashMap<Uuid, Code>,
-    people: HashMap<Uuid, PersonAccess>,
-    by_nhs_number: HashMap<NhsNumber, Uuid>,
+    /// Per person: in memory, or in a checkpoint store behind a bounded cache.
+    people: People,
     emergency: Vec<EmergencyAccess>,
     /// People with an event the follower could not decode, and the first such position:
     /// their record is closed to everyone (it may have been an objection), nobody else's.
@@ -499,8 +462,116 @@ impl Governance {
     }
 
     /// The first undecodable event about this person, if any.
+    ///
+    /// A person the checkpoint store cannot read counts too (position 0): fail closed.
     pub fn undecodable(&self, person: Uuid) -> Option<u64> {
-        self.undecodable.get(&person).copied()
+        if let Some(position) = self.undecodable.get(&person) {
+            return Some(*position);
+        }
+        self.people.get(person).is_err().then_some(0)
+    }
+
+    /// Count the log up to `position` as applied: the events between cannot change access
+    /// (see [`Governance::relevant`]).
+    pub fn skip_to(&mut self, position: u64) {
+        self.position = self.position.max(position);
+    }
+
+    /// Every person with an undecodable event, and its first position (for a checkpoint).
+    pub fn undecodable_people(&self) -> &HashMap<Uuid, u64> {
+        &self.undecodable
+    }
+
+    /// Keep people's state in `store`, with at most `cache` people read back from it held
+    /// in memory. Call it on an empty fold, before [`Governance::restore`] and `apply`.
+    pub fn with_store(mut self, store: std::sync::Arc<dyn PeopleStore>, cache: usize) -> Self {
+        self.people.store = Some((store, people::Cache::new(cache)));
+        self
+    }
+
+    /// Restore, from a checkpoint taken at `position`, what is kept outside the people
+    /// store: the registry (its events, in log order: pass each to `apply`), the emergency
+    /// accesses and the undecodable people.
+    pub fn restore(
+        &mut self,
+        position: u64,
+        emergency: Vec<EmergencyAccess>,
+        undecodable: HashMap<Uuid, u64>,
+    ) {
+        self.position = position;
+        self.emergency = emergency;
+        self.undecodable = undecodable;
+    }
+
+    /// Apply a registry event from a checkpoint (it changes no person), without moving the
+    /// position.
+    pub fn restore_registry(&mut self, recorded: &RecordedEvent) {
+        if let Event::Organisation(e) = &recorded.event {
+            self.apply_registry(recorded.meta.aggregate_id, e);
+        }
+    }
+
+    /// Hand what changed since the last save to the store's owner, with the position it
+    /// brings the store to. Until [`Governance::end_save`] it is still read from memory.
+    /// `None` when nothing changed, a save is in progress, or there is no store.
+    pub fn begin_save(&mut self) -> Option<Unsaved> {
+        if self.people.store.is_none()
+            || !self.people.saving.people.is_empty()
+            || !self.people.saving.nhs_numbers.is_empty()
+        {
+            return None;
+        }
+        let people = std::mem::take(&mut self.people.unsaved);
+        let nhs_numbers = std::mem::take(&mut self.people.nhs_unsaved);
+        self.people.saving = Unsaved {
+            people: std::sync::Arc::new(people),
+            nhs_numbers: std::sync::Arc::new(nhs_numbers),
+            position: self.position,
+        };
+        Some(self.people.saving.clone())
+    }
+
+    /// The save begun last is stored (`true`) or failed (`false`: it is kept to be saved
+    /// again with the next).
+    pub fn end_save(&mut self, stored: bool) {
+        let saving = std::mem::take(&mut self.people.saving);
+        if stored {
+            return;
+        }
+        let people = std::sync::Arc::try_unwrap(saving.people).unwrap_or_else(|p| (*p).clone());
+        for (id, p) in people {
+            self.people.unsaved.entry(id).or_insert(p);
+        }
+        let nhs = std::sync::Arc::try_unwrap(saving.nhs_numbers).unwrap_or_else(|n| (*n).clone());
+        for (n, p) in nhs {
+            self.people.nhs_unsaved.entry(n).or_insert(p);
+        }
+    }
+
+    /// People held in memory: changed since the last save, being saved, and cached.
+    pub fn people_in_memory(&self) -> usize {
+        self.people.unsaved.len() + self.people.saving.people.len() + self.people.cached()
+    }
+
+    /// Changed since the last save.
+    pub fn unsaved(&self) -> usize {
+        self.people.unsaved.len()
+    }
+
+    /// The person's state, wherever it is held; `None` also when the store cannot read it
+    /// ([`Governance::undecodable`] then says so).
+    pub fn person(&self, person: Uuid) -> Option<PersonRef<'_>> {
+        self.people.get(person).ok().flatten()
+    }
+
+    fn person_by_nhs_number(&self, nhs: &NhsNumber) -> Option<Uuid> {
+        self.people.by_nhs_number(nhs).ok().flatten()
+    }
+
+    /// The store failed while applying an event about `person`: their record is closed, as
+    /// for an undecodable event.
+    fn store_failed(&mut self, person: Uuid, position: u64, _reason: &str) {
+        self.undecodable.entry(person).or_insert(position);
     }
 
     /// Fold one event in (events must come in log order).
@@ -513,21 +584,29 @@ impl Governance {
         }
         let at = meta.recorded_at;
         let owner = |service: &Code| self.service_owner.get(service).cloned();
-        let mut links = self.people.remove(&meta.person_id).unwrap_or_default();
+        let mut links = match self.people.take(meta.person_id) {
+            Ok(links) => links,
+            Err(e) => {
+                // The store could not give the person's state: fail closed for them.
+                self.store_failed(meta.person_id, recorded.sequence, &e.0);
+                return;
+            }
+        };
         match &recorded.event {
             Event::Person(PersonEvent::Registered { profile }) => {
                 links.nhs_number = Some(profile.nhs_number.clone());
                 links.date_of_birth = Some(profile.date_of_birth);
                 links.registered_gp = profile.registered_gp.clone();
-                self.by_nhs_number
-                    .insert(profile.nhs_number.clone(), meta.person_id);
+                self.people
+                    .set_nhs_number(profile.nhs_number.clone(), Some(meta.person_id));
             }
             Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
                 if let Some(nhs) = &correction.nhs_number {
                     if let Some(old) = links.nhs_number.replace(nhs.clone()) {
-                        self.by_nhs_number.remove(&old);
+                        self.people.set_nhs_number(old, None);
                     }
-                    self.by_nhs_number.insert(nhs.clone(), meta.person_id);
+                    self.people
+                        .set_nhs_number(nhs.clone(), Some(meta.person_id));
                 }
                 if let Some(dob) = correction.date_of_birth {
                     links.date_of_birth = Some(dob);
@@ -633,7 +712,7 @@ impl Governance {
             }
             _ => {}
         }
-        self.people.insert(meta.person_id, links);
+        self.people.put(meta.person_id, links);
     }
 
     fn apply_registry(&mut self, organisation_id: Uuid, event: &OrganisationEvent) {
@@ -688,29 +767,25 @@ impl Governance {
     }
 
     /// The person's NHS number, as the log last recorded it.
-    pub fn nhs_number(&self, person: Uuid) -> Option<&NhsNumber> {
-        self.people.get(&person).and_then(|p| p.nhs_number.as_ref())
+    pub fn nhs_number(&self, person: Uuid) -> Option<NhsNumber> {
+        self.person(person).and_then(|p| p.nhs_number.clone())
     }
 
     /// The person with this NHS number and date of birth, as a demographics trace finds
     /// them: both must match, and a mismatch is indistinguishable from no such person.
     pub fn find_person(&self, nhs: &NhsNumber, date_of_birth: NaiveDate) -> Option<Uuid> {
-        let person = *self.by_nhs_number.get(nhs)?;
-        (self.people.get(&person)?.date_of_birth == Some(date_of_birth)).then_some(person)
+        let person = self.person_by_nhs_number(nhs)?;
+        (self.person(person)?.date_of_birth == Some(date_of_birth)).then_some(person)
     }
 
     /// The organisation named as the person's care coordinator, if any.
-    pub fn coordinator(&self, person: Uuid) -> Option<&Code> {
-        self.people
-            .get(&person)
-            .and_then(|p| p.coordinator.as_ref())
+    pub fn coordinator(&self, person: Uuid) -> Option<Code> {
+        self.person(person).and_then(|p| p.coordinator.clone())
     }
 
     /// The person's registered GP practice, if any.
-    pub fn registered_gp(&self, person: Uuid) -> Option<&Code> {
-        self.people
-            .get(&person)
-            .and_then(|p| p.registered_gp.as_ref())
+    pub fn registered_gp(&self, person: Uuid) -> Option<Code> {
+        self.person(person).and_then(|p| p.registered_gp.clone())
     }
 
     /// Every emergency access asserted, in log order (for the governance role's review).
@@ -723,7 +798,13 @@ impl Governance {
     /// referral the set period after it, an emergency access at its expiry. Ordered by the
     /// instant it ended, then person and organisation. Grounds ended by an event (a
     /// care-team removal, a rejected referral) are not listed: the event is their end.
-    pub fn grounds_ended(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<EndedGround> {
+    ///
+    /// With a store, fails if the store cannot say who may have such a ground.
+    pub fn grounds_ended(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<EndedGround>, String> {
         let period = self.settings.relationship_period;
         let mut out = Vec::new();
         let mut push = |person: Uuid, organisation: &Code, ground: Ground, ended_at| {
@@ -736,7 +817,14 @@ impl Governance {
                 });
             }
         };
-        for (person, p) in &self.people {
+        let candidates = self
+            .people
+            .ending_between(after - period, until)
+            .map_err(|e| e.0)?;
+        for person in &candidates {
+            let Some(p) = self.person(*person) else {
+                continue;
+            };
             for e in p.episodes.values() {
                 let Some(ended) = e.ended_at else { continue };
                 if let Some(m) = &e.managing {
@@ -763,21 +851,19 @@ impl Governance {
             ))
         });
         out.dedup();
-        out
+        Ok(out)
     }
 
     /// Organisations with a legitimate relationship with the person at `at`.
     pub fn related_orgs(&self, person: Uuid, at: DateTime<Utc>) -> BTreeSet<Code> {
-        self.people
-            .get(&person)
+        self.person(person)
             .map(|p| p.related_orgs(at, &self.settings))
             .unwrap_or_default()
     }
 
     /// The grounds `org` holds for the person at `at` (empty: no relationship).
     pub fn grounds(&self, person: Uuid, org: &Code, at: DateTime<Utc>) -> BTreeSet<Ground> {
-        self.people
-            .get(&person)
+        self.person(person)
             .map(|p| p.grounds(org, at, &self.settings))
             .unwrap_or_default()
     }
@@ -789,8 +875,7 @@ impl Governance {
 
     /// Whether an objection to `org` covering the whole record is active on `at`'s UK day.
     pub fn objects_to(&self, person: Uuid, org: &Code, at: DateTime<Utc>) -> bool {
-        self.people
-            .get(&person)
+        self.person(person)
             .is_some_and(|p| p.objects_to_all(org, uk_date(at)))
     }
 
@@ -828,7 +913,7 @@ impl Governance {
         }
         let org = &who.organisation;
         let day = uk_date(now);
-        let Some(access) = self.people.get(&person) else {
+        let Some(access) = self.person(person) else {
             return Err(no_relationship(org));
         };
         if access.grounds(org, now, &self.settings).is_empty() {
@@ -882,7 +967,7 @@ impl Governance {
         if self.undecodable(person).is_some() {
             return None;
         }
-        let access = self.people.get(&person)?;
+        let access = self.person(person)?;
         let at = recorded.meta.recorded_at;
         if !was_related && access.grounds(partner, at, &self.settings).is_empty() {
             return None;
@@ -1157,7 +1242,7 @@ impl Governance {
     ) -> Result<(), Denial> {
         let org = &who.organisation;
         let person = command.target().person_id;
-        let access = self.people.get(&person);
+        let access = self.person(person);
         let day = uk_date(now);
         let related = || {
             if grounds.is_empty() {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use carewoven_domain::assessment::{AssessmentEvent, AssessmentKind, AssessmentRequest};
 use carewoven_domain::care_plan::{CarePlanCommand, CarePlanEvent, PlanContent};
-use carewoven_domain::care_team::CareTeamRole;
+use carewoven_domain::care_team::{CareTeamRole, MemberRef};
 use carewoven_domain::consent::ConsentCommand;
 use carewoven_domain::discharge::{DischargeEpisode, DischargeStatus};
 use carewoven_domain::feedback::{FeedbackCommand, FeedbackEvent, FeedbackRecord, FeedbackSource};
@@ -561,10 +561,10 @@ fn the_fold_tracks_nhs_number_and_log_position() {
     assert!(before > 0);
     assert_eq!(w.gov.nhs_number(P), None);
     w.record(P, P, registered(1));
-    assert_eq!(w.gov.nhs_number(P), Some(&NhsNumber::synthetic(1)));
+    assert_eq!(w.gov.nhs_number(P), Some(NhsNumber::synthetic(1)));
     // A correction without an NHS number keeps it; one with it replaces it.
     w.record(P, P, corrected());
-    assert_eq!(w.gov.nhs_number(P), Some(&NhsNumber::synthetic(1)));
+    assert_eq!(w.gov.nhs_number(P), Some(NhsNumber::synthetic(1)));
     w.record(
         P,
         P,
@@ -576,7 +576,7 @@ fn the_fold_tracks_nhs_number_and_log_position() {
             reason: text("transposed digits"),
         }),
     );
-    assert_eq!(w.gov.nhs_number(P), Some(&NhsNumber::synthetic(2)));
+    assert_eq!(w.gov.nhs_number(P), Some(NhsNumber::synthetic(2)));
     assert_eq!(w.gov.nhs_number(Q), None);
     assert_eq!(w.gov.position(), before + 3);
 }
@@ -2374,7 +2374,7 @@ fn the_registered_gp_holds_a_standing_ground_until_a_change_of_practice() {
         w.gov.grounds(P, &code("GP"), w.now),
         BTreeSet::from([Ground::RegisteredGp])
     );
-    assert_eq!(w.gov.registered_gp(P), Some(&code("GP")));
+    assert_eq!(w.gov.registered_gp(P), Some(code("GP")));
     w.record(
         P,
         P,
@@ -2663,7 +2663,10 @@ fn grounds_that_end_with_time_are_listed_once_in_order() {
         }),
     );
     let period = TimeDelta::days(DEFAULT_RELATIONSHIP_PERIOD_DAYS);
-    let ended = w.gov.grounds_ended(closed, closed + period);
+    let ended = w
+        .gov
+        .grounds_ended(closed, closed + period)
+        .expect("in memory");
     assert_eq!(
         ended
             .iter()
@@ -2679,11 +2682,13 @@ fn grounds_that_end_with_time_are_listed_once_in_order() {
     assert!(
         w.gov
             .grounds_ended(closed, closed + TimeDelta::hours(1))
+            .expect("in memory")
             .is_empty()
     );
     assert_eq!(
         w.gov
             .grounds_ended(closed + TimeDelta::hours(1), closed + TimeDelta::hours(3))
+            .expect("in memory")
             .len(),
         1
     );

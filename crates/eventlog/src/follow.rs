@@ -1,0 +1,223 @@
+//! The one way to follow the event log from a position.
+//!
+//! A [`Follower`] reads the log in order from a start position, in batches (everything
+//! already waiting, up to a limit), rides out broker outages (it reconnects with backoff and
+//! resumes right after the last message it handed out), pre-filters by subject so most
+//! messages need not be decoded, and ends when its stop token fires. The access index, the
+//! views projector, the gateway and the analysts' replay all follow the log through it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::subjects;
+
+/// Most messages handed out in one batch unless told otherwise.
+pub const DEFAULT_MAX_BATCH: usize = 2000;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One message of the log.
+#[derive(Debug, Clone)]
+pub struct LogMessage {
+    /// Its log position (stream sequence).
+    pub sequence: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    /// Messages after it that the consumer had not yet delivered when it was read.
+    pub pending: u64,
+}
+
+/// What one call to [`Follower::next_batch`] hands out.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The messages that passed the subject filter, in log order.
+    pub messages: Vec<LogMessage>,
+    /// The last log position this batch covers, filtered-out messages included: a follower
+    /// that records its position records this one.
+    pub through: u64,
+    /// Messages after `through` still waiting when the batch was read (0: caught up).
+    pub pending: u64,
+}
+
+/// How to follow.
+#[derive(Clone)]
+pub struct FollowOptions {
+    /// Subjects the server delivers (default: every event).
+    pub server_filters: Vec<String>,
+    /// Most messages per batch.
+    pub max_batch: usize,
+    /// Messages whose subject this rejects are not handed out (they still advance
+    /// [`Batch::through`]). Cheaper than decoding, and cheaper than server-side filters on
+    /// a large log when most messages are wanted.
+    pub subject_filter: Option<fn(&str) -> bool>,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            server_filters: vec![subjects::ALL_EVENTS.to_owned()],
+            max_batch: DEFAULT_MAX_BATCH,
+            subject_filter: None,
+        }
+    }
+}
+
+type Chunks = futures::stream::ReadyChunks<consumer::pull::Ordered>;
+
+/// Follows the log from a position; see the module documentation.
+pub struct Follower {
+    stream: stream::Stream<()>,
+    options: FollowOptions,
+    /// The next log position wanted.
+    next: u64,
+    messages: Option<Chunks>,
+    backoff: Duration,
+    stop: CancellationToken,
+    name: &'static str,
+}
+
+impl Follower {
+    /// Follow stream `stream` from log position `from` (inclusive; 0 and 1 both mean the
+    /// start). `name` says who follows, in logs. Fails only if the stream cannot be opened.
+    pub async fn open(
+        js: &jetstream::Context,
+        stream: &str,
+        from: u64,
+        options: FollowOptions,
+        name: &'static str,
+        stop: CancellationToken,
+    ) -> Result<Self, async_nats::Error> {
+        let handle = js.get_stream_no_info(stream).await?;
+        Ok(Follower {
+            stream: handle,
+            options,
+            next: from.max(1),
+            messages: None,
+            backoff: FIRST_BACKOFF,
+            stop,
+            name,
+        })
+    }
+
+    /// The next log position this follower will hand out.
+    pub fn next_position(&self) -> u64 {
+        self.next
+    }
+
+    /// Continue from `from` instead (for example after the caller's own state moved on by
+    /// other means, or must be read again).
+    pub fn seek(&mut self, from: u64) {
+        self.next = from.max(1);
+        self.messages = None;
+    }
+
+    /// The next batch: waits for at least one message, then takes what is already waiting
+    /// (up to the batch limit). `None` once the stop token fires. Broker faults are ridden
+    /// out here: the consumer is made again from the next position wanted.
+    pub async fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            let Some(messages) = self.messages.as_mut() else {
+                match self.connect().await {
+                    Some(m) => {
+                        self.messages = Some(m);
+                        continue;
+                    }
+                    None => return None,
+                }
+            };
+            let chunk = tokio::select! {
+                c = messages.next() => c,
+                _ = self.stop.cancelled() => return None,
+            };
+            let Some(chunk) = chunk else {
+                tracing::warn!(follower = self.name, "event stream ended; resuming");
+                self.messages = None;
+                continue;
+            };
+            let mut batch = Batch::default();
+            let mut interrupted = false;
+            for m in chunk {
+                let message = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(follower = self.name, error = %e, "event stream interrupted; resuming");
+                        interrupted = true;
+                        break;
+                    }
+                };
+                let Ok(info) = message.info() else {
+                    interrupted = true;
+                    break;
+                };
+                let (sequence, pending) = (info.stream_sequence, info.pending);
+                if sequence < self.next {
+                    continue;
+                }
+                self.next = sequence + 1;
+                batch.through = sequence;
+                batch.pending = pending;
+                let subject = message.subject.as_str();
+                if self
+                    .options
+                    .subject_filter
+                    .is_some_and(|keep| !keep(subject))
+                {
+                    continue;
+                }
+                batch.messages.push(LogMessage {
+                    sequence,
+                    subject: subject.to_owned(),
+                    payload: message.payload.clone(),
+                    pending,
+                });
+            }
+            if interrupted {
+                self.messages = None;
+            }
+            if batch.through > 0 {
+                return Some(batch);
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Option<Chunks> {
+        loop {
+            let consumer = self
+                .stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subjects: self.options.server_filters.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: self.next,
+                    },
+                    ..Default::default()
+                })
+                .await;
+            let messages = match consumer {
+                Ok(c) => c.messages().await.map_err(async_nats::Error::from),
+                Err(e) => Err(async_nats::Error::from(e)),
+            };
+            match messages {
+                Ok(m) => {
+                    self.backoff = FIRST_BACKOFF;
+                    return Some(m.ready_chunks(self.options.max_batch.max(1)));
+                }
+                Err(e) => {
+                    tracing::warn!(follower = self.name, error = %e, "event log not reachable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.backoff) => {}
+                        _ = self.stop.cancelled() => return None,
+                    }
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
