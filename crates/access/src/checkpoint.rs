@@ -46,6 +46,10 @@ use uuid::Uuid;
 /// Bump when the stored encoding changes: an older file is rebuilt from the log.
 pub const FORMAT_VERSION: u64 = 1;
 
+/// redb's page cache for the checkpoint (its default, 1 GiB, would be most of a service's
+/// memory budget at scale; the index keeps its own cache of decoded people).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 const META_U64: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_STR: TableDefinition<&str, &str> = TableDefinition::new("meta_text");
 const PEOPLE: TableDefinition<u128, &[u8]> = TableDefinition::new("people");
@@ -406,7 +410,9 @@ impl Checkpoint {
                 format!("setting the access checkpoint aside to {}", aside.display())
             })?;
         }
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .with_context(|| format!("creating the access checkpoint {}", path.display()))?;
         let txn = db.begin_write()?;
         {
@@ -429,7 +435,9 @@ impl Checkpoint {
     }
 
     fn open_existing(path: &Path, stream: &str, log_end: u64) -> anyhow::Result<Option<Self>> {
-        let db = Database::open(path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
             .with_context(|| format!("opening the access checkpoint {}", path.display()))?;
         let c = Checkpoint {
             db,

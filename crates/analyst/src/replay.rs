@@ -2,9 +2,10 @@
 //! the cursor to resume from.
 
 use anyhow::{Context, Result};
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use carewoven_domain::RecordedEvent;
-use futures::StreamExt;
+use carewoven_eventlog::follow::{FollowOptions, Follower, LogMessage};
+use tokio_util::sync::CancellationToken;
 
 use crate::selection::Selection;
 
@@ -21,7 +22,8 @@ pub struct Progress {
 /// A replay in progress: pull the selected events one by one with [`Replay::next`].
 pub struct Replay {
     selection: Selection,
-    messages: Option<consumer::pull::Ordered>,
+    follower: Option<Follower>,
+    batch: std::collections::VecDeque<LogMessage>,
     state: Progress,
 }
 
@@ -33,11 +35,11 @@ impl Replay {
         selection: &Selection,
     ) -> Result<Self> {
         selection.validate()?;
-        let mut stream = js
+        let mut handle = js
             .get_stream(stream)
             .await
             .context("opening the event stream")?;
-        let last = stream
+        let last = handle
             .info()
             .await
             .context("reading the log's end")?
@@ -50,34 +52,36 @@ impl Replay {
             end,
             emitted: 0,
         };
-        let mut messages = None;
+        let mut follower = None;
         if end >= start {
-            let mut consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subjects: selection.server_filters(),
-                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: start,
-                    },
-                    ..Default::default()
-                })
+            let mut f = Follower::open(
+                js,
+                stream,
+                start,
+                FollowOptions {
+                    server_filters: selection.server_filters(),
+                    ..FollowOptions::default()
+                },
+                "analyst replay",
+                CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the log: {e}"))?;
+            // Nothing selected at all: do not wait for events that are not there.
+            if f.has_pending()
                 .await
-                .context("creating an ordered consumer")?;
-            if consumer
-                .info()
-                .await
-                .context("reading the consumer")?
-                .num_pending
-                > 0
+                .map_err(|e| anyhow::anyhow!("reading the log: {e}"))?
             {
-                messages = Some(consumer.messages().await.context("reading the log")?);
+                follower = Some(f);
             }
         }
-        if messages.is_none() {
+        if follower.is_none() {
             state.position = end;
         }
         Ok(Replay {
             selection: selection.clone(),
-            messages,
+            follower,
+            batch: std::collections::VecDeque::new(),
             state,
         })
     }
@@ -89,16 +93,20 @@ impl Replay {
     /// The next selected event, or `None` at the end of the replay.
     pub async fn next(&mut self) -> Result<Option<RecordedEvent>> {
         loop {
-            let Some(messages) = self.messages.as_mut() else {
-                return Ok(None);
+            let message = match self.batch.pop_front() {
+                Some(m) => m,
+                None => {
+                    let Some(follower) = self.follower.as_mut() else {
+                        return Ok(None);
+                    };
+                    match follower.next_batch().await {
+                        Some(b) => self.batch.extend(b.messages),
+                        None => self.finish(),
+                    }
+                    continue;
+                }
             };
-            let Some(message) = messages.next().await else {
-                self.finish();
-                return Ok(None);
-            };
-            let message = message.map_err(|e| anyhow::anyhow!("reading the log: {e}"))?;
-            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (sequence, pending) = (info.stream_sequence, info.pending);
+            let (sequence, pending) = (message.sequence, message.pending);
             if sequence > self.state.end {
                 self.finish();
                 return Ok(None);
@@ -107,7 +115,7 @@ impl Replay {
             if pending == 0 || sequence == self.state.end {
                 self.finish();
             }
-            if !self.selection.subject_matches(message.subject.as_str()) {
+            if !self.selection.subject_matches(&message.subject) {
                 continue;
             }
             let event = carewoven_eventlog::decode(sequence, &message.payload)?;
@@ -119,7 +127,8 @@ impl Replay {
     }
 
     fn finish(&mut self) {
-        self.messages = None;
+        self.follower = None;
+        self.batch.clear();
         self.state.position = self.state.end;
     }
 }

@@ -109,6 +109,23 @@ impl Follower {
         self.next
     }
 
+    /// Whether anything the server filters select is stored at or after the next position
+    /// wanted (so that a bounded read knows it will not wait for the future).
+    pub async fn has_pending(&mut self) -> Result<bool, async_nats::Error> {
+        let mut consumer = self.stream.create_consumer(self.config()).await?;
+        Ok(consumer.info().await?.num_pending > 0)
+    }
+
+    fn config(&self) -> consumer::pull::OrderedConfig {
+        consumer::pull::OrderedConfig {
+            filter_subjects: self.options.server_filters.clone(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: self.next,
+            },
+            ..Default::default()
+        }
+    }
+
     /// Continue from `from` instead (for example after the caller's own state moved on by
     /// other means, or must be read again).
     pub fn seek(&mut self, from: u64) {
@@ -190,16 +207,7 @@ impl Follower {
 
     async fn connect(&mut self) -> Option<Chunks> {
         loop {
-            let consumer = self
-                .stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subjects: self.options.server_filters.clone(),
-                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: self.next,
-                    },
-                    ..Default::default()
-                })
-                .await;
+            let consumer = self.stream.create_consumer(self.config()).await;
             let messages = match consumer {
                 Ok(c) => c.messages().await.map_err(async_nats::Error::from),
                 Err(e) => Err(async_nats::Error::from(e)),

@@ -11,12 +11,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use async_nats::jetstream;
 use carewoven_proto::v1::{self, views_admin_server::ViewsAdmin};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use carewoven_eventlog::follow::{FollowOptions, Follower};
+use tokio_util::sync::CancellationToken;
+
 use crate::guard::Guard;
-use crate::projector::{LogMessage, MAX_BATCH, OnUndecodable, apply_batch, ordered_messages};
+use crate::projector::{LogMessage, MAX_BATCH, OnUndecodable, apply_batch};
 use crate::state::Views;
 use crate::store;
 
@@ -101,7 +104,19 @@ pub async fn rebuild(
     if progress.send(report(applied, target, false)).await.is_err() {
         return Ok(false);
     }
-    let mut chunks = None;
+    let mut follower = Follower::open(
+        &js,
+        &stream,
+        applied + 1,
+        FollowOptions {
+            max_batch: MAX_BATCH,
+            ..FollowOptions::default()
+        },
+        "views rebuild",
+        CancellationToken::new(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("reading the event stream: {e}"))?;
     let mut last_report = Instant::now();
     // Catch up to the log's end as it was when we started, without pausing the live views;
     // then, with the live projector paused, to wherever it has got to, and swap.
@@ -119,28 +134,17 @@ pub async fn rebuild(
             guard = Some(views.writer.lock().await);
             continue;
         }
-        if chunks.is_none() {
-            chunks = Some(
-                ordered_messages(&js, &stream, applied + 1)
-                    .await?
-                    .ready_chunks(MAX_BATCH),
-            );
-        }
-        let Some(chunks) = chunks.as_mut() else {
-            continue;
-        };
-        let Some(chunk) = chunks.next().await else {
+        let Some(read) = follower.next_batch().await else {
             anyhow::bail!("the event stream ended during the rebuild");
         };
-        let mut batch = Vec::with_capacity(chunk.len());
-        for m in chunk {
-            let m = m.map_err(|e| anyhow::anyhow!("reading the event stream: {e}"))?;
-            let info = m.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            batch.push(LogMessage {
-                sequence: info.stream_sequence,
-                payload: m.payload.clone(),
-            });
-        }
+        let batch: Vec<LogMessage> = read
+            .messages
+            .into_iter()
+            .map(|m| LogMessage {
+                sequence: m.sequence,
+                payload: m.payload,
+            })
+            .collect();
         let (position, _) =
             tokio::task::block_in_place(|| apply_batch(&db, &batch, on_undecodable))?;
         applied = position;

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use async_nats::jetstream::{self, consumer};
+use carewoven_eventlog::follow::{FollowOptions, Follower};
 use carewoven_eventlog::subjects;
-use futures::StreamExt;
 use redb::{Database, ReadableTable};
 
 use crate::project::{BoardChange, apply};
@@ -103,7 +103,8 @@ pub fn apply_batch(
     }
 }
 
-/// An ordered consumer over every event from `from` (inclusive).
+/// An ordered consumer over every event from `from` (inclusive), for one-shot reads to a
+/// known end (rebuilds, benchmarks).
 pub async fn ordered_messages(
     js: &jetstream::Context,
     stream: &str,
@@ -130,8 +131,9 @@ pub async fn ordered_messages(
 }
 
 /// Run the live projector until `stop` fires or an event cannot be decoded (with
-/// [`OnUndecodable::Stop`]). NATS outages are ridden out: it reconnects and resumes from the
-/// last committed position.
+/// [`OnUndecodable::Stop`]). NATS outages are ridden out by the follower: it reconnects and
+/// resumes after the last message it handed out; anything a rebuild swap already covered is
+/// skipped.
 pub async fn run(
     views: std::sync::Arc<crate::state::Views>,
     js: jetstream::Context,
@@ -139,82 +141,68 @@ pub async fn run(
     on_undecodable: OnUndecodable,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let from = views.position() + 1;
-        let messages = tokio::select! {
-            m = ordered_messages(&js, &stream, from) => m,
-            _ = stop.cancelled() => return Ok(()),
-        };
-        let messages = match messages {
-            Ok(m) => m,
+    let mut follower = loop {
+        let opened = Follower::open(
+            &js,
+            &stream,
+            views.position() + 1,
+            FollowOptions {
+                max_batch: MAX_BATCH,
+                ..FollowOptions::default()
+            },
+            "views projector",
+            stop.clone(),
+        )
+        .await;
+        match opened {
+            Ok(f) => break f,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "event log not reachable; retrying");
+                tracing::warn!(error = %e, "event log not reachable; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.cancelled() => return Ok(()),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        let mut chunks = messages.ready_chunks(MAX_BATCH);
-        loop {
-            let chunk = tokio::select! {
-                c = chunks.next() => c,
-                _ = stop.cancelled() => return Ok(()),
-            };
-            let Some(chunk) = chunk else { break };
-            let mut batch = Vec::with_capacity(chunk.len());
-            let mut failed = None;
-            for m in chunk {
-                match m {
-                    Ok(m) => match m.info() {
-                        Ok(info) => batch.push(LogMessage {
-                            sequence: info.stream_sequence,
-                            payload: m.payload.clone(),
-                        }),
-                        Err(e) => failed = Some(anyhow!("{e}")),
-                    },
-                    Err(e) => failed = Some(anyhow!("{e}")),
-                }
-            }
-            if !batch.is_empty() {
-                let guard = views.writer.lock().await;
-                // Skip anything a rebuild swap already covered.
-                let applied = views.position();
-                batch.retain(|m| m.sequence > applied);
-                if !batch.is_empty() {
-                    let db = views.db();
-                    let result =
-                        tokio::task::block_in_place(|| apply_batch(&db, &batch, on_undecodable));
-                    match result {
-                        Ok((position, changes)) => views.committed(position, changes),
-                        Err(e) => {
-                            if let Some(Undecodable {
-                                committed: Some((position, changes)),
-                                ..
-                            }) = e.downcast_ref::<Undecodable>()
-                            {
-                                views.committed(*position, changes.clone());
-                            }
-                            let reason = format!("{e:#}");
-                            tracing::error!(error = %reason, "projector stopped");
-                            *views
-                                .stopped
-                                .write()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
-                            return Err(e);
-                        }
-                    }
-                }
-                drop(guard);
-            }
-            if let Some(e) = failed {
-                tracing::warn!(error = %e, "event stream interrupted; resuming from the last committed position");
-                break;
             }
         }
+    };
+    while let Some(batch) = follower.next_batch().await {
+        let guard = views.writer.lock().await;
+        // Skip anything a rebuild swap already covered.
+        let applied = views.position();
+        let batch: Vec<LogMessage> = batch
+            .messages
+            .into_iter()
+            .filter(|m| m.sequence > applied)
+            .map(|m| LogMessage {
+                sequence: m.sequence,
+                payload: m.payload,
+            })
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let db = views.db();
+        let result = tokio::task::block_in_place(|| apply_batch(&db, &batch, on_undecodable));
+        match result {
+            Ok((position, changes)) => views.committed(position, changes),
+            Err(e) => {
+                if let Some(Undecodable {
+                    committed: Some((position, changes)),
+                    ..
+                }) = e.downcast_ref::<Undecodable>()
+                {
+                    views.committed(*position, changes.clone());
+                }
+                let reason = format!("{e:#}");
+                tracing::error!(error = %reason, "projector stopped");
+                *views
+                    .stopped
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                return Err(e);
+            }
+        }
+        drop(guard);
     }
+    Ok(())
 }
