@@ -102,6 +102,7 @@ impl World {
                     person_id: person.into(),
                     after: 0,
                     limit: 1000,
+                    after_delivery: 0,
                 },
             ))
             .await

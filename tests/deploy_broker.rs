@@ -162,6 +162,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
                 person_id: person.clone(),
                 after: 0,
                 limit: 0,
+                after_delivery: 0,
             },
         ))
         .await?

@@ -936,35 +936,47 @@ async fn expect_discharge(
         .log_position)
 }
 
-/// The header `name` of a feed message, as a number.
-fn number_header(message: &async_nats::Message, name: &str) -> Result<u64> {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .with_context(|| format!("no {name} header on {}", message.subject))?
-        .as_str()
-        .parse()
-        .with_context(|| format!("{name} is not a number"))
+/// The items of one stored feed message as a stock client decodes it (deploy/README.md):
+/// a `FeedBatch` of consecutive items; checks the subject and headers against them.
+fn feed_batch(
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<Vec<v1::FeedItem>> {
+    let batch = v1::FeedBatch::decode(payload).context("not a FeedBatch")?;
+    let header = |name: &str| -> Result<u64> {
+        headers
+            .and_then(|h| h.get(name))
+            .with_context(|| format!("no {name} header on {subject}"))?
+            .as_str()
+            .parse()
+            .with_context(|| format!("{name} is not a number"))
+    };
+    assert_eq!(subject, format!("cw.feed.{PARTNER_A}.{}", batch.last));
+    assert_eq!(header("Carewoven-Feed-First")?, batch.first);
+    assert_eq!(header("Carewoven-Feed-Number")?, batch.last);
+    let numbers: Vec<u64> = batch.items.iter().map(|i| i.number).collect();
+    assert_eq!(numbers, (batch.first..=batch.last).collect::<Vec<_>>());
+    let last = batch.items.last().context("an empty feed message")?;
+    assert_eq!(header("Carewoven-Source-Sequence")?, last.log_position);
+    Ok(batch.items)
 }
 
-/// The next item of A's live feed: checks the subject and headers against the item; the item.
-async fn next_live_item(live: &mut async_nats::Subscriber) -> Result<v1::FeedItem> {
+/// The next item of A's live feed (items of a message already received come first).
+async fn next_live_item(
+    live: &mut async_nats::Subscriber,
+    queued: &mut std::collections::VecDeque<v1::FeedItem>,
+) -> Result<v1::FeedItem> {
+    if let Some(item) = queued.pop_front() {
+        return Ok(item);
+    }
     let message = next_message(live, "an item of A's live feed").await?;
-    let item = v1::FeedItem::decode(message.payload.as_ref()).context("not a FeedItem")?;
-    assert_eq!(
-        message.subject.as_str(),
-        format!("cw.feed.{PARTNER_A}.{}", item.number)
-    );
-    assert_eq!(
-        number_header(&message, "Carewoven-Feed-Number")?,
-        item.number
-    );
-    assert_eq!(
-        number_header(&message, "Carewoven-Source-Sequence")?,
-        item.log_position
-    );
-    Ok(item)
+    queued.extend(feed_batch(
+        &message.subject,
+        message.headers.as_ref(),
+        message.payload.as_ref(),
+    )?);
+    queued.pop_front().context("an empty feed message")
 }
 
 fn event_type(item: &v1::FeedItem) -> &str {
@@ -1066,11 +1078,12 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
         .context("referring to A")?
         .into_inner()
         .log_position;
-    let mut items = vec![next_live_item(&mut live).await?];
+    let mut queued = std::collections::VecDeque::new();
+    let mut items = vec![next_live_item(&mut live, &mut queued).await?];
     let mut positions = vec![referred];
     for days in [4, 5] {
         positions.push(expect_discharge(&mut client, &person, &episode, days).await?);
-        items.push(next_live_item(&mut live).await?);
+        items.push(next_live_item(&mut live, &mut queued).await?);
     }
     let numbers: Vec<u64> = items.iter().map(|i| i.number).collect();
     assert_eq!(
@@ -1134,7 +1147,11 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
             .context("A's pull")?
             .context("A's pull ended")?
             .map_err(|e| anyhow::anyhow!("A pulling: {e}"))?;
-        durable.push(v1::FeedItem::decode(message.payload.as_ref()).context("not a FeedItem")?);
+        durable.extend(feed_batch(
+            &message.subject,
+            message.headers.as_ref(),
+            message.payload.as_ref(),
+        )?);
         message
             .ack()
             .await
@@ -1143,13 +1160,20 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
     assert_eq!(durable, items, "the durable feed is the live feed");
     // And it continues: the next command's item comes both ways.
     let next = expect_discharge(&mut client, &person, &episode, 6).await?;
-    let live_next = next_live_item(&mut live).await?;
+    let live_next = next_live_item(&mut live, &mut queued).await?;
     let pulled = tokio::time::timeout(WAIT, messages.next())
         .await
         .context("A's pull")?
         .context("A's pull ended")?
         .map_err(|e| anyhow::anyhow!("A pulling: {e}"))?;
-    let durable_next = v1::FeedItem::decode(pulled.payload.as_ref()).context("not a FeedItem")?;
+    let durable_next = feed_batch(
+        &pulled.subject,
+        pulled.headers.as_ref(),
+        pulled.payload.as_ref(),
+    )?
+    .into_iter()
+    .next()
+    .context("an empty feed message")?;
     assert_eq!((live_next.number, live_next.log_position), (4, next));
     assert_eq!(durable_next, live_next);
     pulled

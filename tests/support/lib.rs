@@ -226,34 +226,37 @@ pub async fn start_gateway(
     Ok((running, rx))
 }
 
-/// Every audit record stored on exactly `subject` in `CW_AUDIT` of the NATS at `url`, oldest
-/// first, with its audit stream sequence.
+/// Every audit record stored on `subject` in `CW_AUDIT` of the NATS at `url` (alone on it,
+/// or in a group whose record would have had it), oldest first, with its audit stream
+/// sequence.
 pub async fn audit_records(url: &str, subject: &str) -> Result<Vec<(u64, v1::AuditEvent)>> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
-    use prost::Message as _;
+    use carewoven_access::audit::{GROUP_SUBJECT, decode_message, event_subject, subject_matches};
     let js = async_nats::jetstream::new(async_nats::connect(url).await?);
     let stream = js
         .get_stream(carewoven_access::audit::AUDIT_STREAM)
         .await
         .context("opening the audit stream")?;
     let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        match stream
-            .direct_get_next_for_subject(subject, Some(from))
-            .await
-        {
-            Ok(message) => {
-                from = message.sequence + 1;
-                out.push((
-                    message.sequence,
-                    v1::AuditEvent::decode(message.payload.as_ref())?,
-                ));
+    for filter in [subject, GROUP_SUBJECT] {
+        let mut from = 1;
+        loop {
+            match stream.direct_get_next_for_subject(filter, Some(from)).await {
+                Ok(message) => {
+                    from = message.sequence + 1;
+                    for event in decode_message(&message.subject, message.payload.as_ref())? {
+                        if subject_matches(subject, &event_subject(&event)) {
+                            out.push((message.sequence, event));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(e.into()),
             }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e.into()),
         }
     }
+    out.sort_by_key(|(sequence, _)| *sequence);
+    Ok(out)
 }
 
 /// NATS, one command service, a gRPC client and a direct handle on the log for inspection.

@@ -1,8 +1,15 @@
 //! The audit stream: who accessed which person's record, when, for what purpose, and with
-//! what outcome. One protobuf `AuditEvent` per message on
-//! `cw.audit.<person|none>.<organisation>.<action>`, in its own JetStream stream (`CW_AUDIT`,
-//! file storage, no deletes, no purges), so "who accessed this person's record" is one
-//! subject-filtered read.
+//! what outcome, in its own JetStream stream (`CW_AUDIT`, file storage, no deletes, no
+//! purges). A record written alone is one protobuf `AuditEvent` on its own subject
+//! `cw.audit.<person|none>.<organisation>.<action>`.
+//!
+//! Group commit: every [`AuditLog::record`] goes through one writer per process, which
+//! stores everything waiting while its previous write was in flight as one message (an
+//! `AuditGroup` on [`GROUP_SUBJECT`]), so concurrent reads share one write and one fsync
+//! under `sync_interval: always`, and each caller still returns only once its own record is
+//! acknowledged. A record that finds the writer idle is stored alone, as before. Readers
+//! decode both with [`decode_message`] and match a grouped record by the subject it would
+//! have had ([`event_subject`], [`subject_matches`]).
 //!
 //! Calls without a valid identity are not written one by one (anyone can make them, as fast
 //! as they like): [`AuditLog::record_refusal`] counts them per caller address, reason and
@@ -22,11 +29,19 @@ use carewoven_governance::Identity;
 use carewoven_proto::v1;
 use chrono::{DateTime, Utc};
 use prost::Message;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const AUDIT_STREAM: &str = "CW_AUDIT";
 pub const AUDIT_SUBJECTS: &str = "cw.audit.>";
+/// The subject of messages carrying several records (`AuditGroup`): no person, no
+/// organisation in it.
+pub const GROUP_SUBJECT: &str = "cw.audit.group";
+/// Most records stored in one group message.
+const GROUP_MAX_RECORDS: usize = 1024;
+/// Most bytes of records in one group message (far below the server's `max_payload`).
+const GROUP_MAX_BYTES: usize = 256 * 1024;
 /// The person token for accesses that name no person.
 pub const NO_PERSON: &str = "none";
 /// The organisation token for calls without a valid identity.
@@ -45,6 +60,48 @@ const TALLY_BACKLOG_MAX: usize = 10 * (UNAUTHENTICATED_KEYS_PER_MINUTE + 1);
 /// The subject filter for every access to one person's record.
 pub fn person_filter(person: Uuid) -> String {
     format!("cw.audit.{person}.>")
+}
+
+/// The records one stored audit message carries: one `AuditEvent`, or an `AuditGroup` on
+/// [`GROUP_SUBJECT`].
+pub fn decode_message(
+    subject: &str,
+    payload: &[u8],
+) -> Result<Vec<v1::AuditEvent>, prost::DecodeError> {
+    if subject == GROUP_SUBJECT {
+        Ok(v1::AuditGroup::decode(payload)?.records)
+    } else {
+        Ok(vec![v1::AuditEvent::decode(payload)?])
+    }
+}
+
+/// The subject a record is (or, in a group, would have been) stored on.
+pub fn event_subject(event: &v1::AuditEvent) -> String {
+    let person = if event.person_id.is_empty() {
+        NO_PERSON
+    } else {
+        event.person_id.as_str()
+    };
+    let action = v1::AuditAction::try_from(event.action).unwrap_or(v1::AuditAction::Unspecified);
+    format!(
+        "cw.audit.{person}.{}.{}",
+        event.organisation,
+        action_token(action)
+    )
+}
+
+/// Whether NATS subject `subject` matches `filter` (`*` one token, `>` the rest).
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for f in filter.split('.') {
+        match (f, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (f, Some(s)) if f == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
 }
 
 fn action_token(action: v1::AuditAction) -> &'static str {
@@ -347,6 +404,13 @@ impl TallyFlusher {
     }
 }
 
+/// A record waiting for the group writer, and who to tell its stream sequence.
+struct Submitted {
+    subject: String,
+    event: v1::AuditEvent,
+    stored: oneshot::Sender<Result<u64, String>>,
+}
+
 /// Writes to and reads from the audit stream.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -354,6 +418,62 @@ pub struct AuditLog {
     stream: stream::Stream<()>,
     timeout: Duration,
     tally: Arc<Mutex<Tally>>,
+    writer: mpsc::UnboundedSender<Submitted>,
+}
+
+/// The group writer: stores what is waiting, one message per write, one write in flight.
+async fn group_writer(
+    js: jetstream::Context,
+    timeout: Duration,
+    mut queue: mpsc::UnboundedReceiver<Submitted>,
+) {
+    let mut group: Vec<Submitted> = Vec::new();
+    let mut carried: Option<Submitted> = None;
+    loop {
+        let first = match carried.take() {
+            Some(s) => s,
+            None => match queue.recv().await {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        let mut bytes = first.event.encoded_len();
+        group.push(first);
+        while group.len() < GROUP_MAX_RECORDS {
+            let Ok(next) = queue.try_recv() else { break };
+            let len = next.event.encoded_len();
+            if bytes + len > GROUP_MAX_BYTES {
+                carried = Some(next);
+                break;
+            }
+            bytes += len;
+            group.push(next);
+        }
+        let (subject, payload) = if group.len() == 1 {
+            (group[0].subject.clone(), group[0].event.encode_to_vec())
+        } else {
+            let records = group.iter().map(|s| s.event.clone()).collect();
+            (
+                GROUP_SUBJECT.to_owned(),
+                v1::AuditGroup { records }.encode_to_vec(),
+            )
+        };
+        let stored = async {
+            let ack = js
+                .publish(subject, payload.into())
+                .await
+                .map_err(|e| format!("the audit stream: {e}"))?;
+            tokio::time::timeout(timeout, ack)
+                .await
+                .map_err(|_| "the audit stream did not acknowledge".to_owned())?
+                .map(|ack| ack.sequence)
+                .map_err(|e| format!("the audit stream: {e}"))
+        }
+        .await;
+        for s in group.drain(..) {
+            let _ = s.stored.send(stored.clone());
+        }
+    }
 }
 
 impl AuditLog {
@@ -429,17 +549,59 @@ impl AuditLog {
             .get_stream_no_info(name)
             .await
             .context("opening the audit stream")?;
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(group_writer(js.clone(), timeout, queue));
         Ok(AuditLog {
             js,
             stream,
             timeout,
             tally: Arc::default(),
+            writer,
         })
     }
 
+    /// The audit stream.
+    pub fn stream(&self) -> &stream::Stream<()> {
+        &self.stream
+    }
+
     /// Record one access and wait until it is stored: a read is answered only once its
-    /// audit is durable.
+    /// audit is durable. Concurrent records share one write (see the module documentation);
+    /// the stream sequence returned is that write's.
     pub async fn record(&self, record: &AuditRecord) -> Result<u64, tonic::Status> {
+        self.submit(record).await
+    }
+
+    /// Hand one record to the group writer; the future resolves once it is stored (within
+    /// the audit timeout). Submitting several before awaiting any lets them share a write.
+    pub fn submit(
+        &self,
+        record: &AuditRecord,
+    ) -> impl std::future::Future<Output = Result<u64, tonic::Status>> + Send + 'static {
+        let (stored, is_stored) = oneshot::channel();
+        let queued = self
+            .writer
+            .send(Submitted {
+                subject: record.subject(),
+                event: record.to_event(),
+                stored,
+            })
+            .is_ok();
+        async move {
+            if !queued {
+                return Err(tonic::Status::unavailable("the audit writer has stopped"));
+            }
+            match is_stored.await {
+                Ok(Ok(sequence)) => Ok(sequence),
+                Ok(Err(e)) => Err(tonic::Status::unavailable(e)),
+                Err(_) => Err(tonic::Status::unavailable("the audit writer has stopped")),
+            }
+        }
+    }
+
+    /// Record one access on its own subject, never grouped, and wait until it is stored:
+    /// for records found again by their subject's last message (the sweep's checkpoint).
+    pub async fn record_alone(&self, record: &AuditRecord) -> Result<u64, tonic::Status> {
         let ack = self.publish(record).await?;
         let ack = tokio::time::timeout(self.timeout, ack)
             .await
@@ -548,61 +710,13 @@ impl AuditLog {
         TallyFlusher { stop, task }
     }
 
-    /// Send one record; the returned future resolves when it is stored.
+    /// Send one record alone on its own subject; the returned future resolves when it is
+    /// stored.
     pub async fn publish(&self, record: &AuditRecord) -> Result<PublishAckFuture, tonic::Status> {
         self.js
             .publish(record.subject(), record.to_event().encode_to_vec().into())
             .await
             .map_err(|e| tonic::Status::unavailable(format!("the audit stream: {e}")))
-    }
-
-    /// Every access to `person`'s record after audit position `after`, oldest first, at
-    /// most `limit`; and whether more follow.
-    pub async fn for_person(
-        &self,
-        person: Uuid,
-        after: u64,
-        limit: usize,
-    ) -> anyhow::Result<(Vec<(u64, v1::AuditEvent)>, bool)> {
-        use futures::StreamExt;
-        let info = self.stream.clone().get_info().await?;
-        let last = info.state.last_sequence;
-        if after >= last {
-            return Ok((Vec::new(), false));
-        }
-        let consumer = self
-            .stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: person_filter(person),
-                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                },
-                ..Default::default()
-            })
-            .await?;
-        let mut consumer = consumer;
-        if consumer.info().await?.num_pending == 0 {
-            return Ok((Vec::new(), false));
-        }
-        let mut messages = consumer.messages().await?;
-        let mut out = Vec::new();
-        loop {
-            let next = tokio::time::timeout(self.timeout, messages.next()).await;
-            let Ok(Some(message)) = next else { break };
-            let message = message?;
-            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let sequence = info.stream_sequence;
-            let pending = info.pending;
-            out.push((sequence, v1::AuditEvent::decode(message.payload.as_ref())?));
-            if out.len() > limit {
-                out.truncate(limit);
-                return Ok((out, true));
-            }
-            if pending == 0 {
-                break;
-            }
-        }
-        Ok((out, false))
     }
 }
 
@@ -621,6 +735,37 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().expect("instant")
+    }
+
+    #[test]
+    fn a_grouped_record_is_matched_by_the_subject_it_would_have_had() {
+        let person = Uuid::from_u128(7);
+        let who = Identity {
+            organisation: carewoven_domain::values::Code::parse("organisation", "HOSP-A")
+                .expect("code"),
+            user: None,
+            roles: Vec::new(),
+            citizen: None,
+        };
+        let read = AuditRecord::permitted(&who, Some(person), v1::AuditAction::RecordRead);
+        let trace = AuditRecord::permitted(&who, None, v1::AuditAction::FindPerson);
+        for record in [&read, &trace] {
+            assert_eq!(event_subject(&record.to_event()), record.subject());
+        }
+        let group = v1::AuditGroup {
+            records: vec![read.to_event(), trace.to_event()],
+        };
+        let decoded = decode_message(GROUP_SUBJECT, &group.encode_to_vec()).expect("group");
+        assert_eq!(decoded.len(), 2);
+        let alone = decode_message(&read.subject(), &read.to_event().encode_to_vec()).expect("one");
+        assert_eq!(alone.len(), 1);
+        let subject = read.subject();
+        assert!(subject_matches(&person_filter(person), &subject));
+        assert!(subject_matches("cw.audit.*.HOSP-A.record_read", &subject));
+        assert!(subject_matches(&subject, &subject));
+        assert!(!subject_matches("cw.audit.*.HOSP-B.>", &subject));
+        assert!(!subject_matches("cw.audit.*.HOSP-A", &subject));
+        assert!(!subject_matches(&format!("{subject}.more"), &subject));
     }
 
     #[test]

@@ -2,9 +2,16 @@
 //! for each event and each partner, at delivery time, what the partner is sent.
 //!
 //! Only the organisations related to the event's person just before or just after it are
-//! candidates, so the cost per event does not grow with the number of partners. A delivery is
-//! one message on `cw.feed.<ORG>.<number>` in the `CW_FEED` stream (partners may subscribe to
-//! their own prefix with their NATS credentials, see `deploy/`) plus one audit record.
+//! candidates, so the cost per event does not grow with the number of partners.
+//!
+//! Deliveries are stored cheaply: the evaluator takes every event already waiting (up to
+//! [`CHUNK`]) as one evaluation batch, and stores for each partner one message carrying that
+//! partner's consecutive items from it (a `FeedBatch` on `cw.feed.<ORG>.<last number>` in the
+//! `CW_FEED` stream; partners may subscribe to their own prefix with their NATS credentials,
+//! see `deploy/`). A message holds only its partner's items, so its size and boundaries say
+//! nothing about other partners or people. The feed item is the record of what was disclosed:
+//! there is no audit record per delivery; "who accessed this record" reads the feeds too
+//! (`access_list.rs`).
 //!
 //! Exactly once, without a checkpoint of its own: the decisions are a function of the log
 //! prefix (and the calendar), the evaluator starts from the beginning of the log every time,
@@ -19,7 +26,7 @@
 //! operator's `--index-skip-undecodable` lets named sequences be treated as applied; each
 //! skip is audited before it takes effect.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,7 +38,7 @@ use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
 use carewoven_domain::values::Code;
 use carewoven_domain::{AggregateKind, REGISTRY_PERSON, RecordedEvent};
-use carewoven_governance::{Disclosure, Governance, Identity};
+use carewoven_governance::{Disclosure, Governance};
 use carewoven_proto::v1;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -42,11 +49,37 @@ use uuid::Uuid;
 
 pub const FEED_STREAM: &str = "CW_FEED";
 pub const FEED_SUBJECTS: &str = "cw.feed.>";
+/// The number of a feed message's last item.
 pub const NUMBER_HEADER: &str = "Carewoven-Feed-Number";
+/// The number of a feed message's first item (present on every `FeedBatch` message).
+pub const FIRST_HEADER: &str = "Carewoven-Feed-First";
+/// The log position of a feed message's last item.
 pub const SOURCE_HEADER: &str = "Carewoven-Source-Sequence";
 
 /// Unacknowledged publishes allowed in flight.
 const WINDOW: usize = 2048;
+/// Events evaluated together at most (one feed message per partner per batch).
+pub const CHUNK: usize = 2_000;
+/// Bytes of items in one feed message at most (the server's max_payload is 1 MB).
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// The items a stored feed message carries: a `FeedBatch` (with the [`FIRST_HEADER`]), or a
+/// single `FeedItem` as stored before batches.
+pub fn decode_batch(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<v1::FeedBatch, prost::DecodeError> {
+    if headers.and_then(|h| h.get(FIRST_HEADER)).is_some() {
+        v1::FeedBatch::decode(payload)
+    } else {
+        let item = v1::FeedItem::decode(payload)?;
+        Ok(v1::FeedBatch {
+            first: item.number,
+            last: item.number,
+            items: vec![item],
+        })
+    }
+}
 
 /// The clock the evaluator decides with (tests move it to let agreements lapse).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -55,7 +88,7 @@ pub fn system_clock() -> Clock {
     Arc::new(Utc::now)
 }
 
-/// The subject of item `number` of `org`'s feed.
+/// The subject of the feed message of `org` whose last item is `number`.
 pub fn feed_subject(org: &str, number: u64) -> String {
     format!("cw.feed.{org}.{number}")
 }
@@ -96,7 +129,7 @@ pub struct FeedHead {
     pub number: u64,
     /// The log position of the event the last item carries.
     pub source: u64,
-    /// The last item's position in the feed stream.
+    /// The last message's position in the feed stream.
     pub stream_sequence: u64,
 }
 
@@ -162,8 +195,15 @@ pub struct Evaluator {
 }
 
 struct Pending {
+    /// The first log position of the evaluation batch these messages came from.
     source: u64,
     acks: Vec<PublishAckFuture>,
+}
+
+/// One partner's items of the batch being evaluated.
+#[derive(Default)]
+struct Outgoing {
+    items: Vec<v1::FeedItem>,
 }
 
 impl Evaluator {
@@ -225,7 +265,7 @@ impl Evaluator {
             .get_stream_no_info(&self.stream)
             .await
             .context("opening the event stream")?;
-        let mut messages = events
+        let messages = events
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: carewoven_eventlog::subjects::ALL_EVENTS.to_owned(),
                 deliver_policy: consumer::DeliverPolicy::All,
@@ -243,17 +283,19 @@ impl Evaluator {
         let mut evaluated_total = 0u64;
         let mut deliveries_total = 0u64;
         let mut last_seen = 0u64;
+        // Every event already waiting is one evaluation batch.
+        let mut chunks = messages.ready_chunks(CHUNK);
         loop {
-            // Wait for the next event; while idle, settle acknowledgements.
+            // Wait for the next events; while idle, settle acknowledgements.
             let next = if pending.is_empty() {
                 tokio::select! {
-                    m = messages.next() => m,
+                    m = chunks.next() => m,
                     _ = stop.cancelled() => return Ok(()),
                 }
             } else {
                 tokio::select! {
                     biased;
-                    m = messages.next(), if in_flight < WINDOW => m,
+                    m = chunks.next(), if in_flight < WINDOW => m,
                     settled = settle(&mut pending, &mut in_flight) => {
                         settled?;
                         self.report(&pending, last_seen, evaluated_total, deliveries_total);
@@ -262,24 +304,50 @@ impl Evaluator {
                     _ = stop.cancelled() => return Ok(()),
                 }
             };
-            let message = next
-                .ok_or_else(|| anyhow!("the event stream ended"))?
-                .map_err(|e| anyhow!("reading the event stream: {e}"))?;
-            let sequence = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
-            let Some(event) = self.readable(&mut governance, sequence, &message).await? else {
-                // Nothing to deliver: skipped, or its person's deliveries are stopped.
-                last_seen = sequence;
-                if pending.is_empty() {
-                    self.report(&pending, last_seen, evaluated_total, deliveries_total);
+            let chunk = next.ok_or_else(|| anyhow!("the event stream ended"))?;
+            let mut first = None;
+            let mut outgoing: BTreeMap<Code, Outgoing> = BTreeMap::new();
+            // An event that stops evaluation (an undecodable registry event) still lets
+            // everything decided before it in its batch be stored.
+            let mut failure = None;
+            for message in chunk {
+                let step = async {
+                    let message = message.map_err(|e| anyhow!("reading the event stream: {e}"))?;
+                    let sequence = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+                    let Some(event) = self.readable(&mut governance, sequence, &message).await?
+                    else {
+                        // Nothing to deliver: skipped, or its person's deliveries are stopped.
+                        return Ok((sequence, false));
+                    };
+                    self.evaluate(&mut governance, &mut heads, &event, &mut outgoing)
+                        .await?;
+                    anyhow::Ok((sequence, true))
+                };
+                match step.await {
+                    Ok((sequence, evaluated)) => {
+                        first.get_or_insert(sequence);
+                        last_seen = sequence;
+                        evaluated_total += u64::from(evaluated);
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                continue;
-            };
-            last_seen = sequence;
-            evaluated_total += 1;
+            }
             let mut acks = Vec::new();
-            self.evaluate(&mut governance, &mut heads, &event, &mut acks)
-                .await?;
-            deliveries_total += (acks.len() / 2) as u64;
+            for (org, out) in outgoing {
+                deliveries_total += out.items.len() as u64;
+                self.publish_batch(&org, out.items, &mut acks).await?;
+            }
+            if let Some(e) = failure {
+                for ack in acks {
+                    ack.await
+                        .map_err(|e| anyhow!("a delivery was not stored: {e}"))?;
+                }
+                while settle(&mut pending, &mut in_flight).await?.is_some() {}
+                return Err(e);
+            }
             if acks.is_empty() {
                 if pending.is_empty() {
                     self.report(&pending, last_seen, evaluated_total, deliveries_total);
@@ -287,11 +355,55 @@ impl Evaluator {
             } else {
                 in_flight += acks.len();
                 pending.push_back(Pending {
-                    source: sequence,
+                    source: first.unwrap_or(last_seen),
                     acks,
                 });
             }
         }
+    }
+
+    /// Store `items` (consecutive numbers of `org`'s feed) as one message, or several when
+    /// they would not fit in one.
+    async fn publish_batch(
+        &self,
+        org: &Code,
+        items: Vec<v1::FeedItem>,
+        acks: &mut Vec<PublishAckFuture>,
+    ) -> anyhow::Result<()> {
+        let mut rest = items.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            while let Some(item) = rest.peek() {
+                let len = item.encoded_len();
+                if !items.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                    break;
+                }
+                bytes += len;
+                items.extend(rest.next());
+            }
+            let (Some(first), Some(last)) = (items.first(), items.last()) else {
+                break;
+            };
+            let (first, last, source) = (first.number, last.number, last.log_position);
+            let mut headers = HeaderMap::new();
+            headers.insert(FIRST_HEADER, first.to_string().as_str());
+            headers.insert(NUMBER_HEADER, last.to_string().as_str());
+            headers.insert(SOURCE_HEADER, source.to_string().as_str());
+            headers.insert("Nats-Msg-Id", format!("{org}:{source}").as_str());
+            let batch = v1::FeedBatch { first, last, items };
+            let ack = self
+                .js
+                .publish_with_headers(
+                    feed_subject(org.as_str(), last),
+                    headers,
+                    batch.encode_to_vec().into(),
+                )
+                .await
+                .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
+            acks.push(ack);
+        }
+        Ok(())
     }
 
     /// The event to evaluate, or `None` when nothing is delivered for it: its subject names
@@ -390,7 +502,7 @@ impl Evaluator {
         governance: &mut Governance,
         heads: &mut HashMap<Code, FeedHead>,
         event: &RecordedEvent,
-        acks: &mut Vec<PublishAckFuture>,
+        outgoing: &mut BTreeMap<Code, Outgoing>,
     ) -> anyhow::Result<()> {
         if event.meta.aggregate_kind == AggregateKind::Organisation {
             governance.apply(event);
@@ -425,38 +537,7 @@ impl Evaluator {
             head.number += 1;
             head.source = event.sequence;
             let item = feed_item(governance, event, head.number, disclosure);
-            let mut headers = HeaderMap::new();
-            headers.insert(NUMBER_HEADER, head.number.to_string().as_str());
-            headers.insert(SOURCE_HEADER, event.sequence.to_string().as_str());
-            headers.insert("Nats-Msg-Id", format!("{org}:{}", event.sequence).as_str());
-            let ack = self
-                .js
-                .publish_with_headers(
-                    feed_subject(org.as_str(), head.number),
-                    headers,
-                    item.encode_to_vec().into(),
-                )
-                .await
-                .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
-            acks.push(ack);
-            let who = Identity {
-                organisation: org.clone(),
-                user: None,
-                roles: Vec::new(),
-                citizen: None,
-            };
-            let mut record =
-                AuditRecord::permitted(&who, Some(person), v1::AuditAction::FeedDelivery)
-                    .detail(event.event.name());
-            record.log_position = event.sequence;
-            record.feed_number = head.number;
-            record.disclosure = wire_disclosure(disclosure);
-            let ack = self
-                .audit
-                .publish(&record)
-                .await
-                .map_err(|e| anyhow!("auditing a delivery: {}", e.message()))?;
-            acks.push(ack);
+            outgoing.entry(org.clone()).or_default().items.push(item);
         }
         Ok(())
     }

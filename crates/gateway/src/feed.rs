@@ -4,7 +4,9 @@
 //! A cursor is `v1.<number>.<hex HMAC>` where the HMAC (keyed with the gateway's cursor key)
 //! covers the organisation and the number: a partner cannot forge one, nor use another
 //! partner's. Each subscription reads the feed stream with its own pull consumer and a small
-//! bounded channel, so a slow or stalled subscriber holds back only itself.
+//! bounded channel, so a slow or stalled subscriber holds back only itself. A stored message
+//! carries several consecutive items (`FeedBatch`); resuming after a number inside one starts
+//! at that message and skips the items up to the number, so nothing is missed or repeated.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,12 +21,14 @@ use carewoven_proto::v1::{
 };
 use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
-use prost::Message;
 use sha2::Sha256;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::evaluator::{NUMBER_HEADER, feed_filter, feed_head, feed_subject};
+use crate::access_list::AccessList;
+use crate::evaluator::{
+    FeedHead, NUMBER_HEADER, decode_batch, feed_filter, feed_head, feed_subject,
+};
 
 /// Items buffered per subscriber before its reader waits.
 const SUBSCRIBER_BUFFER: usize = 64;
@@ -80,6 +84,7 @@ pub struct Feeds {
     pub auth: Authenticator,
     pub access: AccessIndex,
     pub audit: AuditLog,
+    pub access_list: AccessList,
     pub feed: stream::Stream<()>,
     pub cursors: CursorKey,
     pub deadline: Duration,
@@ -181,18 +186,14 @@ impl FeedService for Feeds {
                 head.number
             )));
         }
-        // Where to start: just after item `after` in the feed stream.
+        // Where to start: the message holding item `after + 1`.
         let deliver_policy = if after == 0 {
             consumer::DeliverPolicy::All
         } else {
-            let last = self
-                .feed
-                .direct_get_last_for_subject(feed_subject(&org, after))
+            let start_sequence = message_after(&self.feed, &org, after, head)
                 .await
-                .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: last.sequence + 1,
-            }
+                .map_err(|e| Status::unavailable(format!("the feed stream: {e:#}")))?;
+            consumer::DeliverPolicy::ByStartSequence { start_sequence }
         };
         let consumer = self
             .feed
@@ -228,17 +229,23 @@ impl FeedService for Feeds {
                         return;
                     }
                 };
-                let item = match next {
-                    Some(Ok(message)) => decode_item(&message, &org, expected, &cursors),
+                let items = match next {
+                    Some(Ok(message)) => decode_items(&message, &org, expected, &cursors),
                     Some(Err(e)) => Err(Status::unavailable(format!("the feed stream: {e}"))),
                     None => Err(Status::unavailable("the feed stream ended")),
                 };
-                let stop = item.is_err();
-                if let Ok(i) = &item {
-                    expected = i.number + 1;
-                }
-                if tx.send(item).await.is_err() || stop {
-                    return;
+                let items = match items {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for item in items {
+                    expected = item.number + 1;
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -248,28 +255,90 @@ impl FeedService for Feeds {
     }
 }
 
-fn decode_item(
+/// The stream sequence to read `org`'s feed from to resume after item `after` (at most the
+/// feed's last item `head.number`): just after the message whose last item it is, or else
+/// the message holding it (found by bisection over the feed stream, a few direct gets).
+async fn message_after(
+    feed: &stream::Stream<()>,
+    org: &str,
+    after: u64,
+    head: FeedHead,
+) -> anyhow::Result<u64> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    if after == head.number {
+        return Ok(head.stream_sequence + 1);
+    }
+    match feed
+        .direct_get_last_for_subject(feed_subject(org, after))
+        .await
+    {
+        Ok(m) => return Ok(m.sequence + 1),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The first of org's messages whose last item is at least `after + 1`.
+    let filter = feed_filter(org);
+    let (mut lo, mut hi) = (1u64, head.stream_sequence);
+    let mut found = head.stream_sequence;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let m = feed
+            .direct_get_next_for_subject(filter.clone(), Some(mid))
+            .await?;
+        let last: u64 = m
+            .headers
+            .get(NUMBER_HEADER)
+            .and_then(|v| v.as_str().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("a feed message without a {NUMBER_HEADER} header"))?;
+        if last > after {
+            found = m.sequence;
+            hi = mid - 1; // mid >= lo >= 1
+        } else {
+            lo = m.sequence + 1;
+        }
+    }
+    Ok(found)
+}
+
+/// The items of one stored feed message from `expected` on (earlier ones, in the message a
+/// resumed subscription starts with, were received already), each with its cursor.
+fn decode_items(
     message: &async_nats::jetstream::Message,
     org: &str,
     expected: u64,
     cursors: &CursorKey,
-) -> Result<v1::FeedItem, Status> {
-    let mut item = v1::FeedItem::decode(message.payload.as_ref())
-        .map_err(|e| Status::data_loss(format!("an undecodable feed item: {e}")))?;
+) -> Result<Vec<v1::FeedItem>, Status> {
+    let batch = decode_batch(message.headers.as_ref(), message.payload.as_ref())
+        .map_err(|e| Status::data_loss(format!("an undecodable feed message: {e}")))?;
     let header: Option<u64> = message
         .headers
         .as_ref()
         .and_then(|h| h.get(NUMBER_HEADER))
         .and_then(|v| v.as_str().parse().ok());
-    if item.number != expected || header != Some(expected) {
+    let consecutive = batch
+        .items
+        .iter()
+        .zip(batch.first..)
+        .all(|(item, n)| item.number == n);
+    let whole = consecutive
+        && batch.items.len() as u64 == (batch.last + 1).saturating_sub(batch.first)
+        && header == Some(batch.last);
+    if !whole || batch.first > expected || batch.last < expected {
         // Never hand a subscriber a gap or a repeat: end the stream; resuming finds it.
         return Err(Status::aborted(format!(
-            "feed item {} found where {expected} was expected; resume from your last cursor",
-            item.number
+            "feed items {}..{} found where {expected} was expected; resume from your last cursor",
+            batch.first, batch.last
         )));
     }
-    item.cursor = cursors.cursor(org, item.number);
-    Ok(item)
+    Ok(batch
+        .items
+        .into_iter()
+        .filter(|item| item.number >= expected)
+        .map(|mut item| {
+            item.cursor = cursors.cursor(org, item.number);
+            item
+        })
+        .collect())
 }
 
 #[tonic::async_trait]
@@ -312,11 +381,14 @@ impl AuditService for Feeds {
                 });
             }
         }
-        let (entries, more) = self
-            .audit
-            .for_person(person, req.after, limit)
+        self.access_list
+            .current(self.deadline)
             .await
-            .map_err(|e| Status::unavailable(format!("the audit stream: {e:#}")))?;
+            .map_err(|e| Status::unavailable(format!("the access list: {e:#}")))?;
+        let (entries, more) = self
+            .access_list
+            .for_person(person, req.after, req.after_delivery, limit)
+            .map_err(|e| Status::unavailable(format!("the access list: {e:#}")))?;
         let detail = self
             .access
             .with(|g| carewoven_access::citizen::audit_detail(g, &who, person, "ListRecordAccess"));
@@ -326,9 +398,10 @@ impl AuditService for Feeds {
         Ok(Response::new(v1::RecordAccessPage {
             entries: entries
                 .into_iter()
-                .map(|(position, event)| v1::RecordAccessEntry {
-                    position,
-                    event: Some(event),
+                .map(|e| v1::RecordAccessEntry {
+                    position: e.position,
+                    event: Some(e.event),
+                    delivery_position: e.delivery_position,
                 })
                 .collect(),
             more,

@@ -7,6 +7,7 @@
 //!   resumable by signed cursor or number) and `AuditService.ListRecordAccess`.
 //! - [`server`]: configuration and `run(listener, config, shutdown)`.
 
+pub mod access_list;
 pub mod evaluator;
 pub mod feed;
 pub mod server;

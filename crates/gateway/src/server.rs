@@ -63,6 +63,10 @@ pub struct Config {
     /// RELATIONSHIP_ENDED).
     #[arg(long, env = "CAREWOVEN_SWEEP_INTERVAL_SECS", default_value_t = 60)]
     pub sweep_interval_secs: u64,
+    /// The access-list index (redb; derived from the audit stream and the feeds, rebuilt
+    /// when missing). Unset: a temporary file, rebuilt at every start.
+    #[arg(long, env = "CAREWOVEN_ACCESS_LIST_FILE")]
+    pub access_list_file: Option<std::path::PathBuf>,
     /// Token lifetime, and undecodable events the access index and the evaluator may treat
     /// as applied (`--index-skip-undecodable`: that person's deliveries resume).
     #[command(flatten)]
@@ -83,6 +87,7 @@ impl Config {
             trust: Some(carewoven_access::token::testing::trust()),
             clock: system_clock(),
             sweep_interval_secs: 60,
+            access_list_file: None,
             access: AccessConfig::default(),
         }
     }
@@ -163,6 +168,12 @@ pub async fn serve(
     )
     .await?;
     let tally = audit.start_tally_flusher();
+    let access_list = crate::access_list::AccessList::start(
+        js.clone(),
+        config.access_list_file.as_deref(),
+        stop.clone(),
+    )
+    .await?;
 
     let evaluator = Evaluator::new(
         js.clone(),
@@ -201,6 +212,7 @@ pub async fn serve(
         auth,
         access,
         audit,
+        access_list,
         feed,
         cursors: CursorKey::new(config.cursor_key.as_bytes()),
         deadline: timeout,

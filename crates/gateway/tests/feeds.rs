@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use carewoven_gateway::evaluator::Progress;
+use carewoven_gateway::evaluator::{Progress, decode_batch};
 use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, command_service_client::CommandServiceClient,
     feed_service_client::FeedServiceClient,
@@ -17,7 +17,6 @@ use carewoven_proto::v1::{
 use carewoven_testkit::NatsServer;
 use carewoven_testkit::partners::{all_data_classes, as_org, register_partner, signed};
 use futures::StreamExt;
-use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -393,13 +392,15 @@ async fn feed_of(world: &World, org: &str) -> Vec<v1::FeedItem> {
     let pending = consumer.info().await.unwrap().num_pending;
     let mut messages = consumer.messages().await.unwrap();
     let mut items = Vec::new();
-    while (items.len() as u64) < pending {
+    for _ in 0..pending {
         let m = tokio::time::timeout(DEADLINE, messages.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        items.push(v1::FeedItem::decode(m.payload.as_ref()).unwrap());
+        // One message holds the partner's consecutive items of one evaluation batch.
+        let batch = decode_batch(m.headers.as_ref(), m.payload.as_ref()).unwrap();
+        items.extend(batch.items);
     }
     items
 }
@@ -460,7 +461,10 @@ async fn a_partner_gets_only_events_from_its_relationship_on_numbered_resumable_
         .await
         .unwrap()
         .unwrap();
-    let live_item = v1::FeedItem::decode(live_item.payload.as_ref()).unwrap();
+    let live_item = decode_batch(live_item.headers.as_ref(), live_item.payload.as_ref())
+        .unwrap()
+        .items
+        .remove(0);
     assert_eq!(live_item.number, 3);
     assert_eq!(live_item.log_position, next);
 
@@ -809,7 +813,49 @@ async fn a_restarted_gateway_neither_repeats_nor_skips() {
     let mut positions: Vec<u64> = items.iter().map(|i| i.log_position).collect();
     positions.dedup();
     assert_eq!(positions.len(), 41, "each event once");
+    // The backlog was evaluated in batches: fewer messages than items.
+    let messages = feed_messages(&w, COMM).await;
+    assert!(messages < 41, "{messages} messages for 41 items");
+
+    // Resuming after any number, inside a message or at its end, gives exactly what follows.
+    for after in [1, 21, 30, 40] {
+        let mut resumed = subscribe(
+            &w,
+            COMM,
+            v1::SubscribeRequest {
+                after_number: after,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let next = take(&mut resumed, (41 - after) as usize).await;
+        assert_eq!(
+            numbers(&next),
+            (after + 1..=41).collect::<Vec<u64>>(),
+            "after {after}"
+        );
+        assert_eq!(
+            next.iter().map(|i| i.log_position).collect::<Vec<_>>(),
+            positions[after as usize..].to_vec()
+        );
+    }
     w.stop().await;
+}
+
+/// How many messages `org`'s feed is stored in.
+async fn feed_messages(world: &World, org: &str) -> u64 {
+    let client = async_nats::connect(world.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("CW_FEED").await.unwrap();
+    let mut consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: format!("cw.feed.{org}.>"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    consumer.info().await.unwrap().num_pending
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -827,6 +873,7 @@ async fn who_accessed_a_record_is_answered_from_the_audit() {
                 person_id: person.clone(),
                 after: 0,
                 limit: 0,
+                after_delivery: 0,
             },
         ))
         .await
@@ -853,6 +900,7 @@ async fn who_accessed_a_record_is_answered_from_the_audit() {
                 person_id: person.clone(),
                 after: 0,
                 limit: 0,
+                after_delivery: 0,
             },
         ))
         .await
@@ -864,6 +912,7 @@ async fn who_accessed_a_record_is_answered_from_the_audit() {
                 person_id: person.clone(),
                 after: 0,
                 limit: 1000,
+                after_delivery: 0,
             }),
             &carewoven_testkit::partners::governance_token(),
         ))

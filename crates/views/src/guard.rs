@@ -7,7 +7,6 @@
 //! audited on a best-effort basis: nothing was disclosed, so the refusal stands even if the
 //! audit stream cannot be reached.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use carewoven_access::grpc::{permission_denied, unauthenticated};
@@ -160,7 +159,7 @@ impl Guard {
                 "the read could not be audited, so it is not answered; retry: {e}"
             ))
         };
-        let mut acks = Vec::with_capacity(persons.len());
+        let mut stored = Vec::with_capacity(persons.len());
         for person in persons {
             // A person's own read says `self`; a proxy's, `proxy` and the carer's pseudonym.
             let detail = self
@@ -170,20 +169,15 @@ impl Guard {
                 AuditRecord::permitted(who, Some(*person), v1::AuditAction::RecordRead)
                     .detail(detail);
             record.log_position = position;
-            let ack = self
-                .audit
-                .publish(&record)
-                .await
-                .map_err(|e| unaudited(e.message().to_owned()))?;
-            acks.push(ack.into_future());
+            // Group-committed with every other read waiting at this moment (one write).
+            stored.push(self.audit.submit(&record));
         }
-        if acks.is_empty() {
+        if stored.is_empty() {
             return Ok(());
         }
-        tokio::time::timeout(self.timeout, futures::future::try_join_all(acks))
+        futures::future::try_join_all(stored)
             .await
-            .map_err(|_| unaudited("the audit stream did not acknowledge".to_owned()))?
-            .map_err(|e| unaudited(e.to_string()))?;
+            .map_err(|e| unaudited(e.message().to_owned()))?;
         Ok(())
     }
 }

@@ -907,15 +907,24 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
     cmd.stop().await;
 }
 
-/// The last audit record on `subject` (CW_AUDIT).
+/// The last audit record on `subject` (CW_AUDIT), stored alone or in a group.
 async fn last_audit(js: &async_nats::jetstream::Context, subject: &str) -> v1::AuditEvent {
-    use prost::Message as _;
+    use carewoven_access::audit::{decode_message, event_subject};
     let stream = js.get_stream("CW_AUDIT").await.unwrap();
-    let stored = stream
-        .get_last_raw_message_by_subject(subject)
+    let mut last = None;
+    let mut from = 1;
+    while let Ok(stored) = stream
+        .direct_get_next_for_subject("cw.audit.>", Some(from))
         .await
-        .unwrap_or_else(|e| panic!("no audit record on {subject}: {e}"));
-    v1::AuditEvent::decode(stored.payload.as_ref()).unwrap()
+    {
+        from = stored.sequence + 1;
+        for event in decode_message(&stored.subject, stored.payload.as_ref()).unwrap() {
+            if event_subject(&event) == subject {
+                last = Some(event);
+            }
+        }
+    }
+    last.unwrap_or_else(|| panic!("no audit record on {subject}"))
 }
 
 async fn board_people(q: &mut QueryServiceClient<Channel>, org: &str, at: u64) -> Vec<String> {

@@ -47,7 +47,6 @@ use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -129,6 +128,9 @@ struct Args {
     /// Skip the latency phase.
     #[arg(long)]
     no_latency: bool,
+    /// Latency phases run (each on a fresh server); the p99 ratio is their median.
+    #[arg(long, default_value_t = 3)]
+    latency_runs: usize,
     /// Skip the throughput phase.
     #[arg(long)]
     no_throughput: bool,
@@ -170,7 +172,20 @@ async fn main() -> Result<()> {
         args.seed
     );
     if !args.no_latency {
-        latency_phase(&args, sync).await?;
+        // The tail is noisy on shared machines: the figure is the median of several runs.
+        let mut p99s = Vec::new();
+        for run in 1..=args.latency_runs.max(1) {
+            eprintln!("latency: run {run} of {}", args.latency_runs.max(1));
+            p99s.push(latency_phase(&args, sync).await?);
+        }
+        let each: Vec<String> = p99s.iter().map(|r| format!("{r:.2}")).collect();
+        p99s.sort_by(f64::total_cmp);
+        println!(
+            "feed: p99_ratio={:.2}  (median of {} runs: {})",
+            p99s[p99s.len() / 2],
+            p99s.len(),
+            each.join(", ")
+        );
     }
     if !args.no_throughput {
         throughput_phase(&args, sync).await?;
@@ -645,24 +660,30 @@ async fn subscribe_partners(url: &str, tx: &mpsc::UnboundedSender<Msg>) -> Resul
             let _client = client;
             while let Some(message) = subscription.next().await {
                 let at = Instant::now();
-                let Ok(item) = v1::FeedItem::decode(message.payload.as_ref()) else {
+                // One message carries the partner's consecutive items (deploy/README.md).
+                let Ok(batch) = carewoven_gateway::evaluator::decode_batch(
+                    message.headers.as_ref(),
+                    message.payload.as_ref(),
+                ) else {
                     continue;
                 };
-                let event_id = item.identifiers.map(|i| i.event_id).unwrap_or_default();
-                let arrival = Arrival {
-                    via: Via::Core,
-                    event_id,
-                    at,
-                    size: message.payload.len(),
-                };
-                if tx
-                    .send(Msg::Delivery {
-                        position: item.log_position,
-                        arrival,
-                    })
-                    .is_err()
-                {
-                    return;
+                for item in batch.items {
+                    let event_id = item.identifiers.map(|i| i.event_id).unwrap_or_default();
+                    let arrival = Arrival {
+                        via: Via::Core,
+                        event_id,
+                        at,
+                        size: message.payload.len(),
+                    };
+                    if tx
+                        .send(Msg::Delivery {
+                            position: item.log_position,
+                            arrival,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         });
@@ -781,7 +802,8 @@ fn micros(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1000.0)
 }
 
-async fn latency_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
+/// One latency phase; its p99 ratio.
+async fn latency_phase(args: &Args, sync: SyncPolicy) -> Result<f64> {
     let nats = NatsServer::start_with(Options {
         sync,
         ..Options::default()
@@ -947,12 +969,12 @@ async fn latency_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
     }
     let ratio = |p: f64| q(&feed.reply_to_core, p) as f64 / q(&raw.histogram, p).max(1) as f64;
     println!(
-        "feed: p50_ratio={:.2} p99_ratio={:.2}",
+        "feed run: p50_ratio={:.2} p99_ratio={:.2}",
         ratio(0.5),
         ratio(0.99)
     );
     drop(nats);
-    Ok(())
+    Ok(ratio(0.99))
 }
 
 struct Baseline {
@@ -1151,10 +1173,17 @@ async fn throughput_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
 
     let feed = stream_size(&js, FEED_STREAM).await?;
     let audit = stream_size(&js, carewoven_access::audit::AUDIT_STREAM).await?;
+    // One message per partner per evaluation batch: never more messages than items.
     ensure!(
-        feed.messages == done.deliveries,
-        "the feed stream holds {} items, the gateway reported {}",
+        feed.messages <= done.deliveries,
+        "the feed stream holds {} messages for {} deliveries",
         feed.messages,
+        done.deliveries
+    );
+    let items = feed_items(&js).await?;
+    ensure!(
+        items == done.deliveries,
+        "the feed stream holds {items} items, the gateway reported {}",
         done.deliveries
     );
     let raw_secs = raw_first.min(raw_second);
@@ -1166,13 +1195,15 @@ async fn throughput_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
         last as f64 / raw_second
     );
     println!(
-        "(b) gateway from a fresh start: {} events evaluated in {gateway_secs:.2} s ({gateway_rate:.0}/s; first event after {startup:.2} s), {} deliveries ({:.2} per event, {:.0}/s), feed items avg {:.0} B, audit records avg {:.0} B (stored)",
+        "(b) gateway from a fresh start: {} events evaluated in {gateway_secs:.2} s ({gateway_rate:.0}/s; first event after {startup:.2} s), {} deliveries ({:.2} per event, {:.0}/s) stored as {} feed messages ({:.4} writes per event, avg {:.0} B) and {} audit messages",
         done.evaluated,
         done.deliveries,
         done.deliveries as f64 / done.evaluated as f64,
         done.deliveries as f64 / gateway_secs,
+        feed.messages,
+        (feed.messages + audit.messages) as f64 / done.evaluated.max(1) as f64,
         feed.bytes as f64 / feed.messages.max(1) as f64,
-        audit.bytes as f64 / audit.messages.max(1) as f64
+        audit.messages
     );
     println!(
         "    CPU during (b): gateway process {:.1} s, nats-server {:.1} s, over {gateway_secs:.1} s on {} cores",
@@ -1196,7 +1227,7 @@ async fn throughput_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
             Ok(secs) => {
                 let rate = count as f64 / secs;
                 println!(
-                    "(c) raw JetStream publishes of {size} B (the gateway's average write) alternately to two streams with {GATEWAY_WINDOW} in flight, {count} of the gateway's {writes} writes: {rate:.0}/s; at {per_event:.2} writes per event (feed item + audit record per delivery) they cap the gateway at {:.0} events/s",
+                    "(c) raw JetStream publishes of {size} B (the gateway's average write) alternately to two streams with {GATEWAY_WINDOW} in flight, {count} of the gateway's {writes} writes: {rate:.0}/s; at {per_event:.4} writes per event (feed and audit messages) they cap the gateway at {:.0} events/s",
                     rate / per_event
                 );
             }
@@ -1215,6 +1246,30 @@ async fn throughput_phase(args: &Args, sync: SyncPolicy) -> Result<()> {
     }
     drop(nats);
     Ok(())
+}
+
+/// Items in every message of the feed stream (each a `FeedBatch`).
+async fn feed_items(js: &jetstream::Context) -> Result<u64> {
+    let stream = js.get_stream(FEED_STREAM).await?;
+    let mut items = 0u64;
+    let mut from = 1;
+    loop {
+        match stream
+            .direct_get_next_for_subject("cw.feed.>", Some(from))
+            .await
+        {
+            Ok(m) => {
+                from = m.sequence + 1;
+                let batch =
+                    carewoven_gateway::evaluator::decode_batch(Some(&m.headers), &m.payload)?;
+                items += batch.items.len() as u64;
+            }
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {
+                return Ok(items);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Publish `count` messages of `size` bytes, alternately to two file streams (as the gateway

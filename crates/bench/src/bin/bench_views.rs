@@ -113,7 +113,7 @@ async fn main() -> Result<()> {
         SyncArg::Always => (SyncPolicy::Always, "always"),
         SyncArg::Default => (SyncPolicy::Default, "default (2m)"),
     };
-    let nats = NatsServer::start_with(Options {
+    let mut nats = NatsServer::start_with(Options {
         sync,
         ..Options::default()
     })?;
@@ -181,6 +181,27 @@ async fn main() -> Result<()> {
 
     ensure!(!generated.persons.is_empty(), "no people were generated");
     let readers = readers(&views_file)?;
+    // The query phase runs under the shipped `sync_interval: always` (every read's audit
+    // record is a write): the same store, restarted with it if it was generated without.
+    drop(js);
+    drop(client);
+    let _always = if matches!(args.sync, SyncArg::Always) {
+        None
+    } else {
+        nats.kill();
+        let port = nats.port();
+        let config = dir.path().join("nats-always.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\nmax_payload: 1MB\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n  limits {{ batch {{ max_inflight_per_stream: 1000, max_inflight_total: 4000 }} }}\n}}\n",
+                nats.store_dir().display()
+            ),
+        )?;
+        let server = carewoven_testkit::ConfiguredServer::start(&config, &[], port)?;
+        println!("query phase: nats-server restarted on the same store with sync_interval=always");
+        Some(server)
+    };
     query_latency(&nats.url(), &views_file, &readers, &args).await?;
     Ok(())
 }
