@@ -33,7 +33,8 @@ use carewoven_domain::consent::ConsentTerms;
 use carewoven_domain::person::ProxyScope;
 use carewoven_domain::values::{Code, NhsNumber};
 use carewoven_governance::{
-    ConsentLink, EmergencyAccess, EpisodeLink, PeopleStore, PersonAccess, ReferralLink, Unsaved,
+    ConsentLink, EmergencyAccess, EpisodeLink, Governance, PeopleStore, PersonAccess, ReferralLink,
+    Unsaved,
 };
 use carewoven_proto::convert::FromWire;
 use carewoven_proto::v1;
@@ -58,6 +59,8 @@ const GROUND_INSTANTS: TableDefinition<(i64, u128), ()> = TableDefinition::new("
 const REGISTRY: TableDefinition<u64, &[u8]> = TableDefinition::new("registry");
 const EMERGENCY: TableDefinition<u64, &[u8]> = TableDefinition::new("emergency");
 const UNDECODABLE: TableDefinition<u128, u64> = TableDefinition::new("undecodable");
+/// Per partner feed (gateway): the last item's number and the log position it carries.
+const FEED_HEADS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("feed_heads");
 
 const POSITION: &str = "position";
 const FORMAT: &str = "format";
@@ -363,6 +366,8 @@ pub struct Restored {
     pub registry: Vec<(u64, Vec<u8>)>,
     pub emergency: Vec<EmergencyAccess>,
     pub undecodable: HashMap<Uuid, u64>,
+    /// Per partner feed: the last item's number and its log position (gateway).
+    pub feed_heads: HashMap<String, (u64, u64)>,
 }
 
 /// What one save writes besides people.
@@ -372,6 +377,30 @@ pub struct SaveExtras<'a> {
     /// Emergency accesses asserted since the last save.
     pub emergency: &'a [EmergencyAccess],
     pub undecodable: &'a HashMap<Uuid, u64>,
+    /// Per partner feed: the last item's number and its log position (gateway).
+    pub feed_heads: &'a [(String, u64, u64)],
+}
+
+impl<'a> SaveExtras<'a> {
+    /// What `governance` holds outside its people store, for a save that follows one at
+    /// position `saved`: the emergency accesses asserted since, and the undecodable people.
+    pub fn of(governance: &Governance, saved: u64, upto: u64) -> SavedFold {
+        SavedFold {
+            emergency: governance
+                .emergency_accesses()
+                .iter()
+                .filter(|e| e.position > saved && e.position <= upto)
+                .cloned()
+                .collect(),
+            undecodable: governance.undecodable_people().clone(),
+        }
+    }
+}
+
+/// See [`SaveExtras::of`].
+pub struct SavedFold {
+    pub emergency: Vec<EmergencyAccess>,
+    pub undecodable: HashMap<Uuid, u64>,
 }
 
 /// A checkpoint file; see the module documentation.
@@ -426,6 +455,7 @@ impl Checkpoint {
             txn.open_table(REGISTRY)?;
             txn.open_table(EMERGENCY)?;
             txn.open_table(UNDECODABLE)?;
+            txn.open_table(FEED_HEADS)?;
         }
         txn.commit()?;
         Ok(Checkpoint {
@@ -511,6 +541,10 @@ impl Checkpoint {
                 .undecodable
                 .insert(Uuid::from_u128(k.value()), v.value());
         }
+        for row in txn.open_table(FEED_HEADS)?.iter()? {
+            let (k, v) = row?;
+            restored.feed_heads.insert(k.value().to_owned(), v.value());
+        }
         Ok(restored)
     }
 
@@ -555,6 +589,10 @@ impl Checkpoint {
             let mut undecodable = txn.open_table(UNDECODABLE)?;
             for (person, position) in extras.undecodable {
                 undecodable.insert(person.as_u128(), *position)?;
+            }
+            let mut heads = txn.open_table(FEED_HEADS)?;
+            for (org, number, source) in extras.feed_heads {
+                heads.insert(org.as_str(), (*number, *source))?;
             }
             txn.open_table(META_U64)?
                 .insert(POSITION, unsaved.position)?;
@@ -606,6 +644,29 @@ impl Checkpoint {
             h.update(v.value().to_be_bytes());
         }
         Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// A fold resumed from this checkpoint: `governance` (empty) backed by it, with at most
+    /// `cache` people read back held in memory, the registry folded again, and what else it
+    /// holds restored. Also what the checkpoint holds besides the fold.
+    pub fn resume(
+        self: &std::sync::Arc<Self>,
+        governance: Governance,
+        cache: usize,
+    ) -> anyhow::Result<(Governance, Restored)> {
+        let mut restored = self.restore()?;
+        let mut governance = governance.with_store(self.clone(), cache);
+        for (sequence, payload) in &restored.registry {
+            let event = carewoven_eventlog::decode(*sequence, payload)
+                .map_err(|e| anyhow!("a registry event in the access checkpoint: {e}"))?;
+            governance.restore_registry(&event);
+        }
+        governance.restore(
+            restored.position,
+            std::mem::take(&mut restored.emergency),
+            std::mem::take(&mut restored.undecodable),
+        );
+        Ok((governance, restored))
     }
 
     /// People stored.

@@ -141,31 +141,29 @@ impl AccessIndex {
             let log_end = info.state.last_sequence;
             let path = path.clone();
             let opened = tokio::task::spawn_blocking(move || {
-                let c = Checkpoint::open(&path, &identity, log_end)?;
-                let restored = c.restore()?;
-                anyhow::Ok((c, restored))
+                anyhow::Ok((Checkpoint::open(&path, &identity, log_end)?, ()))
             })
             .await
             .context("opening the access checkpoint")??;
-            let (c, restored) = opened;
+            let (c, _) = opened;
             let c = Arc::new(c);
             let cache = match options.cache_people {
                 0 => DEFAULT_CACHE_PEOPLE,
                 n => n,
             };
-            governance = governance.with_store(c.clone(), cache);
-            for (sequence, payload) in &restored.registry {
-                let event = carewoven_eventlog::decode(*sequence, payload)
-                    .context("a registry event in the access checkpoint")?;
-                governance.restore_registry(&event);
-            }
-            start = restored.position;
+            let resumed = {
+                let c = c.clone();
+                tokio::task::spawn_blocking(move || c.resume(governance, cache))
+                    .await
+                    .context("restoring the access checkpoint")??
+            };
+            governance = resumed.0;
+            start = resumed.1.position;
             tracing::info!(
                 position = start,
                 file = %c.path().display(),
                 "access index: starting from its checkpoint"
             );
-            governance.restore(start, restored.emergency, restored.undecodable);
             checkpoint = Some(c);
         }
         let (position, _) = watch::channel(start);
@@ -406,15 +404,7 @@ impl AccessIndex {
             now
         };
         let saved = self.inner.saved.load(Ordering::Relaxed);
-        let (emergency, undecodable) = self.with(|g| {
-            let emergency: Vec<_> = g
-                .emergency_accesses()
-                .iter()
-                .filter(|e| e.position > saved && e.position <= unsaved.position)
-                .cloned()
-                .collect();
-            (emergency, g.undecodable_people().clone())
-        });
+        let fold = self.with(|g| SaveExtras::of(g, saved, unsaved.position));
         let position = unsaved.position;
         let result = tokio::task::spawn_blocking({
             let registry = registry.clone();
@@ -423,8 +413,9 @@ impl AccessIndex {
                     &unsaved,
                     &SaveExtras {
                         registry: &registry,
-                        emergency: &emergency,
-                        undecodable: &undecodable,
+                        emergency: &fold.emergency,
+                        undecodable: &fold.undecodable,
+                        feed_heads: &[],
                     },
                 )
             }

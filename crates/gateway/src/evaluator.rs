@@ -27,6 +27,7 @@
 //! skip is audited before it takes effect.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,8 +37,10 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
 use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
+use carewoven_access::checkpoint::{Checkpoint, SaveExtras};
 use carewoven_domain::values::Code;
 use carewoven_domain::{AggregateKind, REGISTRY_PERSON, RecordedEvent};
+use carewoven_eventlog::follow::{FollowOptions, Follower, LogMessage};
 use carewoven_governance::{Disclosure, Governance};
 use carewoven_proto::v1;
 use chrono::{DateTime, Utc};
@@ -55,6 +58,11 @@ pub const NUMBER_HEADER: &str = "Carewoven-Feed-Number";
 pub const FIRST_HEADER: &str = "Carewoven-Feed-First";
 /// The log position of a feed message's last item.
 pub const SOURCE_HEADER: &str = "Carewoven-Source-Sequence";
+
+/// Save the checkpoint this long after the last save, if anything was evaluated since...
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// ...or when this many people changed.
+const SAVE_AFTER_PEOPLE: usize = 20_000;
 
 /// Unacknowledged publishes allowed in flight.
 const WINDOW: usize = 2048;
@@ -192,6 +200,10 @@ pub struct Evaluator {
     /// Skips already audited by this process (the evaluator starts over after failures).
     skips_audited: Mutex<HashSet<u64>>,
     unattributable: AtomicU64,
+    /// Where the fold is persisted, and how many people it keeps in memory.
+    checkpoint_file: Option<(PathBuf, usize)>,
+    /// The checkpoint, opened once per process.
+    checkpoint: tokio::sync::Mutex<Option<Arc<Checkpoint>>>,
 }
 
 struct Pending {
@@ -226,7 +238,16 @@ impl Evaluator {
             settings: carewoven_governance::Settings::default(),
             skips_audited: Mutex::default(),
             unattributable: AtomicU64::new(0),
+            checkpoint_file: None,
+            checkpoint: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Persist the fold in `file` (with at most `cache` people read back held in memory):
+    /// a restart then costs the events since the last save.
+    pub fn checkpointed(mut self, file: Option<PathBuf>, cache: usize) -> Self {
+        self.checkpoint_file = file.map(|f| (f, cache.max(2)));
+        self
     }
 
     /// Treat these undecodable events as applied (`--index-skip-undecodable`).
@@ -259,68 +280,197 @@ impl Evaluator {
         }
     }
 
+    /// The fold to start from and its position: the checkpoint's (opened once per process)
+    /// or an empty one. Also the feed heads the checkpoint recorded.
+    async fn resume(&self) -> anyhow::Result<(Governance, u64, HashMap<String, (u64, u64)>)> {
+        let empty = Governance::with_settings(self.settings);
+        let Some((path, cache)) = &self.checkpoint_file else {
+            return Ok((empty, 0, HashMap::new()));
+        };
+        let opened = self.checkpoint.lock().await.clone();
+        let checkpoint = match opened {
+            Some(c) => c,
+            None => {
+                let info = self
+                    .js
+                    .get_stream(&self.stream)
+                    .await
+                    .context("opening the event stream")?
+                    .info()
+                    .await
+                    .context("reading the event stream")?
+                    .clone();
+                let identity = format!("{}@{}", self.stream, info.created.unix_timestamp_nanos());
+                let log_end = info.state.last_sequence;
+                let path = path.clone();
+                let c = tokio::task::spawn_blocking(move || {
+                    Checkpoint::open(&path, &identity, log_end)
+                })
+                .await??;
+                let c = Arc::new(c);
+                *self.checkpoint.lock().await = Some(c.clone());
+                c
+            }
+        };
+        let cache = *cache;
+        let (governance, restored) =
+            tokio::task::spawn_blocking(move || checkpoint.resume(empty, cache)).await??;
+        tracing::info!(
+            position = restored.position,
+            "gateway evaluator: starting from its checkpoint"
+        );
+        Ok((governance, restored.position, restored.feed_heads))
+    }
+
+    /// Save the fold at a barrier: every delivery decided so far is acknowledged, so the
+    /// position saved never runs ahead of the feeds.
+    async fn save(
+        &self,
+        governance: &mut Governance,
+        through: u64,
+        saved: &mut u64,
+        registry: &mut Vec<(u64, bytes::Bytes)>,
+        heads: &HashMap<Code, FeedHead>,
+    ) -> anyhow::Result<()> {
+        let Some(checkpoint) = self.checkpoint.lock().await.clone() else {
+            return Ok(());
+        };
+        governance.skip_to(through);
+        if governance.position() <= *saved && governance.unsaved() == 0 {
+            return Ok(());
+        }
+        let Some(unsaved) = governance.begin_save() else {
+            return Ok(());
+        };
+        let fold = SaveExtras::of(governance, *saved, unsaved.position);
+        let feed_heads: Vec<(String, u64, u64)> = heads
+            .iter()
+            .map(|(org, h)| (org.as_str().to_owned(), h.number, h.source))
+            .collect();
+        let taken = std::mem::take(registry);
+        let position = unsaved.position;
+        let result = tokio::task::spawn_blocking(move || {
+            checkpoint.save(
+                &unsaved,
+                &SaveExtras {
+                    registry: &taken,
+                    emergency: &fold.emergency,
+                    undecodable: &fold.undecodable,
+                    feed_heads: &feed_heads,
+                },
+            )
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        governance.end_save(result.is_ok());
+        // A failed save: evaluation starts over from the last good checkpoint.
+        result.context("saving the gateway's checkpoint")?;
+        *saved = position;
+        Ok(())
+    }
+
     async fn run_once(&self, stop: &CancellationToken) -> anyhow::Result<()> {
-        let events = self
-            .js
-            .get_stream_no_info(&self.stream)
-            .await
-            .context("opening the event stream")?;
-        let messages = events
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: carewoven_eventlog::subjects::ALL_EVENTS.to_owned(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .context("following the event stream")?
-            .messages()
-            .await
-            .context("following the event stream")?;
-        let mut governance = Governance::with_settings(self.settings);
+        let (mut governance, start, checkpoint_heads) = self.resume().await?;
+        let mut follower = Follower::open(
+            &self.js,
+            &self.stream,
+            start + 1,
+            FollowOptions {
+                max_batch: CHUNK,
+                ..FollowOptions::default()
+            },
+            "gateway evaluator",
+            stop.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("following the event stream: {e}"))?;
+        let checkpointed = self.checkpoint_file.is_some();
         let mut heads: HashMap<Code, FeedHead> = HashMap::new();
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut in_flight = 0usize;
         let mut evaluated_total = 0u64;
         let mut deliveries_total = 0u64;
-        let mut last_seen = 0u64;
-        // Every event already waiting is one evaluation batch.
-        let mut chunks = messages.ready_chunks(CHUNK);
+        let mut last_seen = start;
+        let mut saved = start;
+        let mut registry: Vec<(u64, bytes::Bytes)> = Vec::new();
+        let mut last_save = tokio::time::Instant::now();
+        self.report(&pending, last_seen, evaluated_total, deliveries_total);
         loop {
+            // The checkpoint barrier: now and then, settle every delivery and save.
+            if checkpointed
+                && (last_save.elapsed() >= SAVE_INTERVAL
+                    || governance.unsaved() >= SAVE_AFTER_PEOPLE)
+                && last_seen > saved
+            {
+                while settle(&mut pending, &mut in_flight).await?.is_some() {}
+                self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                self.save(
+                    &mut governance,
+                    last_seen,
+                    &mut saved,
+                    &mut registry,
+                    &heads,
+                )
+                .await?;
+                last_save = tokio::time::Instant::now();
+            }
             // Wait for the next events; while idle, settle acknowledgements.
             let next = if pending.is_empty() {
                 tokio::select! {
-                    m = chunks.next() => m,
-                    _ = stop.cancelled() => return Ok(()),
+                    m = follower.next_batch() => m,
+                    _ = tokio::time::sleep(SAVE_INTERVAL), if checkpointed && last_seen > saved => continue,
                 }
             } else {
                 tokio::select! {
                     biased;
-                    m = chunks.next(), if in_flight < WINDOW => m,
+                    m = follower.next_batch(), if in_flight < WINDOW => m,
                     settled = settle(&mut pending, &mut in_flight) => {
                         settled?;
                         self.report(&pending, last_seen, evaluated_total, deliveries_total);
                         continue;
                     }
-                    _ = stop.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => None,
                 }
             };
-            let chunk = next.ok_or_else(|| anyhow!("the event stream ended"))?;
+            let Some(batch) = next else {
+                // Stopping: settle what is in flight and save, so the next start is warm.
+                while settle(&mut pending, &mut in_flight).await?.is_some() {}
+                self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                self.save(
+                    &mut governance,
+                    last_seen,
+                    &mut saved,
+                    &mut registry,
+                    &heads,
+                )
+                .await?;
+                return Ok(());
+            };
             let mut first = None;
             let mut outgoing: BTreeMap<Code, Outgoing> = BTreeMap::new();
             // An event that stops evaluation (an undecodable registry event) still lets
             // everything decided before it in its batch be stored.
             let mut failure = None;
-            for message in chunk {
+            for message in &batch.messages {
                 let step = async {
-                    let message = message.map_err(|e| anyhow!("reading the event stream: {e}"))?;
-                    let sequence = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
-                    let Some(event) = self.readable(&mut governance, sequence, &message).await?
+                    let sequence = message.sequence;
+                    let Some(event) = self.readable(&mut governance, sequence, message).await?
                     else {
                         // Nothing to deliver: skipped, or its person's deliveries are stopped.
                         return Ok((sequence, false));
                     };
-                    self.evaluate(&mut governance, &mut heads, &event, &mut outgoing)
-                        .await?;
+                    if checkpointed && event.meta.aggregate_kind == AggregateKind::Organisation {
+                        registry.push((sequence, message.payload.clone()));
+                    }
+                    self.evaluate(
+                        &mut governance,
+                        &mut heads,
+                        &checkpoint_heads,
+                        &event,
+                        &mut outgoing,
+                    )
+                    .await?;
                     anyhow::Ok((sequence, true))
                 };
                 match step.await {
@@ -334,6 +484,10 @@ impl Evaluator {
                         break;
                     }
                 }
+            }
+            if failure.is_none() {
+                first.get_or_insert(batch.through);
+                last_seen = last_seen.max(batch.through);
             }
             let mut acks = Vec::new();
             for (org, out) in outgoing {
@@ -414,7 +568,7 @@ impl Evaluator {
         &self,
         governance: &mut Governance,
         sequence: u64,
-        message: &jetstream::Message,
+        message: &LogMessage,
     ) -> anyhow::Result<Option<RecordedEvent>> {
         let Some((person, ..)) = carewoven_eventlog::subjects::parse_event(&message.subject) else {
             let count = self.unattributable.fetch_add(1, Ordering::Relaxed) + 1;
@@ -501,6 +655,7 @@ impl Evaluator {
         &self,
         governance: &mut Governance,
         heads: &mut HashMap<Code, FeedHead>,
+        checkpoint_heads: &HashMap<String, (u64, u64)>,
         event: &RecordedEvent,
         outgoing: &mut BTreeMap<Code, Outgoing>,
     ) -> anyhow::Result<()> {
@@ -528,6 +683,17 @@ impl Evaluator {
                 Some(h) => h,
                 None => {
                     let h = feed_head(&self.feed, org.as_str()).await?;
+                    // The feed is the truth of what was sent; the checkpoint, saved only
+                    // when every delivery before it was stored, can only be behind it. A
+                    // feed behind the checkpoint lost items: deliver nothing more to it.
+                    if let Some((number, source)) = checkpoint_heads.get(org.as_str())
+                        && (h.number < *number || h.source < *source)
+                    {
+                        return Err(anyhow!(
+                            "the feed of {org} ends at item {} but the checkpoint saw item {number}: the feed stream lost items; its deliveries stop",
+                            h.number
+                        ));
+                    }
                     heads.entry(org.clone()).or_insert(h)
                 }
             };

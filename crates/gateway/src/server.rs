@@ -67,6 +67,11 @@ pub struct Config {
     /// when missing). Unset: a temporary file, rebuilt at every start.
     #[arg(long, env = "CAREWOVEN_ACCESS_LIST_FILE")]
     pub access_list_file: Option<std::path::PathBuf>,
+    /// Where the feed evaluator persists its fold and the feeds' numbers (redb, made if
+    /// missing; deleting it rebuilds it from the log). A restart then costs the events since
+    /// the last save. Unset: the evaluator folds the whole log at every start.
+    #[arg(long, env = "CAREWOVEN_GATEWAY_CHECKPOINT")]
+    pub evaluator_checkpoint: Option<std::path::PathBuf>,
     /// Token lifetime, and undecodable events the access index and the evaluator may treat
     /// as applied (`--index-skip-undecodable`: that person's deliveries resume).
     #[command(flatten)]
@@ -88,6 +93,7 @@ impl Config {
             clock: system_clock(),
             sweep_interval_secs: 60,
             access_list_file: None,
+            evaluator_checkpoint: None,
             access: AccessConfig::default(),
         }
     }
@@ -191,7 +197,11 @@ pub async fn serve(
             .copied()
             .collect(),
     )
-    .governed_by(config.access.governance());
+    .governed_by(config.access.governance())
+    .checkpointed(
+        config.evaluator_checkpoint.clone(),
+        config.access.access_cache_people,
+    );
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
         access.clone(),
