@@ -81,6 +81,7 @@ up: build
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/gateway-access.redb \
+      CAREWOVEN_GATEWAY_CHECKPOINT={{run}}/gateway-evaluator.redb \
       target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
