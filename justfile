@@ -130,3 +130,10 @@ bench-replay *ARGS:
 bench-feed *ARGS:
     cargo build --release --locked -p carewoven-bench
     target/release/bench-feed {{ARGS}}
+
+# Scale benchmark (not in `test`): 10,000,000 events about 1,000,000 people, the release
+# services as child processes on their own nats-server; starts, memory, rebuild, queries,
+# gateway restart. Quick run: just bench-scale --events 200000 --people 20000
+bench-scale *ARGS: build
+    cargo build --release --locked -p carewoven-bench --bin bench-scale
+    target/release/bench-scale {{ARGS}}

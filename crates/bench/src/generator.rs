@@ -230,6 +230,8 @@ fn step(aggregate: Uuid, org: &'static str, event: Event) -> Step {
 /// A person's events, in an order each aggregate accepts (registration first).
 struct Story {
     person: Uuid,
+    /// The registered general practice (the scale benchmark's mix only).
+    gp: Option<&'static str>,
     steps: VecDeque<Step>,
     versions: HashMap<(AggregateKind, Uuid), u64>,
 }
@@ -247,7 +249,13 @@ fn nhs_number(counter: &mut u64) -> NhsNumber {
     }
 }
 
-fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> Story {
+fn story(
+    rng: &mut Rng,
+    person: Uuid,
+    nhs: NhsNumber,
+    start: DateTime<Utc>,
+    gp: Option<&'static str>,
+) -> Story {
     let d0 = carewoven_domain::values::uk_date(start);
     let hospital: &'static str = rng.pick(&HOSPITALS);
     let mut lists: Vec<Vec<Step>> = Vec::new();
@@ -279,7 +287,7 @@ fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> S
         } else {
             Vec::new()
         },
-        registered_gp: None,
+        registered_gp: gp.map(code),
     };
     let registered = step(
         person,
@@ -707,9 +715,78 @@ fn story(rng: &mut Rng, person: Uuid, nhs: NhsNumber, start: DateTime<Utc>) -> S
     }
     Story {
         person,
+        gp,
         steps,
         versions: HashMap::new(),
     }
+}
+
+/// A short story: a registration (with the registered practice, if any) and the practice
+/// joining the care team. Mixed in to reach a target number of people per event.
+fn short_story(
+    rng: &mut Rng,
+    person: Uuid,
+    nhs: NhsNumber,
+    start: DateTime<Utc>,
+    gp: Option<&'static str>,
+) -> Story {
+    let d0 = carewoven_domain::values::uk_date(start);
+    let org: &'static str = gp.unwrap_or_else(|| rng.pick(&HOSPITALS));
+    let mut steps = VecDeque::with_capacity(2);
+    steps.push_back(registration(rng, person, nhs, org, gp));
+    if let Some(gp) = gp {
+        steps.push_back(step(
+            person,
+            gp,
+            Event::CareTeam(CareTeamEvent::MemberAdded {
+                member: MemberRef {
+                    organisation: code(gp),
+                    practitioner: None,
+                },
+                role: CareTeamRole::GeneralPractice,
+                since: d0 - days(30 + rng.below(3000)),
+            }),
+        ));
+    }
+    Story {
+        person,
+        gp,
+        steps,
+        versions: HashMap::new(),
+    }
+}
+
+/// A person's registration by `org`, with a plain synthetic profile.
+fn registration(
+    rng: &mut Rng,
+    person: Uuid,
+    nhs: NhsNumber,
+    org: &'static str,
+    gp: Option<&'static str>,
+) -> Step {
+    let profile = Profile {
+        nhs_number: nhs,
+        given_name: short(rng.pick(&GIVEN)),
+        family_name: short(rng.pick(&FAMILY)),
+        date_of_birth: NaiveDate::from_ymd_opt(
+            1925 + rng.below(80) as i32,
+            1 + rng.below(12) as u32,
+            1 + rng.below(28) as u32,
+        )
+        .expect("valid date"),
+        contact: rng
+            .per_mille(700)
+            .then(|| long(&format!("01632 96{:04}", rng.below(10_000)))),
+        what_matters: rng.per_mille(300).then(|| long(rng.pick(&WHAT_MATTERS))),
+        communication_needs: None,
+        carers: Vec::new(),
+        registered_gp: gp.map(code),
+    };
+    step(
+        person,
+        org,
+        Event::Person(PersonEvent::Registered { profile }),
+    )
 }
 
 /// One discharge episode through the discharge-to-assess states (pathways ~50/45/4/1).
@@ -966,6 +1043,8 @@ pub struct Generated {
     pub sizes: Vec<u32>,
     pub by_kind: [u64; 9],
     pub pathways: [u64; 4],
+    /// People registered with a general practice, with it (the scale mix only).
+    pub registered: Vec<(Uuid, &'static str)>,
 }
 
 impl Generated {
@@ -1024,89 +1103,251 @@ pub async fn generate_checked(
     Ok((generated, last))
 }
 
-/// Write `count` events into the stream: real encoding, subjects and fingerprint header,
-/// published in log order with many acks in flight.
-pub async fn generate(client: &async_nats::Client, count: u64, seed: u64) -> Result<Generated> {
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .max_ack_inflight(ACK_WINDOW * 2)
-        .build(client.clone());
-    let mut rng = Rng::new(seed);
-    let t0 = Utc
-        .with_ymd_and_hms(2025, 1, 6, 8, 0, 0)
-        .single()
-        .context("valid start time")?;
-    let users: Vec<Code> = (1..=9).map(|i| code(&format!("user{i}"))).collect();
-    let bar = indicatif::ProgressBar::new(count);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "generating {bar:40} {pos}/{len} events  {per_sec}  ETA {eta}",
-        )
-        .context("progress bar template")?,
-    );
-    let mut out = Generated {
-        events: count,
-        secs: 0.0,
-        persons: Vec::new(),
-        aggregates: 0,
-        sizes: Vec::with_capacity(count as usize),
-        by_kind: [0; 9],
-        pathways: [0; 4],
-    };
-    let mut nhs_counter = 0u64;
-    let mut active: Vec<Story> = Vec::with_capacity(ACTIVE_STORIES);
-    let mut acks: VecDeque<PublishAckFuture> = VecDeque::with_capacity(ACK_WINDOW);
-    let started = Instant::now();
-    let mut sequence = 0u64;
-    while sequence < count {
-        if active.len() < ACTIVE_STORIES {
-            let person = rng.uuid();
-            let nhs = nhs_number(&mut nhs_counter);
-            let start = t0 + chrono::Duration::seconds((sequence * 20) as i64);
-            let s = story(&mut rng, person, nhs, start);
-            active.push(s);
-            continue;
+/// What the synthetic log looks like beyond the seed. The default is the mix every
+/// benchmark but `bench-scale` uses (and gives the same log as before the options existed).
+#[derive(Debug, Clone)]
+pub struct Mix {
+    /// Recorded time of the first event.
+    pub start: DateTime<Utc>,
+    /// Recorded time between consecutive events.
+    pub step: chrono::Duration,
+    /// Per mille of people registered with one of the general practices (`GPS`); 0: none.
+    pub registered_gp_per_mille: u64,
+    /// `(people, events)`: mix in short stories (a registration and the practice joining the
+    /// care team) so that people per event approaches this ratio. `None`: full stories only.
+    pub people_per_events: Option<(u64, u64)>,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            start: Utc
+                .with_ymd_and_hms(2025, 1, 6, 8, 0, 0)
+                .single()
+                .expect("valid start time"),
+            step: chrono::Duration::seconds(20),
+            registered_gp_per_mille: 0,
+            people_per_events: None,
         }
-        let i = rng.below(active.len() as u64) as usize;
-        let story = &mut active[i];
-        let Some(step) = story.steps.pop_front() else {
-            active.swap_remove(i);
-            continue;
+    }
+}
+
+/// The general practices people are registered with under [`Mix::registered_gp_per_mille`].
+pub const GENERAL_PRACTICES: [&str; 5] = GPS;
+
+/// Every organisation code the generated events name, with the services (and sites) each
+/// owns (its own code), for registering the registry before a generated log.
+pub const ORGANISATIONS: [&str; 23] = [
+    "RXH01",
+    "RXH02",
+    "RYJ01",
+    "RAL01",
+    "SPA01",
+    "ASC-D2A",
+    "REABLE-1",
+    "CNURSE-1",
+    "THERAPY-2",
+    "MH-TEAM-1",
+    "HOMECARE-1",
+    "HOMECARE-2",
+    "REHAB-BEDS-1",
+    "COMMHOSP-1",
+    "CAREHOME-1",
+    "CAREHOME-2",
+    "COUNCIL1",
+    "AGEUK-1",
+    "GP-A81001",
+    "GP-A81002",
+    "GP-B82010",
+    "GP-C83044",
+    "GP-D84100",
+];
+
+/// Writes the synthetic log into JetStream in steps: [`Generator::run`] may be called again to
+/// append more of the same stories (people whose stories are under way carry on).
+pub struct Generator {
+    js: jetstream::Context,
+    rng: Rng,
+    mix: Mix,
+    users: Vec<Code>,
+    out: Generated,
+    nhs_counter: u64,
+    active: Vec<Story>,
+    /// Steps not yet written of the active stories.
+    pending: u64,
+    /// People whose stories were started.
+    started_people: u64,
+    acks: VecDeque<PublishAckFuture>,
+    /// Events written so far.
+    sequence: u64,
+    started: Instant,
+}
+
+impl Generator {
+    pub fn new(client: &async_nats::Client, seed: u64, mix: Mix) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .max_ack_inflight(ACK_WINDOW * 2)
+            .build(client.clone());
+        Generator {
+            js,
+            rng: Rng::new(seed),
+            mix,
+            users: (1..=9).map(|i| code(&format!("user{i}"))).collect(),
+            out: Generated {
+                events: 0,
+                secs: 0.0,
+                persons: Vec::new(),
+                aggregates: 0,
+                sizes: Vec::new(),
+                by_kind: [0; 9],
+                pathways: [0; 4],
+                registered: Vec::new(),
+            },
+            nhs_counter: 0,
+            active: Vec::with_capacity(ACTIVE_STORIES),
+            pending: 0,
+            started_people: 0,
+            acks: VecDeque::with_capacity(ACK_WINDOW),
+            sequence: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Events written so far (by every call).
+    pub fn written(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The recorded time the `n`th event (1-based) gets.
+    pub fn recorded_at(&self, n: u64) -> DateTime<Utc> {
+        self.mix.start + self.mix.step * n as i32 + chrono::Duration::milliseconds(1500)
+    }
+
+    pub fn generated(&self) -> &Generated {
+        &self.out
+    }
+
+    /// Write `count` more events, showing progress, and wait until all are stored.
+    pub async fn run(&mut self, count: u64) -> Result<()> {
+        let target = self.sequence + count;
+        let bar = indicatif::ProgressBar::new(count);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "generating {bar:40} {pos}/{len} events  {per_sec}  ETA {eta}",
+            )
+            .context("progress bar template")?,
+        );
+        let from = self.sequence;
+        while self.sequence < target {
+            if self.active.len() < ACTIVE_STORIES {
+                self.start_story();
+                continue;
+            }
+            let i = self.rng.below(self.active.len() as u64) as usize;
+            let Some(step) = self.active[i].steps.pop_front() else {
+                self.active.swap_remove(i);
+                continue;
+            };
+            self.pending -= 1;
+            let person = self.active[i].person;
+            let gp = self.active[i].gp;
+            let mut versions = std::mem::take(&mut self.active[i].versions);
+            self.write(person, gp, &mut versions, step).await?;
+            self.active[i].versions = versions;
+            if self.active[i].steps.is_empty() {
+                self.active.swap_remove(i);
+            }
+            if self.sequence.is_multiple_of(4096) {
+                bar.set_position(self.sequence - from);
+            }
+        }
+        self.flush().await?;
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Write one more event: the registration of a new person with `gp` as their registered
+    /// practice; returns the person and the event's number (1-based, as [`Self::written`]).
+    pub async fn register(&mut self, gp: &'static str) -> Result<(Uuid, u64)> {
+        let person = self.rng.uuid();
+        let nhs = nhs_number(&mut self.nhs_counter);
+        let step = registration(&mut self.rng, person, nhs, gp, Some(gp));
+        let mut versions = HashMap::new();
+        self.write(person, None, &mut versions, step).await?;
+        self.flush().await?;
+        Ok((person, self.sequence))
+    }
+
+    fn start_story(&mut self) {
+        let person = self.rng.uuid();
+        let nhs = nhs_number(&mut self.nhs_counter);
+        let start = self.mix.start + self.mix.step * self.sequence as i32;
+        let gp = (self.mix.registered_gp_per_mille > 0
+            && self.rng.per_mille(self.mix.registered_gp_per_mille))
+        .then(|| self.rng.pick(&GPS));
+        let short = self.mix.people_per_events.is_some_and(|(people, events)| {
+            // Too few people for the events planned so far: a short story.
+            u128::from(self.started_people) * u128::from(events)
+                < u128::from(self.sequence + self.pending) * u128::from(people)
+        });
+        let s = if short {
+            short_story(&mut self.rng, person, nhs, start, gp)
+        } else {
+            story(&mut self.rng, person, nhs, start, gp)
         };
-        sequence += 1;
+        self.started_people += 1;
+        self.pending += s.steps.len() as u64;
+        self.active.push(s);
+    }
+
+    async fn write(
+        &mut self,
+        person: Uuid,
+        gp: Option<&'static str>,
+        versions: &mut HashMap<(AggregateKind, Uuid), u64>,
+        step: Step,
+    ) -> Result<()> {
+        let out = &mut self.out;
+        let rng = &mut self.rng;
+        self.sequence += 1;
+        out.events += 1;
         let kind = step.event.kind();
-        let version = story.versions.entry((kind, step.aggregate)).or_insert(0);
+        let version = versions.entry((kind, step.aggregate)).or_insert(0);
         *version += 1;
         if *version == 1 {
             out.aggregates += 1;
             if kind == AggregateKind::Person {
-                out.persons.push(story.person);
+                out.persons.push(person);
+                if let Some(gp) = gp {
+                    out.registered.push((person, gp));
+                }
             }
         }
         out.by_kind[kind_index(kind)] += 1;
         if let Event::Discharge(DischargeEvent::PathwayAssigned { pathway }) = &step.event {
             out.pathways[pathway.number() as usize] += 1;
         }
-        let occurred_at = t0 + chrono::Duration::seconds((sequence * 20) as i64);
+        let occurred_at = self.mix.start + self.mix.step * self.sequence as i32;
         let command = rng.uuid();
         let meta = EventMeta {
             event_id: rng.uuid(),
             aggregate_id: step.aggregate,
             aggregate_kind: kind,
-            person_id: story.person,
+            person_id: person,
             version: *version,
             command_id: command,
             correlation_id: command,
             causation_id: command,
             organisation: code(step.org),
-            user: users[rng.below(users.len() as u64) as usize].clone(),
+            user: self.users[rng.below(self.users.len() as u64) as usize].clone(),
             occurred_at,
             recorded_at: occurred_at + chrono::Duration::milliseconds(1500),
             schema_version: carewoven_domain::SCHEMA_VERSION,
         };
         let payload = carewoven_proto::convert::encode_event(&meta, &step.event);
         out.sizes.push(payload.len() as u32);
-        let subject = subjects::event(story.person, kind, step.aggregate, step.event.name());
+        let subject = subjects::event(person, kind, step.aggregate, step.event.name());
         let mut headers = HeaderMap::new();
         let fingerprint = format!(
             "{:016x}{:016x}{:016x}{:016x}",
@@ -1116,26 +1357,34 @@ pub async fn generate(client: &async_nats::Client, count: u64, seed: u64) -> Res
             rng.next()
         );
         headers.insert(FINGERPRINT_HEADER, fingerprint.as_str());
-        if story.steps.is_empty() {
-            active.swap_remove(i);
-        }
-        acks.push_back(
-            js.publish_with_headers(subject, headers, Bytes::from(payload))
+        self.acks.push_back(
+            self.js
+                .publish_with_headers(subject, headers, Bytes::from(payload))
                 .await
                 .context("publishing a generated event")?,
         );
-        if acks.len() >= ACK_WINDOW {
-            let ack = acks.pop_front().context("an ack")?;
+        if self.acks.len() >= ACK_WINDOW {
+            let ack = self.acks.pop_front().context("an ack")?;
             ack.await.context("a generated event was not stored")?;
         }
-        if sequence.is_multiple_of(4096) {
-            bar.set_position(sequence);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        while let Some(ack) = self.acks.pop_front() {
+            ack.await.context("a generated event was not stored")?;
         }
+        self.out.secs = self.started.elapsed().as_secs_f64();
+        Ok(())
     }
-    while let Some(ack) = acks.pop_front() {
-        ack.await.context("a generated event was not stored")?;
-    }
-    bar.finish_and_clear();
-    out.secs = started.elapsed().as_secs_f64();
+}
+
+/// Write `count` events into the stream: real encoding, subjects and fingerprint header,
+/// published in log order with many acks in flight.
+pub async fn generate(client: &async_nats::Client, count: u64, seed: u64) -> Result<Generated> {
+    let mut generator = Generator::new(client, seed, Mix::default());
+    generator.run(count).await?;
+    let mut out = generator.out;
+    out.secs = generator.started.elapsed().as_secs_f64();
     Ok(out)
 }
