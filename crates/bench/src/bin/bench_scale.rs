@@ -485,7 +485,12 @@ impl Bench {
             Kind::Gateway => {
                 command
                     .env("CAREWOVEN_GATEWAY_LISTEN", &addr)
-                    .env("CAREWOVEN_CURSOR_KEY", &self.cursor_key);
+                    .env("CAREWOVEN_CURSOR_KEY", &self.cursor_key)
+                    .env(
+                        "CAREWOVEN_GATEWAY_CHECKPOINT",
+                        state_dir.join("evaluator.redb"),
+                    )
+                    .env("CAREWOVEN_ACCESS_LIST_FILE", state_dir.join("access-list.redb"));
                 &self.args.gateway_arg
             }
         };
@@ -497,7 +502,10 @@ impl Bench {
             .seeds
             .get(kind.name())
             .context("a NATS identity per service")?;
+        // Every service keeps its access index in a checkpoint in its state directory, as
+        // `./dev up` does: a warm start is one with that file present.
         command
+            .env("CAREWOVEN_ACCESS_CHECKPOINT", state_dir.join("access.redb"))
             .current_dir(&state_dir)
             .env("CAREWOVEN_NATS_URL", self.nats.url())
             .env("CAREWOVEN_NATS_NKEY_SEED", seed)
