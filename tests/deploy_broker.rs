@@ -471,6 +471,11 @@ async fn each_identity_does_its_job() -> Result<()> {
     js.publish("cw.audit.none.PARTNER-A.delivered", "audit".into())
         .await?
         .await?;
+    // The relationship sweep reads its last checkpoint record by subject.
+    js.get_stream_no_info("CW_AUDIT")
+        .await?
+        .direct_get_last_for_subject("cw.audit.none.PARTNER-A.delivered")
+        .await?;
 
     // ops: stream information, and a partner's consumer on CW_FEED.
     let js = b.client("ops").jetstream();
