@@ -27,6 +27,7 @@
 //! skip is audited before it takes effect.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, context::PublishAckFuture, stream};
+use async_nats::jetstream::{self, consumer, stream};
 use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
 use carewoven_access::checkpoint::{Checkpoint, SaveExtras};
@@ -209,8 +210,15 @@ pub struct Evaluator {
 struct Pending {
     /// The first log position of the evaluation batch these messages came from.
     source: u64,
-    acks: Vec<PublishAckFuture>,
+    acks: Vec<Ack>,
 }
+
+/// A publish's acknowledgement, awaitable by reference so that [`settle`] may be cancelled
+/// (by the next batch arriving) without losing track of it.
+type Ack = futures::future::BoxFuture<
+    'static,
+    Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+>;
 
 /// One partner's items of the batch being evaluated.
 #[derive(Default)]
@@ -522,7 +530,7 @@ impl Evaluator {
         &self,
         org: &Code,
         items: Vec<v1::FeedItem>,
-        acks: &mut Vec<PublishAckFuture>,
+        acks: &mut Vec<Ack>,
     ) -> anyhow::Result<()> {
         let mut rest = items.into_iter().peekable();
         while rest.peek().is_some() {
@@ -555,7 +563,7 @@ impl Evaluator {
                 )
                 .await
                 .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
-            acks.push(ack);
+            acks.push(Box::pin(ack.into_future()));
         }
         Ok(())
     }
@@ -717,10 +725,14 @@ async fn settle(
     let Some(oldest) = pending.front_mut() else {
         return Ok(None);
     };
-    while let Some(ack) = oldest.acks.pop() {
-        *in_flight -= 1;
-        ack.await
+    // Cancel-safe: an acknowledgement is dropped only once it has resolved, so a batch
+    // arriving meanwhile never makes an unacknowledged publish count as stored.
+    while let Some(ack) = oldest.acks.last_mut() {
+        ack.as_mut()
+            .await
             .map_err(|e| anyhow!("a delivery was not stored: {e}"))?;
+        oldest.acks.pop();
+        *in_flight -= 1;
     }
     let source = oldest.source;
     pending.pop_front();

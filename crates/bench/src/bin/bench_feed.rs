@@ -413,7 +413,9 @@ async fn set_up(mut client: CommandServiceClient<Channel>, plan: Plan) -> Result
             .context("making a referral")?
             .into_inner();
         last = last.max(reply.log_position);
-        related.extend([from, to]);
+        // The referrer gains no ground by referring (only the receiving service's owner
+        // does): load commands by it would be refused, and it is sent nothing.
+        related.push(to);
     }
     if let Some(site) = plan.admission {
         let code = PARTNERS[site].0;

@@ -610,6 +610,7 @@ impl Bench {
                             person_id: person.clone(),
                             after: 0,
                             limit: 1,
+                            ..Default::default()
                         },
                         call,
                     )?;
