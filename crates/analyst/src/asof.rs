@@ -48,7 +48,7 @@ impl AsOf {
         sense: Sense,
     ) -> Result<Self> {
         let dir = tempfile::tempdir().context("a temporary directory for the as-of views")?;
-        let db = carewoven_views::store::open(&dir.path().join("asof.redb"))?;
+        let db = carewoven_projection::store::open(&dir.path().join("asof.redb"))?;
         let txn = db.begin_write()?;
         replay(
             js,
@@ -56,7 +56,7 @@ impl AsOf {
             selection,
             |e| {
                 if counts(&e, at, sense) {
-                    carewoven_views::project::apply(&txn, &e)?;
+                    carewoven_projection::project::apply(&txn, &e)?;
                 }
                 Ok(())
             },
@@ -69,7 +69,7 @@ impl AsOf {
 
     pub fn care_record(&self, person: Uuid) -> Result<Option<v1::CareRecord>> {
         let read = self.db.begin_read()?;
-        let table = read.open_table(carewoven_views::tables::RECORDS)?;
+        let table = read.open_table(carewoven_projection::tables::RECORDS)?;
         let Some(bytes) = table.get(person.as_u128())? else {
             return Ok(None);
         };
@@ -78,7 +78,7 @@ impl AsOf {
 
     pub fn board(&self) -> Result<Vec<v1::BoardEntry>> {
         let read = self.db.begin_read()?;
-        let table = read.open_table(carewoven_views::tables::BOARD)?;
+        let table = read.open_table(carewoven_projection::tables::BOARD)?;
         let mut entries = Vec::new();
         for item in table.iter()? {
             let (_, value) = item?;

@@ -6,12 +6,13 @@ pub mod admin;
 pub mod errors;
 pub mod guard;
 pub mod paging;
-pub mod project;
 pub mod projector;
 pub mod query;
 mod server;
 pub mod state;
-pub mod store;
-pub mod tables;
+
+/// The projection lives in its own crate (the analyst and the benchmarks use it without the
+/// service); re-exported so `crate::tables` and `carewoven_views::store` keep their paths.
+pub use carewoven_projection::{project, store, tables};
 
 pub use server::{Config, run};
