@@ -14,7 +14,7 @@ use carewoven_access::grpc::with_token;
 use carewoven_access::token::{AUDIENCE, Claims, Issuer, testing};
 use carewoven_governance::Role;
 use carewoven_proto::v1;
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 

@@ -15,7 +15,7 @@ use carewoven_access::{AccessIndex, IndexOptions};
 use carewoven_domain::values::Code;
 use carewoven_governance::{Identity, Role};
 use carewoven_proto::v1;
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -14,7 +14,7 @@ use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, feed_service_client::FeedServiceClient,
     query_service_client::QueryServiceClient,
 };
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use futures::StreamExt;
 use prost::Message;
 use tonic::Code;
@@ -34,20 +34,15 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        let stack = Stack::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let views = start_views(carewoven_views::Config::new(
-            stack.nats.url(),
-            dir.path().join("views.redb"),
-        ))
-        .await
-        .unwrap();
-        let (gateway, _progress) =
-            start_gateway(carewoven_gateway::Config::for_nats(stack.nats.url()))
-                .await
-                .unwrap();
-        let views_channel = views.channel().await.unwrap();
-        let gateway_channel = gateway.channel().await.unwrap();
+        let Services {
+            stack,
+            views,
+            gateway,
+            dir,
+            ..
+        } = Services::start().await.unwrap();
+        let views_channel = views.channel();
+        let gateway_channel = gateway.channel();
         World {
             stack,
             views,

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use carewoven_commands::Config;
-use carewoven_tests::broker::{ClusterPorts, Identities, single_node};
-use carewoven_tests::*;
+use carewoven_testkit::broker::{ClusterPorts, Identities, single_node};
+use carewoven_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_single_node_configuration_serves_the_command_api() {
@@ -15,8 +15,8 @@ async fn the_single_node_configuration_serves_the_command_api() {
     let nats = single_node(&ids).unwrap();
     let mut config = Config::for_nats(nats.url());
     config.nats_nkey_seed = Some(ids.seed("commands"));
-    let service = Service::start(config).await.unwrap();
-    let mut client = service.client().await.unwrap();
+    let service = start_commands(config).await.unwrap();
+    let mut client = service.client();
     register_standard_orgs(&mut client).await.unwrap();
     let person = register(&mut client, 40).await.unwrap();
     assert!(!person.is_empty());
@@ -39,8 +39,8 @@ async fn a_three_node_cluster_replicates_the_log() {
     config.nats_nkey_seed = Some(ids.seed("commands"));
     // The cluster elects its JetStream meta leader after start; the service retries opening
     // the stream until it can.
-    let service = Service::start(config).await.unwrap();
-    let mut client = service.client().await.unwrap();
+    let service = start_commands(config).await.unwrap();
+    let mut client = service.client();
     register_standard_orgs(&mut client).await.unwrap();
     // The operator reads the stream's state on another node.
     let ops = ids.connect("ops", &urls[1]).await.unwrap();

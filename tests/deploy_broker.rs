@@ -19,9 +19,10 @@ use carewoven_proto::v1::{
     feed_service_client::FeedServiceClient, history_service_client::HistoryServiceClient,
     query_service_client::QueryServiceClient,
 };
+use carewoven_testkit::Running;
+use carewoven_testkit::broker::{Identities, Watched, single_node, violations};
 use carewoven_testkit::{ConfiguredServer, free_port, repo_root};
-use carewoven_tests::broker::{Identities, Running, Watched, single_node, violations};
-use carewoven_tests::{as_org, ctx, register_standard_orgs, signed, token_with_roles};
+use carewoven_testkit::{as_org, ctx, register_standard_orgs, signed, token_with_roles};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
@@ -52,20 +53,18 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
 
     let mut config = carewoven_commands::Config::for_nats(url.clone());
     config.nats_nkey_seed = Some(ids.seed("commands"));
-    let commands = Running::start(
-        "the command service",
-        "carewoven.v1.CommandService",
-        |l, stop| carewoven_commands::run(l, config, stop.cancelled_owned()),
-    )
+    let commands = Running::start("carewoven.v1.CommandService", |l, stop| {
+        carewoven_commands::run(l, config, stop.cancelled_owned())
+    })
     .await
     .map_err(log)?;
-    let mut client = CommandServiceClient::new(commands.channel.clone());
+    let mut client = CommandServiceClient::new(commands.channel());
     register_standard_orgs(&mut client).await?;
 
     let dir = tempfile::tempdir()?;
     let mut config = carewoven_views::Config::new(url.clone(), dir.path().join("v.redb"));
     config.nats_nkey_seed = Some(ids.seed("views"));
-    let views = Running::start("the views", "carewoven.v1.QueryService", |l, stop| {
+    let views = Running::start("carewoven.v1.QueryService", |l, stop| {
         carewoven_views::run(l, config, stop.cancelled_owned())
     })
     .await
@@ -74,7 +73,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
     let mut config = carewoven_gateway::Config::for_nats(url.clone());
     config.nats_nkey_seed = Some(ids.seed("gateway"));
     let (progress_tx, mut progress) = watch::channel(Default::default());
-    let gateway = Running::start("the gateway", "carewoven.v1.FeedService", |l, stop| {
+    let gateway = Running::start("carewoven.v1.FeedService", |l, stop| {
         carewoven_gateway::server::serve(l, config, stop.cancelled_owned(), progress_tx)
     })
     .await
@@ -87,7 +86,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
         Some(&ids.seed("analyst")),
     )
     .await?;
-    let analyst = Running::start("the analyst", "carewoven.v1.HistoryService", |l, stop| {
+    let analyst = Running::start("carewoven.v1.HistoryService", |l, stop| {
         let js = jetstream::new(analyst_nats);
         async move {
             carewoven_analyst::service::serve(
@@ -119,7 +118,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
         .into_inner()
         .person_id;
     let referred = client
-        .make_referral(signed(carewoven_tests::referral_request(
+        .make_referral(signed(carewoven_testkit::referral_request(
             &person, "HOSP-A", "ASC-D2A",
         )))
         .await?
@@ -127,7 +126,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
         .log_position;
 
     // The views read it back for the receiving team (and audit the read).
-    let record = QueryServiceClient::new(views.channel.clone())
+    let record = QueryServiceClient::new(views.channel())
         .get_care_record(as_org(
             "ASC-D2A",
             v1::GetCareRecordRequest {
@@ -144,7 +143,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
     tokio::time::timeout(WAIT, progress.wait_for(|p| p.delivered_through >= referred))
         .await
         .context("the gateway did not deliver the referral")??;
-    let mut feed = FeedServiceClient::new(gateway.channel.clone())
+    let mut feed = FeedServiceClient::new(gateway.channel())
         .subscribe(as_org("ASC-D2A", v1::SubscribeRequest::default()))
         .await?
         .into_inner();
@@ -155,7 +154,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
     ensure!(item.log_position > 0, "a feed item: {item:?}");
     drop(feed);
     // Who accessed the record (the gateway reads the audit stream).
-    let accesses = AuditServiceClient::new(gateway.channel.clone())
+    let accesses = AuditServiceClient::new(gateway.channel())
         .list_record_access(as_org(
             "ASC-D2A",
             v1::ListRecordAccessRequest {
@@ -174,7 +173,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
 
     // The analyst replays the log over gRPC.
     let analyst_token = token_with_roles("ICB-ANALYSTS", &[carewoven_governance::Role::Analyst]);
-    let mut replay = HistoryServiceClient::new(analyst.channel.clone())
+    let mut replay = HistoryServiceClient::new(analyst.channel())
         .replay(carewoven_access::grpc::with_token(
             tonic::Request::new(v1::ReplayRequest::default()),
             &analyst_token,
@@ -225,7 +224,7 @@ async fn no_anonymous_client_and_no_unknown_key_gets_in() -> Result<()> {
             .is_err(),
         "a client with a user name and password got in"
     );
-    for name in carewoven_tests::broker::IDENTITIES {
+    for name in carewoven_testkit::broker::IDENTITIES {
         ids.connect(name, &url).await?;
     }
     let log = nats.log();
@@ -261,7 +260,7 @@ fn config_check(config: &str, env: &[(String, String)]) -> Result<(bool, String)
 #[test]
 fn every_configuration_needs_every_identity_and_has_no_anonymous_access() -> Result<()> {
     let ids = Identities::new();
-    let ports = carewoven_tests::broker::ClusterPorts::new()?;
+    let ports = carewoven_testkit::broker::ClusterPorts::new()?;
     let mut single = ids.env();
     single.push(("CAREWOVEN_NATS_PORT".into(), "4222".into()));
     let cluster = ports.env(&ids, "route", "secret");
@@ -360,7 +359,7 @@ impl Boundaries {
         let nats = single_node(&ids)?;
         let url = nats.url();
         let mut clients = Vec::new();
-        for name in carewoven_tests::broker::IDENTITIES {
+        for name in carewoven_testkit::broker::IDENTITIES {
             clients.push((name, ids.connect(name, &url).await?));
         }
         let b = Boundaries {
@@ -503,7 +502,7 @@ async fn no_identity_can_remove_a_stream_or_a_message_or_step_outside_its_job() 
     let mut b = Boundaries::start().await?;
     let before = b.counts().await?;
 
-    for name in carewoven_tests::broker::IDENTITIES {
+    for name in carewoven_testkit::broker::IDENTITIES {
         let client = b.client(name);
         let js = client.jetstream();
         let mut attempts = Vec::new();
@@ -813,7 +812,7 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> Result<bool>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_route_credentials_does_not_join_the_cluster() -> Result<()> {
     let ids = Identities::new();
-    let ports = carewoven_tests::broker::ClusterPorts::new()?;
+    let ports = carewoven_testkit::broker::ClusterPorts::new()?;
     let right = ports.env(&ids, "carewoven-route", "the-right-route-secret");
     let wrong = ports.env(&ids, "carewoven-route", "a-guessed-route-secret");
     let monitors: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_>>()?;

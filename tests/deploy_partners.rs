@@ -19,9 +19,10 @@ use async_nats::{Client, Event, ServerError};
 use carewoven_domain::values::NhsNumber;
 use carewoven_gateway::evaluator::Progress;
 use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
+use carewoven_testkit::broker::Identities;
 use carewoven_testkit::partners::{all_data_classes, register_partner, signed};
 use carewoven_testkit::{ConfiguredServer, free_port, nats_server_binary, repo_root};
-use carewoven_tests::broker::Identities;
+use carewoven_testkit::{Running, ctx};
 use futures::{FutureExt, StreamExt};
 use prost::Message as _;
 use std::fmt::Debug;
@@ -29,10 +30,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use uuid::Uuid;
 
 /// Two partners whose codes use every kind of character an organisation code may have.
@@ -839,78 +837,6 @@ const WARD: &str = "HOSP-WARD";
 const A_SERVICE: &str = "PARTNER-A-REABLE";
 const B_SERVICE: &str = "PARTNER-B-REABLE";
 
-/// How long a service is given to start serving (it connects to NATS and opens its streams).
-const START: Duration = Duration::from_secs(30);
-
-/// One of Carewoven's services, run in-process on a loopback port.
-struct Service {
-    name: &'static str,
-    channel: Channel,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl Service {
-    /// Spawn `serve` on a fresh loopback listener and wait until its health service says
-    /// `grpc_service` is serving (the listener is bound first, so the check waits for the
-    /// server rather than failing; the service failing ends the wait at once).
-    async fn start<F>(
-        name: &'static str,
-        grpc_service: &str,
-        serve: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> F,
-    ) -> Result<Self>
-    where
-        F: Future<Output = Result<()>> + Send + 'static,
-    {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let mut task = tokio::spawn(serve(listener, stop.clone()));
-        let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-        let mut health = HealthClient::new(channel.clone());
-        let check = health.check(HealthCheckRequest {
-            service: grpc_service.to_owned(),
-        });
-        tokio::select! {
-            checked = tokio::time::timeout(START, check) => {
-                let status = checked
-                    .with_context(|| format!("{name} did not serve within {START:?}"))?
-                    .with_context(|| format!("{name}'s health check"))?
-                    .into_inner()
-                    .status;
-                ensure!(
-                    status == ServingStatus::Serving as i32,
-                    "{name} is not serving: {status}"
-                );
-            }
-            ended = &mut task => bail!("{name} stopped while starting: {ended:?}"),
-        }
-        Ok(Service {
-            name,
-            channel,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) -> Result<()> {
-        self.stop.cancel();
-        self.task
-            .await
-            .with_context(|| format!("{} panicked", self.name))?
-            .with_context(|| format!("{} failed", self.name))
-    }
-}
-
-fn command_context(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
-}
-
 /// The hospital sets the expected discharge date of `episode`, `days` from today; the
 /// event's log position.
 async fn expect_discharge(
@@ -923,7 +849,7 @@ async fn expect_discharge(
     let expected = carewoven_domain::values::uk_date(chrono::Utc::now()) + chrono::Days::new(days);
     Ok(commands
         .progress_discharge(signed(v1::ProgressDischargeRequest {
-            context: command_context(HOSP),
+            context: ctx(HOSP),
             person_id: person.into(),
             episode_id: episode.into(),
             step: Some(Step::SetExpectedDischargeDate(SetExpectedDischargeDate {
@@ -993,14 +919,12 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
     // The services connect with their own identities and create their streams themselves.
     let mut config = carewoven_commands::Config::for_nats(d.url.clone());
     config.nats_nkey_seed = Some(d.ids.seed("commands"));
-    let commands = Service::start(
-        "the command service",
-        "carewoven.v1.CommandService",
-        |l, stop| carewoven_commands::run(l, config, stop.cancelled_owned()),
-    )
+    let commands = Running::start("carewoven.v1.CommandService", |l, stop| {
+        carewoven_commands::run(l, config, stop.cancelled_owned())
+    })
     .await
     .with_context(|| format!("nats-server said:\n{}", d.nats.log()))?;
-    let mut client = CommandServiceClient::new(commands.channel.clone());
+    let mut client = CommandServiceClient::new(commands.channel());
     let all = all_data_classes();
     for (org, service) in [(HOSP, WARD), (PARTNER_A, A_SERVICE), (PARTNER_B, B_SERVICE)] {
         register_partner(&mut client, org, &[service], &all).await?;
@@ -1008,7 +932,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
     let mut config = carewoven_gateway::Config::for_nats(d.url.clone());
     config.nats_nkey_seed = Some(d.ids.seed("gateway"));
     let (progress_tx, mut progress) = watch::channel(Progress::default());
-    let gateway = Service::start("the gateway", "carewoven.v1.FeedService", |l, stop| {
+    let gateway = Running::start("carewoven.v1.FeedService", |l, stop| {
         carewoven_gateway::server::serve(l, config, stop.cancelled_owned(), progress_tx)
     })
     .await
@@ -1030,7 +954,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
     // The hospital registers and admits a synthetic person: no relationship with A yet.
     let person = client
         .register_person(signed(v1::RegisterPersonRequest {
-            context: command_context(HOSP),
+            context: ctx(HOSP),
             profile: Some(v1::Profile {
                 nhs_number: NhsNumber::synthetic(401).as_str().to_owned(),
                 given_name: "Ada".into(),
@@ -1045,7 +969,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
         .person_id;
     let episode = client
         .admit_person(signed(v1::AdmitPersonRequest {
-            context: command_context(HOSP),
+            context: ctx(HOSP),
             person_id: person.clone(),
             site: WARD.into(),
             ward: "Ward 7".into(),
@@ -1064,7 +988,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
     // live subscription as the next numbered item.
     let referred = client
         .make_referral(signed(v1::MakeReferralRequest {
-            context: command_context(HOSP),
+            context: ctx(HOSP),
             person_id: person.clone(),
             referral: Some(v1::Referral {
                 from_organisation: HOSP.into(),

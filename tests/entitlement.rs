@@ -12,7 +12,7 @@ use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, feed_service_client::FeedServiceClient,
     progress_discharge_request as pd, query_service_client::QueryServiceClient,
 };
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use futures::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -34,23 +34,15 @@ impl World {
 
     /// With the gateway's configuration changed by `gateway`.
     async fn start_with(gateway: impl FnOnce(&mut carewoven_gateway::Config)) -> Self {
-        let stack = Stack::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let views = start_views(carewoven_views::Config::new(
-            stack.nats.url(),
-            dir.path().join("views.redb"),
-        ))
-        .await
-        .unwrap();
-        let (gateway, _progress) = start_gateway({
-            let mut config = carewoven_gateway::Config::for_nats(stack.nats.url());
-            gateway(&mut config);
-            config
-        })
-        .await
-        .unwrap();
-        let views_channel = views.channel().await.unwrap();
-        let gateway_channel = gateway.channel().await.unwrap();
+        let Services {
+            stack,
+            views,
+            gateway,
+            dir,
+            ..
+        } = Services::start_with(gateway).await.unwrap();
+        let views_channel = views.channel();
+        let gateway_channel = gateway.channel();
         World {
             stack,
             views,

@@ -13,7 +13,7 @@ use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, feed_service_client::FeedServiceClient,
     query_service_client::QueryServiceClient,
 };
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use tokio::sync::watch;
 use tonic::Code;
 use uuid::Uuid;
@@ -175,7 +175,7 @@ impl World {
         let head = carewoven_gateway::evaluator::feed_head(&feed, "HOSP-A")
             .await
             .unwrap();
-        let mut feeds = FeedServiceClient::new(self.gateway.channel().await.unwrap());
+        let mut feeds = FeedServiceClient::new(self.gateway.channel());
         let mut stream = feeds
             .subscribe(as_org("HOSP-A", v1::SubscribeRequest::default()))
             .await
@@ -195,7 +195,7 @@ impl World {
     }
 
     async fn read(&self, person: &Person) -> Result<v1::CareRecord, tonic::Status> {
-        let mut q = QueryServiceClient::new(self.views.channel().await.unwrap());
+        let mut q = QueryServiceClient::new(self.views.channel());
         q.get_care_record(as_org(
             "HOSP-A",
             v1::GetCareRecordRequest {
@@ -236,7 +236,7 @@ impl World {
             Code::PermissionDenied,
             "commands: {refused:?}"
         );
-        let mut q = QueryServiceClient::new(self.views.channel().await.unwrap());
+        let mut q = QueryServiceClient::new(self.views.channel());
         let refused = q
             .get_care_record(as_org(
                 STRANGER,
@@ -248,7 +248,7 @@ impl World {
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied, "views: {refused:?}");
-        let mut audit = AuditServiceClient::new(self.gateway.channel().await.unwrap());
+        let mut audit = AuditServiceClient::new(self.gateway.channel());
         let refused = audit
             .list_record_access(as_org(
                 STRANGER,

@@ -10,7 +10,7 @@ use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, feed_service_client::FeedServiceClient,
     query_service_client::QueryServiceClient,
 };
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -27,17 +27,13 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let stack = Stack::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let views = start_views(carewoven_views::Config::new(
-            stack.nats.url(),
-            dir.path().join("views.redb"),
-        ))
-        .await
-        .unwrap();
-        let (gateway, _) = start_gateway(carewoven_gateway::Config::for_nats(stack.nats.url()))
-            .await
-            .unwrap();
+        let Services {
+            stack,
+            views,
+            gateway,
+            dir,
+            ..
+        } = Services::start().await.unwrap();
         World {
             stack,
             views,
@@ -85,8 +81,8 @@ fn with_timeout<T>(message: T, timeout: &str) -> tonic::Request<T> {
 async fn a_huge_grpc_timeout_is_capped_not_a_panic() {
     let mut w = World::start().await;
     let (person, at) = w.admitted(1).await;
-    let mut queries = QueryServiceClient::new(w.views.channel().await.unwrap());
-    let mut audit = AuditServiceClient::new(w.gateway.channel().await.unwrap());
+    let mut queries = QueryServiceClient::new(w.views.channel());
+    let mut audit = AuditServiceClient::new(w.gateway.channel());
     // The largest timeout gRPC allows (8 digits of hours), and one beyond what it allows
     // (which once overflowed the views' deadline arithmetic).
     for (n, timeout) in (100..).zip(["99999999H", "99999999999999H", "18446744073709551615H"]) {
@@ -199,8 +195,8 @@ async fn a_malformed_request_body_is_invalid_argument_naming_the_request() {
         .connect()
         .await
         .unwrap();
-    let views = w.views.channel().await.unwrap();
-    let gateway = w.gateway.channel().await.unwrap();
+    let views = w.views.channel();
+    let gateway = w.gateway.channel();
     let before = w.stack.count().await;
     let calls: [(&Channel, &'static str, &str, bool); 5] = [
         (
@@ -264,7 +260,7 @@ async fn an_oversized_request_is_refused_by_every_api() {
             "{what}: {status:?}"
         );
     };
-    let mut queries = QueryServiceClient::new(w.views.channel().await.unwrap());
+    let mut queries = QueryServiceClient::new(w.views.channel());
     let status = queries
         .get_care_record(as_org(
             "HOSP-A",
@@ -287,7 +283,7 @@ async fn an_oversized_request_is_refused_by_every_api() {
         .await
         .unwrap_err();
     refused(status, "QueryService inbox");
-    let mut audit = AuditServiceClient::new(w.gateway.channel().await.unwrap());
+    let mut audit = AuditServiceClient::new(w.gateway.channel());
     let status = audit
         .list_record_access(as_org(
             "HOSP-A",
@@ -299,7 +295,7 @@ async fn an_oversized_request_is_refused_by_every_api() {
         .await
         .unwrap_err();
     refused(status, "AuditService");
-    let mut feeds = FeedServiceClient::new(w.gateway.channel().await.unwrap());
+    let mut feeds = FeedServiceClient::new(w.gateway.channel());
     let status = match feeds
         .subscribe(as_org(
             "HOSP-A",
@@ -385,9 +381,9 @@ async fn a_token_living_longer_than_allowed_is_unauthenticated() {
             token,
         )
     };
-    let mut queries = QueryServiceClient::new(w.views.channel().await.unwrap());
+    let mut queries = QueryServiceClient::new(w.views.channel());
     lifetime_refusal(&queries.get_care_record(read(&long)).await.unwrap_err());
-    let mut audit = AuditServiceClient::new(w.gateway.channel().await.unwrap());
+    let mut audit = AuditServiceClient::new(w.gateway.channel());
     let status = audit
         .list_record_access(with_token(
             tonic::Request::new(v1::ListRecordAccessRequest {

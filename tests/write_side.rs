@@ -11,7 +11,7 @@ use carewoven_eventlog::subjects;
 use carewoven_proto::v1::{
     self, progress_discharge_request as pd, progress_discharge_request::Step,
 };
-use carewoven_tests::*;
+use carewoven_testkit::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -410,8 +410,8 @@ async fn of_concurrent_commands_on_one_aggregate_exactly_one_is_appended_per_ver
     let person = register(&mut c, 5).await.unwrap();
     let episode = episode_ready(&mut c, &person).await.unwrap();
     // A second instance on the same NATS: nothing that decides lives in one process.
-    let other = Service::start(stack.config()).await.unwrap();
-    let c2 = other.client().await.unwrap();
+    let other = start_commands(stack.config()).await.unwrap();
+    let c2 = other.client();
     let base = stack.count().await;
 
     let requests: Vec<_> = (0..16)
@@ -527,10 +527,10 @@ async fn a_retried_command_appends_nothing_new_even_after_restarts() {
     .await;
 
     // After the service restarts...
-    let fresh = Service::start(stack.config()).await.unwrap();
+    let fresh = start_commands(stack.config()).await.unwrap();
     let old = std::mem::replace(&mut stack.service, fresh);
     old.stop().await.unwrap();
-    let mut c = stack.service.client().await.unwrap();
+    let mut c = stack.service.client();
     let again = c
         .progress_referral(signed(req.clone()))
         .await

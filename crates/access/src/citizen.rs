@@ -218,6 +218,8 @@ pub fn audit_detail(g: &Governance, who: &Identity, person: Uuid, rpc: &str) -> 
 
 /// A fixed citizens issuer for tests and benchmarks only, beside [`crate::token::testing`]:
 /// its private key is public, so no deployment may trust it (`./dev up` generates its own).
+/// Only with the `test-util` feature, which no release binary enables.
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing {
     use std::time::Duration;
 

@@ -592,7 +592,9 @@ mod tests {
 }
 
 /// A fixed issuer for tests and benchmarks only, like the command service's `TEST_KEY`: its
-/// private key is public, so no deployment may trust it (`./dev up` generates its own).
+/// private key is public, so no deployment may trust it (`./dev up` generates its own). Only
+/// with the `test-util` feature, which no release binary enables.
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing {
     use super::{Issuer, TrustFile, Verifier};
 

@@ -47,7 +47,9 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
-    /// Trust the fixed test issuer (`carewoven_access::token::testing`): tests only.
+    /// Trust the fixed test issuer (`carewoven_access::token::testing`): tests only
+    /// (`test-util`).
+    #[cfg(feature = "test-util")]
     pub fn for_tests() -> Self {
         AuthConfig {
             trusted_keys: None,

@@ -11,32 +11,24 @@ use std::process::{Command, Output};
 use carewoven_governance::Role;
 use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
 use carewoven_testkit::NatsServer;
-use carewoven_tests::{Service, register_standard_orgs, signed, token, token_with_roles};
+use carewoven_testkit::{
+    Running, ctx, register_standard_orgs, signed, start_commands, token, token_with_roles,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use uuid::Uuid;
 
 /// Registry events [`register_standard_orgs`] appends: five organisations, each registered
 /// with an agreement.
 const REGISTRY_EVENTS: u64 = 12;
 
 /// The command service on `nats`, with the standard organisations registered.
-async fn start(nats: &NatsServer) -> (Service, CommandServiceClient<Channel>) {
-    let service = Service::start(carewoven_commands::Config::for_nats(nats.url()))
+async fn start(nats: &NatsServer) -> (Running, CommandServiceClient<Channel>) {
+    let service = start_commands(carewoven_commands::Config::for_nats(nats.url()))
         .await
         .unwrap();
-    let mut c = service.client().await.unwrap();
+    let mut c = service.client();
     register_standard_orgs(&mut c).await.unwrap();
     (service, c)
-}
-
-fn ctx(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
 }
 
 fn analyst(nats: &str, args: &[&str]) -> Output {

@@ -11,4 +11,6 @@ mod service;
 pub use error::{domain_status, log_status};
 pub use handler::Handler;
 pub use ids::Ids;
-pub use server::{Config, MIN_KEY_LEN, TEST_KEY, run};
+#[cfg(feature = "test-util")]
+pub use server::TEST_KEY;
+pub use server::{Config, MIN_KEY_LEN, run};

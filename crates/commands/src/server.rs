@@ -18,7 +18,8 @@ use crate::handler::Handler;
 use crate::ids::Ids;
 use crate::service::Commands;
 
-/// The key `Config::for_nats` uses: for tests and benchmarks only.
+/// The key `Config::for_nats` uses: for tests and benchmarks only (`test-util`).
+#[cfg(feature = "test-util")]
 pub const TEST_KEY: &str = "carewoven-test-key-not-for-real-records";
 /// Shortest accepted `--person-id-key`.
 pub const MIN_KEY_LEN: usize = 32;
@@ -75,7 +76,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults, pointed at one NATS URL (for tests and benchmarks).
+    /// Defaults, pointed at one NATS URL, trusting the fixed test issuers (for tests and
+    /// benchmarks: `test-util`).
+    #[cfg(feature = "test-util")]
     pub fn for_nats(url: impl Into<String>) -> Self {
         Config {
             nats_url: url.into(),

@@ -20,7 +20,8 @@ use tonic::transport::server::TcpIncoming;
 use crate::evaluator::{Clock, Evaluator, Progress, open_feed_stream, system_clock};
 use crate::feed::{CursorKey, Feeds};
 
-/// The cursor key `Config::for_nats` uses: for tests and benchmarks only.
+/// The cursor key `Config::for_nats` uses: for tests and benchmarks only (`test-util`).
+#[cfg(feature = "test-util")]
 pub const TEST_CURSOR_KEY: &str = "carewoven-test-cursor-key-not-for-real-feeds";
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -79,7 +80,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for one NATS URL, trusting the fixed test issuer (tests and benchmarks).
+    /// Defaults for one NATS URL, trusting the fixed test issuer (tests and benchmarks:
+    /// `test-util`).
+    #[cfg(feature = "test-util")]
     pub fn for_nats(url: impl Into<String>) -> Self {
         Config {
             nats_url: url.into(),

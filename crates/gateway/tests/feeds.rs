@@ -3,10 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use carewoven_gateway::evaluator::{Progress, decode_batch};
@@ -14,11 +13,11 @@ use carewoven_proto::v1::{
     self, audit_service_client::AuditServiceClient, command_service_client::CommandServiceClient,
     feed_service_client::FeedServiceClient,
 };
-use carewoven_testkit::NatsServer;
-use carewoven_testkit::partners::{all_data_classes, as_org, register_partner, signed};
+use carewoven_testkit::{
+    NatsServer, Running, all_data_classes, as_org, ctx, register_partner, signed, start_commands,
+};
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -32,27 +31,6 @@ const REABLE: &str = "COMM-REABLE";
 const GP: &str = "GP1";
 const LA: &str = "LA";
 const STRANGER: &str = "STRANGER";
-
-struct Running {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl Running {
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
-}
 
 struct World {
     nats: NatsServer,
@@ -68,66 +46,20 @@ async fn start_gateway(
     nats: &NatsServer,
     offset: Arc<AtomicI64>,
 ) -> (Running, watch::Receiver<Progress>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
     let mut config = carewoven_gateway::Config::for_nats(nats.url());
     config.clock = Arc::new(move || {
         chrono::Utc::now() + chrono::Duration::days(offset.load(Ordering::SeqCst))
     });
-    let (tx, rx) = watch::channel(Progress::default());
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        carewoven_gateway::server::serve(listener, config, token.cancelled_owned(), tx).await
-    });
-    let running = Running { addr, stop, task };
-    wait_serving(&running, "carewoven.v1.FeedService").await;
-    (running, rx)
-}
-
-async fn wait_serving(running: &Running, service: &str) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://{}", running.addr))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let ok = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .map(|r| r.get_ref().status == 1)
-                .unwrap_or(false);
-            if ok {
-                return;
-            }
-        }
-        assert!(
-            !running.task.is_finished(),
-            "{service} stopped while starting"
-        );
-        assert!(Instant::now() < deadline, "{service} did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    carewoven_testkit::start_gateway(config).await.unwrap()
 }
 
 impl World {
     async fn start() -> World {
         let nats = NatsServer::start().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let config = carewoven_commands::Config::for_nats(nats.url());
-        let task = tokio::spawn(async move {
-            carewoven_commands::run(listener, config, token.cancelled_owned()).await
-        });
-        let commands = Running { addr, stop, task };
-        wait_serving(&commands, "carewoven.v1.CommandService").await;
-        let mut client = CommandServiceClient::new(commands.channel().await);
+        let commands = start_commands(carewoven_commands::Config::for_nats(nats.url()))
+            .await
+            .unwrap();
+        let mut client = commands.client();
         let all = all_data_classes();
         register_partner(&mut client, HOSP, &[WARD], &all)
             .await
@@ -170,7 +102,7 @@ impl World {
     }
 
     async fn feeds(&self) -> FeedServiceClient<Channel> {
-        FeedServiceClient::new(self.gateway().channel().await)
+        FeedServiceClient::new(self.gateway().channel())
     }
 
     /// Wait until the gateway has settled every decision up to `position`.
@@ -190,9 +122,9 @@ impl World {
 
     async fn stop(mut self) {
         if let Some(g) = self.gateway.take() {
-            g.stop().await;
+            let _ = g.stop().await;
         }
-        self.commands.stop().await;
+        let _ = self.commands.stop().await;
         drop(self.nats);
     }
 
@@ -332,15 +264,6 @@ impl World {
             .into_inner()
             .log_position
     }
-}
-
-fn ctx(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
 }
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -799,7 +722,7 @@ async fn a_restarted_gateway_neither_repeats_nor_skips() {
         last = w.expected_date(&person, &episode, 3 + d).await;
     }
     w.settled(last).await;
-    w.gateway.take().unwrap().stop().await;
+    let _ = w.gateway.take().unwrap().stop().await;
     // Events while the gateway is down, then it starts again from the log.
     for d in 0..20u64 {
         last = w.expected_date(&person, &episode, 30 + d).await;
@@ -865,7 +788,7 @@ async fn who_accessed_a_record_is_answered_from_the_audit() {
     w.admit(&person).await;
     let last = w.refer(&person).await;
     w.settled(last).await;
-    let mut audit = AuditServiceClient::new(w.gateway().channel().await);
+    let mut audit = AuditServiceClient::new(w.gateway().channel());
     let page = audit
         .list_record_access(as_org(
             COMM,

@@ -1,10 +1,26 @@
 //! Test kit: a real nats-server per test, on a free loopback port, with a fresh store
-//! directory that is removed afterwards.
+//! directory that is removed afterwards; Carewoven's services started in-process and waited
+//! on until healthy ([`service`]); the NATS identities of `deploy/` ([`broker`]).
 //!
 //! The binary is the pinned one the justfile installs (`.tools/venv/bin/nats-server`), or
 //! whatever `CAREWOVEN_NATS_SERVER` names. Nothing here depends on a server started by hand.
+//!
+//! Behind the `test-util` feature, for tests and benchmarks only: tokens from the fixed test
+//! issuers and partner set-up ([`partners`]), and the end-to-end stack with the requests the
+//! journeys send ([`stack`], re-exported here). The feature turns on the services' own
+//! `test-util` features (their fixed test keys and test configurations); no release binary
+//! depends on it.
 
+pub mod broker;
+#[cfg(feature = "test-util")]
 pub mod partners;
+pub mod service;
+#[cfg(feature = "test-util")]
+pub mod stack;
+
+pub use service::{Running, START_DEADLINE, wait_serving};
+#[cfg(feature = "test-util")]
+pub use stack::*;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

@@ -72,7 +72,9 @@ pub struct Config {
 
 impl Config {
     /// Defaults for tests and benchmarks: one NATS URL, a views file, and trust in the fixed
-    /// test issuer (`carewoven_access::token::testing`), whose private key is public.
+    /// test issuer (`carewoven_access::token::testing`), whose private key is public
+    /// (`test-util`).
+    #[cfg(feature = "test-util")]
     pub fn new(nats_url: impl Into<String>, file: PathBuf) -> Self {
         Config {
             nats_url: nats_url.into(),

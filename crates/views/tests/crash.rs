@@ -20,13 +20,12 @@ use carewoven_proto::v1::{
     self, command_service_client::CommandServiceClient, progress_discharge_request as pd,
     query_service_client::QueryServiceClient, views_admin_client::ViewsAdminClient,
 };
-use carewoven_testkit::NatsServer;
-use carewoven_testkit::partners::{all_data_classes, as_org, register_partner, signed};
-use chrono::{Days, Utc};
+use carewoven_testkit::{
+    NatsServer, Running, all_data_classes, as_org, ctx, date_days_ago, date_days_ahead,
+    register_partner, signed, start_commands, test_nhs_number, ts_hours_ago,
+};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use uuid::Uuid;
 
 const VIEWS_BIN: &str = env!("CARGO_BIN_EXE_carewoven-views");
 const PEOPLE: u32 = 30;
@@ -234,135 +233,21 @@ fn digest(file: &Path) -> Result<String> {
 // ---------------------------------------------------------------------------------------------
 // The command service and the load
 
-/// The command service in this process. Stopped when dropped (the token is cancelled).
-struct Commands {
-    addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    task: Option<JoinHandle<Result<()>>>,
-}
-
-impl Commands {
-    async fn start(nats_url: String) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            carewoven_commands::run(
-                listener,
-                carewoven_commands::Config::for_nats(nats_url),
-                token.cancelled_owned(),
-            )
-            .await
-        });
-        let mut service = Commands {
-            addr,
-            stop,
-            task: Some(task),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))?
-                .connect()
-                .await
-            {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let req = tonic_health::pb::HealthCheckRequest {
-                    service: "carewoven.v1.CommandService".into(),
-                };
-                if let Ok(resp) = health.check(req).await
-                    && resp.get_ref().status
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    service.register_partners().await?;
-                    return Ok(service);
-                }
-            }
-            ensure!(
-                !service.task.as_ref().is_some_and(JoinHandle::is_finished),
-                "the command service stopped while starting"
-            );
-            ensure!(
-                Instant::now() < deadline,
-                "the command service did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// The command service in this process, with the partners the load acts for: the hospital
+/// owning its site, adult social care owning its discharge-to-assess service, community
+/// nursing, a home-care provider.
+async fn commands(nats_url: String) -> Result<Running> {
+    let service = start_commands(carewoven_commands::Config::for_nats(nats_url)).await?;
+    let mut client = service.client();
+    for (org, services) in [
+        ("HOSP-A", &["HOSP-A"][..]),
+        ("ASC", &["ASC-D2A"]),
+        ("CNURSE-1", &[]),
+        ("HOMECARE", &["HOMECARE-1"]),
+    ] {
+        register_partner(&mut client, org, services, &all_data_classes()).await?;
     }
-
-    /// The partners the load acts for: the hospital owning its site, adult social care
-    /// owning its discharge-to-assess service, community nursing, a home-care provider.
-    async fn register_partners(&mut self) -> Result<()> {
-        let mut client = self.client().await?;
-        for (org, services) in [
-            ("HOSP-A", &["HOSP-A"][..]),
-            ("ASC", &["ASC-D2A"]),
-            ("CNURSE-1", &[]),
-            ("HOMECARE", &["HOMECARE-1"]),
-        ] {
-            register_partner(&mut client, org, services, &all_data_classes()).await?;
-        }
-        Ok(())
-    }
-
-    async fn client(&self) -> Result<CommandServiceClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(CommandServiceClient::new(channel))
-    }
-}
-
-impl Commands {
-    /// Stop and wait until `run` has returned.
-    async fn stop(mut self) -> Result<()> {
-        self.stop.cancel();
-        let task = self.task.take().context("already stopped")?;
-        tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .context("the command service did not stop within 30 s")?
-            .context("the command service panicked")?
-    }
-}
-
-impl Drop for Commands {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// A synthetic NHS number from the 999 test range with a valid modulus-11 check digit.
-fn nhs_number(n: u32) -> String {
-    carewoven_domain::values::NhsNumber::synthetic(n)
-        .as_str()
-        .to_owned()
-}
-
-fn ctx(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
-}
-
-fn days_from_today(days: i64) -> String {
-    let today = carewoven_domain::values::uk_date(Utc::now());
-    let d = if days >= 0 {
-        today + Days::new(days.unsigned_abs())
-    } else {
-        today - Days::new(days.unsigned_abs())
-    };
-    d.to_string()
-}
-
-fn hours_ago(hours: i64) -> Option<prost_types::Timestamp> {
-    let t = Utc::now() - chrono::Duration::hours(hours);
-    Some(prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    })
+    Ok(service)
 }
 
 /// What the load did for one person, to check the resumed views against.
@@ -437,7 +322,7 @@ async fn person_load(
         .register_person(signed(v1::RegisterPersonRequest {
             context: ctx("HOSP-A"),
             profile: Some(v1::Profile {
-                nhs_number: nhs_number(n),
+                nhs_number: test_nhs_number(n),
                 given_name: "Ada".into(),
                 family_name: format!("Example{n}"),
                 date_of_birth: "1941-03-02".into(),
@@ -467,7 +352,7 @@ async fn person_load(
             person_id: person.clone(),
             site: "HOSP-A".into(),
             ward: "Ward 7".into(),
-            admitted_at: hours_ago(24 * 5),
+            admitted_at: ts_hours_ago(24 * 5),
         }))
         .await?
         .into_inner()
@@ -482,7 +367,7 @@ async fn person_load(
                     practitioner: String::new(),
                 })),
                 role: v1::CareTeamRole::CommunityNursing as i32,
-                since: days_from_today(-30),
+                since: date_days_ago(30),
             }))
             .await?;
     }
@@ -495,10 +380,10 @@ async fn person_load(
         .await?;
     for s in [
         pd::Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
-            expected: days_from_today(1),
+            expected: date_days_ahead(1),
         }),
         pd::Step::MarkDischargeReady(pd::MarkDischargeReady {
-            discharge_ready_date: days_from_today(-1),
+            discharge_ready_date: date_days_ago(1),
         }),
         pd::Step::AssignPathway(pd::AssignPathway {
             pathway: v1::Pathway::Pathway1 as i32,
@@ -563,7 +448,7 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
     let started = Instant::now();
     let nats = NatsServer::start()?;
     let url = nats.url();
-    let commands = Commands::start(url.clone()).await?;
+    let commands = commands(url.clone()).await?;
     let dir = tempfile::tempdir()?;
     let crashed_file = dir.path().join("views.redb");
     let crashed_log = dir.path().join("views-crashed.log");
@@ -576,7 +461,7 @@ async fn killed_views_resume_to_the_same_digest_as_a_fresh_build() -> Result<()>
     let issued = Arc::new(AtomicU64::new(0));
     let mut load = Vec::new();
     for n in 1..=PEOPLE {
-        let client = commands.client().await?;
+        let client = commands.client();
         load.push(tokio::spawn(person_load(
             client,
             n,

@@ -12,56 +12,20 @@ use carewoven_proto::v1::{
     progress_discharge_request::Step, query_service_client::QueryServiceClient,
     views_admin_client::ViewsAdminClient,
 };
-use carewoven_testkit::NatsServer;
-use carewoven_testkit::partners::{
-    all_data_classes, as_org, governance_token, register_partner, signed,
+use carewoven_testkit::{
+    NatsServer, Running, all_data_classes, as_org, ctx, date_days_ago, date_days_ahead,
+    governance_token, register_partner, signed, start_commands, start_views, test_nhs_number,
 };
-use chrono::{Days, Utc};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use chrono::Utc;
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-    channel: Channel,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "service did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn commands(nats: &NatsServer) -> (Running, CommandServiceClient<Channel>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(carewoven_commands::run(
-        listener,
-        carewoven_commands::Config::for_nats(nats.url()),
-        stop.clone().cancelled_owned(),
-    ));
-    let channel = channel(addr).await;
-    let mut client = CommandServiceClient::new(channel.clone());
+    let service = start_commands(carewoven_commands::Config::for_nats(nats.url()))
+        .await
+        .unwrap();
+    let mut client = service.client();
     // The partners these tests act for: hospitals owning their sites, adult social care
     // owning its discharge-to-assess service, a GP, community nursing, a home-care provider,
     // and an organisation with an agreement but no relationship with anyone.
@@ -78,55 +42,15 @@ async fn commands(nats: &NatsServer) -> (Running, CommandServiceClient<Channel>)
             .await
             .unwrap();
     }
-    (
-        Running {
-            stop,
-            task,
-            channel,
-        },
-        client,
-    )
+    (service, client)
 }
 
 async fn views(nats: &NatsServer, file: PathBuf) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(carewoven_views::run(
-        listener,
-        carewoven_views::Config::new(nats.url(), file),
-        stop.clone().cancelled_owned(),
-    ));
-    let channel = channel(addr).await;
-    Running {
-        stop,
-        task,
-        channel,
-    }
-}
-
-fn ctx(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
+    views_with(nats, file, false).await
 }
 
 fn nhs(n: u32) -> String {
-    carewoven_domain::values::NhsNumber::synthetic(n)
-        .as_str()
-        .to_owned()
-}
-
-fn day(offset: i64) -> String {
-    let today = carewoven_domain::values::uk_date(Utc::now());
-    if offset >= 0 {
-        (today + Days::new(offset as u64)).to_string()
-    } else {
-        (today - Days::new((-offset) as u64)).to_string()
-    }
+    test_nhs_number(n)
 }
 
 fn hours_ago(h: i64) -> Option<prost_types::Timestamp> {
@@ -202,7 +126,9 @@ async fn ready(
         site,
         person,
         &episode,
-        Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate { expected: day(1) }),
+        Step::SetExpectedDischargeDate(pd::SetExpectedDischargeDate {
+            expected: date_days_ahead(1),
+        }),
     )
     .await;
     let reply = step(
@@ -211,7 +137,7 @@ async fn ready(
         person,
         &episode,
         Step::MarkDischargeReady(pd::MarkDischargeReady {
-            discharge_ready_date: day(-3),
+            discharge_ready_date: date_days_ago(3),
         }),
     )
     .await;
@@ -224,7 +150,7 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let (cmd, mut c) = commands(&nats).await;
     let v = views(&nats, dir.path().join("views.redb")).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
 
     let person = register(&mut c, 1).await.person_id;
     let referral = c
@@ -286,7 +212,7 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
                 practitioner: "SW1".into(),
             }),
             role: v1::CareTeamRole::SocialWorker as i32,
-            since: day(0),
+            since: date_days_ago(0),
         }))
         .await
         .unwrap()
@@ -407,8 +333,8 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().starts_with(field), "{status:?}");
     }
-    v.stop().await;
-    cmd.stop().await;
+    v.stop().await.unwrap();
+    cmd.stop().await.unwrap();
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order() {
@@ -416,7 +342,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
     let dir = tempfile::tempdir().unwrap();
     let (cmd, mut c) = commands(&nats).await;
     let v = views(&nats, dir.path().join("views.redb")).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
 
     let mut episodes = Vec::new();
     for n in 0..3 {
@@ -437,7 +363,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
                 practitioner: String::new(),
             }),
             role: v1::CareTeamRole::GeneralPractice as i32,
-            since: day(0),
+            since: date_days_ago(0),
         }))
         .await
         .unwrap()
@@ -596,8 +522,8 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
     );
     let seen_positions: Vec<u64> = seen.iter().map(|u| u.log_position).collect();
     assert_eq!(seen_positions, positions);
-    v.stop().await;
-    cmd.stop().await;
+    v.stop().await.unwrap();
+    cmd.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,7 +541,7 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
         persons.push(person);
     }
     let v = views(&nats, file.clone()).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
     let before = q
         .get_care_record(as_org(
             "HOSP-A",
@@ -650,7 +576,7 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
             answered
         })
     };
-    let mut views_admin = ViewsAdminClient::new(v.channel.clone());
+    let mut views_admin = ViewsAdminClient::new(v.channel());
     let mut progress = views_admin
         .rebuild(admin(v1::RebuildRequest { fresh: true }))
         .await
@@ -701,7 +627,7 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
         .unwrap()
         .into_inner();
     assert_eq!(more_record.discharge_episodes.len(), 1);
-    v.stop().await;
+    v.stop().await.unwrap();
     let digest = {
         let db = carewoven_views::store::open(&file).unwrap();
         carewoven_views::store::digest(&db).unwrap()
@@ -710,7 +636,7 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
     // Delete the file: the restarted service rebuilds the same views from the log.
     std::fs::remove_file(&file).unwrap();
     let v = views(&nats, file.clone()).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
     let again = q
         .get_care_record(as_org(
             "HOSP-A",
@@ -732,29 +658,16 @@ async fn views_are_derived_rebuild_swaps_while_serving_and_a_deleted_file_comes_
             ..before
         }
     );
-    v.stop().await;
+    v.stop().await.unwrap();
     let db = carewoven_views::store::open(&file).unwrap();
     assert_eq!(carewoven_views::store::digest(&db).unwrap(), digest);
-    cmd.stop().await;
+    cmd.stop().await.unwrap();
 }
 
 async fn views_with(nats: &NatsServer, file: PathBuf, skip: bool) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
     let mut config = carewoven_views::Config::new(nats.url(), file);
     config.skip_undecodable = skip;
-    let task = tokio::spawn(carewoven_views::run(
-        listener,
-        config,
-        stop.clone().cancelled_owned(),
-    ));
-    let channel = channel(addr).await;
-    Running {
-        stop,
-        task,
-        channel,
-    }
+    start_views(config).await.unwrap()
 }
 
 /// Poll the views' Status (as governance) until `ok` holds, with a deadline.
@@ -848,7 +761,7 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
     assert!(bad > first.log_position && second_position > bad);
 
     let v = views_with(&nats, dir.path().join("stop.redb"), false).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
     let mut late = as_org(
         "HOSP-A",
         v1::GetCareRecordRequest {
@@ -863,7 +776,7 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
         status.message().contains(&format!("sequence {bad}")),
         "names the sequence: {status:?}"
     );
-    let s = wait_status(&v.channel, "the views to reach the first event", |s| {
+    let s = wait_status(&v.channel(), "the views to reach the first event", |s| {
         s.log_position >= first.log_position
     })
     .await;
@@ -882,17 +795,17 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
         .await
         .unwrap_err();
     assert_eq!(decided.code(), Code::PermissionDenied, "{decided:?}");
-    v.stop().await;
+    v.stop().await.unwrap();
 
     let v = views_with(&nats, dir.path().join("skip.redb"), true).await;
-    let s = wait_status(&v.channel, "the views to skip to the good event", |s| {
+    let s = wait_status(&v.channel(), "the views to skip to the good event", |s| {
         s.log_position >= second_position
     })
     .await;
     assert_eq!(s.skipped_events, 1);
     // The projector skipped it; access decisions about anyone else go on (the event's own
     // person's record stays closed: `--index-skip-undecodable` would reopen it).
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
     let mut read = as_org(
         "HOSP-A",
         v1::GetCareRecordRequest {
@@ -903,8 +816,8 @@ async fn an_undecodable_event_stops_the_projector_at_its_sequence_unless_told_to
     read.set_timeout(Duration::from_secs(2));
     let decided = q.get_care_record(read).await.unwrap_err();
     assert_eq!(decided.code(), Code::PermissionDenied, "{decided:?}");
-    v.stop().await;
-    cmd.stop().await;
+    v.stop().await.unwrap();
+    cmd.stop().await.unwrap();
 }
 
 /// The last audit record on `subject` (CW_AUDIT), stored alone or in a group.
@@ -950,7 +863,7 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
     let dir = tempfile::tempdir().unwrap();
     let (cmd, mut c) = commands(&nats).await;
     let v = views(&nats, dir.path().join("views.redb")).await;
-    let mut q = QueryServiceClient::new(v.channel.clone());
+    let mut q = QueryServiceClient::new(v.channel());
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
 
     let person = register(&mut c, 70).await.person_id;
@@ -990,7 +903,7 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
         })
         .await
         .unwrap_err(),
-        ViewsAdminClient::new(v.channel.clone())
+        ViewsAdminClient::new(v.channel())
             .status(v1::ViewsStatusRequest {})
             .await
             .unwrap_err(),
@@ -999,7 +912,7 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     }
     // Administration needs the governance role.
-    let status = ViewsAdminClient::new(v.channel.clone())
+    let status = ViewsAdminClient::new(v.channel())
         .status(as_org("HOSP-A", v1::ViewsStatusRequest {}))
         .await
         .unwrap_err();
@@ -1107,7 +1020,7 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
             person_id: person.clone(),
             member: Some(member.clone()),
             role: v1::CareTeamRole::CommunityNursing as i32,
-            since: day(0),
+            since: date_days_ago(0),
         }))
         .await
         .unwrap()
@@ -1124,7 +1037,7 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
             context: ctx("CNURSE-1"),
             person_id: person.clone(),
             member: Some(member),
-            until: day(0),
+            until: date_days_ago(0),
             reason: "No longer involved".into(),
         }))
         .await
@@ -1203,8 +1116,8 @@ async fn every_query_is_authenticated_and_only_whom_the_caller_may_read_is_shown
     let audited = last_audit(&js, &format!("cw.audit.{person}.HOMECARE.record_read")).await;
     assert_eq!(audited.detail, "WatchDischargeBoard");
     assert_eq!(audited.log_position, requested.log_position);
-    v.stop().await;
-    cmd.stop().await;
+    v.stop().await.unwrap();
+    cmd.stop().await.unwrap();
 }
 
 /// `org` adds itself to the person's care team (it holds a ground that allows it).
@@ -1217,7 +1130,7 @@ async fn join(c: &mut CommandServiceClient<Channel>, person: &str, org: &str) {
             practitioner: String::new(),
         }),
         role: v1::CareTeamRole::HospitalTeam as i32,
-        since: day(0),
+        since: date_days_ago(0),
     }))
     .await
     .unwrap();

@@ -490,7 +490,10 @@ impl Bench {
                         "CAREWOVEN_GATEWAY_CHECKPOINT",
                         state_dir.join("evaluator.redb"),
                     )
-                    .env("CAREWOVEN_ACCESS_LIST_FILE", state_dir.join("access-list.redb"));
+                    .env(
+                        "CAREWOVEN_ACCESS_LIST_FILE",
+                        state_dir.join("access-list.redb"),
+                    );
                 &self.args.gateway_arg
             }
         };

@@ -8,12 +8,11 @@ use chrono::{DateTime, Utc};
 use crate::enums::{Decision, ReferralAction};
 use crate::registry;
 
-use super::discharge::episode;
 use super::organisations::{
     ASC_FRONT_DOOR, CARE_HOMES, COMMUNITY, COMMUNITY_FALLS, COMMUNITY_NURSING, COUNCIL,
     D2A_SERVICE, GPS, HOME_CARE, HOSPITALS, ORGANISATIONS, REABLEMENT, REHAB_BEDS,
 };
-use super::plan::{Op, Slot, Step, at, member};
+use super::plan::{Op, Slot, Step};
 
 /// The organisation owning a service or site of the seed's registry.
 pub(super) fn owner(service: &str) -> Option<&'static str> {

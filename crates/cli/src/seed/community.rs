@@ -10,7 +10,7 @@ use crate::parse::date_string;
 use super::organisations::{
     ASC_FRONT_DOOR, COMMUNITY, COMMUNITY_FALLS, COMMUNITY_NURSING, COUNCIL,
 };
-use super::plan::{Gen, Op, add_days, at, hours, member, minutes};
+use super::plan::{Gen, Op, add_days, hours, member, minutes};
 
 /// A GP referral to adult social care or a community service, with a Care Act needs
 /// assessment when social care accepts it.

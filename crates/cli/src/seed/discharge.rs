@@ -7,12 +7,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::enums::{DelayReason, FeedbackSource, Pathway, Priority, ReferralAction, Role};
 use crate::parse::{date_string, timestamp};
 
-use super::access::owner;
 use super::community::care_act_assessment;
 use super::organisations::{
     CARE_HOMES, COMMUNITY, COUNCIL, D2A_SERVICE, HOME_CARE, REABLEMENT, REHAB_BEDS, WARDS,
 };
-use super::plan::{Gen, Op, Step, add_days, at, hours, minutes};
+use super::plan::{Gen, Op, add_days, at, hours, minutes};
 use super::rng::Rng;
 
 /// One discharge episode from admission. Returns the discharge instant if the person went home

@@ -19,9 +19,8 @@ use crate::rpc::{Client, Ctx, Rpc};
 
 use super::Options;
 use super::access::user_for;
-use super::discharge::episode;
 use super::organisations::ORGANISATIONS;
-use super::plan::{Config, Op, PersonPlan, Slot, at, member, plan_person};
+use super::plan::{Config, Op, PersonPlan, Slot, plan_person};
 use super::stats::Stats;
 
 pub(super) struct Failure {

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 
 use crate::enums::{Decision, ReferralAction};
 
-use super::discharge::episode;
-use super::plan::{Op, PersonPlan, Step};
+use super::plan::{Op, PersonPlan};
 
 /// Counts of what a plan contains (what was sent, not what was new).
 #[derive(Debug, Default, Clone)]

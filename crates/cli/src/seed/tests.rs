@@ -7,7 +7,6 @@ use super::access::Access;
 use super::organisations::{ASC_FRONT_DOOR, COUNCIL, GPS, ORGANISATIONS};
 use super::plan::{Config, Op, at, member, plan_person};
 use super::stats::Stats;
-use super::*;
 
 fn cfg() -> Config {
     Config {
@@ -103,7 +102,7 @@ fn every_step_is_sent_by_a_registered_organisation_entitled_to_it() {
 fn the_rules_refuse_what_governance_refuses() {
     let mut access = Access::default();
     let member = |org: &str| Op::AddMember {
-        member: super::member(org, ""),
+        member: member(org, ""),
         role: Role::GeneralPractice,
         since: NaiveDate::from_ymd_opt(2026, 1, 1).expect("date"),
     };

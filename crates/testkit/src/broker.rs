@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use async_nats::{Client, Event, ServerError};
-use carewoven_testkit::{ConfiguredServer, free_port, repo_root};
 use tokio::sync::mpsc;
+
+use crate::{ConfiguredServer, free_port, repo_root};
 
 /// The identities, as `carectl keys nats` makes them (`CW_<NAME>` accounts).
 pub const IDENTITIES: [&str; 5] = ["commands", "views", "analyst", "gateway", "ops"];
@@ -148,72 +149,6 @@ pub fn violations(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("Violation") || l.contains("authentication error"))
         .collect()
-}
-
-/// How long a service is given to start serving (it connects to NATS and opens its streams).
-const START: Duration = Duration::from_secs(30);
-
-/// One of Carewoven's services, run in-process on a loopback port.
-pub struct Running {
-    name: &'static str,
-    pub channel: tonic::transport::Channel,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl Running {
-    /// Spawn `serve` on a fresh loopback listener and wait until its health service says
-    /// `grpc_service` is serving (the listener is bound first, so the check waits for the
-    /// server rather than failing; the service failing ends the wait at once).
-    pub async fn start<F>(
-        name: &'static str,
-        grpc_service: &str,
-        serve: impl FnOnce(tokio::net::TcpListener, tokio_util::sync::CancellationToken) -> F,
-    ) -> Result<Self>
-    where
-        F: std::future::Future<Output = Result<()>> + Send + 'static,
-    {
-        use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = tokio_util::sync::CancellationToken::new();
-        let mut task = tokio::spawn(serve(listener, stop.clone()));
-        let channel =
-            tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-        let mut health = HealthClient::new(channel.clone());
-        let check = health.check(HealthCheckRequest {
-            service: grpc_service.to_owned(),
-        });
-        tokio::select! {
-            checked = tokio::time::timeout(START, check) => {
-                let status = checked
-                    .with_context(|| format!("{name} did not serve within {START:?}"))?
-                    .with_context(|| format!("{name}'s health check"))?
-                    .into_inner()
-                    .status;
-                anyhow::ensure!(
-                    status == ServingStatus::Serving as i32,
-                    "{name} is not serving: {status}"
-                );
-            }
-            ended = &mut task => bail!("{name} stopped while starting: {ended:?}"),
-        }
-        Ok(Running {
-            name,
-            channel,
-            stop,
-            task,
-        })
-    }
-
-    pub async fn stop(self) -> Result<()> {
-        self.stop.cancel();
-        self.task
-            .await
-            .with_context(|| format!("{} panicked", self.name))?
-            .with_context(|| format!("{} failed", self.name))
-    }
 }
 
 /// Client and route ports of a three-node cluster on loopback (`deploy/cluster/`).

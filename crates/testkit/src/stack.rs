@@ -1,5 +1,6 @@
-//! Shared set-up for the end-to-end tests: a real nats-server per test (from the test kit) and
-//! the command service serving real gRPC on a loopback port.
+//! Shared set-up for the end-to-end tests (`test-util`): a real nats-server per test and the
+//! command service serving real gRPC on a loopback port, the views and the gateway beside it,
+//! and the requests the journeys send.
 //!
 //! Every call carries a bearer token from the fixed test issuer ([`signed`]: the token of the
 //! organisation the request's context names; [`as_org`]: an explicit one), and
@@ -7,25 +8,20 @@
 //! ([`STANDARD_ORGS`]) before a test begins, so the log already holds registry events: tests
 //! that count messages count from after set-up.
 
-#![allow(clippy::unwrap_used)]
-
-pub mod broker;
-
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use carewoven_commands::Config;
 use carewoven_eventlog::{EventLog, LogConfig};
 use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
-use carewoven_testkit::NatsServer;
 use chrono::{Days, Utc};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub use carewoven_testkit::partners::{
+use crate::NatsServer;
+use crate::service::Running;
+
+pub use crate::partners::{
     GOVERNANCE_ORG, all_data_classes, as_org, governance_token, register_partner,
     register_partner_as, signed, token, token_with_roles,
 };
@@ -76,137 +72,25 @@ pub fn test_nhs_number(n: u32) -> String {
         .to_owned()
 }
 
-/// One running command service.
-pub struct Service {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<Result<()>>,
-}
-
-impl Service {
-    pub async fn start(config: Config) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            carewoven_commands::run(listener, config, token.cancelled_owned()).await
-        });
-        let service = Service { addr, stop, task };
-        if let Err(e) = service.wait_serving().await {
-            if service.task.is_finished() {
-                return Err(service.task.await?.err().unwrap_or(e));
-            }
-            return Err(e);
-        }
-        Ok(service)
-    }
-
-    async fn wait_serving(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.addr))?
-                .connect()
-                .await
-            {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let req = tonic_health::pb::HealthCheckRequest {
-                    service: "carewoven.v1.CommandService".into(),
-                };
-                if let Ok(resp) = health.check(req).await
-                    && resp.get_ref().status
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    return Ok(());
-                }
-            }
-            anyhow::ensure!(
-                !self.task.is_finished(),
-                "the service stopped while starting"
-            );
-            anyhow::ensure!(Instant::now() < deadline, "service did not become ready");
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn client(&self) -> Result<CommandServiceClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(CommandServiceClient::new(channel))
-    }
-
-    /// Ask the service to stop and wait until `run` has returned.
-    pub async fn stop(self) -> Result<()> {
-        self.stop.cancel();
-        self.task.await.context("service task panicked")?
-    }
-}
-
-/// Any other Carewoven service (views, gateway) serving on a loopback port.
-pub struct Running {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<Result<()>>,
+/// The command service with `config`, once healthy.
+pub async fn start_commands(config: Config) -> Result<Running> {
+    Running::start("carewoven.v1.CommandService", move |listener, stop| {
+        carewoven_commands::run(listener, config, stop.cancelled_owned())
+    })
+    .await
 }
 
 impl Running {
-    /// Bind a loopback port, start `run(listener, shutdown)`, and wait until the health
-    /// service says `service` is serving.
-    pub async fn start<F, Fut>(service: &str, run: F) -> Result<Self>
-    where
-        F: FnOnce(tokio::net::TcpListener, tokio_util::sync::WaitForCancellationFutureOwned) -> Fut,
-        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
-    {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(listener, stop.clone().cancelled_owned()));
-        let running = Running { addr, stop, task };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(channel) = running.channel().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let req = tonic_health::pb::HealthCheckRequest {
-                    service: service.into(),
-                };
-                if let Ok(resp) = health.check(req).await
-                    && resp.get_ref().status
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    return Ok(running);
-                }
-            }
-            if running.task.is_finished() {
-                return Err(running
-                    .task
-                    .await?
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("{service} stopped while starting")));
-            }
-            anyhow::ensure!(Instant::now() < deadline, "{service} did not become ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn channel(&self) -> Result<Channel> {
-        Ok(Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?)
-    }
-
-    /// Ask the service to stop and wait until `run` has returned.
-    pub async fn stop(self) -> Result<()> {
-        self.stop.cancel();
-        self.task.await.context("service task panicked")?
+    /// A command client on this service's channel.
+    pub fn client(&self) -> CommandServiceClient<Channel> {
+        CommandServiceClient::new(self.channel())
     }
 }
 
 /// The views service with `config`.
 pub async fn start_views(config: carewoven_views::Config) -> Result<Running> {
-    Running::start("carewoven.v1.QueryService", move |listener, shutdown| {
-        carewoven_views::run(listener, config, shutdown)
+    Running::start("carewoven.v1.QueryService", move |listener, stop| {
+        carewoven_views::run(listener, config, stop.cancelled_owned())
     })
     .await
 }
@@ -219,8 +103,8 @@ pub async fn start_gateway(
     tokio::sync::watch::Receiver<carewoven_gateway::evaluator::Progress>,
 )> {
     let (tx, rx) = tokio::sync::watch::channel(Default::default());
-    let running = Running::start("carewoven.v1.FeedService", move |listener, shutdown| {
-        carewoven_gateway::server::serve(listener, config, shutdown, tx)
+    let running = Running::start("carewoven.v1.FeedService", move |listener, stop| {
+        carewoven_gateway::server::serve(listener, config, stop.cancelled_owned(), tx)
     })
     .await?;
     Ok((running, rx))
@@ -262,7 +146,7 @@ pub async fn audit_records(url: &str, subject: &str) -> Result<Vec<(u64, v1::Aud
 /// NATS, one command service, a gRPC client and a direct handle on the log for inspection.
 pub struct Stack {
     pub nats: NatsServer,
-    pub service: Service,
+    pub service: Running,
     pub client: CommandServiceClient<Channel>,
     pub log: EventLog,
 }
@@ -283,8 +167,8 @@ impl Stack {
 
     /// The command service on `nats` with nothing registered.
     pub async fn unregistered(nats: NatsServer) -> Result<Self> {
-        let service = Service::start(Config::for_nats(nats.url())).await?;
-        let client = service.client().await?;
+        let service = start_commands(Config::for_nats(nats.url())).await?;
+        let client = service.client();
         let log =
             EventLog::open(async_nats::connect(nats.url()).await?, LogConfig::default()).await?;
         Ok(Stack {
@@ -300,7 +184,10 @@ impl Stack {
     }
 
     pub async fn count(&self) -> u64 {
-        self.log.message_count().await.unwrap()
+        self.log
+            .message_count()
+            .await
+            .expect("counting the log's messages")
     }
 
     /// Every audit record stored on exactly `subject` in `CW_AUDIT`, oldest first, with its
@@ -314,11 +201,58 @@ impl Stack {
     /// Stop the command service gracefully (it writes what it has counted) and start a new
     /// one on the same NATS, with `config`.
     pub async fn restart_service(&mut self, config: Config) -> Result<()> {
-        let fresh = Service::start(config).await?;
+        let fresh = start_commands(config).await?;
         let old = std::mem::replace(&mut self.service, fresh);
         old.stop().await?;
-        self.client = self.service.client().await?;
+        self.client = self.service.client();
         Ok(())
+    }
+}
+
+/// [`Stack`] with the views (on a fresh redb file) and the gateway beside it: what the
+/// suites that read and receive what was written start with.
+pub struct Services {
+    pub stack: Stack,
+    pub views: Running,
+    pub gateway: Running,
+    /// The gateway evaluator's progress.
+    pub progress: tokio::sync::watch::Receiver<carewoven_gateway::evaluator::Progress>,
+    /// Holds the views file.
+    pub dir: tempfile::TempDir,
+}
+
+impl Services {
+    /// A fresh stack, views and gateway, all with their test configurations.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Services::start`], with the gateway's configuration changed by `gateway`.
+    pub async fn start_with(gateway: impl FnOnce(&mut carewoven_gateway::Config)) -> Result<Self> {
+        let stack = Stack::start().await?;
+        let dir = tempfile::tempdir()?;
+        let views = start_views(carewoven_views::Config::new(
+            stack.nats.url(),
+            dir.path().join("views.redb"),
+        ))
+        .await?;
+        let mut config = carewoven_gateway::Config::for_nats(stack.nats.url());
+        gateway(&mut config);
+        let (gateway, progress) = start_gateway(config).await?;
+        Ok(Services {
+            stack,
+            views,
+            gateway,
+            progress,
+            dir,
+        })
+    }
+
+    /// Stop the gateway, the views and the command service, in that order.
+    pub async fn stop(self) -> Result<()> {
+        self.gateway.stop().await?;
+        self.views.stop().await?;
+        self.stack.service.stop().await
     }
 }
 
