@@ -891,24 +891,39 @@ async fn health_says_not_serving_once_shutdown_begins() {
         (views, "carewoven.v1.QueryService"),
         (stack.service, "carewoven.v1.CommandService"),
     ] {
-        let mut updates = HealthClient::new(running.channel())
-            .watch(HealthCheckRequest {
-                service: name.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let first = updates.message().await.unwrap().unwrap();
-        assert_eq!(first.status, ServingStatus::Serving as i32, "{name}");
+        // The API and the server as a whole ("") say the same.
+        let mut watches = Vec::new();
+        for service in [name, ""] {
+            let mut updates = HealthClient::new(running.channel())
+                .watch(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let first = updates.message().await.unwrap().unwrap();
+            assert_eq!(
+                first.status,
+                ServingStatus::Serving as i32,
+                "{name} {service:?}"
+            );
+            watches.push((service, updates));
+        }
         let stopping = tokio::spawn(running.stop());
-        let next = tokio::time::timeout(Duration::from_secs(30), updates.message())
-            .await
-            .unwrap_or_else(|_| panic!("{name} never said it was shutting down"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(next.status, ServingStatus::NotServing as i32, "{name}");
-        // The watch is a call in flight: the service stops once it ends.
-        drop(updates);
+        for (service, updates) in &mut watches {
+            let next = tokio::time::timeout(Duration::from_secs(30), updates.message())
+                .await
+                .unwrap_or_else(|_| panic!("{name} never said it was shutting down"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                next.status,
+                ServingStatus::NotServing as i32,
+                "{name} {service:?}"
+            );
+        }
+        // The watches are calls in flight: the service stops once they end.
+        drop(watches);
         tokio::time::timeout(Duration::from_secs(30), stopping)
             .await
             .unwrap_or_else(|_| panic!("{name} did not stop"))

@@ -165,9 +165,10 @@ pub async fn caught_up(access: AccessIndex, timeout: Duration, stop: Cancellatio
 /// Serve `apis` (the service's own gRPC services, named `names` in health) on `listener`
 /// beside gRPC health and reflection, until `stop` is cancelled.
 ///
-/// Health reports every name `NOT_SERVING` until `ready` resolves, then `SERVING`; once
-/// `stop` is cancelled it reports `NOT_SERVING` again, the listener stops accepting and
-/// `serve` returns when in-flight calls have finished, or after `grace` if one is given.
+/// Health reports every name, and the server as a whole (`""`), `NOT_SERVING` until `ready`
+/// resolves, then `SERVING`; once `stop` is cancelled it reports `NOT_SERVING` again, the
+/// listener stops accepting and `serve` returns when in-flight calls have finished, or after
+/// `grace` if one is given.
 pub async fn serve(
     listener: TcpListener,
     apis: Routes,
@@ -177,8 +178,10 @@ pub async fn serve(
     grace: Option<Duration>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    // The server as a whole ("") says the same as its APIs.
+    let names: Vec<&'static str> = std::iter::once("").chain(names.iter().copied()).collect();
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in names {
+    for name in &names {
         health
             .set_service_status(*name, ServingStatus::NotServing)
             .await;
@@ -189,7 +192,6 @@ pub async fn serve(
         .build_v1()
         .context("building the reflection service")?;
 
-    let names: Vec<&'static str> = names.to_vec();
     let reporter = health.clone();
     let serving = names.clone();
     let until = stop.clone();
