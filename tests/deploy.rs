@@ -14,7 +14,7 @@ async fn the_single_node_configuration_serves_the_command_api() {
     let ids = Identities::new();
     let nats = single_node(&ids).unwrap();
     let mut config = Config::for_nats(nats.url());
-    config.nats_nkey_seed = Some(ids.seed("commands"));
+    config.service.nats_nkey_seed = Some(ids.seed("commands"));
     let service = start_commands(config).await.unwrap();
     let mut client = service.client();
     register_standard_orgs(&mut client).await.unwrap();
@@ -35,8 +35,8 @@ async fn a_three_node_cluster_replicates_the_log() {
         "an anonymous client got in"
     );
     let mut config = Config::for_nats(urls.join(","));
-    config.replicas = 3;
-    config.nats_nkey_seed = Some(ids.seed("commands"));
+    config.service.replicas = 3;
+    config.service.nats_nkey_seed = Some(ids.seed("commands"));
     // The cluster elects its JetStream meta leader after start; the service retries opening
     // the stream until it can.
     let service = start_commands(config).await.unwrap();

@@ -52,7 +52,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
     let log = |e: anyhow::Error| e.context(format!("nats-server said:\n{}", nats.log()));
 
     let mut config = carewoven_commands::Config::for_nats(url.clone());
-    config.nats_nkey_seed = Some(ids.seed("commands"));
+    config.service.nats_nkey_seed = Some(ids.seed("commands"));
     let commands = Running::start("carewoven.v1.CommandService", |l, stop| {
         carewoven_commands::run(l, config, stop.cancelled_owned())
     })
@@ -63,7 +63,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
 
     let dir = tempfile::tempdir()?;
     let mut config = carewoven_views::Config::new(url.clone(), dir.path().join("v.redb"));
-    config.nats_nkey_seed = Some(ids.seed("views"));
+    config.service.nats_nkey_seed = Some(ids.seed("views"));
     let views = Running::start("carewoven.v1.QueryService", |l, stop| {
         carewoven_views::run(l, config, stop.cancelled_owned())
     })
@@ -71,7 +71,7 @@ async fn each_service_serves_a_command_end_to_end_with_only_its_own_identity() -
     .map_err(log)?;
 
     let mut config = carewoven_gateway::Config::for_nats(url.clone());
-    config.nats_nkey_seed = Some(ids.seed("gateway"));
+    config.service.nats_nkey_seed = Some(ids.seed("gateway"));
     let (progress_tx, mut progress) = watch::channel(Default::default());
     let gateway = Running::start("carewoven.v1.FeedService", |l, stop| {
         carewoven_gateway::server::serve(l, config, stop.cancelled_owned(), progress_tx)

@@ -918,7 +918,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
 
     // The services connect with their own identities and create their streams themselves.
     let mut config = carewoven_commands::Config::for_nats(d.url.clone());
-    config.nats_nkey_seed = Some(d.ids.seed("commands"));
+    config.service.nats_nkey_seed = Some(d.ids.seed("commands"));
     let commands = Running::start("carewoven.v1.CommandService", |l, stop| {
         carewoven_commands::run(l, config, stop.cancelled_owned())
     })
@@ -930,7 +930,7 @@ async fn a_partner_reads_the_gateways_feed_with_its_credentials_and_a_stock_clie
         register_partner(&mut client, org, &[service], &all).await?;
     }
     let mut config = carewoven_gateway::Config::for_nats(d.url.clone());
-    config.nats_nkey_seed = Some(d.ids.seed("gateway"));
+    config.service.nats_nkey_seed = Some(d.ids.seed("gateway"));
     let (progress_tx, mut progress) = watch::channel(Progress::default());
     let gateway = Running::start("carewoven.v1.FeedService", |l, stop| {
         carewoven_gateway::server::serve(l, config, stop.cancelled_owned(), progress_tx)

@@ -66,10 +66,10 @@ impl World {
         skip: &[u64],
     ) -> (Running, Running, watch::Receiver<Progress>) {
         let mut config = carewoven_views::Config::new(stack.nats.url(), dir.path().join("v.redb"));
-        config.access.index_skip_undecodable = skip.to_vec();
+        config.service.access.index_skip_undecodable = skip.to_vec();
         let views = start_views(config).await.unwrap();
         let mut config = carewoven_gateway::Config::for_nats(stack.nats.url());
-        config.access.index_skip_undecodable = skip.to_vec();
+        config.service.access.index_skip_undecodable = skip.to_vec();
         let (gateway, progress) = start_gateway(config).await.unwrap();
         (views, gateway, progress)
     }
@@ -77,7 +77,7 @@ impl World {
     /// Restart every service, skipping these undecodable events.
     async fn restart_skipping(mut self, skip: &[u64]) -> World {
         let mut config = self.stack.config();
-        config.access.index_skip_undecodable = skip.to_vec();
+        config.service.access.index_skip_undecodable = skip.to_vec();
         self.stack.restart_service(config).await.unwrap();
         // One views service per file, one gateway per log: stop the old ones first.
         self.gateway.stop().await.unwrap();

@@ -406,7 +406,7 @@ async fn a_token_living_longer_than_allowed_is_unauthenticated() {
 
     // The limit is a setting: an hour here, so a two-hour token is refused.
     let mut config = w.stack.config();
-    config.access.max_token_lifetime_secs = hours(1);
+    config.service.access.max_token_lifetime_secs = hours(1);
     w.stack.restart_service(config).await.unwrap();
     let two = issuer.sign(&claims("HOSP-A", now, now + hours(2))).unwrap();
     let mut c = w.stack.client.clone();

@@ -873,3 +873,61 @@ async fn occurred_at_is_neither_in_the_future_nor_before_1900() {
     assert_eq!(stack.count().await, before + 2);
     stack.service.stop().await.unwrap();
 }
+
+/// Every service says NOT_SERVING as soon as its shutdown begins (before it stops
+/// accepting), and stops once the calls in flight have finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_not_serving_once_shutdown_begins() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let Services {
+        stack,
+        views,
+        gateway,
+        ..
+    } = Services::start().await.unwrap();
+    for (running, name) in [
+        (gateway, "carewoven.v1.FeedService"),
+        (views, "carewoven.v1.QueryService"),
+        (stack.service, "carewoven.v1.CommandService"),
+    ] {
+        // The API and the server as a whole ("") say the same.
+        let mut watches = Vec::new();
+        for service in [name, ""] {
+            let mut updates = HealthClient::new(running.channel())
+                .watch(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let first = updates.message().await.unwrap().unwrap();
+            assert_eq!(
+                first.status,
+                ServingStatus::Serving as i32,
+                "{name} {service:?}"
+            );
+            watches.push((service, updates));
+        }
+        let stopping = tokio::spawn(running.stop());
+        for (service, updates) in &mut watches {
+            let next = tokio::time::timeout(Duration::from_secs(30), updates.message())
+                .await
+                .unwrap_or_else(|_| panic!("{name} never said it was shutting down"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                next.status,
+                ServingStatus::NotServing as i32,
+                "{name} {service:?}"
+            );
+        }
+        // The watches are calls in flight: the service stops once they end.
+        drop(watches);
+        tokio::time::timeout(Duration::from_secs(30), stopping)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not stop"))
+            .unwrap()
+            .unwrap();
+    }
+}

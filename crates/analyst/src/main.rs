@@ -213,16 +213,11 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     match cli.command {
         Command::Serve { listen, auth } => {
-            carewoven_access::init_tracing(false);
+            carewoven_service::init_tracing(false);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let stop = tokio_util::sync::CancellationToken::new();
-            let trigger = stop.clone();
-            tokio::spawn(async move {
-                carewoven_access::shutdown_signal().await;
-                trigger.cancel();
-            });
+            let stop = carewoven_service::stop_on(carewoven_service::shutdown_signal());
             carewoven_analyst::service::serve(listener, js, cli.stream, &auth, stop).await?;
         }
         Command::Report {

@@ -1,6 +1,5 @@
 //! `HistoryService`: replay over gRPC server streaming, for callers with the `analyst` role.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_nats::jetstream;
@@ -8,10 +7,10 @@ use carewoven_access::AuditLog;
 use carewoven_access::Authenticator;
 use carewoven_access::audit::AuditRecord;
 use carewoven_access::grpc::{permission_denied, unauthenticated};
-use carewoven_access::token::TrustFile;
 use carewoven_domain::AggregateKind;
 use carewoven_governance::{Denial, Role};
 use carewoven_proto::v1::{self, history_service_server::HistoryService};
+use carewoven_service::TrustConfig;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
@@ -21,16 +20,15 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::replay::Replay;
 use crate::selection::{Selection, SelectionError};
 
-/// Who may replay: bearer tokens signed by these keys, with the `analyst` role.
+/// Who may replay: bearer tokens signed by these keys, with the `analyst` role. (The
+/// analyst's NATS settings are its tool's, shared by every subcommand: only the trust
+/// settings come from the service shell.)
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthConfig {
-    /// The token issuers' public keys (JSON trust file, as for the command service).
-    /// Required: every replay must carry a bearer token with the `analyst` role.
-    #[arg(long, env = "CAREWOVEN_TRUSTED_KEYS")]
-    pub trusted_keys: Option<PathBuf>,
-    /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
-    #[arg(skip)]
-    pub trust: Option<TrustFile>,
+    /// The token issuers' public keys (as for the command service). Required: every replay
+    /// must carry a bearer token with the `analyst` role.
+    #[command(flatten)]
+    pub trust: TrustConfig,
     /// Longest a bearer token may live, in seconds (`exp - iat`, and `exp - now`).
     #[arg(long, env = "CAREWOVEN_MAX_TOKEN_LIFETIME_SECS", default_value_t = carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs())]
     pub max_token_lifetime_secs: u64,
@@ -39,8 +37,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            trusted_keys: None,
-            trust: None,
+            trust: TrustConfig::default(),
             max_token_lifetime_secs: carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs(),
         }
     }
@@ -52,9 +49,8 @@ impl AuthConfig {
     #[cfg(feature = "test-util")]
     pub fn for_tests() -> Self {
         AuthConfig {
-            trusted_keys: None,
-            trust: Some(carewoven_access::token::testing::trust()),
-            max_token_lifetime_secs: carewoven_access::token::DEFAULT_MAX_LIFETIME.as_secs(),
+            trust: TrustConfig::for_tests(),
+            ..AuthConfig::default()
         }
     }
 
@@ -63,8 +59,7 @@ impl AuthConfig {
             max_token_lifetime_secs: self.max_token_lifetime_secs,
             ..Default::default()
         };
-        let verifier = access.verifier(self.trust.as_ref(), self.trusted_keys.as_deref())?;
-        Ok(Authenticator::new(verifier))
+        Ok(Authenticator::new(self.trust.verifier(&access)?))
     }
 }
 
@@ -268,25 +263,21 @@ pub async fn serve(
         v1::AuditAction::Replay,
         HistoryServiceServer::<History>::NAME,
     );
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<HistoryServiceServer<History>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            HistoryServiceServer::new(History::new(js, stream, auth, audit, stop.clone()))
-                .max_decoding_message_size(carewoven_proto::MAX_REQUEST_BYTES),
-            gate,
-        ))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.cancelled_owned(),
-        )
-        .await?;
+    let history = tonic::service::interceptor::InterceptedService::new(
+        HistoryServiceServer::new(History::new(js, stream, auth, audit, stop.clone()))
+            .max_decoding_message_size(carewoven_proto::MAX_REQUEST_BYTES),
+        gate,
+    );
+    // Replay reads the log itself: ready as soon as it listens.
+    carewoven_service::serve(
+        listener,
+        tonic::service::Routes::new(history),
+        &[HistoryServiceServer::<History>::NAME],
+        async {},
+        stop,
+        None,
+    )
+    .await?;
     tally.finish().await;
     Ok(())
 }

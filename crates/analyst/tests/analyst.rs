@@ -60,9 +60,7 @@ async fn replay_and_export_select_resume_and_leave_out_opted_out_people() {
             .register_person(signed(v1::RegisterPersonRequest {
                 context: ctx("HOSP-A"),
                 profile: Some(v1::Profile {
-                    nhs_number: carewoven_domain::values::NhsNumber::synthetic(n)
-                        .as_str()
-                        .to_owned(),
+                    nhs_number: carewoven_testkit::test_nhs_number(n),
                     given_name: "Ada".into(),
                     family_name: "Example".into(),
                     date_of_birth: "1941-03-02".into(),
@@ -340,9 +338,7 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
         .register_person(signed(v1::RegisterPersonRequest {
             context: ctx_at("HOSP-A", days_ago(6)),
             profile: Some(v1::Profile {
-                nhs_number: carewoven_domain::values::NhsNumber::synthetic(77)
-                    .as_str()
-                    .to_owned(),
+                nhs_number: carewoven_testkit::test_nhs_number(77),
                 given_name: "Ada".into(),
                 family_name: "Example".into(),
                 date_of_birth: "1941-03-02".into(),
@@ -520,9 +516,7 @@ async fn replay_over_grpc_streams_in_order_resumes_and_refuses_bad_input() {
         c.register_person(signed(v1::RegisterPersonRequest {
             context: ctx("HOSP-A"),
             profile: Some(v1::Profile {
-                nhs_number: carewoven_domain::values::NhsNumber::synthetic(100 + n)
-                    .as_str()
-                    .to_owned(),
+                nhs_number: carewoven_testkit::test_nhs_number(100 + n),
                 given_name: "Ada".into(),
                 family_name: "Example".into(),
                 date_of_birth: "1941-03-02".into(),

@@ -70,9 +70,10 @@ async fn the_demo_loads_and_can_be_run_again_and_errors_name_the_field() {
     let stop = CancellationToken::new();
     let service = tokio::spawn(carewoven_commands::run(
         listener,
-        carewoven_commands::Config {
-            trust: Some(trust),
-            ..carewoven_commands::Config::for_nats(nats.url())
+        {
+            let mut config = carewoven_commands::Config::for_nats(nats.url());
+            config.service.trust.trust = Some(trust);
+            config
         },
         stop.clone().cancelled_owned(),
     ));
@@ -347,10 +348,11 @@ async fn a_citizen_issuer_is_trusted_beside_the_organisations_one_and_mints_citi
     let stop = CancellationToken::new();
     let service = tokio::spawn(carewoven_commands::run(
         listener,
-        carewoven_commands::Config {
-            trust: None,
-            trusted_keys: Some(trust_file.clone()),
-            ..carewoven_commands::Config::for_nats(nats.url())
+        {
+            let mut config = carewoven_commands::Config::for_nats(nats.url());
+            config.service.trust.trust = None;
+            config.service.trust.trusted_keys = Some(trust_file.clone());
+            config
         },
         stop.clone().cancelled_owned(),
     ));

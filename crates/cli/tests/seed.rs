@@ -58,9 +58,10 @@ async fn the_seed_loads_a_history_and_a_rerun_only_repeats_it() {
     let stop = CancellationToken::new();
     let service = tokio::spawn(carewoven_commands::run(
         listener,
-        carewoven_commands::Config {
-            trust: Some(trust),
-            ..carewoven_commands::Config::for_nats(nats.url())
+        {
+            let mut config = carewoven_commands::Config::for_nats(nats.url());
+            config.service.trust.trust = Some(trust);
+            config
         },
         stop.clone().cancelled_owned(),
     ));

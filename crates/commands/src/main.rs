@@ -23,9 +23,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    carewoven_access::init_tracing(cli.log_json);
+    carewoven_service::init_tracing(cli.log_json);
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
-    carewoven_commands::run(listener, cli.config, carewoven_access::shutdown_signal()).await
+    carewoven_commands::run(listener, cli.config, carewoven_service::shutdown_signal()).await
 }

@@ -4,18 +4,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use carewoven_access::{AccessConfig, AccessIndex, AuditLog, Authenticator, Gatekeeper};
+use carewoven_access::{AccessIndex, AuditLog, Authenticator, Gatekeeper};
 use carewoven_proto::MAX_REQUEST_BYTES;
 use carewoven_proto::v1::AuditAction;
 use carewoven_proto::v1::audit_service_server::AuditServiceServer;
 use carewoven_proto::v1::feed_service_server::FeedServiceServer;
+use carewoven_service::ServiceConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 
 use crate::evaluator::{Clock, Evaluator, Progress, open_feed_stream, system_clock};
 use crate::feed::{CursorKey, Feeds};
@@ -27,36 +26,14 @@ pub const MIN_KEY_LEN: usize = 32;
 
 #[derive(Clone, clap::Args)]
 pub struct Config {
-    /// NATS server URL(s), comma-separated.
-    #[arg(
-        long,
-        env = "CAREWOVEN_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    /// NATS nkey seed to authenticate with, when the server requires it
-    /// (every configuration in `deploy/`: this service's own identity, gateway.nk from
-    /// `carectl keys nats`).
-    #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
-    pub nats_nkey_seed: Option<String>,
-    /// JetStream stream holding the event log.
-    #[arg(long, env = "CAREWOVEN_STREAM", default_value = "CAREWOVEN")]
-    pub stream: String,
-    /// Replicas of the feed and audit streams (3 on a three-node cluster).
-    #[arg(long, env = "CAREWOVEN_REPLICAS", default_value_t = 1)]
-    pub replicas: usize,
-    /// Seconds to wait for NATS before answering UNAVAILABLE.
-    #[arg(long, env = "CAREWOVEN_NATS_TIMEOUT_SECS", default_value_t = 5)]
-    pub nats_timeout_secs: u64,
+    /// NATS, stream, replicas (of the feed and audit streams), timeout, trust and access
+    /// settings, as every service has them. `--index-skip-undecodable` applies to the
+    /// evaluator too (that person's deliveries resume).
+    #[command(flatten)]
+    pub service: ServiceConfig,
     /// Secret key signing feed cursors (at least 32 characters; the same on every instance).
     #[arg(long, env = "CAREWOVEN_CURSOR_KEY", hide_env_values = true)]
     pub cursor_key: String,
-    /// The token issuers' public keys (JSON trust file).
-    #[arg(long, env = "CAREWOVEN_TRUSTED_KEYS")]
-    pub trusted_keys: Option<std::path::PathBuf>,
-    /// Trusted keys given in memory (tests and benchmarks); overrides `trusted_keys`.
-    #[arg(skip)]
-    pub trust: Option<carewoven_access::token::TrustFile>,
     /// The clock deciding agreement expiry (tests move it).
     #[arg(skip = system_clock())]
     pub clock: Clock,
@@ -73,10 +50,6 @@ pub struct Config {
     /// the last save. Unset: the evaluator folds the whole log at every start.
     #[arg(long, env = "CAREWOVEN_GATEWAY_CHECKPOINT")]
     pub evaluator_checkpoint: Option<std::path::PathBuf>,
-    /// Token lifetime, and undecodable events the access index and the evaluator may treat
-    /// as applied (`--index-skip-undecodable`: that person's deliveries resume).
-    #[command(flatten)]
-    pub access: AccessConfig,
 }
 
 impl Config {
@@ -85,25 +58,13 @@ impl Config {
     #[cfg(feature = "test-util")]
     pub fn for_nats(url: impl Into<String>) -> Self {
         Config {
-            nats_url: url.into(),
-            nats_nkey_seed: None,
-            stream: "CAREWOVEN".to_owned(),
-            replicas: 1,
-            nats_timeout_secs: 5,
+            service: ServiceConfig::for_nats(url),
             cursor_key: TEST_CURSOR_KEY.to_owned(),
-            trusted_keys: None,
-            trust: Some(carewoven_access::token::testing::trust()),
             clock: system_clock(),
             sweep_interval_secs: 60,
             access_list_file: None,
             evaluator_checkpoint: None,
-            access: AccessConfig::default(),
         }
-    }
-
-    fn verifier(&self) -> anyhow::Result<carewoven_access::Verifier> {
-        self.access
-            .verifier(self.trust.as_ref(), self.trusted_keys.as_deref())
     }
 }
 
@@ -134,31 +95,20 @@ pub async fn serve(
         config.cursor_key.len() >= MIN_KEY_LEN,
         "--cursor-key (CAREWOVEN_CURSOR_KEY) must be at least {MIN_KEY_LEN} characters"
     );
-    let verifier = config.verifier()?;
+    let verifier = config.service.verifier()?;
     let local: SocketAddr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let trigger = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        trigger.cancel();
-    });
-    let timeout = Duration::from_secs(config.nats_timeout_secs);
-    let client = carewoven_eventlog::connect(
-        &config.nats_url,
-        "carewoven-gateway",
-        timeout,
-        config.nats_nkey_seed.as_deref(),
-    )
-    .await?;
+    let stop = carewoven_service::stop_on(shutdown);
+    let timeout = config.service.timeout();
+    let client = config.service.connect("carewoven-gateway").await?;
     let mut js = async_nats::jetstream::new(client.clone());
     js.set_timeout(timeout);
     // The event stream is the command service's; wait until it exists.
     let mut delay = Duration::from_millis(100);
     loop {
-        match js.get_stream_no_info(&config.stream).await {
+        match js.get_stream_no_info(&config.service.stream).await {
             Ok(_) => break,
             Err(e) => {
-                tracing::warn!(error = %e, stream = %config.stream, "event stream not ready; retrying");
+                tracing::warn!(error = %e, stream = %config.service.stream, "event stream not ready; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.cancelled() => return Ok(()),
@@ -167,12 +117,15 @@ pub async fn serve(
             }
         }
     }
-    let feed = open_feed_stream(&js, config.replicas).await?;
-    let audit = AuditLog::attach(client.clone(), config.replicas, timeout).await?;
+    let feed = open_feed_stream(&js, config.service.replicas).await?;
+    let audit = AuditLog::attach(client.clone(), config.service.replicas, timeout).await?;
     let access = AccessIndex::start_with(
         js.clone(),
-        &config.stream,
-        config.access.index_options("carewoven-gateway", &audit),
+        &config.service.stream,
+        config
+            .service
+            .access
+            .index_options("carewoven-gateway", &audit),
         stop.clone(),
     )
     .await?;
@@ -186,7 +139,7 @@ pub async fn serve(
 
     let evaluator = Evaluator::new(
         js.clone(),
-        config.stream.clone(),
+        config.service.stream.clone(),
         feed.clone(),
         audit.clone(),
         config.clock.clone(),
@@ -194,16 +147,17 @@ pub async fn serve(
     )
     .skipping(
         config
+            .service
             .access
             .index_skip_undecodable
             .iter()
             .copied()
             .collect(),
     )
-    .governed_by(config.access.governance())
+    .governed_by(config.service.access.governance())
     .checkpointed(
         config.evaluator_checkpoint.clone(),
-        config.access.access_cache_people,
+        config.service.access.access_cache_people,
     );
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
@@ -231,31 +185,28 @@ pub async fn serve(
         deadline: timeout,
         stop: stop.clone(),
     };
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<FeedServiceServer<Feeds>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    let ready = carewoven_service::caught_up(feeds.access.clone(), timeout, stop.clone());
+    let apis = Routes::new(InterceptedService::new(
+        FeedServiceServer::new(feeds.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        feed_gate,
+    ))
+    .add_service(InterceptedService::new(
+        AuditServiceServer::new(feeds).max_decoding_message_size(MAX_REQUEST_BYTES),
+        audit_gate,
+    ));
     tracing::info!(%local, "gateway listening");
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(InterceptedService::new(
-            FeedServiceServer::new(feeds.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
-            feed_gate,
-        ))
-        .add_service(InterceptedService::new(
-            AuditServiceServer::new(feeds).max_decoding_message_size(MAX_REQUEST_BYTES),
-            audit_gate,
-        ))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.clone().cancelled_owned(),
-        )
-        .await
-        .context("serving gRPC")?;
+    carewoven_service::serve(
+        listener,
+        apis,
+        &[
+            FeedServiceServer::<Feeds>::NAME,
+            AuditServiceServer::<Feeds>::NAME,
+        ],
+        ready,
+        stop.clone(),
+        None,
+    )
+    .await?;
     stop.cancel();
     let _ = evaluating.await;
     let _ = sweeping.await;

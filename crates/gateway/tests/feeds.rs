@@ -134,9 +134,7 @@ impl World {
             .register_person(signed(v1::RegisterPersonRequest {
                 context: ctx(HOSP),
                 profile: Some(v1::Profile {
-                    nhs_number: carewoven_domain::values::NhsNumber::synthetic(n)
-                        .as_str()
-                        .to_owned(),
+                    nhs_number: carewoven_testkit::test_nhs_number(n),
                     given_name: "Ada".into(),
                     family_name: "Example".into(),
                     date_of_birth: "1941-03-02".into(),

@@ -63,11 +63,11 @@ async fn main() -> anyhow::Result<()> {
             log_json,
             config,
         } => {
-            carewoven_access::init_tracing(log_json);
+            carewoven_service::init_tracing(log_json);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            carewoven_views::run(listener, config, carewoven_access::shutdown_signal()).await
+            carewoven_views::run(listener, config, carewoven_service::shutdown_signal()).await
         }
         Command::Rebuild {
             server,

@@ -15,8 +15,8 @@ use carewoven_proto::v1::{
 use carewoven_testkit::{
     NatsServer, Running, all_data_classes, as_org, ctx, date_days_ago, date_days_ahead,
     governance_token, register_partner, signed, start_commands, start_views, test_nhs_number,
+    ts_hours_ago,
 };
-use chrono::Utc;
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -49,18 +49,6 @@ async fn views(nats: &NatsServer, file: PathBuf) -> Running {
     views_with(nats, file, false).await
 }
 
-fn nhs(n: u32) -> String {
-    test_nhs_number(n)
-}
-
-fn hours_ago(h: i64) -> Option<prost_types::Timestamp> {
-    let t = Utc::now() - chrono::Duration::hours(h);
-    Some(prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    })
-}
-
 /// A governance (administrator) request.
 fn admin<T>(message: T) -> tonic::Request<T> {
     carewoven_access::grpc::with_token(tonic::Request::new(message), &governance_token())
@@ -70,7 +58,7 @@ async fn register(c: &mut CommandServiceClient<Channel>, n: u32) -> v1::CommandR
     c.register_person(signed(v1::RegisterPersonRequest {
         context: ctx("HOSP-A"),
         profile: Some(v1::Profile {
-            nhs_number: nhs(n),
+            nhs_number: test_nhs_number(n),
             given_name: "Ada".into(),
             family_name: "Example".into(),
             date_of_birth: "1941-03-02".into(),
@@ -115,7 +103,7 @@ async fn ready(
             person_id: person.into(),
             site: site.into(),
             ward: "Ward 7".into(),
-            admitted_at: hours_ago(24 * 6),
+            admitted_at: ts_hours_ago(24 * 6),
         }))
         .await
         .unwrap()
@@ -468,7 +456,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
         (
             "HOSP-A",
             Step::Discharge(pd::Discharge {
-                discharged_at: hours_ago(1),
+                discharged_at: ts_hours_ago(1),
                 destination: "Home".into(),
             }),
         ),
