@@ -4,31 +4,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use carewoven_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
-fn carectl(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_carectl"))
-        .arg("--server")
-        .arg(server)
-        .args(args)
-        .env_remove("CAREWOVEN_TOKEN")
-        .env_remove("CAREWOVEN_ISSUER_DIR")
-        .env_remove("CAREWOVEN_ORG")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{carectl, text};
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))

@@ -2,31 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
-
 use carewoven_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
-fn carectl(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_carectl"))
-        .arg("--server")
-        .arg(server)
-        .args(args)
-        .env_remove("CAREWOVEN_TOKEN")
-        .env_remove("CAREWOVEN_ISSUER_DIR")
-        .env_remove("CAREWOVEN_ORG")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{carectl, text};
 
 fn count(v: &serde_json::Value, path: &[&str]) -> u64 {
     let mut v = v;
