@@ -140,12 +140,10 @@ impl AccessIndex {
             let identity = format!("{stream}@{}", info.created.unix_timestamp_nanos());
             let log_end = info.state.last_sequence;
             let path = path.clone();
-            let opened = tokio::task::spawn_blocking(move || {
-                anyhow::Ok((Checkpoint::open(&path, &identity, log_end)?, ()))
-            })
-            .await
-            .context("opening the access checkpoint")??;
-            let (c, _) = opened;
+            let c =
+                tokio::task::spawn_blocking(move || Checkpoint::open(&path, &identity, log_end))
+                    .await
+                    .context("opening the access checkpoint")??;
             let c = Arc::new(c);
             let cache = match options.cache_people {
                 0 => DEFAULT_CACHE_PEOPLE,

@@ -404,12 +404,18 @@ impl Evaluator {
         let mut registry: Vec<(u64, bytes::Bytes)> = Vec::new();
         let mut last_save = tokio::time::Instant::now();
         self.report(&pending, last_seen, evaluated_total, deliveries_total);
+        let mut stopping = false;
         loop {
-            // The checkpoint barrier: now and then, settle every delivery and save.
-            if checkpointed
-                && (last_save.elapsed() >= SAVE_INTERVAL
-                    || governance.unsaved() >= SAVE_AFTER_PEOPLE)
-                && last_seen > saved
+            if stopping && !checkpointed {
+                return Ok(());
+            }
+            // The checkpoint barrier: now and then, and when stopping (so the next start is
+            // warm), settle every delivery and save.
+            if stopping
+                || (checkpointed
+                    && (last_save.elapsed() >= SAVE_INTERVAL
+                        || governance.unsaved() >= SAVE_AFTER_PEOPLE)
+                    && last_seen > saved)
             {
                 while settle(&mut pending, &mut in_flight).await?.is_some() {}
                 self.report(&pending, last_seen, evaluated_total, deliveries_total);
@@ -421,6 +427,9 @@ impl Evaluator {
                     &heads,
                 )
                 .await?;
+                if stopping {
+                    return Ok(());
+                }
                 last_save = tokio::time::Instant::now();
             }
             // Wait for the next events; while idle, settle acknowledgements.
@@ -442,18 +451,8 @@ impl Evaluator {
                 }
             };
             let Some(batch) = next else {
-                // Stopping: settle what is in flight and save, so the next start is warm.
-                while settle(&mut pending, &mut in_flight).await?.is_some() {}
-                self.report(&pending, last_seen, evaluated_total, deliveries_total);
-                self.save(
-                    &mut governance,
-                    last_seen,
-                    &mut saved,
-                    &mut registry,
-                    &heads,
-                )
-                .await?;
-                return Ok(());
+                stopping = true;
+                continue;
             };
             let mut first = None;
             let mut outgoing: BTreeMap<Code, Outgoing> = BTreeMap::new();
