@@ -22,27 +22,17 @@ use carewoven_domain::{AggregateKind, RecordedEvent};
 use carewoven_gateway::evaluator::{FEED_STREAM, decode_batch};
 use carewoven_governance::Governance;
 use carewoven_proto::v1::{self, command_service_client::CommandServiceClient};
-use carewoven_testkit::NatsServer;
 use carewoven_testkit::partners::{
     all_data_classes, register_partner, register_partner_as, signed,
 };
+use carewoven_testkit::{NatsServer, referral_action, referral_request, register_with_gp};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use uuid::Uuid;
 
 const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_carewoven-gateway");
 const KILLS: usize = 4;
 const PARTNERS: [&str; 4] = ["GP-A", "HOSP-A", "ASC", "CNURSE-1"];
-
-fn ctx(org: &str) -> Option<v1::CommandContext> {
-    Some(v1::CommandContext {
-        command_id: Uuid::now_v7().to_string(),
-        organisation: org.into(),
-        user: "tester".into(),
-        ..Default::default()
-    })
-}
 
 /// A tiny deterministic generator for kill times (no dependency, reproducible per seed).
 struct Lcg(u64);
@@ -176,50 +166,16 @@ async fn load(
     n: u32,
     stop: CancellationToken,
 ) -> Result<()> {
-    let mut register = v1::RegisterPersonRequest {
-        context: ctx("GP-A"),
-        profile: Some(v1::Profile {
-            nhs_number: carewoven_domain::values::NhsNumber::synthetic(n)
-                .as_str()
-                .to_owned(),
-            given_name: "Synthetic".into(),
-            family_name: format!("Person{n}"),
-            date_of_birth: "1940-01-01".into(),
-            registered_gp: "GP-A".into(),
-            ..Default::default()
-        }),
-    };
-    register.context = ctx("GP-A");
-    let person = client
-        .register_person(signed(register))
-        .await?
-        .into_inner()
-        .person_id;
+    let person = register_with_gp(&mut client, n, "GP-A").await?;
     while !stop.is_cancelled() {
         let referral = client
-            .make_referral(signed(v1::MakeReferralRequest {
-                context: ctx("HOSP-A"),
-                person_id: person.clone(),
-                referral: Some(v1::Referral {
-                    from_organisation: "HOSP-A".into(),
-                    to_service: "ASC-D2A".into(),
-                    priority: v1::Priority::Urgent as i32,
-                    reason: "Needs support at home".into(),
-                    replaces: String::new(),
-                }),
-            }))
+            .make_referral(signed(referral_request(&person, "HOSP-A", "ASC-D2A")))
             .await?
             .into_inner()
             .aggregate_id;
         for action in [v1::ReferralAction::Receive, v1::ReferralAction::Accept] {
             client
-                .progress_referral(signed(v1::ProgressReferralRequest {
-                    context: ctx("ASC"),
-                    person_id: person.clone(),
-                    referral_id: referral.clone(),
-                    action: action as i32,
-                    reason: "synthetic reason".into(),
-                }))
+                .progress_referral(signed(referral_action(&person, &referral, action, "ASC")))
                 .await?;
         }
     }
