@@ -13,11 +13,13 @@
 //! there is no audit record per delivery; "who accessed this record" reads the feeds too
 //! (`access_list.rs`).
 //!
-//! Exactly once, without a checkpoint of its own: the decisions are a function of the log
-//! prefix (and the calendar), the evaluator starts from the beginning of the log every time,
-//! and for each partner skips what its feed already holds (the last item's
-//! `Carewoven-Source-Sequence`). Publishes are pipelined; if any is not acknowledged the
-//! evaluator starts over, so a feed never has a gap.
+//! Exactly once: the decisions are a function of the log prefix (and the calendar); the
+//! evaluator starts from its checkpoint (`--evaluator-checkpoint`, saved only at a barrier
+//! where every delivery decided so far is acknowledged, so it is never ahead of the feeds)
+//! or, without one, from the beginning of the log, and for each partner skips what its feed
+//! already holds (the last item's `Carewoven-Source-Sequence`). Publishes are pipelined; if
+//! any is not acknowledged the evaluator starts over from the checkpoint, so a feed never
+//! has a gap.
 //!
 //! Faults stay local: an event about a person that cannot be decoded stops delivery of that
 //! person's events (from it on, to everyone: it may have been an objection), not the feed. A
