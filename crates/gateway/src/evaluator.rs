@@ -17,9 +17,12 @@
 //! evaluator starts from its checkpoint (`--evaluator-checkpoint`, saved only at a barrier
 //! where every delivery decided so far is acknowledged, so it is never ahead of the feeds)
 //! or, without one, from the beginning of the log, and for each partner skips what its feed
-//! already holds (the last item's `Carewoven-Source-Sequence`). Publishes are pipelined; if
-//! any is not acknowledged the evaluator starts over from the checkpoint, so a feed never
-//! has a gap.
+//! already holds (the last item's `Carewoven-Source-Sequence`). Publishes are pipelined (at
+//! most [`STORES_IN_FLIGHT`] evaluation batches unacknowledged; what is decided meanwhile
+//! waits and becomes one larger batch) and deduplicated by the server on
+//! `<org>:<source sequence>`; if any is not acknowledged the evaluator starts over from the
+//! checkpoint. The log is read on a connection of its own, so reading ahead never waits
+//! behind the feed's fsynced writes.
 //!
 //! Faults stay local: an event about a person that cannot be decoded stops delivery of that
 //! person's events (from it on, to everyone: it may have been an objection), not the feed. A
@@ -37,6 +40,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use async_nats::HeaderMap;
+use async_nats::jetstream::message::OutboundMessage;
 use async_nats::jetstream::{self, consumer, stream};
 use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
@@ -67,10 +71,15 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// ...or when this many people changed.
 const SAVE_AFTER_PEOPLE: usize = 20_000;
 
-/// Unacknowledged publishes allowed in flight.
-const WINDOW: usize = 2048;
-/// Events evaluated together at most (one feed message per partner per batch).
+/// Stores sent and not yet acknowledged at most; beyond, what is decided waits in the outbox
+/// and becomes one larger store.
+const STORES_IN_FLIGHT: usize = 8;
+/// Events read from the log at a time at most.
 pub const CHUNK: usize = 2_000;
+/// Events decided while a store is in flight at most, before reading waits for it (each
+/// partner's items among them become one feed message, so a store holds at most one message
+/// per partner and 512 KiB of items).
+const OUTBOX_EVENTS: usize = 20_000;
 /// Bytes of items in one feed message at most (the server's max_payload is 1 MB).
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
@@ -191,7 +200,12 @@ pub struct Progress {
 }
 
 pub struct Evaluator {
+    /// Where feed messages are published.
     pub js: jetstream::Context,
+    /// Where the event log is read: its own connection, so that reading ahead never waits
+    /// behind the feed's publishes (the server handles a connection's messages in order, and
+    /// under `sync_interval: always` each stored write waits for its fsync).
+    reader: jetstream::Context,
     pub stream: String,
     pub feed: stream::Stream<()>,
     pub audit: AuditLog,
@@ -209,23 +223,36 @@ pub struct Evaluator {
     checkpoint: tokio::sync::Mutex<Option<Arc<Checkpoint>>>,
 }
 
-struct Pending {
+/// The feed messages of one evaluation batch, sent and not yet acknowledged.
+struct InFlight {
     /// The first log position of the evaluation batch these messages came from.
     source: u64,
     acks: Vec<Ack>,
 }
 
-/// A publish's acknowledgement, awaitable by reference so that [`settle`] may be cancelled
-/// (by the next batch arriving) without losing track of it.
+/// A store's acknowledgement, awaitable by reference so that [`settle`] may be cancelled (by
+/// the next batch arriving) without losing track of it.
 type Ack = futures::future::BoxFuture<
     'static,
     Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
 >;
 
-/// One partner's items of the batch being evaluated.
+/// One partner's items decided and not yet sent.
 #[derive(Default)]
 struct Outgoing {
     items: Vec<v1::FeedItem>,
+}
+
+/// What is decided and not yet sent to the feed stream.
+#[derive(Default)]
+struct Outbox {
+    outgoing: BTreeMap<Code, Outgoing>,
+    /// The log position of the first event decided since the last send.
+    first: Option<u64>,
+    /// Events decided since the last send.
+    events: usize,
+    /// Items sent since start.
+    deliveries: u64,
 }
 
 impl Evaluator {
@@ -238,6 +265,7 @@ impl Evaluator {
         progress: watch::Sender<Progress>,
     ) -> Self {
         Evaluator {
+            reader: js.clone(),
             js,
             stream,
             feed,
@@ -257,6 +285,12 @@ impl Evaluator {
     /// a restart then costs the events since the last save.
     pub fn checkpointed(mut self, file: Option<PathBuf>, cache: usize) -> Self {
         self.checkpoint_file = file.map(|f| (f, cache.max(2)));
+        self
+    }
+
+    /// Read the event log through `reader` (a connection of its own), not the publisher's.
+    pub fn reading_from(mut self, reader: jetstream::Context) -> Self {
+        self.reader = reader;
         self
     }
 
@@ -302,7 +336,7 @@ impl Evaluator {
             Some(c) => c,
             None => {
                 let info = self
-                    .js
+                    .reader
                     .get_stream(&self.stream)
                     .await
                     .context("opening the event stream")?
@@ -383,7 +417,7 @@ impl Evaluator {
     async fn run_once(&self, stop: &CancellationToken) -> anyhow::Result<()> {
         let (mut governance, start, checkpoint_heads) = self.resume().await?;
         let mut follower = Follower::open(
-            &self.js,
+            &self.reader,
             &self.stream,
             start + 1,
             FollowOptions {
@@ -397,30 +431,31 @@ impl Evaluator {
         .map_err(|e| anyhow!("following the event stream: {e}"))?;
         let checkpointed = self.checkpoint_file.is_some();
         let mut heads: HashMap<Code, FeedHead> = HashMap::new();
-        let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut in_flight = 0usize;
+        // Decided but not yet sent (while the previous store is in flight), and being stored.
+        let mut outbox = Outbox::default();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut evaluated_total = 0u64;
-        let mut deliveries_total = 0u64;
         let mut last_seen = start;
         let mut saved = start;
         let mut registry: Vec<(u64, bytes::Bytes)> = Vec::new();
         let mut last_save = tokio::time::Instant::now();
-        self.report(&pending, last_seen, evaluated_total, deliveries_total);
+        self.report(&outbox, &in_flight, last_seen, evaluated_total);
         let mut stopping = false;
         loop {
             if stopping && !checkpointed {
+                self.drain(&mut outbox, &mut in_flight).await?;
                 return Ok(());
             }
             // The checkpoint barrier: now and then, and when stopping (so the next start is
-            // warm), settle every delivery and save.
+            // warm), store every delivery decided and save.
             if stopping
                 || (checkpointed
                     && (last_save.elapsed() >= SAVE_INTERVAL
                         || governance.unsaved() >= SAVE_AFTER_PEOPLE)
                     && last_seen > saved)
             {
-                while settle(&mut pending, &mut in_flight).await?.is_some() {}
-                self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                self.drain(&mut outbox, &mut in_flight).await?;
+                self.report(&outbox, &in_flight, last_seen, evaluated_total);
                 self.save(
                     &mut governance,
                     last_seen,
@@ -434,8 +469,11 @@ impl Evaluator {
                 }
                 last_save = tokio::time::Instant::now();
             }
-            // Wait for the next events; while idle, settle acknowledgements.
-            let next = if pending.is_empty() {
+            // Wait for the next events. While a store is in flight, go on reading and
+            // deciding (up to OUTBOX_EVENTS events): what is decided meanwhile is sent as
+            // the next store when this one finishes, so the slower the storage, the larger
+            // (and fewer) the stores.
+            let next = if in_flight.is_empty() {
                 tokio::select! {
                     m = follower.next_batch() => m,
                     _ = tokio::time::sleep(SAVE_INTERVAL), if checkpointed && last_seen > saved => continue,
@@ -443,10 +481,11 @@ impl Evaluator {
             } else {
                 tokio::select! {
                     biased;
-                    m = follower.next_batch(), if in_flight < WINDOW => m,
-                    settled = settle(&mut pending, &mut in_flight) => {
+                    m = follower.next_batch(), if outbox.events < OUTBOX_EVENTS => m,
+                    settled = settle(&mut in_flight) => {
                         settled?;
-                        self.report(&pending, last_seen, evaluated_total, deliveries_total);
+                        self.send(&mut outbox, &mut in_flight).await?;
+                        self.report(&outbox, &in_flight, last_seen, evaluated_total);
                         continue;
                     }
                     _ = stop.cancelled() => None,
@@ -456,10 +495,8 @@ impl Evaluator {
                 stopping = true;
                 continue;
             };
-            let mut first = None;
-            let mut outgoing: BTreeMap<Code, Outgoing> = BTreeMap::new();
             // An event that stops evaluation (an undecodable registry event) still lets
-            // everything decided before it in its batch be stored.
+            // everything decided before it be stored.
             let mut failure = None;
             for message in &batch.messages {
                 let step = async {
@@ -477,14 +514,15 @@ impl Evaluator {
                         &mut heads,
                         &checkpoint_heads,
                         &event,
-                        &mut outgoing,
+                        &mut outbox.outgoing,
                     )
                     .await?;
                     anyhow::Ok((sequence, true))
                 };
                 match step.await {
                     Ok((sequence, evaluated)) => {
-                        first.get_or_insert(sequence);
+                        outbox.first.get_or_insert(sequence);
+                        outbox.events += 1;
                         last_seen = sequence;
                         evaluated_total += u64::from(evaluated);
                     }
@@ -494,78 +532,49 @@ impl Evaluator {
                     }
                 }
             }
-            if failure.is_none() {
-                first.get_or_insert(batch.through);
-                last_seen = last_seen.max(batch.through);
-            }
-            let mut acks = Vec::new();
-            for (org, out) in outgoing {
-                deliveries_total += out.items.len() as u64;
-                self.publish_batch(&org, out.items, &mut acks).await?;
-            }
             if let Some(e) = failure {
-                for ack in acks {
-                    ack.await
-                        .map_err(|e| anyhow!("a delivery was not stored: {e}"))?;
-                }
-                while settle(&mut pending, &mut in_flight).await?.is_some() {}
+                self.drain(&mut outbox, &mut in_flight).await?;
                 return Err(e);
             }
-            if acks.is_empty() {
-                if pending.is_empty() {
-                    self.report(&pending, last_seen, evaluated_total, deliveries_total);
-                }
-            } else {
-                in_flight += acks.len();
-                pending.push_back(Pending {
-                    source: first.unwrap_or(last_seen),
-                    acks,
-                });
+            outbox.first.get_or_insert(batch.through);
+            last_seen = last_seen.max(batch.through);
+            if in_flight.len() < STORES_IN_FLIGHT {
+                self.send(&mut outbox, &mut in_flight).await?;
             }
+            self.report(&outbox, &in_flight, last_seen, evaluated_total);
         }
     }
 
-    /// Store `items` (consecutive numbers of `org`'s feed) as one message, or several when
-    /// they would not fit in one.
-    async fn publish_batch(
+    /// Send what the outbox holds as the next store.
+    async fn send(
         &self,
-        org: &Code,
-        items: Vec<v1::FeedItem>,
-        acks: &mut Vec<Ack>,
+        outbox: &mut Outbox,
+        in_flight: &mut VecDeque<InFlight>,
     ) -> anyhow::Result<()> {
-        let mut rest = items.into_iter().peekable();
-        while rest.peek().is_some() {
-            let mut items = Vec::new();
-            let mut bytes = 0;
-            while let Some(item) = rest.peek() {
-                let len = item.encoded_len();
-                if !items.is_empty() && bytes + len > MAX_BATCH_BYTES {
-                    break;
-                }
-                bytes += len;
-                items.extend(rest.next());
-            }
-            let (Some(first), Some(last)) = (items.first(), items.last()) else {
-                break;
-            };
-            let (first, last, source) = (first.number, last.number, last.log_position);
-            let mut headers = HeaderMap::new();
-            headers.insert(FIRST_HEADER, first.to_string().as_str());
-            headers.insert(NUMBER_HEADER, last.to_string().as_str());
-            headers.insert(SOURCE_HEADER, source.to_string().as_str());
-            headers.insert("Nats-Msg-Id", format!("{org}:{source}").as_str());
-            let batch = v1::FeedBatch { first, last, items };
-            let ack = self
-                .js
-                .publish_with_headers(
-                    feed_subject(org.as_str(), last),
-                    headers,
-                    batch.encode_to_vec().into(),
-                )
-                .await
-                .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
-            acks.push(Box::pin(ack.into_future()));
+        let Some(source) = outbox.first.take() else {
+            return Ok(());
+        };
+        outbox.events = 0;
+        let mut messages = Vec::new();
+        for (org, out) in std::mem::take(&mut outbox.outgoing) {
+            outbox.deliveries += out.items.len() as u64;
+            feed_messages(&org, out.items, &mut messages);
         }
+        if !messages.is_empty() {
+            let acks = store(&self.js, messages).await?;
+            in_flight.push_back(InFlight { source, acks });
+        }
+        Ok(())
+    }
+
+    /// Store everything decided so far, and wait until it is stored.
+    async fn drain(
+        &self,
+        outbox: &mut Outbox,
+        in_flight: &mut VecDeque<InFlight>,
+    ) -> anyhow::Result<()> {
+        self.send(outbox, in_flight).await?;
+        while settle(in_flight).await?.is_some() {}
         Ok(())
     }
 
@@ -647,16 +656,23 @@ impl Evaluator {
         Ok(())
     }
 
-    fn report(&self, pending: &VecDeque<Pending>, last_seen: u64, evaluated: u64, deliveries: u64) {
-        // Everything before the oldest unacknowledged delivery is settled.
-        let delivered_through = match pending.front() {
-            Some(p) => p.source.saturating_sub(1),
+    fn report(
+        &self,
+        outbox: &Outbox,
+        in_flight: &VecDeque<InFlight>,
+        last_seen: u64,
+        evaluated: u64,
+    ) {
+        // Everything before the oldest decision not yet stored is settled.
+        let unsettled = in_flight.front().map(|f| f.source).or(outbox.first);
+        let delivered_through = match unsettled {
+            Some(source) => source.saturating_sub(1),
             None => last_seen,
         };
         self.progress.send_replace(Progress {
             delivered_through,
             evaluated,
-            deliveries,
+            deliveries: outbox.deliveries,
         });
     }
 
@@ -718,26 +734,75 @@ impl Evaluator {
     }
 }
 
-/// Await the oldest pending deliveries' acknowledgements; the log position they settle.
-async fn settle(
-    pending: &mut VecDeque<Pending>,
-    in_flight: &mut usize,
-) -> anyhow::Result<Option<u64>> {
-    let Some(oldest) = pending.front_mut() else {
+/// Await the oldest store's acknowledgements; the log position they settle.
+async fn settle(in_flight: &mut VecDeque<InFlight>) -> anyhow::Result<Option<u64>> {
+    let Some(oldest) = in_flight.front_mut() else {
         return Ok(None);
     };
     // Cancel-safe: an acknowledgement is dropped only once it has resolved, so a batch
-    // arriving meanwhile never makes an unacknowledged publish count as stored.
-    while let Some(ack) = oldest.acks.last_mut() {
+    // arriving meanwhile never makes an unacknowledged store count as stored.
+    while let Some(ack) = oldest.acks.first_mut() {
         ack.as_mut()
             .await
-            .map_err(|e| anyhow!("a delivery was not stored: {e}"))?;
-        oldest.acks.pop();
-        *in_flight -= 1;
+            .map_err(|e| anyhow!("feed messages were not stored: {e}"))?;
+        drop(oldest.acks.remove(0));
     }
     let source = oldest.source;
-    pending.pop_front();
+    in_flight.pop_front();
     Ok(Some(source))
+}
+
+/// Append `items` (consecutive numbers of `org`'s feed) to `messages` as one feed message,
+/// or several when they would not fit in one.
+fn feed_messages(org: &Code, items: Vec<v1::FeedItem>, messages: &mut Vec<OutboundMessage>) {
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while let Some(item) = rest.peek() {
+            let len = item.encoded_len();
+            if !items.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            items.extend(rest.next());
+        }
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            break;
+        };
+        let (first, last, source) = (first.number, last.number, last.log_position);
+        let mut headers = HeaderMap::new();
+        headers.insert(FIRST_HEADER, first.to_string().as_str());
+        headers.insert(NUMBER_HEADER, last.to_string().as_str());
+        headers.insert(SOURCE_HEADER, source.to_string().as_str());
+        headers.insert("Nats-Msg-Id", format!("{org}:{source}").as_str());
+        let batch = v1::FeedBatch { first, last, items };
+        messages.push(OutboundMessage {
+            subject: feed_subject(org.as_str(), last).into(),
+            payload: batch.encode_to_vec().into(),
+            headers: Some(headers),
+        });
+    }
+}
+
+/// Send one evaluation batch's feed messages (pipelined JetStream publishes, each
+/// deduplicated by the server on `<org>:<last item's log position>`, so that a message sent
+/// again after a restart is stored once). Returns the acknowledgements to await: the messages
+/// are sent, in order, when this returns.
+async fn store(js: &jetstream::Context, messages: Vec<OutboundMessage>) -> anyhow::Result<Vec<Ack>> {
+    let mut acks = Vec::with_capacity(messages.len());
+    for message in messages {
+        let ack = js
+            .publish_with_headers(
+                message.subject,
+                message.headers.unwrap_or_default(),
+                message.payload,
+            )
+            .await
+            .map_err(|e| anyhow!("publishing feed messages: {e}"))?;
+        acks.push(Box::pin(ack.into_future()) as Ack);
+    }
+    Ok(acks)
 }
 
 pub fn wire_disclosure(d: Disclosure) -> v1::Disclosure {

@@ -137,6 +137,14 @@ pub async fn serve(
     )
     .await?;
 
+    // The evaluator reads the log on a connection of its own (see `evaluator.rs`).
+    let mut reader = async_nats::jetstream::new(
+        config
+            .service
+            .connect("carewoven-gateway-evaluator")
+            .await?,
+    );
+    reader.set_timeout(timeout);
     let evaluator = Evaluator::new(
         js.clone(),
         config.service.stream.clone(),
@@ -145,6 +153,7 @@ pub async fn serve(
         config.clock.clone(),
         progress,
     )
+    .reading_from(reader)
     .skipping(
         config
             .service
