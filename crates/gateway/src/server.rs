@@ -159,6 +159,8 @@ pub async fn serve(
         config.evaluator_checkpoint.clone(),
         config.service.access.access_cache_people,
     );
+    let evaluator_health = evaluator.follow_health();
+    let access_health = access.follow_health();
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
         access.clone(),
@@ -195,7 +197,17 @@ pub async fn serve(
         audit_gate,
     ));
     tracing::info!(%local, "gateway listening");
-    carewoven_service::serve(
+    carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    // The evaluator stopping holds back the feeds, not the access audit.
+    let vitals = carewoven_service::Vitals::new()
+        .nats(&client)
+        .follower("access index", access_health, &[])
+        .follower(
+            "gateway evaluator",
+            evaluator_health,
+            &[FeedServiceServer::<Feeds>::NAME],
+        );
+    carewoven_service::serve_with(
         listener,
         apis,
         &[
@@ -203,6 +215,7 @@ pub async fn serve(
             AuditServiceServer::<Feeds>::NAME,
         ],
         ready,
+        vitals,
         stop.clone(),
         None,
     )
