@@ -94,10 +94,7 @@ impl FollowHealth {
     }
 
     fn set(&self, state: FollowState) {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if *now != state {
-            *now = state;
-        }
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = state;
     }
 }
 
