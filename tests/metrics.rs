@@ -162,6 +162,37 @@ async fn every_service_serves_its_metrics_over_http() {
         .unwrap();
     assert_eq!(first.number, 1);
 
+    // HOSP-A also reads durably from NATS (its pull consumer `HOSP-A` on CW_FEED, as
+    // deploy/README.md has operators make it): the gateway samples its backlog.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.get_stream(carewoven_gateway::evaluator::FEED_STREAM)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("HOSP-A".into()),
+            filter_subject: "cw.feed.HOSP-A.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = scrape(gateway_at).await;
+        let backlog = sample(
+            &text,
+            "carewoven_feed_consumer_backlog",
+            &[("partner", "HOSP-A")],
+        );
+        if backlog.unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no consumer backlog:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     for at in [commands_at, views_at, gateway_at, analyst_at] {
         let (status, text) = scrape(at).await;
         assert_eq!(status, "HTTP/1.1 200 OK", "{at}");

@@ -161,6 +161,8 @@ pub async fn serve(
     );
     let evaluator_health = evaluator.follow_health();
     let access_health = access.follow_health();
+    let sampled_access = access.clone();
+    let sampled_feed = feed.clone();
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
         access.clone(),
@@ -198,6 +200,13 @@ pub async fn serve(
     ));
     tracing::info!(%local, "gateway listening");
     carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    let sampling = config.service.metrics.metrics_listen.is_some().then(|| {
+        tokio::spawn(crate::backlog::run(
+            sampled_access,
+            sampled_feed,
+            stop.clone(),
+        ))
+    });
     // The evaluator stopping holds back the feeds, not the access audit.
     let vitals = carewoven_service::Vitals::new()
         .nats(&client)
@@ -223,6 +232,9 @@ pub async fn serve(
     stop.cancel();
     let _ = evaluating.await;
     let _ = sweeping.await;
+    if let Some(sampling) = sampling {
+        let _ = sampling.await;
+    }
     tally.finish().await;
     tracing::info!("gateway stopped");
     Ok(())

@@ -102,6 +102,10 @@ fn describe() {
         "feed messages stored for a partner that its subscription has not yet been sent, by partner organisation code"
     );
     describe_gauge!(
+        "carewoven_feed_consumer_backlog",
+        "messages on a partner's durable consumer on CW_FEED not yet delivered or acknowledged, by partner organisation code"
+    );
+    describe_gauge!(
         "carewoven_health_serving",
         "1 while health reports the whole server SERVING, else 0"
     );
