@@ -9,6 +9,10 @@ nats_port := env_var_or_default("CAREWOVEN_NATS_PORT", "4222")
 grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
 views_addr := env_var_or_default("CAREWOVEN_VIEWS_LISTEN", "127.0.0.1:50052")
 gateway_addr := env_var_or_default("CAREWOVEN_GATEWAY_LISTEN", "127.0.0.1:50053")
+# Prometheus metrics (`/metrics`) of each service, for operators.
+commands_metrics := env_var_or_default("CAREWOVEN_COMMANDS_METRICS", "127.0.0.1:9151")
+views_metrics := env_var_or_default("CAREWOVEN_VIEWS_METRICS", "127.0.0.1:9152")
+gateway_metrics := env_var_or_default("CAREWOVEN_GATEWAY_METRICS", "127.0.0.1:9153")
 
 default:
     @just --list
@@ -69,12 +73,14 @@ up: build
     CAREWOVEN_COMMANDS_LISTEN={{grpc_addr}} CAREWOVEN_PERSON_ID_KEY="$(cat {{run}}/person-id-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/commands.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/commands-access.redb \
+      CAREWOVEN_METRICS_LISTEN={{commands_metrics}} \
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
     # The command service creates the event stream the other services follow.
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
     CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/views.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/views-access.redb \
+      CAREWOVEN_METRICS_LISTEN={{views_metrics}} \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
       > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
@@ -82,11 +88,13 @@ up: build
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/gateway-access.redb \
       CAREWOVEN_GATEWAY_CHECKPOINT={{run}}/gateway-evaluator.redb \
+      CAREWOVEN_METRICS_LISTEN={{gateway_metrics}} \
       target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
     echo "views (queries) on {{views_addr}}, partner feeds on {{gateway_addr}}. Logs in .run/."
+    echo "Metrics: curl http://{{commands_metrics}}/metrics (views {{views_metrics}}, gateway {{gateway_metrics}})."
     echo "NATS admits only the identities in .run/nats-keys (deploy/README.md, Identities)."
     echo "Every call needs a bearer token;"
     echo "in development carectl mints them: export CAREWOVEN_ISSUER_DIR={{run}}/issuer, then"

@@ -587,15 +587,23 @@ impl AuditLog {
                 stored,
             })
             .is_ok();
+        let submitted = std::time::Instant::now();
         async move {
-            if !queued {
-                return Err(tonic::Status::unavailable("the audit writer has stopped"));
+            let stored = if !queued {
+                Err(tonic::Status::unavailable("the audit writer has stopped"))
+            } else {
+                match is_stored.await {
+                    Ok(Ok(sequence)) => Ok(sequence),
+                    Ok(Err(e)) => Err(tonic::Status::unavailable(e)),
+                    Err(_) => Err(tonic::Status::unavailable("the audit writer has stopped")),
+                }
+            };
+            match &stored {
+                Ok(_) => metrics::histogram!("carewoven_audit_write_duration_seconds")
+                    .record(submitted.elapsed().as_secs_f64()),
+                Err(_) => metrics::counter!("carewoven_audit_write_failures_total").increment(1),
             }
-            match is_stored.await {
-                Ok(Ok(sequence)) => Ok(sequence),
-                Ok(Err(e)) => Err(tonic::Status::unavailable(e)),
-                Err(_) => Err(tonic::Status::unavailable("the audit writer has stopped")),
-            }
+            stored
         }
     }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_nats::jetstream;
 use carewoven_domain::REGISTRY_PERSON;
-use carewoven_eventlog::follow::{FollowOptions, Follower, LogMessage};
+use carewoven_eventlog::follow::{FollowHealth, FollowOptions, Follower, LogMessage};
 use carewoven_governance::{Denial, Governance};
 use carewoven_proto::v1;
 use tokio::sync::watch;
@@ -99,6 +99,8 @@ struct Inner {
     stream: jetstream::stream::Stream,
     options: IndexOptions,
     unattributable: AtomicU64,
+    /// The follower's state, for the service's health.
+    health: FollowHealth,
 }
 
 /// A shared, live [`Governance`].
@@ -178,13 +180,17 @@ impl AccessIndex {
                 stream: handle,
                 options,
                 unattributable: AtomicU64::new(0),
+                health: FollowHealth::new(),
             }),
         };
         let follower = Follower::open(
             &js,
             stream,
             start + 1,
-            FollowOptions::default(),
+            FollowOptions {
+                health: index.inner.health.clone(),
+                ..FollowOptions::default()
+            },
             "access index",
             stop.clone(),
         )
@@ -204,6 +210,12 @@ impl AccessIndex {
     pub async fn finished(&self) {
         let mut rx = self.inner.finished.subscribe();
         let _ = rx.wait_for(|f| *f).await;
+    }
+
+    /// Whether the index follows the log (its service's health): `Ended` once it has
+    /// stopped (at an undecodable registry event, or with its service).
+    pub fn follow_health(&self) -> FollowHealth {
+        self.inner.health.clone()
     }
 
     /// Log position applied so far.

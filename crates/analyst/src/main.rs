@@ -115,6 +115,9 @@ enum Command {
         listen: String,
         #[command(flatten)]
         auth: carewoven_analyst::service::AuthConfig,
+        /// Where to serve Prometheus metrics (`--metrics-listen`).
+        #[command(flatten)]
+        metrics: carewoven_service::MetricsConfig,
     },
     /// The service-review report for a period (by when things happened) and organisations:
     /// JSON for machines and one self-contained HTML page for people. People who opted out
@@ -212,12 +215,17 @@ async fn main() -> Result<()> {
     let js = async_nats::jetstream::new(client);
     let started = Instant::now();
     match cli.command {
-        Command::Serve { listen, auth } => {
+        Command::Serve {
+            listen,
+            auth,
+            metrics,
+        } => {
             carewoven_service::init_tracing(false);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let stop = carewoven_service::stop_on(carewoven_service::shutdown_signal());
+            carewoven_service::metrics::serve_metrics(&metrics, stop.clone()).await?;
             carewoven_analyst::service::serve(listener, js, cli.stream, &auth, stop).await?;
         }
         Command::Report {

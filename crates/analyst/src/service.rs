@@ -254,7 +254,8 @@ pub async fn serve(
     use carewoven_proto::v1::history_service_server::HistoryServiceServer;
     use tonic::server::NamedService;
     let auth = auth.authenticator()?;
-    let audit = AuditLog::attach(js.client(), 1, std::time::Duration::from_secs(10)).await?;
+    let nats = js.client();
+    let audit = AuditLog::attach(nats.clone(), 1, std::time::Duration::from_secs(10)).await?;
     let tally = audit.start_tally_flusher();
     // Calls without a valid token are refused (and counted) before anything is decoded.
     let gate = carewoven_access::Gatekeeper::new(
@@ -268,12 +269,14 @@ pub async fn serve(
             .max_decoding_message_size(carewoven_proto::MAX_REQUEST_BYTES),
         gate,
     );
-    // Replay reads the log itself: ready as soon as it listens.
-    carewoven_service::serve(
+    // Replay reads the log itself: ready as soon as it listens, serving while NATS is
+    // reachable.
+    carewoven_service::serve_with(
         listener,
         tonic::service::Routes::new(history),
         &[HistoryServiceServer::<History>::NAME],
         async {},
+        carewoven_service::Vitals::new().nats(&nats),
         stop,
         None,
     )

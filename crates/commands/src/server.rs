@@ -109,7 +109,8 @@ pub async fn run(
     };
     tracing::info!(stream = log.stream_name(), "event log ready");
     let timeout = config.service.timeout();
-    let js = async_nats::jetstream::new(log.client().clone());
+    let nats = log.client().clone();
+    let js = async_nats::jetstream::new(nats.clone());
     let audit = AuditLog::open(log.client().clone(), config.service.replicas, timeout).await?;
     let access = AccessIndex::start_with(
         js,
@@ -143,11 +144,18 @@ pub async fn run(
         ),
     );
     tracing::info!(%local, "command service listening");
-    carewoven_service::serve(
+    carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    let vitals = carewoven_service::Vitals::new().nats(&nats).follower(
+        "access index",
+        access.follow_health(),
+        &[],
+    );
+    carewoven_service::serve_with(
         listener,
         Routes::new(commands),
         &[CommandServiceServer::<Commands>::NAME],
         carewoven_service::caught_up(access, timeout, stop.clone()),
+        vitals,
         stop,
         Some(Duration::from_secs(config.shutdown_grace_secs)),
     )

@@ -5,8 +5,13 @@
 //! resumes right after the last message it handed out), pre-filters by subject so most
 //! messages need not be decoded, and ends when its stop token fires. The access index, the
 //! views projector, the gateway and the analysts' replay all follow the log through it.
+//!
+//! A follower says how it is doing: its [`FollowHealth`] (following, reconnecting, ended),
+//! which a service's health reports, and the gauges `carewoven_follower_lag_events` and
+//! `carewoven_follower_lag_seconds` (label `follower`), set with every batch it hands out.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
@@ -44,6 +49,55 @@ pub struct Batch {
     pub pending: u64,
 }
 
+/// Where a follower is: what a service's health reports about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowState {
+    /// Opened, not yet reading.
+    Starting,
+    /// Reading the log (or waiting for the next event).
+    Following,
+    /// The log cannot be read at the moment; retrying (why).
+    Reconnecting(String),
+    /// The follower is gone: stopped, or dropped by its owner (which stopped at an event it
+    /// cannot apply, or failed and may open a new one).
+    Ended,
+}
+
+/// A shared view of a follower's [`FollowState`]. Cloned into [`FollowOptions::health`];
+/// a follower opened with it reports there, and says [`FollowState::Ended`] when dropped.
+/// A new follower opened with the same handle (an owner starting over) takes it over.
+#[derive(Debug, Clone)]
+pub struct FollowHealth(Arc<Mutex<FollowState>>);
+
+impl Default for FollowHealth {
+    fn default() -> Self {
+        FollowHealth(Arc::new(Mutex::new(FollowState::Starting)))
+    }
+}
+
+impl FollowHealth {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The follower's state now.
+    pub fn state(&self) -> FollowState {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the follower is reading the log.
+    pub fn is_following(&self) -> bool {
+        self.state() == FollowState::Following
+    }
+
+    fn set(&self, state: FollowState) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+}
+
 /// How to follow.
 #[derive(Clone)]
 pub struct FollowOptions {
@@ -55,6 +109,8 @@ pub struct FollowOptions {
     /// [`Batch::through`]). Cheaper than decoding, and cheaper than server-side filters on
     /// a large log when most messages are wanted.
     pub subject_filter: Option<fn(&str) -> bool>,
+    /// Where the follower reports its state (a fresh handle nobody watches by default).
+    pub health: FollowHealth,
 }
 
 impl Default for FollowOptions {
@@ -63,6 +119,7 @@ impl Default for FollowOptions {
             server_filters: vec![subjects::ALL_EVENTS.to_owned()],
             max_batch: DEFAULT_MAX_BATCH,
             subject_filter: None,
+            health: FollowHealth::new(),
         }
     }
 }
@@ -79,6 +136,14 @@ pub struct Follower {
     backoff: Duration,
     stop: CancellationToken,
     name: &'static str,
+    /// `name` as a metric label (`access_index`, `views_projector`, ...).
+    label: String,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.options.health.set(FollowState::Ended);
+    }
 }
 
 impl Follower {
@@ -93,8 +158,10 @@ impl Follower {
         stop: CancellationToken,
     ) -> Result<Self, async_nats::Error> {
         let handle = js.get_stream_no_info(stream).await?;
+        options.health.set(FollowState::Starting);
         Ok(Follower {
             stream: handle,
+            label: name.replace(' ', "_"),
             options,
             next: from.max(1),
             messages: None,
@@ -156,9 +223,13 @@ impl Follower {
             };
             let Some(chunk) = chunk else {
                 tracing::warn!(follower = self.name, "event stream ended; resuming");
+                self.options.health.set(FollowState::Reconnecting(
+                    "the event stream ended".to_owned(),
+                ));
                 self.messages = None;
                 continue;
             };
+            let mut newest_published = None;
             let mut batch = Batch::default();
             let mut interrupted = false;
             for m in chunk {
@@ -175,6 +246,7 @@ impl Follower {
                     break;
                 };
                 let (sequence, pending) = (info.stream_sequence, info.pending);
+                newest_published = Some(info.published.unix_timestamp_nanos());
                 if sequence < self.next {
                     continue;
                 }
@@ -197,12 +269,34 @@ impl Follower {
                 });
             }
             if interrupted {
+                self.options.health.set(FollowState::Reconnecting(
+                    "the event stream was interrupted".to_owned(),
+                ));
                 self.messages = None;
             }
             if batch.through > 0 {
+                self.record_lag(batch.pending, newest_published);
                 return Some(batch);
             }
         }
+    }
+
+    /// The lag gauges: events still waiting after this batch, and (while any wait) how old
+    /// the newest event handed out is; both 0 when caught up.
+    fn record_lag(&self, pending: u64, newest_published_nanos: Option<i128>) {
+        let seconds = match (pending, newest_published_nanos) {
+            (0, _) | (_, None) => 0.0,
+            (_, Some(published)) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i128);
+                ((now - published).max(0) as f64) / 1e9
+            }
+        };
+        let label = self.label.clone();
+        metrics::gauge!("carewoven_follower_lag_events", "follower" => label.clone())
+            .set(pending as f64);
+        metrics::gauge!("carewoven_follower_lag_seconds", "follower" => label).set(seconds);
     }
 
     async fn connect(&mut self) -> Option<Chunks> {
@@ -215,10 +309,14 @@ impl Follower {
             match messages {
                 Ok(m) => {
                     self.backoff = FIRST_BACKOFF;
+                    self.options.health.set(FollowState::Following);
                     return Some(m.ready_chunks(self.options.max_batch.max(1)));
                 }
                 Err(e) => {
                     tracing::warn!(follower = self.name, error = %e, "event log not reachable; retrying");
+                    self.options
+                        .health
+                        .set(FollowState::Reconnecting(e.to_string()));
                     tokio::select! {
                         _ = tokio::time::sleep(self.backoff) => {}
                         _ = self.stop.cancelled() => return None,

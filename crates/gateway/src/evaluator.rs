@@ -47,7 +47,7 @@ use carewoven_access::audit::AuditRecord;
 use carewoven_access::checkpoint::{Checkpoint, SaveExtras};
 use carewoven_domain::values::Code;
 use carewoven_domain::{AggregateKind, REGISTRY_PERSON, RecordedEvent};
-use carewoven_eventlog::follow::{FollowOptions, Follower, LogMessage};
+use carewoven_eventlog::follow::{FollowHealth, FollowOptions, Follower, LogMessage};
 use carewoven_governance::{Disclosure, Governance};
 use carewoven_proto::v1;
 use chrono::{DateTime, Utc};
@@ -221,6 +221,8 @@ pub struct Evaluator {
     checkpoint_file: Option<(PathBuf, usize)>,
     /// The checkpoint, opened once per process.
     checkpoint: tokio::sync::Mutex<Option<Arc<Checkpoint>>>,
+    /// Whether the evaluator's follower is reading the log (the gateway's health).
+    health: FollowHealth,
 }
 
 /// The feed messages of one evaluation batch, sent and not yet acknowledged.
@@ -278,7 +280,14 @@ impl Evaluator {
             unattributable: AtomicU64::new(0),
             checkpoint_file: None,
             checkpoint: tokio::sync::Mutex::new(None),
+            health: FollowHealth::new(),
         }
+    }
+
+    /// Whether the evaluator is reading the log: `Ended` while it starts over after a
+    /// failure, until its new follower reads again.
+    pub fn follow_health(&self) -> FollowHealth {
+        self.health.clone()
     }
 
     /// Persist the fold in `file` (with at most `cache` people read back held in memory):
@@ -422,6 +431,7 @@ impl Evaluator {
             start + 1,
             FollowOptions {
                 max_batch: CHUNK,
+                health: self.health.clone(),
                 ..FollowOptions::default()
             },
             "gateway evaluator",

@@ -217,6 +217,10 @@ impl FeedService for Feeds {
         let cursors = self.cursors.clone();
         let stop = self.stop.clone();
         tokio::spawn(async move {
+            // Operators' gauges, by organisation code (never anything about a person).
+            let _open = OpenSubscription::new(&org);
+            let backlog =
+                metrics::gauge!("carewoven_feed_backlog_batches", "partner" => org.clone());
             let mut expected = after + 1;
             loop {
                 let next = tokio::select! {
@@ -229,6 +233,11 @@ impl FeedService for Feeds {
                         return;
                     }
                 };
+                if let Some(Ok(message)) = &next
+                    && let Ok(info) = message.info()
+                {
+                    backlog.set(info.pending as f64);
+                }
                 let items = match next {
                     Some(Ok(message)) => decode_items(&message, &org, expected, &cursors),
                     Some(Err(e)) => Err(Status::unavailable(format!("the feed stream: {e}"))),
@@ -252,6 +261,24 @@ impl FeedService for Feeds {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+/// An open subscription, counted in `carewoven_feed_subscriptions_open` while it lives.
+struct OpenSubscription(metrics::Gauge);
+
+impl OpenSubscription {
+    fn new(org: &str) -> Self {
+        let gauge =
+            metrics::gauge!("carewoven_feed_subscriptions_open", "partner" => org.to_owned());
+        gauge.increment(1.0);
+        OpenSubscription(gauge)
+    }
+}
+
+impl Drop for OpenSubscription {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`feed`]: `FeedService.Subscribe` (gRPC server streaming, per-partner numbering,
 //!   resumable by signed cursor or number) and `AuditService.ListRecordAccess`.
 //! - [`server`]: configuration and `run(listener, config, shutdown)`.
+//! - [`backlog`]: with metrics on, each durable partner consumer's backlog.
 
 pub mod access_list;
+pub mod backlog;
 pub mod evaluator;
 pub mod feed;
 pub mod server;

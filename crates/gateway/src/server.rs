@@ -168,6 +168,10 @@ pub async fn serve(
         config.evaluator_checkpoint.clone(),
         config.service.access.access_cache_people,
     );
+    let evaluator_health = evaluator.follow_health();
+    let access_health = access.follow_health();
+    let sampled_access = access.clone();
+    let sampled_feed = feed.clone();
     let evaluating = tokio::spawn(evaluator.run(stop.clone()));
     let sweeping = tokio::spawn(crate::sweep::run(
         access.clone(),
@@ -204,7 +208,24 @@ pub async fn serve(
         audit_gate,
     ));
     tracing::info!(%local, "gateway listening");
-    carewoven_service::serve(
+    carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    let sampling = config.service.metrics.metrics_listen.is_some().then(|| {
+        tokio::spawn(crate::backlog::run(
+            sampled_access,
+            sampled_feed,
+            stop.clone(),
+        ))
+    });
+    // The evaluator stopping holds back the feeds, not the access audit.
+    let vitals = carewoven_service::Vitals::new()
+        .nats(&client)
+        .follower("access index", access_health, &[])
+        .follower(
+            "gateway evaluator",
+            evaluator_health,
+            &[FeedServiceServer::<Feeds>::NAME],
+        );
+    carewoven_service::serve_with(
         listener,
         apis,
         &[
@@ -212,6 +233,7 @@ pub async fn serve(
             AuditServiceServer::<Feeds>::NAME,
         ],
         ready,
+        vitals,
         stop.clone(),
         None,
     )
@@ -219,6 +241,9 @@ pub async fn serve(
     stop.cancel();
     let _ = evaluating.await;
     let _ = sweeping.await;
+    if let Some(sampling) = sampling {
+        let _ = sampling.await;
+    }
     tally.finish().await;
     tracing::info!("gateway stopped");
     Ok(())

@@ -5,10 +5,14 @@
 //!   access settings of [`AccessConfig`]) every service flattens into its flags, with the
 //!   same flags and environment variables everywhere; [`TrustConfig`] alone for a service
 //!   whose NATS settings are its tool's (`carewoven-analyst serve`).
-//! - [`serve`]: a service's APIs beside gRPC health and reflection, with graceful shutdown:
-//!   health says `SERVING` only once the service is ready (for a service with an access
-//!   index, once it has caught up with the log's end at start) and `NOT_SERVING` as soon as
-//!   shutdown begins; the listener then stops accepting and in-flight calls finish.
+//! - [`serve`] / [`serve_with`]: a service's APIs beside gRPC health and reflection (`v1`
+//!   and `v1alpha`, listing only the services this port serves), with RPC metrics and
+//!   graceful shutdown: health says `SERVING` only once the service is ready (for a service
+//!   with an access index, once it has caught up with the log's end at start) and while its
+//!   [`Vitals`] hold (NATS reachable, followers reading the log), `NOT_SERVING` otherwise
+//!   and as soon as shutdown begins; the listener then stops accepting and in-flight calls
+//!   finish.
+//! - [`metrics`]: the `/metrics` endpoint (`--metrics-listen`) and the RPC metrics layer.
 //! - [`stop_on`], [`shutdown_signal`] (Ctrl-C or SIGTERM) and [`init_tracing`] for the thin
 //!   `main`s.
 
@@ -24,6 +28,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+
+pub mod metrics;
+pub mod vitals;
+
+pub use metrics::MetricsConfig;
+pub use vitals::Vitals;
 
 /// Who may call: the token issuers' public keys.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -88,6 +98,9 @@ pub struct ServiceConfig {
     /// the governance settings.
     #[command(flatten)]
     pub access: AccessConfig,
+    /// Where to serve Prometheus metrics (`--metrics-listen`).
+    #[command(flatten)]
+    pub metrics: MetricsConfig,
 }
 
 impl ServiceConfig {
@@ -103,6 +116,7 @@ impl ServiceConfig {
             nats_timeout_secs: 5,
             trust: TrustConfig::for_tests(),
             access: AccessConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -162,13 +176,7 @@ pub async fn caught_up(access: AccessIndex, timeout: Duration, stop: Cancellatio
     }
 }
 
-/// Serve `apis` (the service's own gRPC services, named `names` in health) on `listener`
-/// beside gRPC health and reflection, until `stop` is cancelled.
-///
-/// Health reports every name, and the server as a whole (`""`), `NOT_SERVING` until `ready`
-/// resolves, then `SERVING`; once `stop` is cancelled it reports `NOT_SERVING` again, the
-/// listener stops accepting and `serve` returns when in-flight calls have finished, or after
-/// `grace` if one is given.
+/// [`serve_with`] without vitals: health follows `ready` and shutdown only.
 pub async fn serve(
     listener: TcpListener,
     apis: Routes,
@@ -177,7 +185,58 @@ pub async fn serve(
     stop: CancellationToken,
     grace: Option<Duration>,
 ) -> anyhow::Result<()> {
+    serve_with(listener, apis, names, ready, Vitals::new(), stop, grace).await
+}
+
+/// The gRPC names reflection lists on a port serving `names`: those, health and reflection.
+fn reflected(names: &[&'static str]) -> Vec<&'static str> {
+    let mut listed = names.to_vec();
+    listed.extend([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
+    listed
+}
+
+fn reflection_builder(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for name in reflected(names) {
+        builder = builder.with_service_name(name);
+    }
+    builder
+}
+
+/// Serve `apis` (the service's own gRPC services, named `names` in health) on `listener`
+/// beside gRPC health and reflection, until `stop` is cancelled. Every call is counted and
+/// timed ([`metrics::RpcMetricsLayer`]).
+///
+/// Health reports every name, and the server as a whole (`""`), `NOT_SERVING` until `ready`
+/// resolves; from then on `SERVING` while `vitals` hold for it (checked every
+/// [`vitals::CHECK_INTERVAL`]) and `NOT_SERVING` while one does not. Once `stop` is
+/// cancelled it reports `NOT_SERVING` again, the listener stops accepting and `serve_with`
+/// returns when in-flight calls have finished, or after `grace` if one is given.
+/// Reflection (`grpc.reflection.v1` and `v1alpha`) lists `names`, health and reflection.
+pub async fn serve_with(
+    listener: TcpListener,
+    apis: Routes,
+    names: &[&'static str],
+    ready: impl Future<Output = ()> + Send + 'static,
+    vitals: Vitals,
+    stop: CancellationToken,
+    grace: Option<Duration>,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    let reflection_v1 = reflection_builder(names)
+        .build_v1()
+        .context("building the reflection service")?;
+    let reflection_v1alpha = reflection_builder(names)
+        .build_v1alpha()
+        .context("building the v1alpha reflection service")?;
     // The server as a whole ("") says the same as its APIs.
     let names: Vec<&'static str> = std::iter::once("").chain(names.iter().copied()).collect();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -186,24 +245,55 @@ pub async fn serve(
             .set_service_status(*name, ServingStatus::NotServing)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(carewoven_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building the reflection service")?;
+    ::metrics::gauge!("carewoven_health_serving").set(0.0);
 
     let reporter = health.clone();
-    let serving = names.clone();
+    let watched = names.clone();
     let until = stop.clone();
     let becoming_ready = tokio::spawn(async move {
         tokio::select! {
-            () = ready => {
-                for name in serving {
-                    reporter.set_service_status(name, ServingStatus::Serving).await;
-                }
-                tracing::info!(%local, "serving");
+            () = ready => {}
+            _ = until.cancelled() => return,
+        }
+        tracing::info!(%local, "ready");
+        // From now on health says what the vitals say, name by name.
+        let mut said: Vec<Option<bool>> = vec![None; watched.len()];
+        let mut tick = tokio::time::interval(vitals::CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = until.cancelled() => return,
             }
-            _ = until.cancelled() => {}
+            for (name, said) in watched.iter().zip(said.iter_mut()) {
+                let failing = vitals.failing(name);
+                let serving = failing.is_none();
+                if *said == Some(serving) {
+                    continue;
+                }
+                if name.is_empty() {
+                    match &failing {
+                        None => tracing::info!(%local, "serving"),
+                        Some(why) => tracing::warn!(%local, reason = %why, "not serving"),
+                    }
+                    ::metrics::gauge!("carewoven_health_serving").set(if serving {
+                        1.0
+                    } else {
+                        0.0
+                    });
+                }
+                let status = if serving {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                // Shutdown has the last word.
+                if until.is_cancelled() {
+                    return;
+                }
+                reporter.set_service_status(*name, status).await;
+                *said = Some(serving);
+            }
         }
     });
     // Shutdown begins: health says so first, then the listener stops accepting.
@@ -212,6 +302,8 @@ pub async fn serve(
         async move {
             stop.cancelled().await;
             becoming_ready.abort();
+            let _ = becoming_ready.await;
+            ::metrics::gauge!("carewoven_health_serving").set(0.0);
             for name in names {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
@@ -220,9 +312,11 @@ pub async fn serve(
         }
     };
     let server = tonic::transport::Server::builder()
+        .layer(metrics::RpcMetricsLayer)
         .add_routes(apis)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutting_down,

@@ -87,9 +87,10 @@ impl Running {
     }
 }
 
-/// The views service with `config`.
+/// The views service with `config`, once its admin API is healthy (its queries are not
+/// while the projector has stopped, as at an undecodable event: tests of that start it too).
 pub async fn start_views(config: carewoven_views::Config) -> Result<Running> {
-    Running::start("carewoven.v1.QueryService", move |listener, stop| {
+    Running::start("carewoven.v1.ViewsAdmin", move |listener, stop| {
         carewoven_views::run(listener, config, stop.cancelled_owned())
     })
     .await

@@ -148,6 +148,7 @@ pub async fn run(
             views.position() + 1,
             FollowOptions {
                 max_batch: MAX_BATCH,
+                health: views.projector_health.clone(),
                 ..FollowOptions::default()
             },
             "views projector",

@@ -73,7 +73,7 @@ pub async fn run(
     let client = config.service.connect("carewoven-views").await?;
     let js = async_nats::jetstream::new(client.clone());
     // Access decisions follow the same log as the views; reads are audited in CW_AUDIT.
-    let audit = AuditLog::attach(client, config.service.replicas, timeout).await?;
+    let audit = AuditLog::attach(client.clone(), config.service.replicas, timeout).await?;
     let access = AccessIndex::start_with(
         js.clone(),
         &config.service.stream,
@@ -132,7 +132,17 @@ pub async fn run(
         gate(AuditAction::Unspecified, ViewsAdminServer::<Admin>::NAME),
     );
     tracing::info!(addr = %listener.local_addr()?, "views service listening");
-    carewoven_service::serve(
+    carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    // A stopped projector makes the queries stale, not the admin API (which rebuilds).
+    let vitals = carewoven_service::Vitals::new()
+        .nats(&client)
+        .follower("access index", access.follow_health(), &[])
+        .follower(
+            "views projector",
+            views.projector_health.clone(),
+            &[QueryServiceServer::<Queries>::NAME],
+        );
+    carewoven_service::serve_with(
         listener,
         Routes::new(queries).add_service(admin),
         &[
@@ -140,6 +150,7 @@ pub async fn run(
             ViewsAdminServer::<Admin>::NAME,
         ],
         carewoven_service::caught_up(access, timeout, stop.clone()),
+        vitals,
         stop.clone(),
         None,
     )

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use carewoven_eventlog::follow::FollowHealth;
 use redb::Database;
 use tokio::sync::{Mutex, broadcast, watch};
 
@@ -26,6 +27,8 @@ pub struct Views {
     pub writer: Mutex<()>,
     /// Why the projector stopped, if it did (for example an undecodable event).
     pub stopped: RwLock<Option<String>>,
+    /// Whether the live projector is reading the log (the service's health).
+    pub projector_health: FollowHealth,
 }
 
 impl Views {
@@ -39,6 +42,7 @@ impl Views {
             board,
             writer: Mutex::new(()),
             stopped: RwLock::new(None),
+            projector_health: FollowHealth::new(),
         })
     }
 
