@@ -799,7 +799,10 @@ fn feed_messages(org: &Code, items: Vec<v1::FeedItem>, messages: &mut Vec<Outbou
 /// deduplicated by the server on `<org>:<last item's log position>`, so that a message sent
 /// again after a restart is stored once). Returns the acknowledgements to await: the messages
 /// are sent, in order, when this returns.
-async fn store(js: &jetstream::Context, messages: Vec<OutboundMessage>) -> anyhow::Result<Vec<Ack>> {
+async fn store(
+    js: &jetstream::Context,
+    messages: Vec<OutboundMessage>,
+) -> anyhow::Result<Vec<Ack>> {
     let mut acks = Vec::with_capacity(messages.len());
     for message in messages {
         let ack = js
