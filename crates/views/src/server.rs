@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use carewoven_proto::v1::query_service_server::QueryServiceServer;
@@ -39,6 +40,10 @@ pub struct Config {
     /// Unset, each process draws a random one (its tokens do not survive a restart).
     #[arg(long, env = "CAREWOVEN_PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
+    /// Also serve the read-only FHIR R4 API (`carewoven-fhir`) on this address, with the
+    /// same tokens, authorisation and audit as the queries. Off when unset.
+    #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_LISTEN")]
+    pub fhir_listen: Option<String>,
 }
 
 impl Config {
@@ -52,6 +57,7 @@ impl Config {
             file,
             skip_undecodable: false,
             page_token_key: None,
+            fhir_listen: None,
         }
     }
 }
@@ -101,7 +107,7 @@ pub async fn run(
 
     // Calls without a valid token are refused (and counted) before anything is decoded.
     let gate = |action, service| Gatekeeper::new(auth.clone(), audit.clone(), action, service);
-    let queries = QueryServiceServer::new(Queries::new(
+    let queries = Arc::new(Queries::new(
         views.clone(),
         PageTokens::new(match &config.page_token_key {
             Some(key) => key.as_bytes().to_vec(),
@@ -113,8 +119,23 @@ pub async fn run(
         }),
         stop.clone(),
         guard.clone(),
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    ));
+    let fhir = match &config.fhir_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the FHIR API to {addr}: {e}"))?;
+            let stopped = stop.clone();
+            Some(tokio::spawn(carewoven_fhir::serve(
+                listener,
+                queries.clone(),
+                async move { stopped.cancelled().await },
+            )))
+        }
+        None => None,
+    };
+    let queries =
+        QueryServiceServer::from_arc(queries).max_decoding_message_size(MAX_REQUEST_BYTES);
     let queries = InterceptedService::new(
         queries,
         gate(AuditAction::RecordRead, QueryServiceServer::<Queries>::NAME),
@@ -145,6 +166,11 @@ pub async fn run(
     )
     .await?;
     stop.cancel();
+    if let Some(fhir) = fhir
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(30), fhir).await
+    {
+        tracing::warn!(error = %e, "the FHIR API had stopped");
+    }
     match tokio::time::timeout(Duration::from_secs(30), projector).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "projector had stopped"),
         Ok(_) => {}
