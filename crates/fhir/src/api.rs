@@ -267,10 +267,10 @@ fn bundle(kind: &str, base: &str, self_link: &str, entries: Vec<Value>) -> Value
         let total = b["entry"].as_array().map_or(0, Vec::len);
         b["total"] = json!(total);
     }
-    if b["entry"].as_array().is_some_and(Vec::is_empty) {
-        if let Some(o) = b.as_object_mut() {
-            o.remove("entry");
-        }
+    if b["entry"].as_array().is_some_and(Vec::is_empty)
+        && let Some(o) = b.as_object_mut()
+    {
+        o.remove("entry");
     }
     b
 }

@@ -858,7 +858,7 @@ async fn errors_are_operation_outcomes_with_the_right_status() -> Result<()> {
             "birthdate",
         ),
         (
-            format!("/fhir/Patient?name=Example&birthdate=1941-03-02"),
+            "/fhir/Patient?name=Example&birthdate=1941-03-02".to_owned(),
             "name",
         ),
         ("/fhir/Encounter".to_owned(), "patient"),
