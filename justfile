@@ -81,7 +81,7 @@ up: build
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/views.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/views-access.redb \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
-      --fhir-listen {{fhir_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
+      --fhir-listen {{fhir_addr}} --fhir-audit-server http://{{gateway_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \

@@ -14,9 +14,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use carewoven_proto::v1::{self, query_service_server::QueryService};
+use carewoven_proto::v1::{
+    self, audit_service_client::AuditServiceClient, query_service_server::QueryService,
+};
 use serde_json::{Value, json};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::capability;
@@ -32,13 +35,19 @@ const NO_RELATIONSHIP: &str = "NO_LEGITIMATE_RELATIONSHIP";
 
 struct Api<Q> {
     queries: Arc<Q>,
+    /// The gateway's access list, for `AuditEvent` (not served without one).
+    audit: Option<AuditServiceClient<Channel>>,
 }
 
-/// The FHIR routes under `/fhir`, answering from `queries`.
-pub fn router<Q: QueryService>(queries: Arc<Q>) -> Router {
-    let api = Arc::new(Api { queries });
+/// The FHIR routes under `/fhir`, answering from `queries`, and `AuditEvent` from the
+/// gateway's `AuditService` at `audit` if there is one.
+pub fn router<Q: QueryService>(queries: Arc<Q>, audit: Option<Channel>) -> Router {
+    let api = Arc::new(Api {
+        queries,
+        audit: audit.map(AuditServiceClient::new),
+    });
     Router::new()
-        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/metadata", get(metadata::<Q>))
         .route("/fhir/{rtype}", get(search::<Q>))
         .route("/fhir/{rtype}/{id}", get(read::<Q>))
         .route("/fhir/{rtype}/{id}/{op}", get(operation::<Q>))
@@ -256,6 +265,42 @@ impl<Q: QueryService> Api<Q> {
     }
 }
 
+impl<Q> Api<Q> {
+    /// Who accessed the person's record (the first 1,000 entries), as the gateway's access
+    /// list answers the caller: the gateway decides who may see it.
+    async fn accesses(&self, headers: &HeaderMap, person: &str) -> Result<Vec<Value>, Failure> {
+        let Some(mut client) = self.audit.clone() else {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not-supported",
+                "AuditEvent is not served here: this server has no access list configured",
+                None,
+            ));
+        };
+        let message = v1::ListRecordAccessRequest {
+            person_id: person.to_owned(),
+            after: 0,
+            limit: 1000,
+            after_delivery: 0,
+        };
+        let rename = |f: &str| match f {
+            "person_id" => "patient".to_owned(),
+            other => other.to_owned(),
+        };
+        let page = client
+            .list_record_access(request(headers, message))
+            .await
+            .map_err(|s| from_status(&s, "AuditEvent", &rename))?
+            .into_inner();
+        Ok(page
+            .entries
+            .iter()
+            .filter_map(|e| e.event.as_ref())
+            .filter_map(|e| map::audit_event(person, e))
+            .collect())
+    }
+}
+
 fn bundle(kind: &str, base: &str, self_link: &str, entries: Vec<Value>) -> Value {
     let mut b = json!({
         "resourceType": "Bundle",
@@ -323,7 +368,7 @@ fn required<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, F
 }
 
 fn known_type(rtype: &str) -> Result<(), Failure> {
-    if map::TYPES.contains(&rtype) {
+    if map::TYPES.contains(&rtype) || rtype == "AuditEvent" {
         Ok(())
     } else {
         Err(Failure::new(
@@ -335,8 +380,11 @@ fn known_type(rtype: &str) -> Result<(), Failure> {
     }
 }
 
-async fn metadata(headers: HeaderMap) -> Response {
-    fhir(StatusCode::OK, &capability::statement(&base(&headers)))
+async fn metadata<Q: QueryService>(State(api): State<Arc<Api<Q>>>, headers: HeaderMap) -> Response {
+    fhir(
+        StatusCode::OK,
+        &capability::statement(&base(&headers), api.audit.is_some()),
+    )
 }
 
 async fn search<Q: QueryService>(
@@ -415,6 +463,24 @@ async fn search<Q: QueryService>(
         "patient",
         patient.strip_prefix("Patient/").unwrap_or(patient),
     )?;
+    if rtype == "AuditEvent" {
+        return match api.accesses(&headers, &person).await {
+            Ok(entries) => Ok(fhir(
+                StatusCode::OK,
+                &bundle(
+                    "searchset",
+                    &base,
+                    &self_link,
+                    entries
+                        .into_iter()
+                        .map(|r| search_entry(&base, r, "match"))
+                        .collect(),
+                ),
+            )),
+            Err(f) if f.is_absence() => Ok(empty()),
+            Err(f) => Err(f),
+        };
+    }
     match api.record(&headers, &person, &rtype, "patient").await {
         Ok(record) => {
             let entries = map::resources(&record, &rtype)

@@ -57,7 +57,18 @@ fn resource(rtype: &str) -> Value {
     r
 }
 
-pub fn statement(base: &str) -> Value {
+/// `audit`: whether `AuditEvent` is served (the server has the gateway's access list).
+pub fn statement(base: &str, audit: bool) -> Value {
+    let mut resources: Vec<Value> = TYPES.iter().map(|t| resource(t)).collect();
+    if audit {
+        resources.push(json!({
+            "type": "AuditEvent",
+            "interaction": [{ "code": "search-type" }],
+            "versioning": "no-version",
+            "readHistory": false,
+            "searchParam": [{ "name": "patient", "type": "reference", "documentation": "who accessed this person's record: the gateway's access list, first 1,000 entries, for whoever it allows (the person, their proxy, a related organisation, governance)" }],
+        }));
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -81,7 +92,7 @@ pub fn statement(base: &str) -> Value {
                 }] }],
                 "description": "Bearer tokens (EdDSA JWTs) from an issuer the deployment trusts",
             },
-            "resource": TYPES.iter().map(|t| resource(t)).collect::<Vec<_>>(),
+            "resource": resources,
         }],
     })
 }

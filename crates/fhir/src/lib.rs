@@ -20,15 +20,17 @@ use tokio::net::TcpListener;
 
 pub use api::{FHIR_JSON, MIN_LOG_POSITION, router};
 
-/// Serve the FHIR API on `listener` from `queries` until `shutdown` completes; requests in
-/// flight finish first.
+/// Serve the FHIR API on `listener` from `queries` (and `AuditEvent` from the gateway's
+/// access list on `audit`, if given) until `shutdown` completes; requests in flight finish
+/// first.
 pub async fn serve<Q: QueryService>(
     listener: TcpListener,
     queries: Arc<Q>,
+    audit: Option<tonic::transport::Channel>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "FHIR API listening");
-    axum::serve(listener, router(queries))
+    axum::serve(listener, router(queries, audit))
         .with_graceful_shutdown(shutdown)
         .await
 }

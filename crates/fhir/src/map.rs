@@ -821,3 +821,62 @@ pub fn provenance(person: &str, c: &v1::CorrectionView) -> Value {
     }
     Value::Object(r)
 }
+
+fn audit_action(action: i32) -> (&'static str, &'static str) {
+    use v1::AuditAction as A;
+    match A::try_from(action).unwrap_or(A::Unspecified) {
+        A::Unspecified => ("unspecified", "E"),
+        A::RecordRead => ("record_read", "R"),
+        A::FeedDelivery => ("feed_delivery", "R"),
+        A::AuditRead => ("audit_read", "R"),
+        A::Command => ("command", "E"),
+        A::FeedSubscribe => ("feed_subscribe", "E"),
+        A::Replay => ("replay", "R"),
+        A::BreakGlass => ("break_glass", "E"),
+        A::FindPerson => ("find_person", "E"),
+        A::RelationshipEnded => ("relationship_ended", "E"),
+        A::UndecodableSkipped => ("undecodable_skipped", "E"),
+    }
+}
+
+/// One access to the person's record, as the access list (`AuditService.ListRecordAccess`)
+/// gives it: who, when, what, the outcome. `None` for an entry without an id.
+pub fn audit_event(person: &str, e: &v1::AuditEvent) -> Option<Value> {
+    let id: uuid::Uuid = e.audit_id.parse().ok()?;
+    let (action, crud) = audit_action(e.action);
+    let refused = e.outcome == v1::AuditOutcome::Refused as i32;
+    let mut agent = object(json!({
+        "requestor": true,
+        "who": organisation(&e.organisation),
+    }));
+    if !e.user.is_empty() {
+        agent.insert("altId".into(), json!(e.user));
+    }
+    let mut r = object(json!({
+        "resourceType": "AuditEvent",
+        "id": id.to_string(),
+        "type": coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation"),
+        "subtype": [{ "system": codes::system("audit-action"), "code": action }],
+        "action": crud,
+        "outcome": if refused { "4" } else { "0" },
+        "agent": [agent],
+        "source": { "observer": { "display": "Carewoven" } },
+        "entity": [{ "what": patient_ref(person) }],
+    }));
+    r.insert(
+        "recorded".into(),
+        opt_instant(&e.at)
+            .as_str()
+            .map_or(Value::Null, |s| json!(s)),
+    );
+    if !e.reason.is_empty() {
+        r.insert("outcomeDesc".into(), json!(e.reason));
+    }
+    if e.purpose != v1::Purpose::Unspecified as i32 {
+        r.insert(
+            "purposeOfEvent".into(),
+            json!([{ "coding": [codes::purpose(e.purpose)] }]),
+        );
+    }
+    Some(Value::Object(r))
+}

@@ -22,6 +22,8 @@ const DESTINATIONS: &str = "https://fhir.hl7.org.uk/CodeSystem/UKCore-DischargeD
 struct World {
     stack: Stack,
     views: Running,
+    /// The gateway, whose access list is served as AuditEvent.
+    gateway: Running,
     fhir: String,
     _dir: tempfile::TempDir,
     seen: Mutex<Vec<Value>>,
@@ -40,11 +42,15 @@ impl World {
         let fhir = format!("127.0.0.1:{}", free_port()?);
         let mut config =
             carewoven_views::Config::new(stack.nats.url(), dir.path().join("views.redb"));
+        let (gateway, _) =
+            start_gateway(carewoven_gateway::Config::for_nats(stack.nats.url())).await?;
         config.fhir_listen = Some(fhir.clone());
+        config.fhir_audit_server = Some(format!("http://{}", gateway.addr));
         let views = start_views(config).await?;
         Ok(World {
             stack,
             views,
+            gateway,
             fhir,
             _dir: dir,
             seen: Mutex::new(Vec::new()),
@@ -358,6 +364,15 @@ fn check_codes(resource: &Value, failures: &mut Vec<String>) {
                     ],
                 );
             }
+        }
+        "AuditEvent" => {
+            must("action", &resource["action"], &["C", "R", "U", "D", "E"]);
+            must("outcome", &resource["outcome"], &["0", "4", "8", "12"]);
+            must(
+                "type.system",
+                &resource["type"]["system"],
+                &["http://terminology.hl7.org/CodeSystem/audit-event-type"],
+            );
         }
         "CapabilityStatement" | "Provenance" => {}
         other => must("resourceType", &Value::String(other.to_owned()), &[]),
@@ -787,12 +802,27 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
         .audit(&format!("cw.audit.{person}.ASC-D2A.record_read"))
         .await?;
     assert!(audited.len() >= 12, "{} audit records", audited.len());
+    // Who accessed the record: the partner's own reads are there, from the gateway's list.
+    let accesses = entries(
+        &w.ok(&format!("/fhir/AuditEvent?patient={id}"), "ASC-D2A", at)
+            .await?,
+    );
+    assert!(
+        accesses
+            .iter()
+            .any(|a| a["agent"][0]["who"]["identifier"]["value"] == "ASC-D2A"
+                && a["subtype"][0]["code"] == "record_read"
+                && a["outcome"] == "0"
+                && a["entity"][0]["what"]["reference"] == format!("Patient/{id}")),
+        "{accesses:?}"
+    );
     // What the server says it supports.
     let capability = w.get("/fhir/metadata", None, 0).await?;
     assert_eq!(capability.status, 200);
     assert_eq!(capability.body["fhirVersion"], "4.0.1");
     w.validate()?;
-    w.views.stop().await
+    w.views.stop().await?;
+    w.gateway.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -912,7 +942,8 @@ async fn errors_are_operation_outcomes_with_the_right_status() -> Result<()> {
     // Nothing was written by any of it.
     assert_eq!(w.stack.log.last_sequence().await?, at);
     w.validate()?;
-    w.views.stop().await
+    w.views.stop().await?;
+    w.gateway.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -984,7 +1015,7 @@ async fn no_relationship_and_objection_look_the_same_as_nobody() -> Result<()> {
         assert_eq!(answer(objector.clone()).await?, n);
     }
     // A search: the same empty searchset.
-    for rtype in ["Encounter", "Task", "Consent", "Provenance"] {
+    for rtype in ["Encounter", "Task", "Consent", "Provenance", "AuditEvent"] {
         let search = |id: String| {
             let w = &w;
             let comm = comm.clone();
@@ -1036,5 +1067,6 @@ async fn no_relationship_and_objection_look_the_same_as_nobody() -> Result<()> {
         "{refused:?}"
     );
     w.validate()?;
-    w.views.stop().await
+    w.views.stop().await?;
+    w.gateway.stop().await
 }

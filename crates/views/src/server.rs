@@ -44,6 +44,10 @@ pub struct Config {
     /// same tokens, authorisation and audit as the queries. Off when unset.
     #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_LISTEN")]
     pub fhir_listen: Option<String>,
+    /// The gateway (`http://host:port`), whose access list the FHIR API serves as
+    /// `AuditEvent` (with the caller's token). Without it, `AuditEvent` is not served.
+    #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_AUDIT_SERVER")]
+    pub fhir_audit_server: Option<String>,
 }
 
 impl Config {
@@ -58,6 +62,7 @@ impl Config {
             skip_undecodable: false,
             page_token_key: None,
             fhir_listen: None,
+            fhir_audit_server: None,
         }
     }
 }
@@ -125,10 +130,21 @@ pub async fn run(
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("binding the FHIR API to {addr}: {e}"))?;
+            let audit = match &config.fhir_audit_server {
+                Some(url) => Some(
+                    tonic::transport::Endpoint::from_shared(url.clone())
+                        .map_err(|e| anyhow::anyhow!("the FHIR audit server {url}: {e}"))?
+                        .connect_timeout(timeout)
+                        .timeout(timeout)
+                        .connect_lazy(),
+                ),
+                None => None,
+            };
             let stopped = stop.clone();
             Some(tokio::spawn(carewoven_fhir::serve(
                 listener,
                 queries.clone(),
+                audit,
                 async move { stopped.cancelled().await },
             )))
         }
