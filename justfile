@@ -9,6 +9,7 @@ nats_port := env_var_or_default("CAREWOVEN_NATS_PORT", "4222")
 grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
 views_addr := env_var_or_default("CAREWOVEN_VIEWS_LISTEN", "127.0.0.1:50052")
 gateway_addr := env_var_or_default("CAREWOVEN_GATEWAY_LISTEN", "127.0.0.1:50053")
+fhir_addr := env_var_or_default("CAREWOVEN_VIEWS_FHIR_LISTEN", "127.0.0.1:50054")
 # Prometheus metrics (`/metrics`) of each service, for operators.
 commands_metrics := env_var_or_default("CAREWOVEN_COMMANDS_METRICS", "127.0.0.1:9151")
 views_metrics := env_var_or_default("CAREWOVEN_VIEWS_METRICS", "127.0.0.1:9152")
@@ -77,12 +78,16 @@ up: build
       target/release/carewoven-commands > {{run}}/commands.log 2>&1 & echo $! > {{run}}/commands.pid
     # The command service creates the event stream the other services follow.
     target/release/carectl --server http://{{grpc_addr}} wait-ready --timeout-secs 30
+    # The views are derived: a file this build cannot read (an older format) is rebuilt.
+    if [ -f {{run}}/views.redb ] && ! target/release/carewoven-views digest {{run}}/views.redb > /dev/null 2>&1; then
+      rm {{run}}/views.redb && echo "the views file was of another format; it is rebuilt from the log"
+    fi
     CAREWOVEN_PAGE_TOKEN_KEY="$(cat {{run}}/page-token-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/views.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/views-access.redb \
       CAREWOVEN_METRICS_LISTEN={{views_metrics}} \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
-      > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
+      --fhir-listen {{fhir_addr}} --fhir-audit-server http://{{gateway_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
@@ -93,7 +98,8 @@ up: build
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
-    echo "views (queries) on {{views_addr}}, partner feeds on {{gateway_addr}}. Logs in .run/."
+    echo "views (queries) on {{views_addr}} (FHIR R4 on http://{{fhir_addr}}/fhir), partner feeds"
+    echo "on {{gateway_addr}}. Logs in .run/."
     echo "Metrics: curl http://{{commands_metrics}}/metrics (views {{views_metrics}}, gateway {{gateway_metrics}})."
     echo "NATS admits only the identities in .run/nats-keys (deploy/README.md, Identities)."
     echo "Every call needs a bearer token;"

@@ -211,6 +211,34 @@ fn care_team_role(r: CareTeamRole) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // Person
 
+/// Who corrected which fields, and when: never the values (Provenance in the FHIR API).
+fn correction_view(meta: &EventMeta, c: &v1::Correction) -> v1::CorrectionView {
+    let named = [
+        ("nhs_number", c.nhs_number.is_some()),
+        ("given_name", c.given_name.is_some()),
+        ("family_name", c.family_name.is_some()),
+        ("date_of_birth", c.date_of_birth.is_some()),
+        ("contact", c.contact.is_some()),
+        ("what_matters", c.what_matters.is_some()),
+        ("communication_needs", c.communication_needs.is_some()),
+        ("carers", c.carers.is_some()),
+        ("registered_gp", c.registered_gp.is_some()),
+    ];
+    v1::CorrectionView {
+        organisation: meta.organisation.as_str().to_owned(),
+        user: meta.user.as_str().to_owned(),
+        recorded_at: Some(timestamp(meta.recorded_at)),
+        occurred_at: Some(timestamp(meta.occurred_at)),
+        fields: named
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| (*name).to_owned())
+            .collect(),
+        person_version: meta.version,
+        event_id: meta.event_id.to_string(),
+    }
+}
+
 fn person(record: &mut v1::CareRecord, meta: &EventMeta, e: &PersonEvent) {
     record.person_version = meta.version;
     match e {
@@ -227,6 +255,7 @@ fn person(record: &mut v1::CareRecord, meta: &EventMeta, e: &PersonEvent) {
         }),
         PersonEvent::DetailsCorrected { correction, .. } => {
             let c = v1::Correction::from(correction);
+            record.corrections.push(correction_view(meta, &c));
             let p = record.profile.get_or_insert_with(Default::default);
             let fields = [
                 (c.nhs_number, &mut p.nhs_number),
@@ -640,8 +669,12 @@ fn discharge(record: &mut v1::CareRecord, meta: &EventMeta, e: &DischargeEvent) 
             ep.delay_reasons.push(delay_reason(*reason));
             return;
         }
-        E::Discharged { discharged_at, .. } => {
+        E::Discharged {
+            discharged_at,
+            destination,
+        } => {
             ep.discharged_at = Some(timestamp(*discharged_at));
+            ep.discharge_destination = destination.as_str().to_owned();
             S::Discharged
         }
         E::HandoverAccepted { organisation } => {

@@ -22,7 +22,8 @@ pub const POSITION: &str = "position";
 pub const FORMAT: &str = "format";
 pub const SKIPPED: &str = "skipped";
 /// Version of the table layout. A file with another format is refused at start-up.
-pub const FORMAT_VERSION: u64 = 2;
+/// 3: episodes carry their discharge destination, records their corrections.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Caseload owner key for a coordinator.
 pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {

@@ -222,6 +222,7 @@ fn minimum_necessary(record: &mut v1::CareRecord, scope: &carewoven_governance::
                 ..Default::default()
             };
             record.profile_corrections = 0;
+            record.corrections.clear();
         }
         if !scope.allows(C::Contact) {
             p.contact.clear();

@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use carewoven_proto::v1::query_service_server::QueryServiceServer;
@@ -39,6 +40,14 @@ pub struct Config {
     /// Unset, each process draws a random one (its tokens do not survive a restart).
     #[arg(long, env = "CAREWOVEN_PAGE_TOKEN_KEY", hide_env_values = true)]
     pub page_token_key: Option<String>,
+    /// Also serve the read-only FHIR R4 API (`carewoven-fhir`) on this address, with the
+    /// same tokens, authorisation and audit as the queries. Off when unset.
+    #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_LISTEN")]
+    pub fhir_listen: Option<String>,
+    /// The gateway (`http://host:port`), whose access list the FHIR API serves as
+    /// `AuditEvent` (with the caller's token). Without it, `AuditEvent` is not served.
+    #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_AUDIT_SERVER")]
+    pub fhir_audit_server: Option<String>,
 }
 
 impl Config {
@@ -52,6 +61,8 @@ impl Config {
             file,
             skip_undecodable: false,
             page_token_key: None,
+            fhir_listen: None,
+            fhir_audit_server: None,
         }
     }
 }
@@ -101,7 +112,7 @@ pub async fn run(
 
     // Calls without a valid token are refused (and counted) before anything is decoded.
     let gate = |action, service| Gatekeeper::new(auth.clone(), audit.clone(), action, service);
-    let queries = QueryServiceServer::new(Queries::new(
+    let queries = Arc::new(Queries::new(
         views.clone(),
         PageTokens::new(match &config.page_token_key {
             Some(key) => key.as_bytes().to_vec(),
@@ -113,8 +124,34 @@ pub async fn run(
         }),
         stop.clone(),
         guard.clone(),
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    ));
+    let fhir = match &config.fhir_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the FHIR API to {addr}: {e}"))?;
+            let audit = match &config.fhir_audit_server {
+                Some(url) => Some(
+                    tonic::transport::Endpoint::from_shared(url.clone())
+                        .map_err(|e| anyhow::anyhow!("the FHIR audit server {url}: {e}"))?
+                        .connect_timeout(timeout)
+                        .timeout(timeout)
+                        .connect_lazy(),
+                ),
+                None => None,
+            };
+            let stopped = stop.clone();
+            Some(tokio::spawn(carewoven_fhir::serve(
+                listener,
+                queries.clone(),
+                audit,
+                async move { stopped.cancelled().await },
+            )))
+        }
+        None => None,
+    };
+    let queries =
+        QueryServiceServer::from_arc(queries).max_decoding_message_size(MAX_REQUEST_BYTES);
     let queries = InterceptedService::new(
         queries,
         gate(AuditAction::RecordRead, QueryServiceServer::<Queries>::NAME),
@@ -156,6 +193,11 @@ pub async fn run(
     )
     .await?;
     stop.cancel();
+    if let Some(fhir) = fhir
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(30), fhir).await
+    {
+        tracing::warn!(error = %e, "the FHIR API had stopped");
+    }
     match tokio::time::timeout(Duration::from_secs(30), projector).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "projector had stopped"),
         Ok(_) => {}
