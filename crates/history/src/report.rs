@@ -578,20 +578,8 @@ fn duration_metric(
     }
 }
 
-/// Stable snake_case name of a delay reason, as it appears in the report.
+/// Stable snake_case name of a delay reason, as it appears in the report: its national code
+/// (`carewoven_domain::codes::delay_reason`).
 pub fn delay_reason_name(reason: DelayReason) -> &'static str {
-    use DelayReason as R;
-    match reason {
-        R::AwaitingAssessment => "awaiting_assessment",
-        R::AwaitingHomeCare => "awaiting_home_care",
-        R::AwaitingReablement => "awaiting_reablement",
-        R::AwaitingBedBasedRehabilitation => "awaiting_bed_based_rehabilitation",
-        R::AwaitingCareHomePlacement => "awaiting_care_home_placement",
-        R::AwaitingEquipment => "awaiting_equipment",
-        R::AwaitingHousing => "awaiting_housing",
-        R::AwaitingTransport => "awaiting_transport",
-        R::AwaitingMedication => "awaiting_medication",
-        R::PersonOrFamilyChoice => "person_or_family_choice",
-        R::Other => "other",
-    }
+    reason.code()
 }

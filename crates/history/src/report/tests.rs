@@ -240,6 +240,9 @@ impl History {
             DischargeEvent::Discharged {
                 discharged_at: at(when),
                 destination: short("home"),
+                destination_code: Some(
+                    carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+                ),
             },
         );
     }
@@ -376,13 +379,7 @@ fn history() -> Vec<RecordedEvent> {
     );
     h.ready(C, 3, "RYR02", "2025-03-01T09:00:00Z", "2025-03-01", None);
     h.pathway(C, 3, "RYR02", "2025-03-01T10:00:00Z", Pathway::P2);
-    h.delay(
-        C,
-        3,
-        "RYR02",
-        "2025-03-01T16:00:00Z",
-        R::AwaitingBedBasedRehabilitation,
-    );
+    h.delay(C, 3, "RYR02", "2025-03-01T16:00:00Z", R::Pathway2Bed);
 
     // E1 (A): on the DRD, pathway 0, handover after 5 hours.
     h.admit(A, 1, "RXH01", "2025-03-01T10:00:00Z");
@@ -447,7 +444,7 @@ fn history() -> Vec<RecordedEvent> {
     h.ready(B, 2, "RXH01", "2025-03-06T08:00:00Z", "2025-03-06", None);
     h.pathway(B, 2, "RXH01", "2025-03-06T09:00:00Z", Pathway::P1);
     h.service(B, 2, "RXH01", "2025-03-06T10:00:00Z", None);
-    h.delay(B, 2, "RXH01", "2025-03-07T10:00:00Z", R::AwaitingHomeCare);
+    h.delay(B, 2, "RXH01", "2025-03-07T10:00:00Z", R::Pathway1NewCare);
     h.assess(
         A,
         1,
@@ -482,13 +479,7 @@ fn history() -> Vec<RecordedEvent> {
     h.refer(B, 2, "A81001", "2025-03-10T12:00:00Z");
     h.service(C, 3, "RYR02", "2025-03-10T11:00:00Z", None);
     h.handover(B, 2, "2025-03-11T11:00:00Z");
-    h.delay(
-        C,
-        3,
-        "RYR02",
-        "2025-03-11T16:00:00Z",
-        R::AwaitingBedBasedRehabilitation,
-    );
+    h.delay(C, 3, "RYR02", "2025-03-11T16:00:00Z", R::Pathway2Bed);
     h.refer(C, 4, "RYR02", "2025-03-12T09:00:00Z");
     h.assess(
         C,
@@ -535,13 +526,7 @@ fn history() -> Vec<RecordedEvent> {
     h.ready(E, 7, "RXH01", "2025-03-20T09:00:00Z", "2025-03-20", None);
     h.pathway(E, 7, "RXH01", "2025-03-20T10:00:00Z", Pathway::P3);
     h.service(E, 7, "RXH01", "2025-03-20T11:00:00Z", None);
-    h.delay(
-        E,
-        7,
-        "RXH01",
-        "2025-03-22T11:00:00Z",
-        R::AwaitingCareHomePlacement,
-    );
+    h.delay(E, 7, "RXH01", "2025-03-22T11:00:00Z", R::Pathway3CareHome);
 
     // After the period: B is readmitted 40 days after discharge (E6).
     h.admit(B, 6, "RYR02", "2025-04-18T11:00:00Z");
@@ -693,7 +678,7 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
                 still_in_hospital: false,
                 // One reason before the deterioration, two after: all recorded on the episode.
                 delay_reasons: BTreeMap::from([
-                    ("awaiting_bed_based_rehabilitation".to_owned(), 2),
+                    ("pathway_2_bed".to_owned(), 2),
                     ("awaiting_transport".to_owned(), 1),
                 ]),
             },
@@ -703,7 +688,7 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
                 site: "RXH01".into(),
                 length_of_stay_days: 24,
                 still_in_hospital: true,
-                delay_reasons: BTreeMap::from([("awaiting_care_home_placement".to_owned(), 1)]),
+                delay_reasons: BTreeMap::from([("pathway_3_care_home".to_owned(), 1)]),
             },
         ]
     );
