@@ -16,6 +16,7 @@
 //! - Percentages are rounded to one decimal place; the counts beside them are exact.
 
 mod html;
+mod nhse;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -24,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use carewoven_domain::assessment::{AssessmentEvent, AssessmentKind};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, Purpose};
-use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::discharge::{DelayReason, DischargeDestination, DischargeEvent, Pathway};
+use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::ReferralEvent;
 use carewoven_domain::values::Code;
 use carewoven_domain::values::uk_date;
@@ -34,7 +36,20 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use html::to_html;
+pub use nhse::{
+    DRD_BANDS, DrdBand, DrdStatistics, NhsTables, ReablementOutcome, SitrepDelayRow, SitrepDelays,
+    SitrepDischargeRow, SitrepDischarges,
+};
 use stats::{nearest_rank, percent};
+
+/// The file names [`NhsTables::csv`] writes, in order.
+pub const CSV_FILES: [&str; 5] = [
+    "drd_delay_bands.csv",
+    "drd_summary.csv",
+    "sitrep_discharges.csv",
+    "sitrep_delays.csv",
+    "reablement_91_days.csv",
+];
 
 /// Length of stay, in days, from which a stay is long.
 pub const LONG_STAY_DAYS: i64 = 21;
@@ -100,6 +115,9 @@ pub struct Report {
     pub handover: DurationMetric,
     pub readmission_30_day: ReadmissionMetric,
     pub long_stays: LongStaysMetric,
+    /// NHS England's table shapes for one month and provider ([`nhs_tables`]), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_tables: Option<NhsTables>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +254,12 @@ struct Episode {
     handover_at: Option<DateTime<Utc>>,
     /// Died or self-discharged in hospital (before any discharge).
     left_otherwise_at: Option<DateTime<Utc>>,
+    died_at: Option<DateTime<Utc>>,
+    destination_code: Option<DischargeDestination>,
+    /// (when recorded, the DRD then in force), in log order.
+    drd_history: Vec<(DateTime<Utc>, Option<NaiveDate>)>,
+    /// (when recorded, reason), in log order.
+    delay_history: Vec<(DateTime<Utc>, DelayReason)>,
 }
 
 impl Episode {
@@ -250,6 +274,20 @@ impl Episode {
             E::DischargeReady {
                 discharge_ready_date,
                 ..
+            } => self
+                .drd_history
+                .push((occurred_at, Some(*discharge_ready_date))),
+            E::Deteriorated { .. } => self.drd_history.push((occurred_at, None)),
+            E::DelayReasonRecorded { reason, .. } => {
+                self.delay_history.push((occurred_at, *reason));
+            }
+            E::Died { died_at } => self.died_at = Some(*died_at),
+            _ => {}
+        }
+        match event {
+            E::DischargeReady {
+                discharge_ready_date,
+                ..
             } => self.drd = Some(*discharge_ready_date),
             E::PathwayAssigned { pathway } => self.pathway = Some(*pathway),
             E::Deteriorated { .. } => {
@@ -258,8 +296,13 @@ impl Episode {
                 self.pathway = None;
             }
             E::DelayReasonRecorded { reason, .. } => self.delay_reasons.push(*reason),
-            E::Discharged { discharged_at, .. } if self.discharged_at.is_none() => {
+            E::Discharged {
+                discharged_at,
+                destination_code,
+                ..
+            } if self.discharged_at.is_none() => {
                 self.discharged_at = Some(*discharged_at);
+                self.destination_code = *destination_code;
                 self.drd_at_discharge = self.drd;
                 self.pathway_at_discharge = self.pathway;
             }
@@ -328,6 +371,10 @@ pub fn service_review<'a>(
                     pathway_at_discharge: None,
                     handover_at: None,
                     left_otherwise_at: None,
+                    died_at: None,
+                    destination_code: None,
+                    drd_history: Vec::new(),
+                    delay_history: Vec::new(),
                 });
             }
             Event::Discharge(event) => {
@@ -554,6 +601,7 @@ pub fn service_review<'a>(
         handover,
         readmission_30_day,
         long_stays,
+        nhs_tables: None,
     }
 }
 
@@ -582,4 +630,101 @@ fn duration_metric(
 /// (`carewoven_domain::codes::delay_reason`).
 pub fn delay_reason_name(reason: DelayReason) -> &'static str {
     reason.code()
+}
+
+/// NHS England's table shapes for the UK calendar month `year`-`month` and the sites in
+/// `provider` (empty: every site): the Discharge Ready Date statistics, the situation report's
+/// tables and the 91-day reablement outcome (see `nhse.rs` for each definition). Events may
+/// come in any order; people in `opted_out` are left out; `history_end` is where the history
+/// read ends (the report's period end): follow-ups beyond it are incomplete. `None` for a
+/// month that does not exist.
+pub fn nhs_tables<'a>(
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+    year: i32,
+    month: u32,
+    provider: &[Code],
+    opted_out: &HashSet<Uuid>,
+    history_end: DateTime<Utc>,
+) -> Option<NhsTables> {
+    let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
+    events.sort_by_key(|e| e.sequence);
+    let scope: BTreeSet<&Code> = provider.iter().collect();
+    let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
+    let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
+    for e in &events {
+        let id = e.meta.aggregate_id;
+        match &e.event {
+            Event::Person(PersonEvent::Registered { profile }) => {
+                dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
+            }
+            Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
+                if let Some(dob) = correction.date_of_birth {
+                    dates_of_birth.insert(e.meta.person_id, dob);
+                }
+            }
+            Event::Discharge(DischargeEvent::Admitted {
+                site, admitted_at, ..
+            }) => {
+                episodes.entry(id).or_insert_with(|| Episode {
+                    id,
+                    person: e.meta.person_id,
+                    site: site.clone(),
+                    admitted_at: *admitted_at,
+                    drd: None,
+                    pathway: None,
+                    delay_reasons: Vec::new(),
+                    discharged_at: None,
+                    drd_at_discharge: None,
+                    pathway_at_discharge: None,
+                    handover_at: None,
+                    left_otherwise_at: None,
+                    died_at: None,
+                    destination_code: None,
+                    drd_history: Vec::new(),
+                    delay_history: Vec::new(),
+                });
+            }
+            Event::Discharge(event) => {
+                if let Some(ep) = episodes.get_mut(&id) {
+                    ep.apply(event, e.meta.occurred_at);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn stay(ep: &Episode) -> nhse::Stay<'_> {
+        nhse::Stay {
+            person: ep.person,
+            site: ep.site.as_str(),
+            admitted_at: ep.admitted_at,
+            discharged_at: ep.discharged_at,
+            left_otherwise_at: ep.left_otherwise_at,
+            died_at: ep.died_at,
+            drd_at_discharge: ep.drd_at_discharge,
+            pathway_at_discharge: ep.pathway_at_discharge,
+            destination_code: ep.destination_code,
+            drd_history: &ep.drd_history,
+            delay_history: &ep.delay_history,
+        }
+    }
+    let people: Vec<&Episode> = episodes
+        .values()
+        .filter(|ep| !opted_out.contains(&ep.person))
+        .collect();
+    // Follow-ups (readmissions, deaths) look at every site; the tables at the provider's.
+    let all: Vec<nhse::Stay<'_>> = people.iter().map(|ep| stay(ep)).collect();
+    let in_scope: Vec<nhse::Stay<'_>> = people
+        .iter()
+        .filter(|ep| scope.is_empty() || scope.contains(&ep.site))
+        .map(|ep| stay(ep))
+        .collect();
+    nhse::tables(
+        &in_scope,
+        &all,
+        &dates_of_birth,
+        year,
+        month,
+        scope.iter().map(|c| c.as_str().to_owned()).collect(),
+        history_end,
+    )
 }

@@ -818,3 +818,363 @@ fn html_escapes_text() {
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;, A&amp;B"));
     assert!(html.contains("&lt;img src=x&gt;"));
 }
+
+/// NHS England's tables for a hand-worked January 2025 at provider RXH01 (winter: UK days are
+/// UTC days). Every expected number below was worked out by hand from this history.
+///
+/// Discharges from RXH01 in January (DRD -> discharged, delay, pathway, destination code):
+/// - E21 (P): 01-02 -> 01-02, 0, P1, 19   - E22 (Q): 01-03 -> 01-04, 1, P0, 19
+/// - E23 (R, aged 54): 01-05 -> 01-08, 3, P1, 19
+/// - E24 (S): 01-06 -> 01-11, 5, P2, 51   - E25 (T): 01-10 -> 01-20, 10, P3, 85
+/// - E26 (U): 01-01 -> 01-31 23:30, 30, P1, 19   - E27 (V): 01-05 -> 01-21, 16, P2, 51
+/// - E30 (W): 01-12 -> 01-14, 2, P0, 29
+///
+/// Not counted: E28 (RYR02, another provider), E29 (left 02-01 00:30, February).
+///
+/// Delays 0, 1, 3, 5, 10, 30, 16, 2: 8 discharges, 1 on the DRD (12.5%), 7 after (87.5%);
+/// bands 0: 1 (12.5%, 0 bed days), 1: 1 (12.5%, 1), 2-3: 2 (25%, 5), 4-6: 1 (12.5%, 5),
+/// 7-13: 1 (12.5%, 10), 14-20: 1 (12.5%, 16), 21+: 1 (12.5%, 30); 67 bed days lost;
+/// average 67 / 8 = 8.375 -> 8.38 days, excluding 0-day delays 67 / 7 = 9.571 -> 9.57.
+///
+/// Not discharged at 2025-02-01 00:00 (ready on or before 01-31, still in hospital):
+/// E29 (latest reason awaiting transport, after pathway 1 new care), E31 (pathway 3 care
+/// home, recorded before the national list as the legacy value), E32 (no reason); not E33
+/// (deteriorated, DRD superseded), not E34 (DRD recorded in February), not E28's site.
+///
+/// Reablement (history read to 2025-05-01): P1/P2 discharges aged 65+ are E21, E24, E26,
+/// E27 (E23 is 54). E26's 91st day is 05-02: follow-up incomplete. E21: readmitted 03-01,
+/// home 03-10: at home on 04-03. E24: readmitted 04-10 until 04-20: in hospital on 04-12.
+/// E27: readmitted 02-10, discharged 02-20 to a care home (85): not at home. 1 of 3: 33.3%.
+#[test]
+fn nhs_england_tables_for_a_hand_worked_month() {
+    use carewoven_domain::discharge::DischargeDestination as Dest;
+    let mut h = History::default();
+    for who in 21..=34 {
+        let profile = Profile {
+            nhs_number: NhsNumber::synthetic(u32::try_from(who).expect("small")),
+            given_name: short("Test"),
+            family_name: short("Person"),
+            date_of_birth: day(if who == 23 {
+                "1970-06-01"
+            } else {
+                "1940-01-01"
+            }),
+            contact: None,
+            what_matters: None,
+            communication_needs: None,
+            carers: Vec::new(),
+            registered_gp: None,
+        };
+        h.push(
+            who,
+            person(who),
+            "2024-12-01T09:00:00Z",
+            "RXH01",
+            Event::Person(PersonEvent::Registered { profile }),
+        );
+    }
+    let leave = |h: &mut History, who: u128, ep: u128, site: &str, when: &str, code: Dest| {
+        h.discharge(
+            who,
+            ep,
+            when,
+            site,
+            DischargeEvent::Discharged {
+                discharged_at: at(when),
+                destination: short("somewhere"),
+                destination_code: Some(code),
+            },
+        );
+    };
+    // (person = episode number, site, DRD, discharged at, pathway, destination)
+    let stays: [(u128, &str, &str, &str, Pathway, Dest); 10] = [
+        (
+            21,
+            "RXH01",
+            "2025-01-02",
+            "2025-01-02T15:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            22,
+            "RXH01",
+            "2025-01-03",
+            "2025-01-04T10:00:00Z",
+            Pathway::P0,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            23,
+            "RXH01",
+            "2025-01-05",
+            "2025-01-08T10:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            24,
+            "RXH01",
+            "2025-01-06",
+            "2025-01-11T10:00:00Z",
+            Pathway::P2,
+            Dest::OTHER_NHS_HOSPITAL,
+        ),
+        (
+            25,
+            "RXH01",
+            "2025-01-10",
+            "2025-01-20T10:00:00Z",
+            Pathway::P3,
+            Dest::INDEPENDENT_CARE_HOME,
+        ),
+        (
+            26,
+            "RXH01",
+            "2025-01-01",
+            "2025-01-31T23:30:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            27,
+            "RXH01",
+            "2025-01-05",
+            "2025-01-21T10:00:00Z",
+            Pathway::P2,
+            Dest::OTHER_NHS_HOSPITAL,
+        ),
+        (
+            28,
+            "RYR02",
+            "2025-01-05",
+            "2025-01-09T10:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            29,
+            "RXH01",
+            "2025-01-25",
+            "2025-02-01T00:30:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            30,
+            "RXH01",
+            "2025-01-12",
+            "2025-01-14T10:00:00Z",
+            Pathway::P0,
+            Dest::TEMPORARY_RESIDENCE,
+        ),
+    ];
+    for (n, site, drd, left, pathway, dest) in stays {
+        h.admit(n, n, site, "2024-12-30T08:00:00Z");
+        h.ready(n, n, site, &format!("{drd}T08:00:00Z"), drd, None);
+        h.pathway(n, n, site, &format!("{drd}T09:00:00Z"), pathway);
+        if n == 29 {
+            h.delay(
+                n,
+                n,
+                site,
+                "2025-01-26T09:00:00Z",
+                DelayReason::Pathway1NewCare,
+            );
+            h.delay(
+                n,
+                n,
+                site,
+                "2025-01-31T09:00:00Z",
+                DelayReason::AwaitingTransport,
+            );
+        }
+        leave(&mut h, n, n, site, left, dest);
+    }
+    // Still in hospital at the month end.
+    h.admit(31, 31, "RXH01", "2025-01-15T08:00:00Z");
+    h.ready(31, 31, "RXH01", "2025-01-20T08:00:00Z", "2025-01-20", None);
+    h.delay(
+        31,
+        31,
+        "RXH01",
+        "2025-01-21T08:00:00Z",
+        DelayReason::Pathway3CareHome,
+    );
+    h.admit(32, 32, "RXH01", "2025-01-20T08:00:00Z");
+    h.ready(32, 32, "RXH01", "2025-01-28T08:00:00Z", "2025-01-28", None);
+    h.admit(33, 33, "RXH01", "2025-01-20T08:00:00Z");
+    h.ready(33, 33, "RXH01", "2025-01-25T08:00:00Z", "2025-01-25", None);
+    h.discharge(
+        33,
+        33,
+        "2025-01-27T08:00:00Z",
+        "RXH01",
+        DischargeEvent::Deteriorated {
+            reason: long("worse"),
+        },
+    );
+    h.admit(34, 34, "RXH01", "2025-01-22T08:00:00Z");
+    h.ready(34, 34, "RXH01", "2025-02-03T08:00:00Z", "2025-02-03", None);
+    // Readmissions for the reablement follow-up.
+    h.admit(21, 41, "RYR02", "2025-03-01T08:00:00Z");
+    leave(
+        &mut h,
+        21,
+        41,
+        "RYR02",
+        "2025-03-10T10:00:00Z",
+        Dest::USUAL_RESIDENCE,
+    );
+    h.admit(24, 42, "RXH01", "2025-04-10T09:00:00Z");
+    leave(
+        &mut h,
+        24,
+        42,
+        "RXH01",
+        "2025-04-20T10:00:00Z",
+        Dest::USUAL_RESIDENCE,
+    );
+    h.admit(27, 43, "RXH01", "2025-02-10T09:00:00Z");
+    leave(
+        &mut h,
+        27,
+        43,
+        "RXH01",
+        "2025-02-20T10:00:00Z",
+        Dest::INDEPENDENT_CARE_HOME,
+    );
+
+    let t = nhs_tables(
+        &h.events,
+        2025,
+        1,
+        &[code("RXH01")],
+        &HashSet::new(),
+        at("2025-05-01T00:00:00Z"),
+    )
+    .expect("a real month");
+    assert_eq!(t.month, "2025-01");
+    assert_eq!(t.provider, vec!["RXH01".to_owned()]);
+
+    let d = &t.drd_statistics;
+    assert_eq!(d.total_discharges, 8);
+    assert_eq!(
+        (d.discharged_on_drd, d.discharged_on_drd_percent),
+        (1, Some(12.5))
+    );
+    assert_eq!(
+        (
+            d.discharged_one_plus_days_after,
+            d.discharged_one_plus_days_after_percent
+        ),
+        (7, Some(87.5))
+    );
+    let bands: Vec<(&str, u64, Option<f64>, u64)> = d
+        .bands
+        .iter()
+        .map(|b| (b.label.as_str(), b.discharges, b.percent, b.bed_days_lost))
+        .collect();
+    assert_eq!(
+        bands,
+        vec![
+            ("0", 1, Some(12.5), 0),
+            ("1", 1, Some(12.5), 1),
+            ("2-3", 2, Some(25.0), 5),
+            ("4-6", 1, Some(12.5), 5),
+            ("7-13", 1, Some(12.5), 10),
+            ("14-20", 1, Some(12.5), 16),
+            ("21+", 1, Some(12.5), 30),
+        ]
+    );
+    assert_eq!(d.bed_days_lost, 67);
+    assert_eq!(d.average_days_including_zero, Some(8.38));
+    assert_eq!(d.average_days_excluding_zero, Some(9.57));
+
+    let s = &t.sitrep_discharges;
+    assert_eq!(s.total, 8);
+    let rows: Vec<(Option<u8>, Option<&str>, u64)> = s
+        .rows
+        .iter()
+        .map(|r| (r.pathway, r.destination_code.as_deref(), r.discharges))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (Some(0), Some("19"), 1),
+            (Some(0), Some("29"), 1),
+            (Some(1), Some("19"), 3),
+            (Some(2), Some("51"), 2),
+            (Some(3), Some("85"), 1),
+        ]
+    );
+
+    let s = &t.sitrep_delays;
+    assert_eq!(s.at, at("2025-02-01T00:00:00Z"));
+    assert_eq!(s.total, 3);
+    let rows: Vec<(Option<&str>, u64)> = s
+        .rows
+        .iter()
+        .map(|r| (r.reason_code.as_deref(), r.people))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (Some("awaiting_transport"), 1),
+            (Some("pathway_3_care_home"), 1),
+            (None, 1)
+        ]
+    );
+
+    let r = &t.reablement;
+    assert_eq!(
+        (
+            r.cohort,
+            r.at_home_after_91_days,
+            r.percent,
+            r.follow_up_incomplete
+        ),
+        (3, 1, Some(33.3), 1)
+    );
+
+    // Each table as CSV, with its figures.
+    let names: Vec<&str> = t.csv().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, CSV_FILES);
+    let csv: BTreeMap<&str, String> = t.csv().into_iter().collect();
+    assert_eq!(
+        csv["drd_summary.csv"],
+        "month,provider,total_discharges,percent_on_drd,percent_one_plus_days_after,\
+bed_days_lost,average_days_including_zero,average_days_excluding_zero\n\
+2025-01,RXH01,8,12.5,87.5,67,8.38,9.57\n"
+    );
+    assert!(csv["drd_delay_bands.csv"].contains("2025-01,RXH01,2-3,2,25,5\n"));
+    assert!(csv["sitrep_discharges.csv"].contains("2025-01,RXH01,2,51,"));
+    assert!(csv["sitrep_delays.csv"].contains("2025-01,RXH01,,no reason recorded,1\n"));
+    assert_eq!(
+        csv["reablement_91_days.csv"].lines().nth(1),
+        Some("2025-01,RXH01,3,1,33.3,1")
+    );
+
+    // In the report's JSON and HTML, each with its definition.
+    let mut report = service_review(
+        &h.events,
+        at("2025-01-01T00:00:00Z"),
+        at("2025-05-01T00:00:00Z"),
+        &[code("RXH01")],
+        &HashSet::new(),
+    );
+    report.nhs_tables = Some(t.clone());
+    let json: serde_json::Value = serde_json::from_str(&to_json(&report)).expect("JSON");
+    assert_eq!(json["nhs_tables"]["drd_statistics"]["bed_days_lost"], 67);
+    let html = to_html(&report);
+    for needle in [
+        "Discharge Ready Date statistics",
+        "People not discharged, by delay reason",
+        "Still at home 91 days after discharge",
+        "aged 65 or over",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    // A month that does not exist gives nothing.
+    assert!(nhs_tables(&h.events, 2025, 13, &[], &HashSet::new(), at(PERIOD_TO)).is_none());
+}
