@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use carewoven_domain::assessment::{AssessmentEvent, AssessmentKind};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeDestination, DischargeEvent, Pathway};
+use carewoven_domain::organisation::{OrganisationEvent, OrganisationType};
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::ReferralEvent;
 use carewoven_domain::values::Code;
@@ -81,10 +82,19 @@ pub const PATHWAY_DEFINITION: &str = "The share of discharges in the period on e
 discharge-to-assess pathway, as assigned when the person left hospital: 0 home with no new \
 support, 1 home with new support, 2 short-term bed-based care, 3 care home.";
 
-pub const REFERRAL_DEFINITION: &str = "For referrals made in the period, the time from the \
-referral being made to the Care Act needs assessment that answers it being completed, in \
-days; the median and 90th percentile use the nearest-rank method. Referrals entered in \
-error are left out; referrals not yet assessed are counted separately.";
+pub const REFERRAL_DEFINITION: &str = "For referrals made in the period to adult social care \
+(a service of an organisation registered as a local authority, or any referral for which a \
+Care Act needs assessment was requested), the time from the referral being made to the Care \
+Act needs assessment that answers it being completed, in days; the median and 90th \
+percentile use the nearest-rank method. Referrals to services that do not carry out needs \
+assessments (community nursing, a falls service) are not counted. Referrals entered in error \
+are left out; referrals not yet assessed are counted separately.";
+
+pub const REFERRAL_DECISION_DEFINITION: &str = "For each receiving service (single point of \
+access), referrals made to it in the period and the time from the referral being made to the \
+service accepting or rejecting it (whichever came first), in hours; the median and 90th \
+percentile use the nearest-rank method. Referrals entered in error are left out; referrals not \
+yet accepted or rejected are counted separately.";
 
 pub const HANDOVER_DEFINITION: &str = "For discharges in the period, the time from the person \
 leaving hospital to the community service accepting the handover, in hours; the median and \
@@ -112,6 +122,9 @@ pub struct Report {
     pub drd_to_discharge_delay: DelayMetric,
     pub pathway_mix: PathwayMixMetric,
     pub referral_to_assessment: DurationMetric,
+    /// Referral to accepted or rejected, per receiving service (sorted by service code).
+    #[serde(default)]
+    pub referral_decision_by_service: Vec<ServiceWait>,
     pub handover: DurationMetric,
     pub readmission_30_day: ReadmissionMetric,
     pub long_stays: LongStaysMetric,
@@ -159,6 +172,13 @@ pub struct PathwayShare {
     pub pathway: u8,
     pub discharges: u64,
     pub percent: Option<f64>,
+}
+
+/// One receiving service's waiting time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceWait {
+    pub service: String,
+    pub wait: DurationMetric,
 }
 
 /// A waiting time: median and 90th percentile (nearest rank) of the measured cases.
@@ -326,6 +346,8 @@ struct ReferralMade {
     from: Code,
     to: Code,
     entered_in_error: bool,
+    /// First accepted or rejected.
+    decided_at: Option<DateTime<Utc>>,
 }
 
 /// Compute the service-review report for `[from, to)`.
@@ -351,6 +373,10 @@ pub fn service_review<'a>(
     let mut assessment_kinds: HashMap<Uuid, (AssessmentKind, Option<Uuid>)> = HashMap::new();
     // referral -> first completion of a Care Act needs assessment that references it
     let mut needs_assessed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    let mut needs_assessment_requested: HashSet<Uuid> = HashSet::new();
+    // Registry: organisation aggregate -> type; service (or organisation) code -> its type.
+    let mut org_types: HashMap<Uuid, OrganisationType> = HashMap::new();
+    let mut service_types: HashMap<Code, OrganisationType> = HashMap::new();
 
     for e in &events {
         let id = e.meta.aggregate_id;
@@ -389,7 +415,29 @@ pub fn service_review<'a>(
                     from: referral.from_organisation.clone(),
                     to: referral.to_service.clone(),
                     entered_in_error: false,
+                    decided_at: None,
                 });
+            }
+            Event::Referral(ReferralEvent::Accepted | ReferralEvent::Rejected { .. }) => {
+                if let Some(r) = referrals.get_mut(&id) {
+                    r.decided_at.get_or_insert(e.meta.occurred_at);
+                }
+            }
+            Event::Organisation(OrganisationEvent::Registered {
+                code,
+                profile,
+                services,
+            }) => {
+                org_types.insert(id, profile.org_type);
+                service_types.insert(code.clone(), profile.org_type);
+                for service in services {
+                    service_types.insert(service.clone(), profile.org_type);
+                }
+            }
+            Event::Organisation(OrganisationEvent::ServiceAdded { service }) => {
+                if let Some(t) = org_types.get(&id) {
+                    service_types.insert(service.clone(), *t);
+                }
             }
             Event::Referral(ReferralEvent::EnteredInError { .. }) => {
                 if let Some(r) = referrals.get_mut(&id) {
@@ -397,6 +445,10 @@ pub fn service_review<'a>(
                 }
             }
             Event::Assessment(AssessmentEvent::Requested { request }) => {
+                if let (AssessmentKind::CareActNeeds, Some(r)) = (request.kind, request.referral_id)
+                {
+                    needs_assessment_requested.insert(r);
+                }
                 assessment_kinds.insert(id, (request.kind, request.referral_id));
             }
             Event::Assessment(AssessmentEvent::Completed { .. }) => {
@@ -507,6 +559,11 @@ pub fn service_review<'a>(
         {
             continue;
         }
+        let adult_social_care = service_types.get(&r.to) == Some(&OrganisationType::LocalAuthority)
+            || needs_assessment_requested.contains(id);
+        if !adult_social_care {
+            continue;
+        }
         match needs_assessed.get(id) {
             Some(done) if *done >= r.made_at => {
                 waits_days.push(seconds(*done - r.made_at) / 86_400.0);
@@ -516,6 +573,30 @@ pub fn service_review<'a>(
     }
     let referral_to_assessment =
         duration_metric(REFERRAL_DEFINITION, "days", waits_days, not_assessed);
+
+    // Referral to accepted or rejected, per receiving service.
+    let mut by_service: BTreeMap<&Code, (Vec<f64>, u64)> = BTreeMap::new();
+    for r in referrals.values() {
+        if r.entered_in_error
+            || opted_out.contains(&r.person)
+            || !(in_scope(&r.from) || in_scope(&r.to))
+            || !(from <= r.made_at && r.made_at < to)
+        {
+            continue;
+        }
+        let entry = by_service.entry(&r.to).or_default();
+        match r.decided_at {
+            Some(at) if at >= r.made_at => entry.0.push(seconds(at - r.made_at) / 3_600.0),
+            _ => entry.1 += 1,
+        }
+    }
+    let referral_decision_by_service = by_service
+        .into_iter()
+        .map(|(service, (hours, pending))| ServiceWait {
+            service: service.as_str().to_owned(),
+            wait: duration_metric(REFERRAL_DECISION_DEFINITION, "hours", hours, pending),
+        })
+        .collect();
 
     // Handover.
     let mut handover_hours = Vec::new();
@@ -598,6 +679,7 @@ pub fn service_review<'a>(
         drd_to_discharge_delay,
         pathway_mix,
         referral_to_assessment,
+        referral_decision_by_service,
         handover,
         readmission_30_day,
         long_stays,

@@ -156,6 +156,39 @@ pub fn to_html(report: &Report) -> String {
         "Referrals not yet assessed",
         &report.referral_to_assessment,
     );
+    let rows: Vec<Vec<String>> = report
+        .referral_decision_by_service
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                s.wait.count.to_string(),
+                value(s.wait.median, &s.wait.unit),
+                value(s.wait.p90, &s.wait.unit),
+                s.wait.not_yet.to_string(),
+            ]
+        })
+        .collect();
+    section(
+        &mut h,
+        "referral-decision",
+        "Referral to accepted or rejected, by service",
+        super::REFERRAL_DECISION_DEFINITION,
+        &[(
+            "Services",
+            report.referral_decision_by_service.len().to_string(),
+        )],
+        &table(
+            &[
+                "Service",
+                "Decided",
+                "Median",
+                "90th percentile",
+                "Not yet decided",
+            ],
+            &rows,
+        ),
+    );
     duration_section(
         &mut h,
         "handover",

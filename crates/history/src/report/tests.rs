@@ -42,6 +42,7 @@ use carewoven_domain::assessment::{
 };
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::organisation::{OrganisationEvent, OrganisationProfile, OrganisationType};
 use carewoven_domain::person::{PersonEvent, Profile};
 use carewoven_domain::referral::{NewReferral, Priority, ReferralEvent};
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText};
@@ -119,7 +120,7 @@ impl History {
                 event_id: id,
                 aggregate_id: aggregate,
                 aggregate_kind: event.kind(),
-                person_id: person(who),
+                person_id: if who == 0 { Uuid::nil() } else { person(who) },
                 version: *version,
                 command_id: id,
                 correlation_id: id,
@@ -344,6 +345,26 @@ impl History {
 fn history() -> Vec<RecordedEvent> {
     use DelayReason as R;
     let mut h = History::default();
+    // The registry: SCC01 is council adult social care, CNS01 community nursing.
+    for (n, org, org_type) in [
+        (1, "SCC01", OrganisationType::LocalAuthority),
+        (2, "CNS01", OrganisationType::CommunityProvider),
+    ] {
+        h.push(
+            0,
+            Uuid::from_u128(0x6000 + n),
+            "2025-01-01T08:00:00Z",
+            org,
+            Event::Organisation(OrganisationEvent::Registered {
+                code: code(org),
+                profile: OrganisationProfile {
+                    name: short(org),
+                    org_type,
+                },
+                services: vec![code(org)],
+            }),
+        );
+    }
     h.register(A, "Ada", "Lovelock");
     h.register(B, "Bram", "Stoker-Tester");
     h.register(C, "Cleo", "Fictional");
@@ -430,6 +451,13 @@ fn history() -> Vec<RecordedEvent> {
         "2025-03-06T09:00:00Z",
     );
     h.refer(A, 1, "RXH01", "2025-03-06T09:00:00Z");
+    h.push(
+        A,
+        referral(1),
+        "2025-03-06T15:00:00Z",
+        "SCC01",
+        Event::Referral(ReferralEvent::Accepted),
+    );
 
     // E2 (B): DRD 03-06, pathway 1, discharged 3 days late, handover after 48 hours.
     h.discharge(
@@ -481,6 +509,40 @@ fn history() -> Vec<RecordedEvent> {
     h.handover(B, 2, "2025-03-11T11:00:00Z");
     h.delay(C, 3, "RYR02", "2025-03-11T16:00:00Z", R::Pathway2Bed);
     h.refer(C, 4, "RYR02", "2025-03-12T09:00:00Z");
+    // R4 rejected a day later (24 hours); R1 was accepted after 6 hours (below).
+    h.push(
+        C,
+        referral(4),
+        "2025-03-13T09:00:00Z",
+        "SCC01",
+        Event::Referral(ReferralEvent::Rejected {
+            reason: long("not eligible"),
+        }),
+    );
+    // R5 (C): to a community nursing service, which carries out no needs assessment: left
+    // out of referral-to-assessment, but its single point of access accepted it in 1 hour.
+    h.push(
+        C,
+        referral(5),
+        "2025-03-12T09:00:00Z",
+        "RYR02",
+        Event::Referral(ReferralEvent::Submitted {
+            referral: NewReferral {
+                from_organisation: code("RYR02"),
+                to_service: code("CNS01"),
+                priority: Priority::Routine,
+                reason: long("wound care"),
+                replaces: None,
+            },
+        }),
+    );
+    h.push(
+        C,
+        referral(5),
+        "2025-03-12T10:00:00Z",
+        "CNS01",
+        Event::Referral(ReferralEvent::Accepted),
+    );
     h.assess(
         C,
         4,
@@ -643,6 +705,31 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
     assert_eq!(ra.median, Some(2.0));
     assert_eq!(ra.p90, Some(10.0));
     assert_eq!(ra.not_yet, 1);
+    assert!(ra.definition.contains("adult social care"));
+
+    // Referral to accepted or rejected, per service: SCC01 R1 6 h, R4 24 h, R2 pending
+    // (R3 opted out); CNS01 R5 1 h. Sorted by service code.
+    type Wait<'a> = (&'a str, u64, Option<f64>, Option<f64>, u64);
+    let waits: Vec<Wait<'_>> = r
+        .referral_decision_by_service
+        .iter()
+        .map(|s| {
+            (
+                s.service.as_str(),
+                s.wait.count,
+                s.wait.median,
+                s.wait.p90,
+                s.wait.not_yet,
+            )
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        vec![
+            ("CNS01", 1, Some(1.0), Some(1.0), 0),
+            ("SCC01", 2, Some(6.0), Some(24.0), 1),
+        ]
+    );
 
     // Handover: E1 15:00 -> 20:00 = 5 h; E2 03-09 11:00 -> 03-11 11:00 = 48 h; E3 none yet.
     // Sorted [5, 48]: median rank 1 -> 5; p90 rank 2 -> 48. (E4's 1 hour is excluded.)
