@@ -706,6 +706,7 @@ async fn only_the_agreed_services_organisation_accepts_the_handover() {
         Step::Discharge(pd::Discharge {
             discharged_at: ts_hours_ago(1),
             destination: "Home".into(),
+            destination_code: "19".into(),
         }),
     ] {
         c.progress_discharge(signed(discharge_step(&person, &episode, step)))

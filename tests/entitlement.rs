@@ -822,6 +822,7 @@ async fn the_handover_goes_only_to_the_agreed_provider() {
         Step::Discharge(pd::Discharge {
             discharged_at: ts_hours_ago(1),
             destination: "Home".into(),
+            destination_code: "19".into(),
         }),
     ] {
         c.progress_discharge(signed(discharge_step(&person, &episode, step)))

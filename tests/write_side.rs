@@ -94,6 +94,7 @@ async fn a_pathway_1_journey_becomes_events_filterable_by_subject() {
             Step::Discharge(pd::Discharge {
                 discharged_at: ts_hours_ago(1),
                 destination: "Home".into(),
+                destination_code: "19".into(),
             }),
         ),
         (
@@ -392,6 +393,59 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
         Some("step"),
     )
     .await;
+    // National codes: a destination code off UK Core DischargeDestinationEngland, and the
+    // legacy OTHER delay reason (no national equivalent), are refused naming the field.
+    let ready = episode_ready(&mut c, &person).await.unwrap();
+    c.progress_discharge(signed(discharge_step(
+        &person,
+        &ready,
+        Step::AssignPathway(pd::AssignPathway {
+            pathway: v1::Pathway::Pathway0.into(),
+        }),
+    )))
+    .await
+    .unwrap();
+    let before = stack.count().await;
+    let req = discharge_step(
+        &person,
+        &ready,
+        Step::RecordDelayReason(pd::RecordDelayReason {
+            reason: v1::DelayReason::Other.into(),
+            note: String::new(),
+        }),
+    );
+    assert_refused(
+        &stack,
+        before,
+        c.progress_discharge(signed(req)).await,
+        Code::InvalidArgument,
+        Some("step.record_delay_reason.reason"),
+    )
+    .await;
+    let leave = |code: &str| {
+        discharge_step(
+            &person,
+            &ready,
+            Step::Discharge(pd::Discharge {
+                discharged_at: ts_hours_ago(1),
+                destination: "Home".into(),
+                destination_code: code.into(),
+            }),
+        )
+    };
+    for bad in ["20", "home", "019"] {
+        assert_refused(
+            &stack,
+            before,
+            c.progress_discharge(signed(leave(bad))).await,
+            Code::InvalidArgument,
+            Some("step.discharge.destination_code"),
+        )
+        .await;
+    }
+    c.progress_discharge(signed(leave("19"))).await.unwrap();
+    assert_eq!(stack.count().await, before + 1);
+    let before = stack.count().await;
     // An oversized message is refused before any work is done.
     let mut req = register_request(4);
     req.profile.as_mut().unwrap().what_matters = "x".repeat(300 * 1024);

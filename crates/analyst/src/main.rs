@@ -136,6 +136,17 @@ enum Command {
         json: PathBuf,
         #[arg(long)]
         html: PathBuf,
+        /// Add NHS England's table shapes (Discharge Ready Date statistics, the discharge
+        /// situation report's tables, the 91-day reablement outcome) for this UK calendar
+        /// month (YYYY-MM) to the JSON and HTML.
+        #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+        month: Option<(i32, u32)>,
+        /// The provider (site codes, repeatable) for those tables; default: --organisation.
+        #[arg(long = "provider", requires = "month")]
+        providers: Vec<String>,
+        /// Also write each of those tables as CSV into this directory.
+        #[arg(long, requires = "month", value_name = "DIR")]
+        csv_dir: Option<PathBuf>,
         #[arg(long)]
         force: bool,
     },
@@ -234,9 +245,16 @@ async fn main() -> Result<()> {
             organisations,
             json,
             html,
+            month,
+            providers,
+            csv_dir,
             force,
         } => {
             anyhow::ensure!(to > from, "the period is reversed or empty");
+            let providers = providers
+                .iter()
+                .map(|o| carewoven_domain::values::Code::parse("provider", o))
+                .collect::<Result<Vec<_>, _>>()?;
             let organisations = organisations
                 .iter()
                 .map(|o| carewoven_domain::values::Code::parse("organisation", o))
@@ -244,6 +262,20 @@ async fn main() -> Result<()> {
             // Check both outputs before reading anything.
             let json_file = AtomicFile::create(&json, force)?;
             let html_file = AtomicFile::create(&html, force)?;
+            let csv_files = match &csv_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    carewoven_history::report::CSV_FILES
+                        .iter()
+                        .map(|name| {
+                            let path = dir.join(name);
+                            AtomicFile::create(&path, force).map(|f| (*name, f))
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                }
+                None => Vec::new(),
+            };
             let mut events = Vec::new();
             let bar = bar(false);
             replay(
@@ -254,7 +286,7 @@ async fn main() -> Result<()> {
                     use carewoven_domain::AggregateKind as K;
                     if matches!(
                         e.meta.aggregate_kind,
-                        K::Referral | K::Assessment | K::DischargeEpisode | K::Consent
+                        K::Referral | K::Assessment | K::DischargeEpisode | K::Consent | K::Person
                     ) {
                         events.push(e);
                     }
@@ -265,13 +297,37 @@ async fn main() -> Result<()> {
             .await?;
             bar.finish_and_clear();
             let excluded = carewoven_history::opted_out(events.iter());
-            let report = carewoven_history::service_review(
+            let mut report = carewoven_history::service_review(
                 events.iter(),
                 from,
                 to,
                 &organisations,
                 &excluded,
             );
+            if let Some((year, month)) = month {
+                let provider = if providers.is_empty() {
+                    &organisations
+                } else {
+                    &providers
+                };
+                report.nhs_tables = carewoven_history::nhs_tables(
+                    events.iter(),
+                    year,
+                    month,
+                    provider,
+                    &excluded,
+                    to,
+                );
+            }
+            if let Some(tables) = &report.nhs_tables {
+                let texts: std::collections::HashMap<&str, String> =
+                    tables.csv().into_iter().collect();
+                for (name, mut file) in csv_files {
+                    file.writer()
+                        .write_all(texts.get(name).map_or("", String::as_str).as_bytes())?;
+                    file.commit()?;
+                }
+            }
             for (mut file, text) in [
                 (json_file, carewoven_history::to_json(&report)),
                 (html_file, carewoven_history::to_html(&report)),
@@ -453,4 +509,16 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `YYYY-MM` as (year, month).
+fn parse_month(raw: &str) -> Result<(i32, u32), String> {
+    let bad = || format!("{raw:?} is not a month as YYYY-MM");
+    let (y, m) = raw.split_once('-').ok_or_else(bad)?;
+    let year: i32 = y.parse().map_err(|_| bad())?;
+    let month: u32 = m.parse().map_err(|_| bad())?;
+    if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&month) {
+        return Err(bad());
+    }
+    Ok((year, month))
 }

@@ -496,6 +496,45 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
         !page.contains("Ada") && !page.contains("Example"),
         "no names in the report"
     );
+    // With NHS England's tables for this UK month, and each as CSV.
+    let month = carewoven_domain::values::uk_date(Utc::now())
+        .format("%Y-%m")
+        .to_string();
+    let csv_dir = dir.path().join("tables");
+    let mut args = report_args(days_ago(30), Utc::now());
+    args.extend([
+        "--month".to_owned(),
+        month.clone(),
+        "--csv-dir".into(),
+        csv_dir.display().to_string(),
+        "--force".into(),
+    ]);
+    let made = run(args).await;
+    assert!(made.status.success(), "{}", text(&made));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tables = &report["nhs_tables"];
+    assert_eq!(tables["month"], month.as_str(), "{report}");
+    // The person still in hospital, ready, with the delay reason an older client sent as
+    // AWAITING_HOME_CARE: counted under the national reason it is read as.
+    let delays = tables["sitrep_delays"]["rows"].as_array().unwrap();
+    assert_eq!(delays.len(), 1, "{tables}");
+    assert_eq!(delays[0]["reason_code"], "pathway_1_new_care");
+    assert_eq!(delays[0]["people"], 1);
+    let delays_csv = std::fs::read_to_string(csv_dir.join("sitrep_delays.csv")).unwrap();
+    assert!(delays_csv.contains(",pathway_1_new_care,"), "{delays_csv}");
+    for name in carewoven_history::report::CSV_FILES {
+        assert!(csv_dir.join(name).exists(), "{name}");
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Discharge Ready Date statistics"));
+    let bad_month = {
+        let mut args = report_args(days_ago(30), Utc::now());
+        args.extend(["--month".to_owned(), "2025-13".into(), "--force".into()]);
+        run(args).await
+    };
+    assert!(!bad_month.status.success());
+
     let again = run(report_args(days_ago(30), Utc::now())).await;
     assert!(
         !again.status.success(),

@@ -17,7 +17,7 @@ use carewoven_domain::assessment::{
 use carewoven_domain::care_plan::{Activity, CarePlanEvent, PlanContent};
 use carewoven_domain::care_team::{CareTeamEvent, CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
-use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::discharge::{DelayReason, DischargeDestination, DischargeEvent, Pathway};
 use carewoven_domain::feedback::{FeedbackEvent, FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{MeetingAction, MeetingEvent, MeetingRecord};
 use carewoven_domain::person::{Carer, Correction, PersonEvent, Profile};
@@ -905,8 +905,8 @@ fn episode(rng: &mut Rng, hospital: &'static str, admitted_at: DateTime<Utc>) ->
                 rng,
                 &[
                     DelayReason::AwaitingTransport,
-                    DelayReason::AwaitingMedication,
-                    DelayReason::PersonOrFamilyChoice,
+                    DelayReason::AwaitingMedicinesToTakeHome,
+                    DelayReason::IndividualOrFamilyNotInAgreement,
                 ],
             ));
             delays = 1;
@@ -917,6 +917,7 @@ fn episode(rng: &mut Rng, hospital: &'static str, admitted_at: DateTime<Utc>) ->
             d(DischargeEvent::Discharged {
                 discharged_at: discharged_at(delays),
                 destination: short("Usual place of residence"),
+                destination_code: Some(DischargeDestination::USUAL_RESIDENCE),
             }),
         ));
         if rng.per_mille(500) {
@@ -935,27 +936,27 @@ fn episode(rng: &mut Rng, hospital: &'static str, admitted_at: DateTime<Utc>) ->
         Pathway::P1 => (
             &P1_SERVICES,
             &[
-                DelayReason::AwaitingHomeCare,
-                DelayReason::AwaitingReablement,
-                DelayReason::AwaitingEquipment,
-                DelayReason::AwaitingAssessment,
+                DelayReason::Pathway1NewCare,
+                DelayReason::Pathway1ContinuingRehabilitation,
+                DelayReason::AwaitingEquipmentOrAdaptations,
+                DelayReason::AwaitingTherapyDecision,
             ],
             rng.range(0, 2),
         ),
         Pathway::P2 => (
             &P2_SERVICES,
             &[
-                DelayReason::AwaitingBedBasedRehabilitation,
-                DelayReason::AwaitingAssessment,
+                DelayReason::Pathway2Bed,
+                DelayReason::AwaitingTherapyDecision,
             ],
             rng.range(1, 3),
         ),
         _ => (
             &P3_SERVICES,
             &[
-                DelayReason::AwaitingCareHomePlacement,
-                DelayReason::PersonOrFamilyChoice,
-                DelayReason::AwaitingHousing,
+                DelayReason::Pathway3CareHome,
+                DelayReason::IndividualOrFamilyNotInAgreement,
+                DelayReason::HomelessOrNoRecourseToPublicFunds,
             ],
             rng.range(1, 4),
         ),
@@ -1011,6 +1012,11 @@ fn episode(rng: &mut Rng, hospital: &'static str, admitted_at: DateTime<Utc>) ->
                 "Community rehabilitation bed"
             } else {
                 "Usual place of residence"
+            }),
+            destination_code: Some(match pathway {
+                Pathway::P3 => DischargeDestination::INDEPENDENT_CARE_HOME,
+                Pathway::P2 => DischargeDestination::OTHER_NHS_HOSPITAL,
+                _ => DischargeDestination::USUAL_RESIDENCE,
             }),
         }),
     ));

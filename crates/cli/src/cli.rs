@@ -582,6 +582,11 @@ pub enum DischargeStep {
         /// Where to, e.g. "Home".
         #[arg(long)]
         destination: String,
+        /// The UK Core DischargeDestinationEngland code: 19 usual place of residence, 29
+        /// temporary residence, 51 another NHS hospital, 54 NHS care home, 65 local authority
+        /// residential care, 85 independent care home, 88 hospice, 99 not known (docs/codes/).
+        #[arg(long, value_name = "CODE")]
+        destination_code: Option<String>,
     },
     /// The receiving organisation accepted the handover.
     Handover {

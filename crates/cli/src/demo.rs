@@ -576,7 +576,7 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
             "discharge-delay",
             HOSPITAL,
             pd::Step::RecordDelayReason(pd::RecordDelayReason {
-                reason: DelayReason::AwaitingHomeCare.to_i32(),
+                reason: DelayReason::Pathway1NewCare.to_i32(),
                 note: "Reablement package starts tomorrow morning at the earliest".into(),
             }),
         ),
@@ -595,6 +595,7 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
             pd::Step::Discharge(pd::Discharge {
                 discharged_at: clock.instant(0, 0, 0),
                 destination: "Home".into(),
+                destination_code: "19".into(),
             }),
         ),
         (

@@ -128,18 +128,46 @@ value_enum!(
     P3 = Pathway3,
 });
 
+// The national list (acute discharge sitrep, October 2023; docs/codes/). Carewoven's earlier
+// values are not offered: stored events keep decoding, but new records use national reasons.
 value_enum!(DelayReason => v1::DelayReason {
-    AwaitingAssessment = AwaitingAssessment,
-    AwaitingHomeCare = AwaitingHomeCare,
-    AwaitingReablement = AwaitingReablement,
-    AwaitingBedBasedRehabilitation = AwaitingBedBasedRehabilitation,
-    AwaitingCareHomePlacement = AwaitingCareHomePlacement,
-    AwaitingEquipment = AwaitingEquipment,
-    AwaitingHousing = AwaitingHousing,
-    AwaitingTransport = AwaitingTransport,
-    AwaitingMedication = AwaitingMedication,
-    PersonOrFamilyChoice = PersonOrFamilyChoice,
-    Other = Other,
+    /// Awaiting a medical decision/intervention, including writing the discharge summary.
+    AwaitingMedicalDecision = AwaitingMedicalDecision,
+    /// Awaiting a therapy decision/intervention to proceed with discharge.
+    AwaitingTherapyDecision = AwaitingTherapyDecision,
+    /// Awaiting referral to the care transfer hub (community single point of access).
+    AwaitingReferralToTransferHub = AwaitingReferralToTransferHub,
+    AwaitingMedicinesToTakeHome = AwaitingMedicinesToTakeHome,
+    AwaitingTransport = AwaitingPatientTransport,
+    /// Awaiting the hub's or receiving service's confirmation that the referral is actioned.
+    AwaitingTransferHubConfirmation = AwaitingTransferHubConfirmation,
+    /// Pathway 1: resource to start new care at home (not continuing rehabilitation).
+    #[value(name = "pathway-1-new-care")]
+    Pathway1NewCare = Pathway1NewCare,
+    /// Pathway 1: resource to continue rehabilitation, reablement and recovery at home.
+    #[value(name = "pathway-1-continuing-rehabilitation")]
+    Pathway1ContinuingRehabilitation = Pathway1ContinuingRehabilitation,
+    /// Pathway 2: a rehabilitation, reablement and recovery bed.
+    #[value(name = "pathway-2-bed")]
+    Pathway2Bed = Pathway2Bed,
+    /// Pathway 3: a residential or nursing home bed, likely permanent.
+    #[value(name = "pathway-3-care-home")]
+    Pathway3CareHome = Pathway3CareHome,
+    /// Pathway 3: a residential or nursing home bed for end-of-life care.
+    #[value(name = "pathway-3-end-of-life")]
+    Pathway3EndOfLife = Pathway3EndOfLife,
+    AwaitingEquipmentOrAdaptations = AwaitingEquipmentOrAdaptations,
+    IndividualOrFamilyNotInAgreement = IndividualOrFamilyNotInAgreement,
+    HomelessOrNoRecourseToPublicFunds = HomelessOrNoRecourseToPublicFunds,
+    SafeguardingOrCourtOfProtection = SafeguardingOrCourtOfProtection,
+    /// Repatriation or transfer to another acute trust.
+    Repatriation = Repatriation,
+    AwaitingDiagnosticTest = AwaitingDiagnosticTest,
+    /// Remains in a non-specialist acute bed to avoid spreading infection.
+    InfectionControl = InfectionControl,
+    /// Awaiting the outcome of an NHS Continuing Healthcare funding decision.
+    AwaitingContinuingHealthcareDecision = AwaitingContinuingHealthcareDecision,
+    NoPlan = NoPlan,
 });
 
 value_enum!(FeedbackSource => v1::FeedbackSource {
@@ -246,8 +274,8 @@ mod tests {
             v1::AssessmentKind::CareActNeeds
         );
         assert_eq!(
-            parse::<DelayReason>("awaiting-home-care").wire(),
-            v1::DelayReason::AwaitingHomeCare
+            parse::<DelayReason>("pathway-1-new-care").wire(),
+            v1::DelayReason::Pathway1NewCare
         );
         assert_eq!(
             parse::<Purpose>("direct-care").wire(),
@@ -282,6 +310,6 @@ mod tests {
         );
         assert!(OrgType::value_variants().iter().all(|o| o.to_i32() != 0));
         assert_eq!(Outcome::value_variants().len(), 10);
-        assert_eq!(DelayReason::value_variants().len(), 11);
+        assert_eq!(DelayReason::value_variants().len(), 20);
     }
 }

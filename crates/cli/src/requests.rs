@@ -363,11 +363,13 @@ fn discharge_step(step: DischargeStep, acting: &str) -> (cli::EpisodeRef, pd::St
             episode,
             discharged_at,
             destination,
+            destination_code,
         } => (
             episode,
             pd::Step::Discharge(pd::Discharge {
                 discharged_at: Some(timestamp(discharged_at)),
                 destination,
+                destination_code: destination_code.unwrap_or_default(),
             }),
         ),
         S::Handover {

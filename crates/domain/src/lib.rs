@@ -6,6 +6,7 @@
 //! that tests can drive directly.
 
 pub mod aggregates;
+pub mod codes;
 mod command;
 mod error;
 mod event;

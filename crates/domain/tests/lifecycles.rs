@@ -349,12 +349,15 @@ fn discharge_command(name: &str) -> DischargeCommand {
             reason: long("new infection"),
         },
         "delay" => C::RecordDelayReason {
-            reason: DelayReason::AwaitingReablement,
+            reason: DelayReason::Pathway1ContinuingRehabilitation,
             note: None,
         },
         "discharge" => C::Discharge {
             discharged_at: hours(-1),
             destination: short("home"),
+            destination_code: Some(
+                carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+            ),
         },
         "handover" => C::AcceptHandover {
             organisation: code("ORG-COMMUNITY"),
@@ -810,14 +813,17 @@ fn delay_reasons_accrue_only_while_ready_but_not_discharged() {
         note: Some(long("waiting")),
     };
     assert_rule(
-        step(&ep, &delay(DelayReason::AwaitingAssessment)),
+        step(&ep, &delay(DelayReason::AwaitingTherapyDecision)),
         "discharge.lifecycle",
     );
     let mut expected = Vec::new();
     for (next, reason) in [
-        ("ready", DelayReason::AwaitingAssessment),
-        ("assign", DelayReason::AwaitingHomeCare),
-        ("request_service", DelayReason::AwaitingEquipment),
+        ("ready", DelayReason::AwaitingTherapyDecision),
+        ("assign", DelayReason::Pathway1NewCare),
+        (
+            "request_service",
+            DelayReason::AwaitingEquipmentOrAdaptations,
+        ),
         ("agree", DelayReason::AwaitingTransport),
     ] {
         ep = step(&ep, &discharge_command(next)).unwrap().0;
@@ -844,6 +850,7 @@ fn discharge_times_are_checked() {
     let discharge_at = |at| DischargeCommand::Discharge {
         discharged_at: at,
         destination: short("home"),
+        destination_code: Some(carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE),
     };
     assert_invalid(step(&agreed, &discharge_at(hours(1))), "discharged_at");
     assert_invalid(
@@ -913,7 +920,10 @@ fn a_full_pathway_1_episode_replays_to_the_same_state() {
     assert_eq!(replay::<DischargeEpisode>(&log).unwrap(), state);
     let ep = state.unwrap();
     assert_eq!(ep.status, DischargeStatus::Closed);
-    assert_eq!(ep.delay_reasons, vec![DelayReason::AwaitingReablement]);
+    assert_eq!(
+        ep.delay_reasons,
+        vec![DelayReason::Pathway1ContinuingRehabilitation]
+    );
     assert_eq!(ep.handover_organisation, Some(code("ORG-COMMUNITY")));
 }
 

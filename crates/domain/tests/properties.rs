@@ -172,10 +172,10 @@ fn pathway() -> impl Strategy<Value = Pathway> {
 
 fn delay_reason() -> impl Strategy<Value = DelayReason> {
     prop_oneof![
-        Just(DelayReason::AwaitingAssessment),
-        Just(DelayReason::AwaitingHomeCare),
-        Just(DelayReason::AwaitingCareHomePlacement),
-        Just(DelayReason::PersonOrFamilyChoice),
+        Just(DelayReason::AwaitingTherapyDecision),
+        Just(DelayReason::Pathway1NewCare),
+        Just(DelayReason::Pathway3CareHome),
+        Just(DelayReason::IndividualOrFamilyNotInAgreement),
         Just(DelayReason::Other),
     ]
 }
@@ -289,6 +289,9 @@ fn discharge_command(state: Option<&DischargeEpisode>, s: &DischargeSeed) -> Dis
         9 => C::Discharge {
             discharged_at: s.at,
             destination: short("home"),
+            destination_code: Some(
+                carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+            ),
         },
         10 => C::AcceptHandover {
             organisation: code("ORG-COMMUNITY"),

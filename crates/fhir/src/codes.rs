@@ -46,9 +46,23 @@ pub fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({ "system": system, "code": code, "display": display })
 }
 
-/// The discharge destination (free text in the domain today) as a UK Core
-/// DischargeDestinationEngland coding, and the text as recorded. The one place the mapping
-/// lives: when the domain codes destinations itself, this is what changes.
+/// The discharge destination as a UK Core DischargeDestinationEngland coding, and the text
+/// as recorded: the code recorded with the discharge when there is one (the domain's list,
+/// `carewoven_domain::codes::discharge_destination`), else read from the text of a discharge
+/// recorded before destinations were coded.
+pub fn discharge_destination_coded(text: &str, code: &str) -> Value {
+    use carewoven_domain::codes::discharge_destination::{DischargeDestination, SYSTEM};
+    match DischargeDestination::parse("discharge_destination_code", code) {
+        Ok(coded) => json!({
+            "coding": [coding(SYSTEM, coded.code(), coded.display())],
+            "text": text,
+        }),
+        Err(_) => discharge_destination(text),
+    }
+}
+
+/// A destination recorded as free text only (before destinations were coded) as a UK Core
+/// DischargeDestinationEngland coding, and the text as recorded.
 ///
 /// Recognised: the usual place of residence ("home"), a temporary residence, a care home, a
 /// hospice, another hospital or a rehabilitation bed, and death; anything else is "99 Not
@@ -95,23 +109,20 @@ pub fn pathway(raw: i32) -> Option<Value> {
     Some(coding(&system("d2a-pathway"), code, display))
 }
 
+/// A delay reason as the national sitrep concept (`carewoven_domain::codes::delay_reason`:
+/// Carewoven's system URL, the sitrep's heading as display). The views hold the national
+/// wire values (legacy ones are mapped when projected).
 pub fn delay_reason(raw: i32) -> Value {
-    use v1::DelayReason as D;
-    let code = match D::try_from(raw).unwrap_or(D::Unspecified) {
-        D::Unspecified => "unspecified",
-        D::AwaitingAssessment => "awaiting-assessment",
-        D::AwaitingHomeCare => "awaiting-home-care",
-        D::AwaitingReablement => "awaiting-reablement",
-        D::AwaitingBedBasedRehabilitation => "awaiting-bed-based-rehabilitation",
-        D::AwaitingCareHomePlacement => "awaiting-care-home-placement",
-        D::AwaitingEquipment => "awaiting-equipment",
-        D::AwaitingHousing => "awaiting-housing",
-        D::AwaitingTransport => "awaiting-transport",
-        D::AwaitingMedication => "awaiting-medication",
-        D::PersonOrFamilyChoice => "person-or-family-choice",
-        D::Other => "other",
-    };
-    json!({ "system": system("delay-reason"), "code": code })
+    use carewoven_domain::codes::delay_reason::{DelayReason, SYSTEM};
+    let wire = v1::DelayReason::try_from(raw).unwrap_or(v1::DelayReason::Unspecified);
+    let found = DelayReason::NATIONAL
+        .into_iter()
+        .chain([DelayReason::Other])
+        .find(|r| carewoven_proto::convert::delay_reason_wire(*r) == wire);
+    match found {
+        Some(r) => coding(SYSTEM, r.code(), r.display()),
+        None => json!({ "system": SYSTEM, "code": "unspecified" }),
+    }
 }
 
 pub fn care_team_role(raw: i32) -> Value {

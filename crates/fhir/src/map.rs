@@ -310,7 +310,10 @@ pub fn encounter(person: &str, e: &v1::EpisodeView) -> Value {
     if !e.discharge_destination.is_empty() {
         r.insert(
             "hospitalization".into(),
-            json!({ "dischargeDisposition": codes::discharge_destination(&e.discharge_destination) }),
+            json!({ "dischargeDisposition": codes::discharge_destination_coded(
+                &e.discharge_destination,
+                &e.discharge_destination_code,
+            ) }),
         );
     }
     Value::Object(r)

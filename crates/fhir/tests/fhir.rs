@@ -632,6 +632,7 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
         Step::Discharge(pd::Discharge {
             discharged_at: ts_hours_ago(1),
             destination: "Home".into(),
+            destination_code: "19".into(),
         }),
     )))
     .await?;
@@ -680,7 +681,8 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
         &encounter,
         "delay-reason",
         "valueCoding",
-        "awaiting-reablement"
+        // An older client's AWAITING_REABLEMENT, read as the national reason.
+        "pathway_1_continuing_rehabilitation"
     ));
     // The D2A episode, its coordinator and pathway.
     let eoc = one(

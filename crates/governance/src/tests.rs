@@ -711,6 +711,7 @@ fn relationships_start_and_end_with_their_grounds() {
                     discharge(DischargeEvent::Discharged {
                         discharged_at: at("2026-06-03T12:00:00Z"),
                         destination: short("home"),
+                        destination_code: None,
                     }),
                     &["CARE", "COUNCIL", "HOSP"],
                 ),

@@ -16,6 +16,7 @@
 //! - Percentages are rounded to one decimal place; the counts beside them are exact.
 
 mod html;
+mod nhse;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -24,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use carewoven_domain::assessment::{AssessmentEvent, AssessmentKind};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, Purpose};
-use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::discharge::{DelayReason, DischargeDestination, DischargeEvent, Pathway};
+use carewoven_domain::organisation::{OrganisationEvent, OrganisationType};
+use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::ReferralEvent;
 use carewoven_domain::values::Code;
 use carewoven_domain::values::uk_date;
@@ -34,7 +37,20 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use html::to_html;
+pub use nhse::{
+    DRD_BANDS, DrdBand, DrdStatistics, NhsTables, ReablementOutcome, SitrepDelayRow, SitrepDelays,
+    SitrepDischargeRow, SitrepDischarges,
+};
 use stats::{nearest_rank, percent};
+
+/// The file names [`NhsTables::csv`] writes, in order.
+pub const CSV_FILES: [&str; 5] = [
+    "drd_delay_bands.csv",
+    "drd_summary.csv",
+    "sitrep_discharges.csv",
+    "sitrep_delays.csv",
+    "reablement_91_days.csv",
+];
 
 /// Length of stay, in days, from which a stay is long.
 pub const LONG_STAY_DAYS: i64 = 21;
@@ -66,10 +82,19 @@ pub const PATHWAY_DEFINITION: &str = "The share of discharges in the period on e
 discharge-to-assess pathway, as assigned when the person left hospital: 0 home with no new \
 support, 1 home with new support, 2 short-term bed-based care, 3 care home.";
 
-pub const REFERRAL_DEFINITION: &str = "For referrals made in the period, the time from the \
-referral being made to the Care Act needs assessment that answers it being completed, in \
-days; the median and 90th percentile use the nearest-rank method. Referrals entered in \
-error are left out; referrals not yet assessed are counted separately.";
+pub const REFERRAL_DEFINITION: &str = "For referrals made in the period to adult social care \
+(a service of an organisation registered as a local authority, or any referral for which a \
+Care Act needs assessment was requested), the time from the referral being made to the Care \
+Act needs assessment that answers it being completed, in days; the median and 90th \
+percentile use the nearest-rank method. Referrals to services that do not carry out needs \
+assessments (community nursing, a falls service) are not counted. Referrals entered in error \
+are left out; referrals not yet assessed are counted separately.";
+
+pub const REFERRAL_DECISION_DEFINITION: &str = "For each receiving service (single point of \
+access), referrals made to it in the period and the time from the referral being made to the \
+service accepting or rejecting it (whichever came first), in hours; the median and 90th \
+percentile use the nearest-rank method. Referrals entered in error are left out; referrals not \
+yet accepted or rejected are counted separately.";
 
 pub const HANDOVER_DEFINITION: &str = "For discharges in the period, the time from the person \
 leaving hospital to the community service accepting the handover, in hours; the median and \
@@ -97,9 +122,15 @@ pub struct Report {
     pub drd_to_discharge_delay: DelayMetric,
     pub pathway_mix: PathwayMixMetric,
     pub referral_to_assessment: DurationMetric,
+    /// Referral to accepted or rejected, per receiving service (sorted by service code).
+    #[serde(default)]
+    pub referral_decision_by_service: Vec<ServiceWait>,
     pub handover: DurationMetric,
     pub readmission_30_day: ReadmissionMetric,
     pub long_stays: LongStaysMetric,
+    /// NHS England's table shapes for one month and provider ([`nhs_tables`]), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_tables: Option<NhsTables>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +172,13 @@ pub struct PathwayShare {
     pub pathway: u8,
     pub discharges: u64,
     pub percent: Option<f64>,
+}
+
+/// One receiving service's waiting time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceWait {
+    pub service: String,
+    pub wait: DurationMetric,
 }
 
 /// A waiting time: median and 90th percentile (nearest rank) of the measured cases.
@@ -236,6 +274,12 @@ struct Episode {
     handover_at: Option<DateTime<Utc>>,
     /// Died or self-discharged in hospital (before any discharge).
     left_otherwise_at: Option<DateTime<Utc>>,
+    died_at: Option<DateTime<Utc>>,
+    destination_code: Option<DischargeDestination>,
+    /// (when recorded, the DRD then in force), in log order.
+    drd_history: Vec<(DateTime<Utc>, Option<NaiveDate>)>,
+    /// (when recorded, reason), in log order.
+    delay_history: Vec<(DateTime<Utc>, DelayReason)>,
 }
 
 impl Episode {
@@ -250,6 +294,20 @@ impl Episode {
             E::DischargeReady {
                 discharge_ready_date,
                 ..
+            } => self
+                .drd_history
+                .push((occurred_at, Some(*discharge_ready_date))),
+            E::Deteriorated { .. } => self.drd_history.push((occurred_at, None)),
+            E::DelayReasonRecorded { reason, .. } => {
+                self.delay_history.push((occurred_at, *reason));
+            }
+            E::Died { died_at } => self.died_at = Some(*died_at),
+            _ => {}
+        }
+        match event {
+            E::DischargeReady {
+                discharge_ready_date,
+                ..
             } => self.drd = Some(*discharge_ready_date),
             E::PathwayAssigned { pathway } => self.pathway = Some(*pathway),
             E::Deteriorated { .. } => {
@@ -258,8 +316,13 @@ impl Episode {
                 self.pathway = None;
             }
             E::DelayReasonRecorded { reason, .. } => self.delay_reasons.push(*reason),
-            E::Discharged { discharged_at, .. } if self.discharged_at.is_none() => {
+            E::Discharged {
+                discharged_at,
+                destination_code,
+                ..
+            } if self.discharged_at.is_none() => {
                 self.discharged_at = Some(*discharged_at);
+                self.destination_code = *destination_code;
                 self.drd_at_discharge = self.drd;
                 self.pathway_at_discharge = self.pathway;
             }
@@ -283,6 +346,8 @@ struct ReferralMade {
     from: Code,
     to: Code,
     entered_in_error: bool,
+    /// First accepted or rejected.
+    decided_at: Option<DateTime<Utc>>,
 }
 
 /// Compute the service-review report for `[from, to)`.
@@ -308,6 +373,10 @@ pub fn service_review<'a>(
     let mut assessment_kinds: HashMap<Uuid, (AssessmentKind, Option<Uuid>)> = HashMap::new();
     // referral -> first completion of a Care Act needs assessment that references it
     let mut needs_assessed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    let mut needs_assessment_requested: HashSet<Uuid> = HashSet::new();
+    // Registry: organisation aggregate -> type; service (or organisation) code -> its type.
+    let mut org_types: HashMap<Uuid, OrganisationType> = HashMap::new();
+    let mut service_types: HashMap<Code, OrganisationType> = HashMap::new();
 
     for e in &events {
         let id = e.meta.aggregate_id;
@@ -328,6 +397,10 @@ pub fn service_review<'a>(
                     pathway_at_discharge: None,
                     handover_at: None,
                     left_otherwise_at: None,
+                    died_at: None,
+                    destination_code: None,
+                    drd_history: Vec::new(),
+                    delay_history: Vec::new(),
                 });
             }
             Event::Discharge(event) => {
@@ -342,7 +415,29 @@ pub fn service_review<'a>(
                     from: referral.from_organisation.clone(),
                     to: referral.to_service.clone(),
                     entered_in_error: false,
+                    decided_at: None,
                 });
+            }
+            Event::Referral(ReferralEvent::Accepted | ReferralEvent::Rejected { .. }) => {
+                if let Some(r) = referrals.get_mut(&id) {
+                    r.decided_at.get_or_insert(e.meta.occurred_at);
+                }
+            }
+            Event::Organisation(OrganisationEvent::Registered {
+                code,
+                profile,
+                services,
+            }) => {
+                org_types.insert(id, profile.org_type);
+                service_types.insert(code.clone(), profile.org_type);
+                for service in services {
+                    service_types.insert(service.clone(), profile.org_type);
+                }
+            }
+            Event::Organisation(OrganisationEvent::ServiceAdded { service }) => {
+                if let Some(t) = org_types.get(&id) {
+                    service_types.insert(service.clone(), *t);
+                }
             }
             Event::Referral(ReferralEvent::EnteredInError { .. }) => {
                 if let Some(r) = referrals.get_mut(&id) {
@@ -350,6 +445,10 @@ pub fn service_review<'a>(
                 }
             }
             Event::Assessment(AssessmentEvent::Requested { request }) => {
+                if let (AssessmentKind::CareActNeeds, Some(r)) = (request.kind, request.referral_id)
+                {
+                    needs_assessment_requested.insert(r);
+                }
                 assessment_kinds.insert(id, (request.kind, request.referral_id));
             }
             Event::Assessment(AssessmentEvent::Completed { .. }) => {
@@ -460,6 +559,11 @@ pub fn service_review<'a>(
         {
             continue;
         }
+        let adult_social_care = service_types.get(&r.to) == Some(&OrganisationType::LocalAuthority)
+            || needs_assessment_requested.contains(id);
+        if !adult_social_care {
+            continue;
+        }
         match needs_assessed.get(id) {
             Some(done) if *done >= r.made_at => {
                 waits_days.push(seconds(*done - r.made_at) / 86_400.0);
@@ -469,6 +573,30 @@ pub fn service_review<'a>(
     }
     let referral_to_assessment =
         duration_metric(REFERRAL_DEFINITION, "days", waits_days, not_assessed);
+
+    // Referral to accepted or rejected, per receiving service.
+    let mut by_service: BTreeMap<&Code, (Vec<f64>, u64)> = BTreeMap::new();
+    for r in referrals.values() {
+        if r.entered_in_error
+            || opted_out.contains(&r.person)
+            || !(in_scope(&r.from) || in_scope(&r.to))
+            || !(from <= r.made_at && r.made_at < to)
+        {
+            continue;
+        }
+        let entry = by_service.entry(&r.to).or_default();
+        match r.decided_at {
+            Some(at) if at >= r.made_at => entry.0.push(seconds(at - r.made_at) / 3_600.0),
+            _ => entry.1 += 1,
+        }
+    }
+    let referral_decision_by_service = by_service
+        .into_iter()
+        .map(|(service, (hours, pending))| ServiceWait {
+            service: service.as_str().to_owned(),
+            wait: duration_metric(REFERRAL_DECISION_DEFINITION, "hours", hours, pending),
+        })
+        .collect();
 
     // Handover.
     let mut handover_hours = Vec::new();
@@ -551,9 +679,11 @@ pub fn service_review<'a>(
         drd_to_discharge_delay,
         pathway_mix,
         referral_to_assessment,
+        referral_decision_by_service,
         handover,
         readmission_30_day,
         long_stays,
+        nhs_tables: None,
     }
 }
 
@@ -578,20 +708,105 @@ fn duration_metric(
     }
 }
 
-/// Stable snake_case name of a delay reason, as it appears in the report.
+/// Stable snake_case name of a delay reason, as it appears in the report: its national code
+/// (`carewoven_domain::codes::delay_reason`).
 pub fn delay_reason_name(reason: DelayReason) -> &'static str {
-    use DelayReason as R;
-    match reason {
-        R::AwaitingAssessment => "awaiting_assessment",
-        R::AwaitingHomeCare => "awaiting_home_care",
-        R::AwaitingReablement => "awaiting_reablement",
-        R::AwaitingBedBasedRehabilitation => "awaiting_bed_based_rehabilitation",
-        R::AwaitingCareHomePlacement => "awaiting_care_home_placement",
-        R::AwaitingEquipment => "awaiting_equipment",
-        R::AwaitingHousing => "awaiting_housing",
-        R::AwaitingTransport => "awaiting_transport",
-        R::AwaitingMedication => "awaiting_medication",
-        R::PersonOrFamilyChoice => "person_or_family_choice",
-        R::Other => "other",
+    reason.code()
+}
+
+/// NHS England's table shapes for the UK calendar month `year`-`month` and the sites in
+/// `provider` (empty: every site): the Discharge Ready Date statistics, the situation report's
+/// tables and the 91-day reablement outcome (see `nhse.rs` for each definition). Events may
+/// come in any order; people in `opted_out` are left out; `history_end` is where the history
+/// read ends (the report's period end): follow-ups beyond it are incomplete. `None` for a
+/// month that does not exist.
+pub fn nhs_tables<'a>(
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+    year: i32,
+    month: u32,
+    provider: &[Code],
+    opted_out: &HashSet<Uuid>,
+    history_end: DateTime<Utc>,
+) -> Option<NhsTables> {
+    let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
+    events.sort_by_key(|e| e.sequence);
+    let scope: BTreeSet<&Code> = provider.iter().collect();
+    let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
+    let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
+    for e in &events {
+        let id = e.meta.aggregate_id;
+        match &e.event {
+            Event::Person(PersonEvent::Registered { profile }) => {
+                dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
+            }
+            Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
+                if let Some(dob) = correction.date_of_birth {
+                    dates_of_birth.insert(e.meta.person_id, dob);
+                }
+            }
+            Event::Discharge(DischargeEvent::Admitted {
+                site, admitted_at, ..
+            }) => {
+                episodes.entry(id).or_insert_with(|| Episode {
+                    id,
+                    person: e.meta.person_id,
+                    site: site.clone(),
+                    admitted_at: *admitted_at,
+                    drd: None,
+                    pathway: None,
+                    delay_reasons: Vec::new(),
+                    discharged_at: None,
+                    drd_at_discharge: None,
+                    pathway_at_discharge: None,
+                    handover_at: None,
+                    left_otherwise_at: None,
+                    died_at: None,
+                    destination_code: None,
+                    drd_history: Vec::new(),
+                    delay_history: Vec::new(),
+                });
+            }
+            Event::Discharge(event) => {
+                if let Some(ep) = episodes.get_mut(&id) {
+                    ep.apply(event, e.meta.occurred_at);
+                }
+            }
+            _ => {}
+        }
     }
+    fn stay(ep: &Episode) -> nhse::Stay<'_> {
+        nhse::Stay {
+            person: ep.person,
+            site: ep.site.as_str(),
+            admitted_at: ep.admitted_at,
+            discharged_at: ep.discharged_at,
+            left_otherwise_at: ep.left_otherwise_at,
+            died_at: ep.died_at,
+            drd_at_discharge: ep.drd_at_discharge,
+            pathway_at_discharge: ep.pathway_at_discharge,
+            destination_code: ep.destination_code,
+            drd_history: &ep.drd_history,
+            delay_history: &ep.delay_history,
+        }
+    }
+    let people: Vec<&Episode> = episodes
+        .values()
+        .filter(|ep| !opted_out.contains(&ep.person))
+        .collect();
+    // Follow-ups (readmissions, deaths) look at every site; the tables at the provider's.
+    let all: Vec<nhse::Stay<'_>> = people.iter().map(|ep| stay(ep)).collect();
+    let in_scope: Vec<nhse::Stay<'_>> = people
+        .iter()
+        .filter(|ep| scope.is_empty() || scope.contains(&ep.site))
+        .map(|ep| stay(ep))
+        .collect();
+    nhse::tables(
+        &in_scope,
+        &all,
+        &dates_of_birth,
+        year,
+        month,
+        scope.iter().map(|c| c.as_str().to_owned()).collect(),
+        history_end,
+    )
 }

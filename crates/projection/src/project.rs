@@ -175,21 +175,8 @@ fn pathway(p: Pathway) -> i32 {
 }
 
 fn delay_reason(r: DelayReason) -> i32 {
-    use v1::DelayReason as W;
-    match r {
-        DelayReason::AwaitingAssessment => W::AwaitingAssessment,
-        DelayReason::AwaitingHomeCare => W::AwaitingHomeCare,
-        DelayReason::AwaitingReablement => W::AwaitingReablement,
-        DelayReason::AwaitingBedBasedRehabilitation => W::AwaitingBedBasedRehabilitation,
-        DelayReason::AwaitingCareHomePlacement => W::AwaitingCareHomePlacement,
-        DelayReason::AwaitingEquipment => W::AwaitingEquipment,
-        DelayReason::AwaitingHousing => W::AwaitingHousing,
-        DelayReason::AwaitingTransport => W::AwaitingTransport,
-        DelayReason::AwaitingMedication => W::AwaitingMedication,
-        DelayReason::PersonOrFamilyChoice => W::PersonOrFamilyChoice,
-        DelayReason::Other => W::Other,
-    }
-    .into()
+    // The same wire value the event carries (national values; see carewoven-proto).
+    carewoven_proto::convert::delay_reason_wire(r).into()
 }
 
 fn care_team_role(r: CareTeamRole) -> i32 {
@@ -672,9 +659,13 @@ fn discharge(record: &mut v1::CareRecord, meta: &EventMeta, e: &DischargeEvent) 
         E::Discharged {
             discharged_at,
             destination,
+            destination_code,
         } => {
             ep.discharged_at = Some(timestamp(*discharged_at));
             ep.discharge_destination = destination.as_str().to_owned();
+            ep.discharge_destination_code = destination_code
+                .map(|c| c.code().to_owned())
+                .unwrap_or_default();
             S::Discharged
         }
         E::HandoverAccepted { organisation } => {
@@ -1039,14 +1030,14 @@ mod tests {
         assert_eq!(entry.pathway, i32::from(v1::Pathway::Pathway1));
 
         let changes = step(d(DischargeEvent::DelayReasonRecorded {
-            reason: DelayReason::AwaitingHomeCare,
+            reason: DelayReason::Pathway1NewCare,
             note: None,
         }));
         let entry = upserted(&changes);
         assert_eq!(entry.status, "pathway_assigned");
         assert_eq!(
             entry.delay_reasons,
-            vec![i32::from(v1::DelayReason::AwaitingHomeCare)]
+            vec![i32::from(v1::DelayReason::Pathway1NewCare)]
         );
 
         let changes = step(d(DischargeEvent::ServiceRequested {
@@ -1086,6 +1077,9 @@ mod tests {
             d(DischargeEvent::Discharged {
                 discharged_at,
                 destination: short("Home"),
+                destination_code: Some(
+                    carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+                ),
             }),
         );
         let changes = apply_one(&db, &discharged);
@@ -1888,7 +1882,7 @@ mod tests {
             ep1,
             "RXH01",
             d(DischargeEvent::DelayReasonRecorded {
-                reason: DelayReason::AwaitingAssessment,
+                reason: DelayReason::AwaitingTherapyDecision,
                 note: Some(long("Awaiting OT")),
             }),
         );
@@ -1899,6 +1893,9 @@ mod tests {
             d(DischargeEvent::Discharged {
                 discharged_at: base() + Duration::days(5),
                 destination: short("Home"),
+                destination_code: Some(
+                    carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+                ),
             }),
         );
         log.push(

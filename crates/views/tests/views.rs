@@ -458,6 +458,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
             Step::Discharge(pd::Discharge {
                 discharged_at: ts_hours_ago(1),
                 destination: "Home".into(),
+                destination_code: "19".into(),
             }),
         ),
         (

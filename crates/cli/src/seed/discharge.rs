@@ -182,25 +182,31 @@ pub(super) fn episode(
     let reasons: &[DelayReason] = match pathway {
         Pathway::P0 => &[
             DelayReason::AwaitingTransport,
-            DelayReason::AwaitingMedication,
-            DelayReason::PersonOrFamilyChoice,
+            DelayReason::AwaitingMedicinesToTakeHome,
+            DelayReason::IndividualOrFamilyNotInAgreement,
+            DelayReason::AwaitingMedicalDecision,
+            DelayReason::AwaitingDiagnosticTest,
         ],
         Pathway::P1 => &[
-            DelayReason::AwaitingReablement,
-            DelayReason::AwaitingHomeCare,
-            DelayReason::AwaitingAssessment,
-            DelayReason::AwaitingEquipment,
+            DelayReason::Pathway1ContinuingRehabilitation,
+            DelayReason::Pathway1NewCare,
+            DelayReason::AwaitingTherapyDecision,
+            DelayReason::AwaitingEquipmentOrAdaptations,
             DelayReason::AwaitingTransport,
+            DelayReason::AwaitingReferralToTransferHub,
+            DelayReason::AwaitingTransferHubConfirmation,
         ],
         Pathway::P2 => &[
-            DelayReason::AwaitingBedBasedRehabilitation,
-            DelayReason::AwaitingAssessment,
+            DelayReason::Pathway2Bed,
+            DelayReason::AwaitingTherapyDecision,
         ],
         Pathway::P3 => &[
-            DelayReason::AwaitingCareHomePlacement,
-            DelayReason::PersonOrFamilyChoice,
-            DelayReason::AwaitingAssessment,
-            DelayReason::AwaitingHousing,
+            DelayReason::Pathway3CareHome,
+            DelayReason::IndividualOrFamilyNotInAgreement,
+            DelayReason::AwaitingTherapyDecision,
+            DelayReason::HomelessOrNoRecourseToPublicFunds,
+            DelayReason::AwaitingContinuingHealthcareDecision,
+            DelayReason::SafeguardingOrCourtOfProtection,
         ],
     };
     let mut delay_steps = 0;
@@ -208,10 +214,12 @@ pub(super) fn episode(
         *t = (*t).max(at(day, 9, 0)) + minutes(g.rng.range(0, 480));
         let reason = *g.rng.pick(reasons);
         let note = match reason {
-            DelayReason::AwaitingReablement => "No reablement capacity until next week",
-            DelayReason::AwaitingHomeCare => "Home care package being sourced",
-            DelayReason::AwaitingCareHomePlacement => "Family visiting care homes",
-            DelayReason::AwaitingEquipment => "Hospital bed and hoist on order",
+            DelayReason::Pathway1ContinuingRehabilitation => {
+                "No reablement capacity until next week"
+            }
+            DelayReason::Pathway1NewCare => "Home care package being sourced",
+            DelayReason::Pathway3CareHome => "Family visiting care homes",
+            DelayReason::AwaitingEquipmentOrAdaptations => "Hospital bed and hoist on order",
             _ => "",
         };
         let ok = g.discharge(
@@ -338,11 +346,11 @@ pub(super) fn episode(
                 t,
                 pd::Step::RecordDelayReason(pd::RecordDelayReason {
                     reason: if pathway == Pathway::P3 {
-                        DelayReason::AwaitingCareHomePlacement.to_i32()
+                        DelayReason::Pathway3CareHome.to_i32()
                     } else if pathway == Pathway::P2 {
-                        DelayReason::AwaitingBedBasedRehabilitation.to_i32()
+                        DelayReason::Pathway2Bed.to_i32()
                     } else {
-                        DelayReason::AwaitingHomeCare.to_i32()
+                        DelayReason::Pathway1NewCare.to_i32()
                     },
                     note: "Sourcing another provider after the first fell through".into(),
                 }),
@@ -386,10 +394,11 @@ pub(super) fn episode(
         discharged_at =
             t.max(at(discharge_day, 11, 0) + minutes(g.rng.range(0, 420))) + minutes(20);
     }
-    let destination = match pathway {
-        Pathway::P0 | Pathway::P1 => "Usual place of residence",
-        Pathway::P2 => "Community rehabilitation bed",
-        Pathway::P3 => "Care home (discharge to assess)",
+    // Text and UK Core DischargeDestinationEngland code.
+    let (destination, destination_code) = match pathway {
+        Pathway::P0 | Pathway::P1 => ("Usual place of residence", "19"),
+        Pathway::P2 => ("Community rehabilitation bed", "51"),
+        Pathway::P3 => ("Care home (discharge to assess)", "85"),
     };
     if !g.discharge(
         ep,
@@ -399,6 +408,7 @@ pub(super) fn episode(
         pd::Step::Discharge(pd::Discharge {
             discharged_at: Some(timestamp(discharged_at)),
             destination: destination.into(),
+            destination_code: destination_code.into(),
         }),
     ) {
         return None;

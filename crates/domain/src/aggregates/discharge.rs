@@ -36,20 +36,8 @@ impl Pathway {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DelayReason {
-    AwaitingAssessment,
-    AwaitingHomeCare,
-    AwaitingReablement,
-    AwaitingBedBasedRehabilitation,
-    AwaitingCareHomePlacement,
-    AwaitingEquipment,
-    AwaitingHousing,
-    AwaitingTransport,
-    AwaitingMedication,
-    PersonOrFamilyChoice,
-    Other,
-}
+pub use crate::codes::delay_reason::{DelayReason, LegacyDelayReason};
+pub use crate::codes::discharge_destination::DischargeDestination;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DischargeStatus {
@@ -139,7 +127,11 @@ pub enum DischargeCommand {
     },
     Discharge {
         discharged_at: DateTime<Utc>,
+        /// Where the person went, in words.
         destination: ShortText,
+        /// The same as a UK Core DischargeDestinationEngland code (optional: events recorded
+        /// before the code existed have none).
+        destination_code: Option<DischargeDestination>,
     },
     AcceptHandover {
         organisation: Code,
@@ -194,6 +186,7 @@ pub enum DischargeEvent {
     Discharged {
         discharged_at: DateTime<Utc>,
         destination: ShortText,
+        destination_code: Option<DischargeDestination>,
     },
     HandoverAccepted {
         organisation: Code,
@@ -382,6 +375,12 @@ impl Aggregate for DischargeEpisode {
                 }
             }
             C::RecordDelayReason { reason, note } if status.is_ready_not_discharged() => {
+                if !reason.is_national() {
+                    return Err(DomainError::invalid(
+                        "reason",
+                        "is not on the national list of delay reasons",
+                    ));
+                }
                 E::DelayReasonRecorded {
                     reason: *reason,
                     note: note.clone(),
@@ -390,6 +389,7 @@ impl Aggregate for DischargeEpisode {
             C::Discharge {
                 discharged_at,
                 destination,
+                destination_code,
             } if status == S::DischargeAgreed
                 || (status == S::PathwayAssigned && ep.pathway == Some(Pathway::P0)) =>
             {
@@ -400,6 +400,7 @@ impl Aggregate for DischargeEpisode {
                 E::Discharged {
                     discharged_at: *discharged_at,
                     destination: destination.clone(),
+                    destination_code: *destination_code,
                 }
             }
             C::AcceptHandover { organisation } if status == S::Discharged => E::HandoverAccepted {

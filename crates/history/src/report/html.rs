@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::{DurationMetric, Report};
+use super::{DurationMetric, NhsTables, Report};
 
 /// Escape text for HTML element content and double- or single-quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -156,6 +156,39 @@ pub fn to_html(report: &Report) -> String {
         "Referrals not yet assessed",
         &report.referral_to_assessment,
     );
+    let rows: Vec<Vec<String>> = report
+        .referral_decision_by_service
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                s.wait.count.to_string(),
+                value(s.wait.median, &s.wait.unit),
+                value(s.wait.p90, &s.wait.unit),
+                s.wait.not_yet.to_string(),
+            ]
+        })
+        .collect();
+    section(
+        &mut h,
+        "referral-decision",
+        "Referral to accepted or rejected, by service",
+        super::REFERRAL_DECISION_DEFINITION,
+        &[(
+            "Services",
+            report.referral_decision_by_service.len().to_string(),
+        )],
+        &table(
+            &[
+                "Service",
+                "Decided",
+                "Median",
+                "90th percentile",
+                "Not yet decided",
+            ],
+            &rows,
+        ),
+    );
     duration_section(
         &mut h,
         "handover",
@@ -222,8 +255,150 @@ pub fn to_html(report: &Report) -> String {
         &table,
     );
 
+    if let Some(t) = &report.nhs_tables {
+        nhs_sections(&mut h, t);
+    }
+
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// A table: header cells and rows, every cell escaped.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = String::from("<table>\n<thead><tr>");
+    for c in header {
+        let _ = write!(t, "<th>{}</th>", escape(c));
+    }
+    t.push_str("</tr></thead>\n<tbody>\n");
+    for r in rows {
+        t.push_str("<tr>");
+        for c in r {
+            let _ = write!(t, "<td>{}</td>", escape(c));
+        }
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</tbody>\n</table>\n");
+    t
+}
+
+fn nhs_sections(h: &mut String, t: &NhsTables) {
+    let provider = if t.provider.is_empty() {
+        "all sites".to_owned()
+    } else {
+        t.provider.join(", ")
+    };
+    let _ = writeln!(
+        h,
+        "<h2 id=\"nhs-england\">NHS England's tables: {}, {}</h2>",
+        escape(&t.month),
+        escape(&provider)
+    );
+    let d = &t.drd_statistics;
+    let rows: Vec<Vec<String>> = d
+        .bands
+        .iter()
+        .map(|b| {
+            vec![
+                b.label.clone(),
+                b.discharges.to_string(),
+                pct(b.percent),
+                b.bed_days_lost.to_string(),
+            ]
+        })
+        .collect();
+    section(
+        h,
+        "drd-statistics",
+        "Discharge Ready Date statistics",
+        &d.definition,
+        &[
+            ("Total discharges", d.total_discharges.to_string()),
+            (
+                "Discharged on the Discharge Ready Date",
+                count_pct(d.discharged_on_drd, d.discharged_on_drd_percent),
+            ),
+            (
+                "Discharged 1+ days after",
+                count_pct(
+                    d.discharged_one_plus_days_after,
+                    d.discharged_one_plus_days_after_percent,
+                ),
+            ),
+            ("Bed days lost", d.bed_days_lost.to_string()),
+            (
+                "Average days, including 0-day delays",
+                value(d.average_days_including_zero, "days"),
+            ),
+            (
+                "Average days, excluding 0-day delays",
+                value(d.average_days_excluding_zero, "days"),
+            ),
+        ],
+        &table(
+            &[
+                "Days after the DRD",
+                "Discharges",
+                "% of discharges",
+                "Bed days lost",
+            ],
+            &rows,
+        ),
+    );
+    let s = &t.sitrep_discharges;
+    let rows: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.pathway
+                    .map_or_else(|| "none".to_owned(), |p| p.to_string()),
+                r.destination_code.clone().unwrap_or_default(),
+                r.destination.clone(),
+                r.discharges.to_string(),
+            ]
+        })
+        .collect();
+    section(
+        h,
+        "sitrep-discharges",
+        "Discharges by pathway and destination",
+        &s.definition,
+        &[("Discharges", s.total.to_string())],
+        &table(&["Pathway", "Code", "Destination", "Discharges"], &rows),
+    );
+    let s = &t.sitrep_delays;
+    let rows: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|r| vec![r.reason.clone(), r.people.to_string()])
+        .collect();
+    section(
+        h,
+        "sitrep-delays",
+        "People not discharged, by delay reason",
+        &s.definition,
+        &[
+            ("At", instant(s.at)),
+            ("People ready but not discharged", s.total.to_string()),
+        ],
+        &table(&["Reason (national list)", "People"], &rows),
+    );
+    let r = &t.reablement;
+    section(
+        h,
+        "reablement",
+        "Still at home 91 days after discharge into reablement (65+)",
+        &r.definition,
+        &[
+            ("People in the cohort", r.cohort.to_string()),
+            (
+                "At home after 91 days",
+                count_pct(r.at_home_after_91_days, r.percent),
+            ),
+            ("Follow-up incomplete", r.follow_up_incomplete.to_string()),
+        ],
+        "",
+    );
 }
 
 fn instant(t: DateTime<Utc>) -> String {

@@ -42,6 +42,7 @@ use carewoven_domain::assessment::{
 };
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
+use carewoven_domain::organisation::{OrganisationEvent, OrganisationProfile, OrganisationType};
 use carewoven_domain::person::{PersonEvent, Profile};
 use carewoven_domain::referral::{NewReferral, Priority, ReferralEvent};
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText};
@@ -119,7 +120,7 @@ impl History {
                 event_id: id,
                 aggregate_id: aggregate,
                 aggregate_kind: event.kind(),
-                person_id: person(who),
+                person_id: if who == 0 { Uuid::nil() } else { person(who) },
                 version: *version,
                 command_id: id,
                 correlation_id: id,
@@ -240,6 +241,9 @@ impl History {
             DischargeEvent::Discharged {
                 discharged_at: at(when),
                 destination: short("home"),
+                destination_code: Some(
+                    carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+                ),
             },
         );
     }
@@ -341,6 +345,26 @@ impl History {
 fn history() -> Vec<RecordedEvent> {
     use DelayReason as R;
     let mut h = History::default();
+    // The registry: SCC01 is council adult social care, CNS01 community nursing.
+    for (n, org, org_type) in [
+        (1, "SCC01", OrganisationType::LocalAuthority),
+        (2, "CNS01", OrganisationType::CommunityProvider),
+    ] {
+        h.push(
+            0,
+            Uuid::from_u128(0x6000 + n),
+            "2025-01-01T08:00:00Z",
+            org,
+            Event::Organisation(OrganisationEvent::Registered {
+                code: code(org),
+                profile: OrganisationProfile {
+                    name: short(org),
+                    org_type,
+                },
+                services: vec![code(org)],
+            }),
+        );
+    }
     h.register(A, "Ada", "Lovelock");
     h.register(B, "Bram", "Stoker-Tester");
     h.register(C, "Cleo", "Fictional");
@@ -376,13 +400,7 @@ fn history() -> Vec<RecordedEvent> {
     );
     h.ready(C, 3, "RYR02", "2025-03-01T09:00:00Z", "2025-03-01", None);
     h.pathway(C, 3, "RYR02", "2025-03-01T10:00:00Z", Pathway::P2);
-    h.delay(
-        C,
-        3,
-        "RYR02",
-        "2025-03-01T16:00:00Z",
-        R::AwaitingBedBasedRehabilitation,
-    );
+    h.delay(C, 3, "RYR02", "2025-03-01T16:00:00Z", R::Pathway2Bed);
 
     // E1 (A): on the DRD, pathway 0, handover after 5 hours.
     h.admit(A, 1, "RXH01", "2025-03-01T10:00:00Z");
@@ -433,6 +451,13 @@ fn history() -> Vec<RecordedEvent> {
         "2025-03-06T09:00:00Z",
     );
     h.refer(A, 1, "RXH01", "2025-03-06T09:00:00Z");
+    h.push(
+        A,
+        referral(1),
+        "2025-03-06T15:00:00Z",
+        "SCC01",
+        Event::Referral(ReferralEvent::Accepted),
+    );
 
     // E2 (B): DRD 03-06, pathway 1, discharged 3 days late, handover after 48 hours.
     h.discharge(
@@ -447,7 +472,7 @@ fn history() -> Vec<RecordedEvent> {
     h.ready(B, 2, "RXH01", "2025-03-06T08:00:00Z", "2025-03-06", None);
     h.pathway(B, 2, "RXH01", "2025-03-06T09:00:00Z", Pathway::P1);
     h.service(B, 2, "RXH01", "2025-03-06T10:00:00Z", None);
-    h.delay(B, 2, "RXH01", "2025-03-07T10:00:00Z", R::AwaitingHomeCare);
+    h.delay(B, 2, "RXH01", "2025-03-07T10:00:00Z", R::Pathway1NewCare);
     h.assess(
         A,
         1,
@@ -482,14 +507,42 @@ fn history() -> Vec<RecordedEvent> {
     h.refer(B, 2, "A81001", "2025-03-10T12:00:00Z");
     h.service(C, 3, "RYR02", "2025-03-10T11:00:00Z", None);
     h.handover(B, 2, "2025-03-11T11:00:00Z");
-    h.delay(
-        C,
-        3,
-        "RYR02",
-        "2025-03-11T16:00:00Z",
-        R::AwaitingBedBasedRehabilitation,
-    );
+    h.delay(C, 3, "RYR02", "2025-03-11T16:00:00Z", R::Pathway2Bed);
     h.refer(C, 4, "RYR02", "2025-03-12T09:00:00Z");
+    // R4 rejected a day later (24 hours); R1 was accepted after 6 hours (below).
+    h.push(
+        C,
+        referral(4),
+        "2025-03-13T09:00:00Z",
+        "SCC01",
+        Event::Referral(ReferralEvent::Rejected {
+            reason: long("not eligible"),
+        }),
+    );
+    // R5 (C): to a community nursing service, which carries out no needs assessment: left
+    // out of referral-to-assessment, but its single point of access accepted it in 1 hour.
+    h.push(
+        C,
+        referral(5),
+        "2025-03-12T09:00:00Z",
+        "RYR02",
+        Event::Referral(ReferralEvent::Submitted {
+            referral: NewReferral {
+                from_organisation: code("RYR02"),
+                to_service: code("CNS01"),
+                priority: Priority::Routine,
+                reason: long("wound care"),
+                replaces: None,
+            },
+        }),
+    );
+    h.push(
+        C,
+        referral(5),
+        "2025-03-12T10:00:00Z",
+        "CNS01",
+        Event::Referral(ReferralEvent::Accepted),
+    );
     h.assess(
         C,
         4,
@@ -535,13 +588,7 @@ fn history() -> Vec<RecordedEvent> {
     h.ready(E, 7, "RXH01", "2025-03-20T09:00:00Z", "2025-03-20", None);
     h.pathway(E, 7, "RXH01", "2025-03-20T10:00:00Z", Pathway::P3);
     h.service(E, 7, "RXH01", "2025-03-20T11:00:00Z", None);
-    h.delay(
-        E,
-        7,
-        "RXH01",
-        "2025-03-22T11:00:00Z",
-        R::AwaitingCareHomePlacement,
-    );
+    h.delay(E, 7, "RXH01", "2025-03-22T11:00:00Z", R::Pathway3CareHome);
 
     // After the period: B is readmitted 40 days after discharge (E6).
     h.admit(B, 6, "RYR02", "2025-04-18T11:00:00Z");
@@ -658,6 +705,31 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
     assert_eq!(ra.median, Some(2.0));
     assert_eq!(ra.p90, Some(10.0));
     assert_eq!(ra.not_yet, 1);
+    assert!(ra.definition.contains("adult social care"));
+
+    // Referral to accepted or rejected, per service: SCC01 R1 6 h, R4 24 h, R2 pending
+    // (R3 opted out); CNS01 R5 1 h. Sorted by service code.
+    type Wait<'a> = (&'a str, u64, Option<f64>, Option<f64>, u64);
+    let waits: Vec<Wait<'_>> = r
+        .referral_decision_by_service
+        .iter()
+        .map(|s| {
+            (
+                s.service.as_str(),
+                s.wait.count,
+                s.wait.median,
+                s.wait.p90,
+                s.wait.not_yet,
+            )
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        vec![
+            ("CNS01", 1, Some(1.0), Some(1.0), 0),
+            ("SCC01", 2, Some(6.0), Some(24.0), 1),
+        ]
+    );
 
     // Handover: E1 15:00 -> 20:00 = 5 h; E2 03-09 11:00 -> 03-11 11:00 = 48 h; E3 none yet.
     // Sorted [5, 48]: median rank 1 -> 5; p90 rank 2 -> 48. (E4's 1 hour is excluded.)
@@ -693,7 +765,7 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
                 still_in_hospital: false,
                 // One reason before the deterioration, two after: all recorded on the episode.
                 delay_reasons: BTreeMap::from([
-                    ("awaiting_bed_based_rehabilitation".to_owned(), 2),
+                    ("pathway_2_bed".to_owned(), 2),
                     ("awaiting_transport".to_owned(), 1),
                 ]),
             },
@@ -703,7 +775,7 @@ fn report_for_all_organisations_matches_the_hand_calculation() {
                 site: "RXH01".into(),
                 length_of_stay_days: 24,
                 still_in_hospital: true,
-                delay_reasons: BTreeMap::from([("awaiting_care_home_placement".to_owned(), 1)]),
+                delay_reasons: BTreeMap::from([("pathway_3_care_home".to_owned(), 1)]),
             },
         ]
     );
@@ -832,4 +904,364 @@ fn html_escapes_text() {
     assert!(!html.contains("<img"));
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;, A&amp;B"));
     assert!(html.contains("&lt;img src=x&gt;"));
+}
+
+/// NHS England's tables for a hand-worked January 2025 at provider RXH01 (winter: UK days are
+/// UTC days). Every expected number below was worked out by hand from this history.
+///
+/// Discharges from RXH01 in January (DRD -> discharged, delay, pathway, destination code):
+/// - E21 (P): 01-02 -> 01-02, 0, P1, 19   - E22 (Q): 01-03 -> 01-04, 1, P0, 19
+/// - E23 (R, aged 54): 01-05 -> 01-08, 3, P1, 19
+/// - E24 (S): 01-06 -> 01-11, 5, P2, 51   - E25 (T): 01-10 -> 01-20, 10, P3, 85
+/// - E26 (U): 01-01 -> 01-31 23:30, 30, P1, 19   - E27 (V): 01-05 -> 01-21, 16, P2, 51
+/// - E30 (W): 01-12 -> 01-14, 2, P0, 29
+///
+/// Not counted: E28 (RYR02, another provider), E29 (left 02-01 00:30, February).
+///
+/// Delays 0, 1, 3, 5, 10, 30, 16, 2: 8 discharges, 1 on the DRD (12.5%), 7 after (87.5%);
+/// bands 0: 1 (12.5%, 0 bed days), 1: 1 (12.5%, 1), 2-3: 2 (25%, 5), 4-6: 1 (12.5%, 5),
+/// 7-13: 1 (12.5%, 10), 14-20: 1 (12.5%, 16), 21+: 1 (12.5%, 30); 67 bed days lost;
+/// average 67 / 8 = 8.375 -> 8.38 days, excluding 0-day delays 67 / 7 = 9.571 -> 9.57.
+///
+/// Not discharged at 2025-02-01 00:00 (ready on or before 01-31, still in hospital):
+/// E29 (latest reason awaiting transport, after pathway 1 new care), E31 (pathway 3 care
+/// home, recorded before the national list as the legacy value), E32 (no reason); not E33
+/// (deteriorated, DRD superseded), not E34 (DRD recorded in February), not E28's site.
+///
+/// Reablement (history read to 2025-05-01): P1/P2 discharges aged 65+ are E21, E24, E26,
+/// E27 (E23 is 54). E26's 91st day is 05-02: follow-up incomplete. E21: readmitted 03-01,
+/// home 03-10: at home on 04-03. E24: readmitted 04-10 until 04-20: in hospital on 04-12.
+/// E27: readmitted 02-10, discharged 02-20 to a care home (85): not at home. 1 of 3: 33.3%.
+#[test]
+fn nhs_england_tables_for_a_hand_worked_month() {
+    use carewoven_domain::discharge::DischargeDestination as Dest;
+    let mut h = History::default();
+    for who in 21..=34 {
+        let profile = Profile {
+            nhs_number: NhsNumber::synthetic(u32::try_from(who).expect("small")),
+            given_name: short("Test"),
+            family_name: short("Person"),
+            date_of_birth: day(if who == 23 {
+                "1970-06-01"
+            } else {
+                "1940-01-01"
+            }),
+            contact: None,
+            what_matters: None,
+            communication_needs: None,
+            carers: Vec::new(),
+            registered_gp: None,
+        };
+        h.push(
+            who,
+            person(who),
+            "2024-12-01T09:00:00Z",
+            "RXH01",
+            Event::Person(PersonEvent::Registered { profile }),
+        );
+    }
+    let leave = |h: &mut History, who: u128, ep: u128, site: &str, when: &str, code: Dest| {
+        h.discharge(
+            who,
+            ep,
+            when,
+            site,
+            DischargeEvent::Discharged {
+                discharged_at: at(when),
+                destination: short("somewhere"),
+                destination_code: Some(code),
+            },
+        );
+    };
+    // (person = episode number, site, DRD, discharged at, pathway, destination)
+    let stays: [(u128, &str, &str, &str, Pathway, Dest); 10] = [
+        (
+            21,
+            "RXH01",
+            "2025-01-02",
+            "2025-01-02T15:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            22,
+            "RXH01",
+            "2025-01-03",
+            "2025-01-04T10:00:00Z",
+            Pathway::P0,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            23,
+            "RXH01",
+            "2025-01-05",
+            "2025-01-08T10:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            24,
+            "RXH01",
+            "2025-01-06",
+            "2025-01-11T10:00:00Z",
+            Pathway::P2,
+            Dest::OTHER_NHS_HOSPITAL,
+        ),
+        (
+            25,
+            "RXH01",
+            "2025-01-10",
+            "2025-01-20T10:00:00Z",
+            Pathway::P3,
+            Dest::INDEPENDENT_CARE_HOME,
+        ),
+        (
+            26,
+            "RXH01",
+            "2025-01-01",
+            "2025-01-31T23:30:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            27,
+            "RXH01",
+            "2025-01-05",
+            "2025-01-21T10:00:00Z",
+            Pathway::P2,
+            Dest::OTHER_NHS_HOSPITAL,
+        ),
+        (
+            28,
+            "RYR02",
+            "2025-01-05",
+            "2025-01-09T10:00:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            29,
+            "RXH01",
+            "2025-01-25",
+            "2025-02-01T00:30:00Z",
+            Pathway::P1,
+            Dest::USUAL_RESIDENCE,
+        ),
+        (
+            30,
+            "RXH01",
+            "2025-01-12",
+            "2025-01-14T10:00:00Z",
+            Pathway::P0,
+            Dest::TEMPORARY_RESIDENCE,
+        ),
+    ];
+    for (n, site, drd, left, pathway, dest) in stays {
+        h.admit(n, n, site, "2024-12-30T08:00:00Z");
+        h.ready(n, n, site, &format!("{drd}T08:00:00Z"), drd, None);
+        h.pathway(n, n, site, &format!("{drd}T09:00:00Z"), pathway);
+        if n == 29 {
+            h.delay(
+                n,
+                n,
+                site,
+                "2025-01-26T09:00:00Z",
+                DelayReason::Pathway1NewCare,
+            );
+            h.delay(
+                n,
+                n,
+                site,
+                "2025-01-31T09:00:00Z",
+                DelayReason::AwaitingTransport,
+            );
+        }
+        leave(&mut h, n, n, site, left, dest);
+    }
+    // Still in hospital at the month end.
+    h.admit(31, 31, "RXH01", "2025-01-15T08:00:00Z");
+    h.ready(31, 31, "RXH01", "2025-01-20T08:00:00Z", "2025-01-20", None);
+    h.delay(
+        31,
+        31,
+        "RXH01",
+        "2025-01-21T08:00:00Z",
+        DelayReason::Pathway3CareHome,
+    );
+    h.admit(32, 32, "RXH01", "2025-01-20T08:00:00Z");
+    h.ready(32, 32, "RXH01", "2025-01-28T08:00:00Z", "2025-01-28", None);
+    h.admit(33, 33, "RXH01", "2025-01-20T08:00:00Z");
+    h.ready(33, 33, "RXH01", "2025-01-25T08:00:00Z", "2025-01-25", None);
+    h.discharge(
+        33,
+        33,
+        "2025-01-27T08:00:00Z",
+        "RXH01",
+        DischargeEvent::Deteriorated {
+            reason: long("worse"),
+        },
+    );
+    h.admit(34, 34, "RXH01", "2025-01-22T08:00:00Z");
+    h.ready(34, 34, "RXH01", "2025-02-03T08:00:00Z", "2025-02-03", None);
+    // Readmissions for the reablement follow-up.
+    h.admit(21, 41, "RYR02", "2025-03-01T08:00:00Z");
+    leave(
+        &mut h,
+        21,
+        41,
+        "RYR02",
+        "2025-03-10T10:00:00Z",
+        Dest::USUAL_RESIDENCE,
+    );
+    h.admit(24, 42, "RXH01", "2025-04-10T09:00:00Z");
+    leave(
+        &mut h,
+        24,
+        42,
+        "RXH01",
+        "2025-04-20T10:00:00Z",
+        Dest::USUAL_RESIDENCE,
+    );
+    h.admit(27, 43, "RXH01", "2025-02-10T09:00:00Z");
+    leave(
+        &mut h,
+        27,
+        43,
+        "RXH01",
+        "2025-02-20T10:00:00Z",
+        Dest::INDEPENDENT_CARE_HOME,
+    );
+
+    let t = nhs_tables(
+        &h.events,
+        2025,
+        1,
+        &[code("RXH01")],
+        &HashSet::new(),
+        at("2025-05-01T00:00:00Z"),
+    )
+    .expect("a real month");
+    assert_eq!(t.month, "2025-01");
+    assert_eq!(t.provider, vec!["RXH01".to_owned()]);
+
+    let d = &t.drd_statistics;
+    assert_eq!(d.total_discharges, 8);
+    assert_eq!(
+        (d.discharged_on_drd, d.discharged_on_drd_percent),
+        (1, Some(12.5))
+    );
+    assert_eq!(
+        (
+            d.discharged_one_plus_days_after,
+            d.discharged_one_plus_days_after_percent
+        ),
+        (7, Some(87.5))
+    );
+    let bands: Vec<(&str, u64, Option<f64>, u64)> = d
+        .bands
+        .iter()
+        .map(|b| (b.label.as_str(), b.discharges, b.percent, b.bed_days_lost))
+        .collect();
+    assert_eq!(
+        bands,
+        vec![
+            ("0", 1, Some(12.5), 0),
+            ("1", 1, Some(12.5), 1),
+            ("2-3", 2, Some(25.0), 5),
+            ("4-6", 1, Some(12.5), 5),
+            ("7-13", 1, Some(12.5), 10),
+            ("14-20", 1, Some(12.5), 16),
+            ("21+", 1, Some(12.5), 30),
+        ]
+    );
+    assert_eq!(d.bed_days_lost, 67);
+    assert_eq!(d.average_days_including_zero, Some(8.38));
+    assert_eq!(d.average_days_excluding_zero, Some(9.57));
+
+    let s = &t.sitrep_discharges;
+    assert_eq!(s.total, 8);
+    let rows: Vec<(Option<u8>, Option<&str>, u64)> = s
+        .rows
+        .iter()
+        .map(|r| (r.pathway, r.destination_code.as_deref(), r.discharges))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (Some(0), Some("19"), 1),
+            (Some(0), Some("29"), 1),
+            (Some(1), Some("19"), 3),
+            (Some(2), Some("51"), 2),
+            (Some(3), Some("85"), 1),
+        ]
+    );
+
+    let s = &t.sitrep_delays;
+    assert_eq!(s.at, at("2025-02-01T00:00:00Z"));
+    assert_eq!(s.total, 3);
+    let rows: Vec<(Option<&str>, u64)> = s
+        .rows
+        .iter()
+        .map(|r| (r.reason_code.as_deref(), r.people))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (Some("awaiting_transport"), 1),
+            (Some("pathway_3_care_home"), 1),
+            (None, 1)
+        ]
+    );
+
+    let r = &t.reablement;
+    assert_eq!(
+        (
+            r.cohort,
+            r.at_home_after_91_days,
+            r.percent,
+            r.follow_up_incomplete
+        ),
+        (3, 1, Some(33.3), 1)
+    );
+
+    // Each table as CSV, with its figures.
+    let names: Vec<&str> = t.csv().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, CSV_FILES);
+    let csv: BTreeMap<&str, String> = t.csv().into_iter().collect();
+    assert_eq!(
+        csv["drd_summary.csv"],
+        "month,provider,total_discharges,percent_on_drd,percent_one_plus_days_after,\
+bed_days_lost,average_days_including_zero,average_days_excluding_zero\n\
+2025-01,RXH01,8,12.5,87.5,67,8.38,9.57\n"
+    );
+    assert!(csv["drd_delay_bands.csv"].contains("2025-01,RXH01,2-3,2,25,5\n"));
+    assert!(csv["sitrep_discharges.csv"].contains("2025-01,RXH01,2,51,"));
+    assert!(csv["sitrep_delays.csv"].contains("2025-01,RXH01,,no reason recorded,1\n"));
+    assert_eq!(
+        csv["reablement_91_days.csv"].lines().nth(1),
+        Some("2025-01,RXH01,3,1,33.3,1")
+    );
+
+    // In the report's JSON and HTML, each with its definition.
+    let mut report = service_review(
+        &h.events,
+        at("2025-01-01T00:00:00Z"),
+        at("2025-05-01T00:00:00Z"),
+        &[code("RXH01")],
+        &HashSet::new(),
+    );
+    report.nhs_tables = Some(t.clone());
+    let json: serde_json::Value = serde_json::from_str(&to_json(&report)).expect("JSON");
+    assert_eq!(json["nhs_tables"]["drd_statistics"]["bed_days_lost"], 67);
+    let html = to_html(&report);
+    for needle in [
+        "Discharge Ready Date statistics",
+        "People not discharged, by delay reason",
+        "Still at home 91 days after discharge",
+        "aged 65 or over",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    // A month that does not exist gives nothing.
+    assert!(nhs_tables(&h.events, 2025, 13, &[], &HashSet::new(), at(PERIOD_TO)).is_none());
 }

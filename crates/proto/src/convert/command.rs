@@ -8,7 +8,7 @@ use carewoven_domain::assessment::AssessmentCommand;
 use carewoven_domain::care_plan::CarePlanCommand;
 use carewoven_domain::care_team::CareTeamCommand;
 use carewoven_domain::consent::ConsentCommand;
-use carewoven_domain::discharge::DischargeCommand;
+use carewoven_domain::discharge::{DelayReason, DischargeCommand, DischargeDestination};
 use carewoven_domain::feedback::FeedbackCommand;
 use carewoven_domain::meeting::MeetingCommand;
 use carewoven_domain::organisation::OrganisationCommand;
@@ -428,12 +428,17 @@ fn discharge_step(step: &Step) -> Result<DischargeCommand, DomainError> {
             reason: LongText::parse("step.record_deterioration.reason", &s.reason)?,
         },
         Step::RecordDelayReason(s) => C::RecordDelayReason {
-            reason: req_enum("step.record_delay_reason.reason", s.reason)?,
+            reason: national_delay_reason("step.record_delay_reason.reason", s.reason)?,
             note: opt("step.record_delay_reason.note", &s.note, LongText::parse)?,
         },
         Step::Discharge(s) => C::Discharge {
             discharged_at: req_instant("step.discharge.discharged_at", s.discharged_at.as_ref())?,
             destination: ShortText::parse("step.discharge.destination", &s.destination)?,
+            destination_code: opt(
+                "step.discharge.destination_code",
+                &s.destination_code,
+                DischargeDestination::parse,
+            )?,
         },
         Step::AcceptHandover(s) => C::AcceptHandover {
             organisation: Code::parse("step.accept_handover.organisation", &s.organisation)?,
@@ -563,4 +568,17 @@ fn step_name(step: &v1::progress_discharge_request::Step) -> &'static str {
         Step::RecordDeath(_) => "record_death",
         Step::RecordSelfDischarge(_) => "record_self_discharge",
     }
+}
+
+/// A delay reason in a new command: a national value, or a legacy one with a national
+/// equivalent (read as it); the legacy OTHER, which has none, is refused naming `field`.
+fn national_delay_reason(field: &str, raw: i32) -> Result<DelayReason, DomainError> {
+    let reason: DelayReason = req_enum(field, raw)?;
+    if !reason.is_national() {
+        return Err(DomainError::invalid(
+            field,
+            "DELAY_REASON_OTHER is no longer accepted: choose a reason from the national list",
+        ));
+    }
+    Ok(reason)
 }

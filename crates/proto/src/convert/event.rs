@@ -7,7 +7,7 @@ use carewoven_domain::assessment::{AssessmentEvent, Eligibility};
 use carewoven_domain::care_plan::CarePlanEvent;
 use carewoven_domain::care_team::CareTeamEvent;
 use carewoven_domain::consent::ConsentEvent;
-use carewoven_domain::discharge::DischargeEvent;
+use carewoven_domain::discharge::{DischargeDestination, DischargeEvent};
 use carewoven_domain::feedback::FeedbackEvent;
 use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::organisation::OrganisationEvent;
@@ -363,9 +363,13 @@ fn discharge_to_wire(e: &DischargeEvent) -> W {
         E::Discharged {
             discharged_at,
             destination,
+            destination_code,
         } => W::PersonDischarged(v1::PersonDischarged {
             discharged_at: Some(timestamp(*discharged_at)),
             destination: destination.wire(),
+            destination_code: destination_code
+                .map(|c| c.code().to_owned())
+                .unwrap_or_default(),
         }),
         E::HandoverAccepted { organisation } => W::HandoverAccepted(v1::HandoverAccepted {
             organisation: organisation.wire(),
@@ -562,6 +566,11 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
                 m.discharged_at.as_ref(),
             )?,
             destination: ShortText::parse("person_discharged.destination", &m.destination)?,
+            destination_code: opt(
+                "person_discharged.destination_code",
+                &m.destination_code,
+                DischargeDestination::parse,
+            )?,
         }),
         W::HandoverAccepted(m) => Event::Discharge(D::HandoverAccepted {
             organisation: Code::parse("handover_accepted.organisation", &m.organisation)?,

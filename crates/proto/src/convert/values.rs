@@ -8,7 +8,7 @@ use carewoven_domain::assessment::{AssessmentKind, AssessmentRequest, CareActOut
 use carewoven_domain::care_plan::{Activity, PlanContent};
 use carewoven_domain::care_team::{CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentTerms, DataClass, Purpose};
-use carewoven_domain::discharge::{DelayReason, Pathway};
+use carewoven_domain::discharge::{DelayReason, LegacyDelayReason, Pathway};
 use carewoven_domain::feedback::{FeedbackRecord, FeedbackSource};
 use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
 use carewoven_domain::organisation::{OrganisationProfile, OrganisationType, SharingAgreement};
@@ -156,19 +156,89 @@ wire_enum_map!(Pathway => Pathway {
     P3 = Pathway3,
 });
 
-wire_enum_map!(DelayReason => DelayReason {
-    AwaitingAssessment = AwaitingAssessment,
-    AwaitingHomeCare = AwaitingHomeCare,
-    AwaitingReablement = AwaitingReablement,
-    AwaitingBedBasedRehabilitation = AwaitingBedBasedRehabilitation,
-    AwaitingCareHomePlacement = AwaitingCareHomePlacement,
-    AwaitingEquipment = AwaitingEquipment,
-    AwaitingHousing = AwaitingHousing,
-    AwaitingTransport = AwaitingTransport,
-    AwaitingMedication = AwaitingMedication,
-    PersonOrFamilyChoice = PersonOrFamilyChoice,
-    Other = Other,
-});
+/// Delay reasons: the national values both ways; the legacy values 1 to 11 (stored events,
+/// older clients) are read as the national reason [`LegacyDelayReason::national`] documents.
+/// Only the legacy `Other` is written back as its old value (it has no national one).
+impl WireEnum for DelayReason {
+    type Wire = v1::DelayReason;
+
+    fn from_wire(wire: v1::DelayReason) -> Option<Self> {
+        use DelayReason as N;
+        use LegacyDelayReason as L;
+        use v1::DelayReason as W;
+        let legacy = |l: L| Some(l.national());
+        match wire {
+            W::Unspecified => None,
+            W::AwaitingAssessment => legacy(L::AwaitingAssessment),
+            W::AwaitingHomeCare => legacy(L::AwaitingHomeCare),
+            W::AwaitingReablement => legacy(L::AwaitingReablement),
+            W::AwaitingBedBasedRehabilitation => legacy(L::AwaitingBedBasedRehabilitation),
+            W::AwaitingCareHomePlacement => legacy(L::AwaitingCareHomePlacement),
+            W::AwaitingEquipment => legacy(L::AwaitingEquipment),
+            W::AwaitingHousing => legacy(L::AwaitingHousing),
+            W::AwaitingTransport => legacy(L::AwaitingTransport),
+            W::AwaitingMedication => legacy(L::AwaitingMedication),
+            W::PersonOrFamilyChoice => legacy(L::PersonOrFamilyChoice),
+            W::Other => legacy(L::Other),
+            W::AwaitingMedicalDecision => Some(N::AwaitingMedicalDecision),
+            W::AwaitingTherapyDecision => Some(N::AwaitingTherapyDecision),
+            W::AwaitingReferralToTransferHub => Some(N::AwaitingReferralToTransferHub),
+            W::AwaitingMedicinesToTakeHome => Some(N::AwaitingMedicinesToTakeHome),
+            W::AwaitingPatientTransport => Some(N::AwaitingTransport),
+            W::AwaitingTransferHubConfirmation => Some(N::AwaitingTransferHubConfirmation),
+            W::Pathway1NewCare => Some(N::Pathway1NewCare),
+            W::Pathway1ContinuingRehabilitation => Some(N::Pathway1ContinuingRehabilitation),
+            W::Pathway2Bed => Some(N::Pathway2Bed),
+            W::Pathway3CareHome => Some(N::Pathway3CareHome),
+            W::Pathway3EndOfLife => Some(N::Pathway3EndOfLife),
+            W::AwaitingEquipmentOrAdaptations => Some(N::AwaitingEquipmentOrAdaptations),
+            W::IndividualOrFamilyNotInAgreement => Some(N::IndividualOrFamilyNotInAgreement),
+            W::HomelessOrNoRecourseToPublicFunds => Some(N::HomelessOrNoRecourseToPublicFunds),
+            W::SafeguardingOrCourtOfProtection => Some(N::SafeguardingOrCourtOfProtection),
+            W::Repatriation => Some(N::Repatriation),
+            W::AwaitingDiagnosticTest => Some(N::AwaitingDiagnosticTest),
+            W::InfectionControl => Some(N::InfectionControl),
+            W::AwaitingContinuingHealthcareDecision => {
+                Some(N::AwaitingContinuingHealthcareDecision)
+            }
+            W::NoPlan => Some(N::NoPlan),
+        }
+    }
+
+    fn to_wire(self) -> v1::DelayReason {
+        delay_reason_wire(self)
+    }
+}
+
+/// The wire value written for a delay reason (the national value; `Other` keeps its legacy
+/// value). Public so the projection writes the same values into views.
+pub fn delay_reason_wire(reason: DelayReason) -> v1::DelayReason {
+    use DelayReason as N;
+    use v1::DelayReason as W;
+    match reason {
+        N::AwaitingMedicalDecision => W::AwaitingMedicalDecision,
+        N::AwaitingTherapyDecision => W::AwaitingTherapyDecision,
+        N::AwaitingReferralToTransferHub => W::AwaitingReferralToTransferHub,
+        N::AwaitingMedicinesToTakeHome => W::AwaitingMedicinesToTakeHome,
+        N::AwaitingTransport => W::AwaitingPatientTransport,
+        N::AwaitingTransferHubConfirmation => W::AwaitingTransferHubConfirmation,
+        N::Pathway1NewCare => W::Pathway1NewCare,
+        N::Pathway1ContinuingRehabilitation => W::Pathway1ContinuingRehabilitation,
+        N::Pathway2Bed => W::Pathway2Bed,
+        N::Pathway3CareHome => W::Pathway3CareHome,
+        N::Pathway3EndOfLife => W::Pathway3EndOfLife,
+        N::AwaitingEquipmentOrAdaptations => W::AwaitingEquipmentOrAdaptations,
+        N::IndividualOrFamilyNotInAgreement => W::IndividualOrFamilyNotInAgreement,
+        N::HomelessOrNoRecourseToPublicFunds => W::HomelessOrNoRecourseToPublicFunds,
+        N::SafeguardingOrCourtOfProtection => W::SafeguardingOrCourtOfProtection,
+        N::Repatriation => W::Repatriation,
+        N::AwaitingDiagnosticTest => W::AwaitingDiagnosticTest,
+        N::InfectionControl => W::InfectionControl,
+        N::AwaitingContinuingHealthcareDecision => W::AwaitingContinuingHealthcareDecision,
+        N::NoPlan => W::NoPlan,
+        N::Other => W::Other,
+    }
+}
 
 wire_enum_map!(OrganisationType => OrganisationType {
     NhsTrust = NhsTrust,

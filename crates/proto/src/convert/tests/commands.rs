@@ -618,6 +618,7 @@ fn discharge_steps_need_a_step() {
     let step = pd::Step::Discharge(pd::Discharge {
         discharged_at: None,
         destination: "Home".to_owned(),
+        destination_code: "19".into(),
     });
     assert_invalid(
         &progress_discharge(Some(step)),

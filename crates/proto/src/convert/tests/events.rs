@@ -348,7 +348,7 @@ fn discharge_events() -> Vec<DischargeEvent> {
             reason: long("Chest infection"),
         },
         E::DelayReasonRecorded {
-            reason: DelayReason::AwaitingHomeCare,
+            reason: DelayReason::Pathway1NewCare,
             note: Some(long("Chasing daily")),
         },
         E::DelayReasonRecorded {
@@ -358,6 +358,9 @@ fn discharge_events() -> Vec<DischargeEvent> {
         E::Discharged {
             discharged_at: instant(1_750_500_000, 999_999_999),
             destination: short("Home"),
+            destination_code: Some(
+                carewoven_domain::discharge::DischargeDestination::USUAL_RESIDENCE,
+            ),
         },
         E::HandoverAccepted {
             organisation: code("LA-123"),

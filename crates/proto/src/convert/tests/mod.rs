@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod codes;
 mod commands;
 mod events;
 
