@@ -282,6 +282,37 @@ struct Episode {
     delay_history: Vec<(DateTime<Utc>, DelayReason)>,
 }
 
+/// Fold one discharge event into the episodes: an admission opens one, every other event
+/// changes the episode it is about.
+fn fold_episode(episodes: &mut BTreeMap<Uuid, Episode>, e: &RecordedEvent, event: &DischargeEvent) {
+    let id = e.meta.aggregate_id;
+    if let DischargeEvent::Admitted {
+        site, admitted_at, ..
+    } = event
+    {
+        episodes.entry(id).or_insert_with(|| Episode {
+            id,
+            person: e.meta.person_id,
+            site: site.clone(),
+            admitted_at: *admitted_at,
+            drd: None,
+            pathway: None,
+            delay_reasons: Vec::new(),
+            discharged_at: None,
+            drd_at_discharge: None,
+            pathway_at_discharge: None,
+            handover_at: None,
+            left_otherwise_at: None,
+            died_at: None,
+            destination_code: None,
+            drd_history: Vec::new(),
+            delay_history: Vec::new(),
+        });
+    } else if let Some(ep) = episodes.get_mut(&id) {
+        ep.apply(event, e.meta.occurred_at);
+    }
+}
+
 impl Episode {
     /// When the person left hospital, however they left.
     fn left_at(&self) -> Option<DateTime<Utc>> {
@@ -381,33 +412,7 @@ pub fn service_review<'a>(
     for e in &events {
         let id = e.meta.aggregate_id;
         match &e.event {
-            Event::Discharge(DischargeEvent::Admitted {
-                site, admitted_at, ..
-            }) => {
-                episodes.entry(id).or_insert_with(|| Episode {
-                    id,
-                    person: e.meta.person_id,
-                    site: site.clone(),
-                    admitted_at: *admitted_at,
-                    drd: None,
-                    pathway: None,
-                    delay_reasons: Vec::new(),
-                    discharged_at: None,
-                    drd_at_discharge: None,
-                    pathway_at_discharge: None,
-                    handover_at: None,
-                    left_otherwise_at: None,
-                    died_at: None,
-                    destination_code: None,
-                    drd_history: Vec::new(),
-                    delay_history: Vec::new(),
-                });
-            }
-            Event::Discharge(event) => {
-                if let Some(ep) = episodes.get_mut(&id) {
-                    ep.apply(event, e.meta.occurred_at);
-                }
-            }
+            Event::Discharge(event) => fold_episode(&mut episodes, e, event),
             Event::Referral(ReferralEvent::Submitted { referral }) => {
                 referrals.entry(id).or_insert_with(|| ReferralMade {
                     person: e.meta.person_id,
@@ -734,7 +739,6 @@ pub fn nhs_tables<'a>(
     let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
     let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
     for e in &events {
-        let id = e.meta.aggregate_id;
         match &e.event {
             Event::Person(PersonEvent::Registered { profile }) => {
                 dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
@@ -744,33 +748,7 @@ pub fn nhs_tables<'a>(
                     dates_of_birth.insert(e.meta.person_id, dob);
                 }
             }
-            Event::Discharge(DischargeEvent::Admitted {
-                site, admitted_at, ..
-            }) => {
-                episodes.entry(id).or_insert_with(|| Episode {
-                    id,
-                    person: e.meta.person_id,
-                    site: site.clone(),
-                    admitted_at: *admitted_at,
-                    drd: None,
-                    pathway: None,
-                    delay_reasons: Vec::new(),
-                    discharged_at: None,
-                    drd_at_discharge: None,
-                    pathway_at_discharge: None,
-                    handover_at: None,
-                    left_otherwise_at: None,
-                    died_at: None,
-                    destination_code: None,
-                    drd_history: Vec::new(),
-                    delay_history: Vec::new(),
-                });
-            }
-            Event::Discharge(event) => {
-                if let Some(ep) = episodes.get_mut(&id) {
-                    ep.apply(event, e.meta.occurred_at);
-                }
-            }
+            Event::Discharge(event) => fold_episode(&mut episodes, e, event),
             _ => {}
         }
     }
