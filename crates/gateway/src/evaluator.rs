@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use async_nats::HeaderMap;
-use async_nats::jetstream::message::OutboundMessage;
 use async_nats::jetstream::{self, consumer, stream};
 use carewoven_access::AuditLog;
 use carewoven_access::audit::AuditRecord;
@@ -565,13 +564,12 @@ impl Evaluator {
             return Ok(());
         };
         outbox.events = 0;
-        let mut messages = Vec::new();
+        let mut acks = Vec::new();
         for (org, out) in std::mem::take(&mut outbox.outgoing) {
             outbox.deliveries += out.items.len() as u64;
-            feed_messages(&org, out.items, &mut messages);
+            publish(&self.js, &org, out.items, &mut acks).await?;
         }
-        if !messages.is_empty() {
-            let acks = store(&self.js, messages).await?;
+        if !acks.is_empty() {
             in_flight.push_back(InFlight { source, acks });
         }
         Ok(())
@@ -762,9 +760,17 @@ async fn settle(in_flight: &mut VecDeque<InFlight>) -> anyhow::Result<Option<u64
     Ok(Some(source))
 }
 
-/// Append `items` (consecutive numbers of `org`'s feed) to `messages` as one feed message,
-/// or several when they would not fit in one.
-fn feed_messages(org: &Code, items: Vec<v1::FeedItem>, messages: &mut Vec<OutboundMessage>) {
+/// Publish `items` (consecutive numbers of `org`'s feed) as one feed message, or several
+/// when they would not fit in one: pipelined JetStream publishes, each deduplicated by the
+/// server on `<org>:<last item's log position>`, so that a message sent again after a restart
+/// is stored once. The messages are sent, in order, when this returns; their
+/// acknowledgements are added to `acks`, to be awaited.
+async fn publish(
+    js: &jetstream::Context,
+    org: &Code,
+    items: Vec<v1::FeedItem>,
+    acks: &mut Vec<Ack>,
+) -> anyhow::Result<()> {
     let mut rest = items.into_iter().peekable();
     while rest.peek().is_some() {
         let mut items = Vec::new();
@@ -787,35 +793,17 @@ fn feed_messages(org: &Code, items: Vec<v1::FeedItem>, messages: &mut Vec<Outbou
         headers.insert(SOURCE_HEADER, source.to_string().as_str());
         headers.insert("Nats-Msg-Id", format!("{org}:{source}").as_str());
         let batch = v1::FeedBatch { first, last, items };
-        messages.push(OutboundMessage {
-            subject: feed_subject(org.as_str(), last).into(),
-            payload: batch.encode_to_vec().into(),
-            headers: Some(headers),
-        });
-    }
-}
-
-/// Send one evaluation batch's feed messages (pipelined JetStream publishes, each
-/// deduplicated by the server on `<org>:<last item's log position>`, so that a message sent
-/// again after a restart is stored once). Returns the acknowledgements to await: the messages
-/// are sent, in order, when this returns.
-async fn store(
-    js: &jetstream::Context,
-    messages: Vec<OutboundMessage>,
-) -> anyhow::Result<Vec<Ack>> {
-    let mut acks = Vec::with_capacity(messages.len());
-    for message in messages {
         let ack = js
             .publish_with_headers(
-                message.subject,
-                message.headers.unwrap_or_default(),
-                message.payload,
+                feed_subject(org.as_str(), last),
+                headers,
+                batch.encode_to_vec().into(),
             )
             .await
-            .map_err(|e| anyhow!("publishing feed messages: {e}"))?;
-        acks.push(Box::pin(ack.into_future()) as Ack);
+            .map_err(|e| anyhow!("publishing to {org}'s feed: {e}"))?;
+        acks.push(Box::pin(ack.into_future()));
     }
-    Ok(acks)
+    Ok(())
 }
 
 pub fn wire_disclosure(d: Disclosure) -> v1::Disclosure {
