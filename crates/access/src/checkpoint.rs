@@ -33,8 +33,8 @@ use carewoven_domain::consent::ConsentTerms;
 use carewoven_domain::person::ProxyScope;
 use carewoven_domain::values::{Code, NhsNumber};
 use carewoven_governance::{
-    ConsentLink, EmergencyAccess, EpisodeLink, Governance, PeopleStore, PersonAccess, ReferralLink,
-    Unsaved,
+    AssessmentLink, ConsentLink, EmergencyAccess, EpisodeLink, Governance, PeopleStore,
+    PersonAccess, ReferralLink, Unsaved,
 };
 use carewoven_proto::convert::FromWire;
 use carewoven_proto::v1;
@@ -45,7 +45,8 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 /// Bump when the stored encoding changes: an older file is rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 1;
+/// 2: people carry their open assessments (the assessing ground).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// redb's page cache for the checkpoint (its default, 1 GiB, would be most of a service's
 /// memory budget at scale; the index keeps its own cache of decoded people).
@@ -90,6 +91,20 @@ pub struct StoredPerson {
     pub emergency: Vec<StoredEmergency>,
     #[prost(message, repeated, tag = "10")]
     pub proxies: Vec<StoredProxy>,
+    #[prost(message, repeated, tag = "11")]
+    pub assessments: Vec<StoredAssessment>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredAssessment {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub requested_by: String,
+    #[prost(string, repeated, tag = "3")]
+    pub assessors: Vec<String>,
+    #[prost(bool, tag = "4")]
+    pub ended: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -250,6 +265,17 @@ impl From<&PersonAccess> for StoredPerson {
             })
             .collect();
         consents.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut assessments: Vec<_> = p
+            .assessments
+            .iter()
+            .map(|(id, a)| StoredAssessment {
+                id: id.as_bytes().to_vec(),
+                requested_by: text(&a.requested_by.as_ref().map(Code::as_str)),
+                assessors: a.assessors.iter().map(|c| c.as_str().to_owned()).collect(),
+                ended: a.ended,
+            })
+            .collect();
+        assessments.sort_by(|a, b| a.id.cmp(&b.id));
         StoredPerson {
             nhs_number: text(&p.nhs_number.as_ref().map(NhsNumber::as_str)),
             date_of_birth: p.date_of_birth.map_or_else(String::new, |d| d.to_string()),
@@ -275,6 +301,7 @@ impl From<&PersonAccess> for StoredPerson {
                     scope: scope.iter().map(scope_number).collect(),
                 })
                 .collect(),
+            assessments,
         }
     }
 }
@@ -352,6 +379,20 @@ impl TryFrom<&StoredPerson> for PersonAccess {
                     .map(|n| scope_from(*n))
                     .collect::<Result<_, _>>()?,
             ));
+        }
+        for a in &s.assessments {
+            p.assessments.insert(
+                id(&a.id)?,
+                AssessmentLink {
+                    requested_by: opt_code(&a.requested_by)?,
+                    assessors: a
+                        .assessors
+                        .iter()
+                        .map(|c| code(c))
+                        .collect::<Result<_, _>>()?,
+                    ended: a.ended,
+                },
+            );
         }
         Ok(p)
     }

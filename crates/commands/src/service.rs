@@ -53,6 +53,7 @@ rpcs! {
     contribute_to_assessment(ContributeToAssessmentRequest);
     complete_assessment(CompleteAssessmentRequest);
     cancel_assessment(CancelAssessmentRequest);
+    replace_assessor(ReplaceAssessorRequest);
     agree_care_plan(AgreeCarePlanRequest);
     revise_care_plan(ReviseCarePlanRequest);
     add_care_team_member(AddCareTeamMemberRequest);

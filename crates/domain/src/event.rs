@@ -26,7 +26,7 @@ pub enum Event {
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 51] = [
+pub const EVENT_TYPES: [&str; 52] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
@@ -48,6 +48,7 @@ pub const EVENT_TYPES: [&str; 51] = [
     "assessment_completed",
     "eligibility_determined",
     "assessment_cancelled",
+    "assessor_replaced",
     "care_plan_agreed",
     "care_plan_revised",
     "care_team_member_added",

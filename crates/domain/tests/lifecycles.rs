@@ -1344,7 +1344,10 @@ fn a_joint_assessment_completes_only_after_every_assessor_contributed() {
     assert_rule(step(&joint, &complete), "assessment.joint");
     assert_rule(step(&joint, &contribute("GP-X")), "assessment.assessors");
     let (one, _) = step(&joint, &contribute("LA-SOCIAL")).unwrap();
-    assert_rule(step(&one, &contribute("LA-SOCIAL")), "assessment.assessors");
+    // An assessor may add to its contribution; it still counts once.
+    let (one, added) = step(&one, &contribute("LA-SOCIAL")).unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(one.contributors, vec![code("LA-SOCIAL")]);
     assert_rule(step(&one, &complete), "assessment.joint");
     let (two, _) = step(&one, &contribute("OT-SERVICE")).unwrap();
     assert_rule(step(&two, &complete), "assessment.joint");
@@ -1370,6 +1373,52 @@ fn a_joint_assessment_completes_only_after_every_assessor_contributed() {
     assert_invalid(
         Assessment::decide(None, &request(AssessmentKind::Health, &["A", "A"]), &ctx()),
         "assessors",
+    );
+}
+
+#[test]
+fn an_assessor_that_cannot_take_part_is_replaced_so_a_joint_assessment_never_deadlocks() {
+    let joint: Assessment = run(&[request(
+        AssessmentKind::CareActNeeds,
+        &["LA-SOCIAL", "NHS-COMMUNITY"],
+    )]);
+    let contribute = |o: &str| AssessmentCommand::Contribute {
+        organisation: code(o),
+        summary: long("our part"),
+    };
+    let replace = |replaced: &str, by: &str| AssessmentCommand::ReplaceAssessor {
+        replaced: code(replaced),
+        by: code(by),
+        reason: long("No capacity this month"),
+    };
+    let complete = AssessmentCommand::Complete {
+        findings: findings(true, &ALL_OUTCOMES[..2], true),
+    };
+    let (one, _) = step(&joint, &contribute("NHS-COMMUNITY")).unwrap();
+    // Replacing one that is not an assessor, or by one that already is, is refused.
+    assert_invalid(step(&one, &replace("GP-X", "OT-SERVICE")), "replaced");
+    assert_invalid(step(&one, &replace("LA-SOCIAL", "NHS-COMMUNITY")), "by");
+    // The community team hands over to an OT service: its contribution no longer counts.
+    let (swapped, events) = step(&one, &replace("NHS-COMMUNITY", "OT-SERVICE")).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        swapped.request.assessors,
+        vec![code("LA-SOCIAL"), code("OT-SERVICE")]
+    );
+    assert!(swapped.contributors.is_empty());
+    assert_rule(
+        step(&swapped, &contribute("NHS-COMMUNITY")),
+        "assessment.assessors",
+    );
+    let (a, _) = step(&swapped, &contribute("LA-SOCIAL")).unwrap();
+    assert_rule(step(&a, &complete), "assessment.joint");
+    let (b, _) = step(&a, &contribute("OT-SERVICE")).unwrap();
+    let (done, _) = step(&b, &complete).unwrap();
+    assert_eq!(done.status, AssessmentStatus::Completed);
+    // Once ended, no more replacements.
+    assert_rule(
+        step(&done, &replace("LA-SOCIAL", "GP-X")),
+        "assessment.lifecycle",
     );
 }
 

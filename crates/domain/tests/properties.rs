@@ -754,6 +754,11 @@ fn assessment_command() -> impl Strategy<Value = AssessmentCommand> {
             organisation: org(o),
             summary: long("our part"),
         }),
+        2 => (0usize..4, 0usize..4).prop_map(|(replaced, by)| AssessmentCommand::ReplaceAssessor {
+            replaced: org(replaced),
+            by: org(by),
+            reason: long("cannot take part"),
+        }),
         3 => findings().prop_map(|findings| AssessmentCommand::Complete { findings }),
         1 => Just(AssessmentCommand::Cancel { reason: long("moved away") }),
     ]

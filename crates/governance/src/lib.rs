@@ -25,10 +25,11 @@ mod people;
 pub use citizen::{Citizen, IdentityLevel, Standing};
 use people::People;
 pub use people::{
-    ConsentLink, EpisodeLink, PeopleStore, PersonAccess, PersonRef, ReferralLink, Unsaved,
+    AssessmentLink, ConsentLink, EpisodeLink, PeopleStore, PersonAccess, PersonRef, ReferralLink,
+    Unsaved,
 };
 
-use carewoven_domain::assessment::AssessmentCommand;
+use carewoven_domain::assessment::{AssessmentCommand, AssessmentEvent};
 use carewoven_domain::care_plan::CarePlanCommand;
 use carewoven_domain::care_team::{CareTeamCommand, CareTeamEvent};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
@@ -149,7 +150,7 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
 }
 
 /// The event types [`Governance::apply`] acts on.
-const GOVERNANCE_EVENT_TYPES: [&str; 29] = [
+const GOVERNANCE_EVENT_TYPES: [&str; 33] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
@@ -173,6 +174,11 @@ const GOVERNANCE_EVENT_TYPES: [&str; 29] = [
     "person_self_discharged",
     "consent_recorded",
     "consent_withdrawn",
+    // The assessing ground.
+    "assessment_requested",
+    "assessor_replaced",
+    "assessment_completed",
+    "assessment_cancelled",
     "organisation_registered",
     "organisation_service_added",
     "sharing_agreement_recorded",
@@ -220,6 +226,9 @@ pub enum Ground {
     ReceivingReferral,
     /// Emergency ("break glass") access, until it expires.
     EmergencyAccess,
+    /// An organisation named to assess (or contribute to a joint assessment), until the
+    /// assessment is completed or cancelled, or it is replaced.
+    Assessing,
 }
 
 impl Ground {
@@ -231,6 +240,7 @@ impl Ground {
             Ground::ReceivingDischarge => "receiving_discharge",
             Ground::ReceivingReferral => "receiving_referral",
             Ground::EmergencyAccess => "emergency_access",
+            Ground::Assessing => "assessing",
         }
     }
 
@@ -315,6 +325,13 @@ impl PersonAccess {
         {
             grounds.insert(Ground::EmergencyAccess);
         }
+        if self
+            .assessments
+            .values()
+            .any(|a| !a.ended && a.assessors.contains(org))
+        {
+            grounds.insert(Ground::Assessing);
+        }
         grounds
     }
 
@@ -334,6 +351,9 @@ impl PersonAccess {
             orgs.extend(e.receiving.iter().cloned());
         }
         orgs.extend(self.emergency.iter().map(|(o, _)| o.clone()));
+        for a in self.assessments.values().filter(|a| !a.ended) {
+            orgs.extend(a.assessors.iter().cloned());
+        }
         orgs
     }
 
@@ -696,6 +716,27 @@ impl Governance {
                     _ => {}
                 }
             }
+            Event::Assessment(e) => {
+                let link = links.assessments.entry(meta.aggregate_id).or_default();
+                match e {
+                    AssessmentEvent::Requested { request } => {
+                        link.requested_by = Some(meta.organisation.clone());
+                        link.assessors = request.assessors.clone();
+                    }
+                    AssessmentEvent::AssessorReplaced { replaced, by, .. } => {
+                        for a in &mut link.assessors {
+                            if a == replaced {
+                                *a = by.clone();
+                            }
+                        }
+                    }
+                    AssessmentEvent::Completed { .. } | AssessmentEvent::Cancelled { .. } => {
+                        link.ended = true;
+                    }
+                    AssessmentEvent::ContributionRecorded { .. }
+                    | AssessmentEvent::EligibilityDetermined { .. } => {}
+                }
+            }
             Event::Consent(ConsentEvent::Recorded { terms }) => {
                 links.consents.insert(
                     meta.aggregate_id,
@@ -1056,6 +1097,9 @@ impl Governance {
                 AssessmentCommand::Contribute { organisation, .. } => {
                     org("organisation".to_owned(), organisation)?;
                 }
+                AssessmentCommand::ReplaceAssessor { by, .. } => {
+                    org("by".to_owned(), by)?;
+                }
                 _ => {}
             },
             Command::CarePlan { command, .. } => {
@@ -1253,7 +1297,7 @@ impl Governance {
         };
         // Objected to: nothing may be written by it, whatever its ground (making a referral
         // to another service is the exception: it shares nothing with the objected-to).
-        let objected = access.is_some_and(|p| p.objects_to_all(org, day));
+        let objected = access.as_ref().is_some_and(|p| p.objects_to_all(org, day));
         let making_referral = matches!(
             command,
             Command::Referral {
@@ -1350,12 +1394,34 @@ impl Governance {
                     ))
                 }
             }
-            Command::Assessment { command, .. } => match command {
+            Command::Assessment {
+                command,
+                assessment_id,
+                ..
+            } => match command {
                 AssessmentCommand::Contribute { organisation, .. } if organisation != org => {
                     Err(Denial::new(
                         "NOT_THE_CONTRIBUTOR",
                         format!("{org} may only record its own contribution (organisation)"),
                     ))
+                }
+                // The requester replaces an assessor, or an assessor hands its place on.
+                AssessmentCommand::ReplaceAssessor { replaced, .. } => {
+                    related()?;
+                    let requester = access
+                        .as_ref()
+                        .and_then(|p| p.assessments.get(assessment_id))
+                        .and_then(|a| a.requested_by.clone());
+                    if requester.as_ref() == Some(org) || replaced == org {
+                        Ok(())
+                    } else {
+                        Err(Denial::new(
+                            "NOT_THE_REQUESTER",
+                            format!(
+                                "only the organisation that requested the assessment, or the replaced assessor itself, may replace an assessor; {org} is neither (replaced)"
+                            ),
+                        ))
+                    }
                 }
                 _ => related(),
             },

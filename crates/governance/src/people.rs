@@ -45,6 +45,16 @@ pub struct EpisodeLink {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// An assessment's part in access: who requested it and who assesses, while it is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssessmentLink {
+    pub requested_by: Option<Code>,
+    /// The organisations assessing now (a replaced one is no longer among them).
+    pub assessors: Vec<Code>,
+    /// Completed or cancelled: no longer a ground, at once.
+    pub ended: bool,
+}
+
 /// A consent decision's part in access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentLink {
@@ -68,6 +78,7 @@ pub struct PersonAccess {
     pub emergency: Vec<(Code, DateTime<Utc>)>,
     /// Active proxy grants: the carer's NHS number and what they may do.
     pub proxies: Vec<(NhsNumber, Vec<ProxyScope>)>,
+    pub assessments: HashMap<Uuid, AssessmentLink>,
 }
 
 impl PersonAccess {

@@ -2284,6 +2284,10 @@ fn relevant_event_types_are_real_and_cover_the_fold() {
         "person_admitted",
         "handover_accepted",
         "sharing_agreement_ended",
+        "assessment_requested",
+        "assessor_replaced",
+        "assessment_completed",
+        "assessment_cancelled",
     ] {
         assert!(Governance::relevant(t), "{t}");
     }

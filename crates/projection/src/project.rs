@@ -476,7 +476,9 @@ fn assessment(record: &mut v1::CareRecord, meta: &EventMeta, e: &AssessmentEvent
             organisation,
             summary,
         } => {
-            view.contributors.push(organisation.as_str().to_owned());
+            if !view.contributors.iter().any(|c| c == organisation.as_str()) {
+                view.contributors.push(organisation.as_str().to_owned());
+            }
             view.contributions.push(v1::AssessmentContribution {
                 organisation: organisation.as_str().to_owned(),
                 summary: summary.as_str().to_owned(),
@@ -493,6 +495,27 @@ fn assessment(record: &mut v1::CareRecord, meta: &EventMeta, e: &AssessmentEvent
             view.eligibility_reasons = eligibility.reasons.clone();
         }
         E::Cancelled { .. } => view.status = "cancelled".to_owned(),
+        E::AssessorReplaced {
+            replaced,
+            by,
+            reason,
+        } => {
+            if let Some(request) = view.request.as_mut() {
+                for assessor in &mut request.assessors {
+                    if assessor == replaced.as_str() {
+                        *assessor = by.as_str().to_owned();
+                    }
+                }
+            }
+            view.contributors.retain(|c| c != replaced.as_str());
+            view.assessor_replacements.push(v1::AssessorReplacement {
+                replaced: replaced.as_str().to_owned(),
+                by: by.as_str().to_owned(),
+                reason: reason.as_str().to_owned(),
+                organisation: meta.organisation.as_str().to_owned(),
+                at: Some(at),
+            });
+        }
     }
 }
 

@@ -1,6 +1,11 @@
 //! Assessment (QuestionnaireResponse / Observation): requested, then completed by one or
 //! several organisations jointly. A Care Act s.9 needs assessment (or s.10 carer's
 //! assessment) ends in an eligibility decision with reasons.
+//!
+//! A joint assessment cannot deadlock: naming an assessor gives it a ground to contribute
+//! (governance: `Ground::Assessing`, until the assessment ends), an assessor that cannot
+//! take part can be replaced with a reason, and each assessor may add to its contribution
+//! as often as it needs before completion.
 
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -107,6 +112,12 @@ pub enum AssessmentCommand {
         organisation: Code,
         summary: LongText,
     },
+    /// Another organisation assesses in place of `replaced`.
+    ReplaceAssessor {
+        replaced: Code,
+        by: Code,
+        reason: LongText,
+    },
     Complete {
         findings: Findings,
     },
@@ -124,6 +135,11 @@ pub enum AssessmentEvent {
         organisation: Code,
         summary: LongText,
     },
+    AssessorReplaced {
+        replaced: Code,
+        by: Code,
+        reason: LongText,
+    },
     Completed {
         findings: Findings,
     },
@@ -140,6 +156,7 @@ impl AssessmentEvent {
         match self {
             AssessmentEvent::Requested { .. } => "assessment_requested",
             AssessmentEvent::ContributionRecorded { .. } => "assessment_contribution_recorded",
+            AssessmentEvent::AssessorReplaced { .. } => "assessor_replaced",
             AssessmentEvent::Completed { .. } => "assessment_completed",
             AssessmentEvent::EligibilityDetermined { .. } => "eligibility_determined",
             AssessmentEvent::Cancelled { .. } => "assessment_cancelled",
@@ -224,15 +241,33 @@ impl Aggregate for Assessment {
                         format!("{organisation} is not one of the assessing organisations"),
                     ));
                 }
-                if a.contributors.contains(organisation) {
-                    return Err(DomainError::rule(
-                        "assessment.assessors",
-                        format!("{organisation} has already contributed"),
-                    ));
-                }
+                // An assessor may add to its contribution: each addition is recorded.
                 Ok(vec![E::ContributionRecorded {
                     organisation: organisation.clone(),
                     summary: summary.clone(),
+                }])
+            }
+            C::ReplaceAssessor {
+                replaced,
+                by,
+                reason,
+            } => {
+                if !a.request.assessors.contains(replaced) {
+                    return Err(DomainError::invalid(
+                        "replaced",
+                        format!("{replaced} is not one of the assessing organisations"),
+                    ));
+                }
+                if a.request.assessors.contains(by) {
+                    return Err(DomainError::invalid(
+                        "by",
+                        format!("{by} is already one of the assessing organisations"),
+                    ));
+                }
+                Ok(vec![E::AssessorReplaced {
+                    replaced: replaced.clone(),
+                    by: by.clone(),
+                    reason: reason.clone(),
                 }])
             }
             C::Complete { findings } => {
@@ -296,7 +331,20 @@ impl Aggregate for Assessment {
             (None, _) => Err(err("no assessment")),
             (Some(_), E::Requested { .. }) => Err(err("existing assessment")),
             (Some(mut a), E::ContributionRecorded { organisation, .. }) => {
-                a.contributors.push(organisation.clone());
+                if !a.contributors.contains(organisation) {
+                    a.contributors.push(organisation.clone());
+                }
+                Ok(a)
+            }
+            (Some(mut a), E::AssessorReplaced { replaced, by, .. }) => {
+                // The replacement takes the replaced assessor's place in the list; what the
+                // replaced one contributed stays in the record but no longer counts.
+                for assessor in &mut a.request.assessors {
+                    if assessor == replaced {
+                        *assessor = by.clone();
+                    }
+                }
+                a.contributors.retain(|c| c != replaced);
                 Ok(a)
             }
             (Some(mut a), E::Completed { findings }) => {

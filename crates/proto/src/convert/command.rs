@@ -289,6 +289,15 @@ command_request!(v1::CompleteAssessmentRequest, |r, _ids| {
     assessment(&r.person_id, &r.assessment_id, command)
 });
 
+command_request!(v1::ReplaceAssessorRequest, |r, _ids| {
+    let command = AssessmentCommand::ReplaceAssessor {
+        replaced: Code::parse("replaced", &r.replaced)?,
+        by: Code::parse("by", &r.by)?,
+        reason: reason(&r.reason)?,
+    };
+    assessment(&r.person_id, &r.assessment_id, command)
+});
+
 command_request!(v1::CancelAssessmentRequest, |r, _ids| {
     let command = AssessmentCommand::Cancel {
         reason: reason(&r.reason)?,

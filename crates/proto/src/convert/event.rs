@@ -247,6 +247,15 @@ fn assessment_to_wire(e: &AssessmentEvent) -> W {
         E::Cancelled { reason } => W::AssessmentCancelled(v1::AssessmentCancelled {
             reason: reason.wire(),
         }),
+        E::AssessorReplaced {
+            replaced,
+            by,
+            reason,
+        } => W::AssessorReplaced(v1::AssessorReplaced {
+            replaced: replaced.wire(),
+            by: by.wire(),
+            reason: reason.wire(),
+        }),
     }
 }
 
@@ -489,6 +498,11 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
         }),
         W::AssessmentCancelled(m) => Event::Assessment(A::Cancelled {
             reason: long("assessment_cancelled.reason", &m.reason)?,
+        }),
+        W::AssessorReplaced(m) => Event::Assessment(A::AssessorReplaced {
+            replaced: Code::parse("assessor_replaced.replaced", &m.replaced)?,
+            by: Code::parse("assessor_replaced.by", &m.by)?,
+            reason: long("assessor_replaced.reason", &m.reason)?,
         }),
 
         W::CarePlanAgreed(m) => Event::CarePlan(CarePlanEvent::Agreed {

@@ -23,7 +23,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 51;
+const ONEOF_CASES: usize = 52;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -226,6 +226,11 @@ fn assessment_events() -> Vec<AssessmentEvent> {
         },
         E::Cancelled {
             reason: long("Person declined"),
+        },
+        E::AssessorReplaced {
+            replaced: code("CNURSE1"),
+            by: code("OT-SERVICE"),
+            reason: long("No capacity this month"),
         },
     ]
 }
