@@ -258,13 +258,16 @@ pub fn to_html(report: &Report) -> String {
     if let Some(t) = &report.nhs_tables {
         nhs_sections(&mut h, t);
     }
+    if let Some(t) = &report.trend {
+        super::trend_html::trend_sections(&mut h, t);
+    }
 
     h.push_str("</body>\n</html>\n");
     h
 }
 
 /// A table: header cells and rows, every cell escaped.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut t = String::from("<table>\n<thead><tr>");
     for c in header {
         let _ = write!(t, "<th>{}</th>", escape(c));
@@ -420,7 +423,7 @@ fn value(v: Option<f64>, unit: &str) -> String {
 /// One metric: heading, its figures, the chart or table under them, the definition beside.
 /// `figures` and `extra` text: figure labels and values are escaped here; `extra` is markup
 /// built (and escaped) by the caller.
-fn section(
+pub(super) fn section(
     h: &mut String,
     id: &str,
     title: &str,

@@ -52,6 +52,8 @@ use uuid::Uuid;
 
 use super::*;
 
+mod trend;
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("valid test instant")
