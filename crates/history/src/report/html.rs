@@ -41,6 +41,8 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
 th{background:#f0f4f5}\
 code{font-size:.85rem}\
 svg{max-width:100%;height:auto}\
+details{margin:.3rem 0 1.2rem}summary{cursor:pointer}\
+.numbers{overflow-x:auto}.numbers td,.numbers th{white-space:nowrap}\
 ";
 
 /// The report as one self-contained HTML document.

@@ -115,7 +115,8 @@ fn trend_table(by: &str, unit: &str, periods: &[TrendPeriod], data: &TrendTable)
         })
         .collect();
     format!(
-        "<details open><summary>The numbers, by {by}</summary>\n{}</details>\n",
+        "<details open><summary>The numbers, by {by}</summary>\n<div class=\"numbers\">{}</div>\n\
+</details>\n",
         table(&header, &rows)
     )
 }
@@ -278,22 +279,6 @@ stroke-width=\"{width_attr}\"{dash_attr}/>",
             }
         }
         flush(&mut run, &mut s);
-        for (i, (p, v)) in periods.iter().zip(values.iter()).enumerate() {
-            let Some(v) = v else { continue };
-            let _ = writeln!(
-                s,
-                "<circle class=\"point\" data-series=\"{}\" data-period=\"{}\" cx=\"{:.1}\" \
-cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{}, {}: {} {}</title></circle>",
-                escape(name),
-                escape(&p.label),
-                x(i),
-                y(*v),
-                escape(name),
-                escape(&period_label(p)),
-                number(*v),
-                escape(unit)
-            );
-        }
         // Legend entry.
         let lx = LEFT + LEGEND_W * (k % per_row) as f64;
         let ly = base + LABELS_H + LEGEND_ROW * (k / per_row) as f64;
@@ -306,6 +291,28 @@ stroke-width=\"{width_attr}\"{dash_attr}/><text x=\"{}\" y=\"{}\" font-size=\"11
             ly + 4.0,
             escape(name)
         );
+    }
+    // The points over every line, the whole scope's last and largest, so that a site's
+    // point with the same value does not hide it.
+    for (k, (name, values)) in series.iter().enumerate().rev() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let r = if k == 0 { 4.5 } else { 3.0 };
+        for (i, (p, v)) in periods.iter().zip(values.iter()).enumerate() {
+            let Some(v) = v else { continue };
+            let _ = writeln!(
+                s,
+                "<circle class=\"point\" data-series=\"{}\" data-period=\"{}\" cx=\"{:.1}\" \
+cy=\"{:.1}\" r=\"{r}\" fill=\"{colour}\" stroke=\"#fff\"><title>{}, {}: {} {}</title></circle>",
+                escape(name),
+                escape(&p.label),
+                x(i),
+                y(*v),
+                escape(name),
+                escape(&period_label(p)),
+                number(*v),
+                escape(unit)
+            );
+        }
     }
     s.push_str("</svg>\n");
     s
