@@ -501,26 +501,27 @@ fn bar_chart(
     // Counts get a whole-number axis; a fixed maximum (100 for percentages) wins.
     let scale_max = axis_max.unwrap_or(max.ceil()).max(1.0);
     let base = TOP + PLOT_H;
+    let desc = format!(
+        "Bar chart. {x_title}: {}. The same figures are listed beside the chart.",
+        bars.iter()
+            .map(|b| format!("{} {}", b.label, b.caption))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">",
-        escape(title)
-    );
-    let _ = writeln!(s, "<title>{}</title>", escape(title));
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
-        width / 2.0,
-        escape(title)
-    );
-    // Axes.
-    let _ = writeln!(
-        s,
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#333\"/>\
-<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#333\"/>",
-        width - RIGHT
+    chart_start(
+        &mut s,
+        &Frame {
+            width,
+            height,
+            left: LEFT,
+            top: TOP,
+            base,
+            right: width - RIGHT,
+        },
+        None,
+        title,
+        &desc,
     );
     for fraction in [0.0, 0.5, 1.0] {
         let label = fraction * scale_max;
@@ -581,6 +582,64 @@ transform=\"rotate(-90 16 {})\">{}</text>",
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Where a chart's plot sits: the svg's size, the left, top and right edges of the plot and
+/// its base line (the x axis).
+pub(super) struct Frame {
+    pub width: f64,
+    pub height: f64,
+    pub left: f64,
+    pub top: f64,
+    pub base: f64,
+    pub right: f64,
+}
+
+/// The opening of a chart: the `<svg>` element with its accessible name (`<title>`) and
+/// description (`<desc>`; referenced by `aria-labelledby` when the chart has an `id`), the
+/// heading, and the two axes. The caller closes the element.
+pub(super) fn chart_start(s: &mut String, f: &Frame, id: Option<&str>, title: &str, desc: &str) {
+    let Frame {
+        width,
+        height,
+        left,
+        top,
+        base,
+        right,
+    } = *f;
+    let (label, title_id, desc_id) = match id {
+        Some(id) => {
+            let id = escape(id);
+            (
+                format!("aria-labelledby=\"{id}-title {id}-desc\""),
+                format!(" id=\"{id}-title\""),
+                format!(" id=\"{id}-desc\""),
+            )
+        }
+        None => (
+            format!("aria-label=\"{}\"", escape(title)),
+            String::new(),
+            String::new(),
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
+width=\"{width}\" height=\"{height}\" role=\"img\" {label}>"
+    );
+    let _ = writeln!(s, "<title{title_id}>{}</title>", escape(title));
+    let _ = writeln!(s, "<desc{desc_id}>{}</desc>", escape(desc));
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
+        width / 2.0,
+        escape(title)
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#333\"/>\
+<line x1=\"{left}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" stroke=\"#333\"/>"
+    );
 }
 
 /// An axis tick (always a whole number, see [`bar_chart`]).

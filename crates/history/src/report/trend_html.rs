@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::{escape, section, table};
+use super::html::{Frame, chart_start, escape, section, table};
 use super::{Trend, TrendPeriod, TrendTable};
 
 /// Series colours (the first, NHS blue, is the whole scope; the rest are distinguishable
@@ -188,37 +188,21 @@ under the chart.",
         names.join(", ")
     );
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-width=\"{width}\" height=\"{height}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\">",
-        id = escape(id)
+    chart_start(
+        &mut s,
+        &Frame {
+            width,
+            height,
+            left: LEFT,
+            top: TOP,
+            base,
+            right: LEFT + PLOT_W,
+        },
+        Some(id),
+        title,
+        &desc,
     );
-    let _ = writeln!(
-        s,
-        "<title id=\"{}-title\">{}</title>",
-        escape(id),
-        escape(title)
-    );
-    let _ = writeln!(
-        s,
-        "<desc id=\"{}-desc\">{}</desc>",
-        escape(id),
-        escape(&desc)
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
-        width / 2.0,
-        escape(title)
-    );
-    // Axes and the y ticks: 0, half, top.
-    let _ = writeln!(
-        s,
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#333\"/>\
-<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#333\"/>",
-        LEFT + PLOT_W
-    );
+    // The y ticks: 0, half, top.
     for fraction in [0.0, 0.5, 1.0] {
         let ty = base - fraction * PLOT_H;
         let _ = writeln!(

@@ -43,49 +43,21 @@ const RANGE_END: &str = "2025-06-01T00:00:00Z";
 
 fn trend_history() -> Vec<RecordedEvent> {
     let mut h = History::default();
-    for (n, org, org_type) in [
-        (1, "SCC01", OrganisationType::LocalAuthority),
-        (2, "SCC02", OrganisationType::LocalAuthority),
-        (3, "CNS01", OrganisationType::CommunityProvider),
-    ] {
-        h.push(
-            0,
-            Uuid::from_u128(0x6000 + n),
-            "2024-12-01T08:00:00Z",
-            org,
-            Event::Organisation(OrganisationEvent::Registered {
-                code: code(org),
-                profile: OrganisationProfile {
-                    name: short(org),
-                    org_type,
-                },
-                services: vec![code(org)],
-            }),
-        );
-    }
+    h.register_orgs(
+        &[
+            ("SCC01", OrganisationType::LocalAuthority),
+            ("SCC02", OrganisationType::LocalAuthority),
+            ("CNS01", OrganisationType::CommunityProvider),
+        ],
+        "2024-12-01T08:00:00Z",
+    );
     for who in 51..=58 {
-        let profile = Profile {
-            nhs_number: NhsNumber::synthetic(u32::try_from(who).expect("small")),
-            given_name: short("Quentin"),
-            family_name: short("Zephyr-Test"),
-            date_of_birth: day(if who == 55 {
-                "1970-06-01"
-            } else {
-                "1940-01-01"
-            }),
-            contact: None,
-            what_matters: None,
-            communication_needs: None,
-            carers: Vec::new(),
-            registered_gp: None,
+        let born = if who == 55 {
+            "1970-06-01"
+        } else {
+            "1940-01-01"
         };
-        h.push(
-            who,
-            person(who),
-            "2024-12-01T09:00:00Z",
-            "RXH01",
-            Event::Person(PersonEvent::Registered { profile }),
-        );
+        h.register_born(who, "Quentin", "Zephyr-Test", born, "2024-12-01T09:00:00Z");
     }
     h.consent(57, 57, ConsentDecision::Deny, Purpose::Research);
     // (person = episode, site, DRD, left at, pathway)
@@ -243,15 +215,12 @@ fn split<'t>(table: &'t TrendTable, code: &str) -> &'t [Option<f64>] {
 
 #[test]
 fn the_trend_history_replays_with_the_domain_rules() {
-    let mut events = trend_history();
-    events.sort_by_key(|e| e.sequence);
-    let mut states: BTreeMap<Uuid, AggregateState> = BTreeMap::new();
-    for e in &events {
-        let state = states.remove(&e.meta.aggregate_id);
-        let next = carewoven_domain::evolve(state, &e.event).expect("replayable history");
-        states.insert(e.meta.aggregate_id, next);
-    }
-    assert!(opted_out(&events).contains(&person(57)));
+    let states = replay(trend_history());
+    assert!(matches!(
+        states.get(&episode(58)),
+        Some(AggregateState::Discharge(_))
+    ));
+    assert!(opted_out(&trend_history()).contains(&person(57)));
 }
 
 #[test]
@@ -539,10 +508,12 @@ fn trend_charts_are_well_formed_svg_with_a_point_per_period_and_a_table() {
         let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
         let root = doc.root_element();
         assert_eq!(root.tag_name().name(), "svg");
-        assert!(
-            root.children().any(|n| n.has_tag_name("title")),
-            "every chart has a title"
-        );
+        for name in ["title", "desc"] {
+            assert!(
+                root.children().any(|n| n.has_tag_name(name)),
+                "every chart has a {name}"
+            );
+        }
     }
     for f in &t.figures {
         for (by, periods, data) in [
