@@ -178,11 +178,11 @@ impl Stay<'_> {
     }
 
     /// The 91-day reablement outcome of this discharge (see [`REABLEMENT_DEFINITION`]);
-    /// `None` when the discharge is not in the cohort. `all_stays` are the person's other
-    /// stays at any site, for the follow-up.
+    /// `None` when the discharge is not in the cohort. `stays` holds every stay at any site,
+    /// for the follow-up.
     pub fn reablement(
         &self,
-        all_stays: &[Stay<'_>],
+        stays: &StaysByPerson<'_, '_>,
         dates_of_birth: &HashMap<Uuid, NaiveDate>,
         history_end: DateTime<Utc>,
     ) -> Option<Reablement> {
@@ -201,16 +201,13 @@ impl Stay<'_> {
             return Some(Reablement::FollowUpIncomplete);
         }
         let follow_up_end = uk_midnight(follow_up_day + chrono::Duration::days(1));
-        let later: Vec<&Stay<'_>> = all_stays
-            .iter()
-            .filter(|o| o.person == self.person && o.admitted_at > at)
-            .collect();
+        let own = stays.of(self.person);
+        let later: Vec<&Stay<'_>> = own.iter().copied().filter(|o| o.admitted_at > at).collect();
         let in_hospital = later
             .iter()
             .any(|o| o.admitted_at < follow_up_end && o.left_at().is_none_or(|l| l >= follow_up));
-        let died = all_stays
+        let died = own
             .iter()
-            .filter(|o| o.person == self.person)
             .any(|o| o.died_at.is_some_and(|d| d < follow_up_end));
         let to_care_home = later
             .iter()
@@ -225,6 +222,23 @@ impl Stay<'_> {
         } else {
             Reablement::AtHome
         })
+    }
+}
+
+/// Every stay, by person: the follow-ups of a discharge look only at the person's own.
+pub(super) struct StaysByPerson<'s, 'a>(HashMap<Uuid, Vec<&'s Stay<'a>>>);
+
+impl<'s, 'a> StaysByPerson<'s, 'a> {
+    pub fn new(stays: &'s [Stay<'a>]) -> Self {
+        let mut by: HashMap<Uuid, Vec<&'s Stay<'a>>> = HashMap::new();
+        for s in stays {
+            by.entry(s.person).or_default().push(s);
+        }
+        StaysByPerson(by)
+    }
+
+    fn of(&self, person: Uuid) -> &[&'s Stay<'a>] {
+        self.0.get(&person).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -403,8 +417,9 @@ pub(super) fn tables(
     let mut cohort = 0;
     let mut at_home = 0;
     let mut incomplete = 0;
+    let by_person = StaysByPerson::new(all_stays);
     for (s, _) in &discharged {
-        match s.reablement(all_stays, dates_of_birth, history_end) {
+        match s.reablement(&by_person, dates_of_birth, history_end) {
             Some(Reablement::AtHome) => {
                 cohort += 1;
                 at_home += 1;

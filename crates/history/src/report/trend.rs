@@ -19,7 +19,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::nhse::{Reablement, month_bounds, opt_num, to_csv};
+use super::nhse::{Reablement, StaysByPerson, month_bounds, opt_num, to_csv};
 use super::stats::{nearest_rank, percent, round2};
 use super::{Folded, RecordedEvent, seconds};
 
@@ -301,6 +301,7 @@ pub fn trend<'a>(
         .filter(|ep| !opted_out.contains(&ep.person))
         .collect();
     let all_stays: Vec<super::nhse::Stay<'_>> = people.iter().map(|ep| ep.stay()).collect();
+    let by_person = StaysByPerson::new(&all_stays);
     let discharges: Vec<Case<'_>> = people
         .iter()
         .filter(|ep| in_scope(&ep.site))
@@ -320,7 +321,7 @@ pub fn trend<'a>(
                     .handover_at
                     .filter(|h| *h >= at)
                     .map(|h| seconds(h - at) / 3_600.0),
-                reablement: stay.reablement(&all_stays, &folded.dates_of_birth, history_end),
+                reablement: stay.reablement(&by_person, &folded.dates_of_birth, history_end),
             })
         })
         .collect();
