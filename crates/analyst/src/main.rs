@@ -9,7 +9,7 @@ use carewoven_analyst::export::{AtomicFile, Format, Pseudonyms, RowWriter, row};
 use carewoven_analyst::replay::{Progress, replay};
 use carewoven_analyst::selection::Selection;
 use carewoven_domain::AggregateKind;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Args, Parser, Subcommand};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
@@ -141,11 +141,19 @@ enum Command {
         /// month (YYYY-MM) to the JSON and HTML.
         #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
         month: Option<(i32, u32)>,
-        /// The provider (site codes, repeatable) for those tables; default: --organisation.
-        #[arg(long = "provider", requires = "month")]
+        /// The provider (site codes, repeatable) for those tables and the trend; default:
+        /// --organisation.
+        #[arg(long = "provider")]
         providers: Vec<String>,
-        /// Also write each of those tables as CSV into this directory.
-        #[arg(long, requires = "month", value_name = "DIR")]
+        /// The trend (each headline figure by ISO week and by month, per site or service)
+        /// covers this many UK calendar months ending with --month (without it, with the
+        /// month of the period's end).
+        #[arg(long, default_value_t = 12, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(carewoven_history::report::TREND_MAX_MONTHS)))]
+        trend_months: u32,
+        /// Also write each table (the trend's, and NHS England's with --month) as CSV into
+        /// this directory.
+        #[arg(long, value_name = "DIR")]
         csv_dir: Option<PathBuf>,
         #[arg(long)]
         force: bool,
@@ -247,6 +255,7 @@ async fn main() -> Result<()> {
             html,
             month,
             providers,
+            trend_months,
             csv_dir,
             force,
         } => {
@@ -266,11 +275,16 @@ async fn main() -> Result<()> {
                 Some(dir) => {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
-                    carewoven_history::report::CSV_FILES
-                        .iter()
+                    let nhs = month
+                        .is_some()
+                        .then_some(carewoven_history::report::CSV_FILES)
+                        .into_iter()
+                        .flatten()
+                        .map(str::to_owned);
+                    nhs.chain(carewoven_history::report::trend_csv_files())
                         .map(|name| {
-                            let path = dir.join(name);
-                            AtomicFile::create(&path, force).map(|f| (*name, f))
+                            let path = dir.join(&name);
+                            AtomicFile::create(&path, force).map(|f| (name, f))
                         })
                         .collect::<Result<Vec<_>>>()?
                 }
@@ -286,7 +300,13 @@ async fn main() -> Result<()> {
                     use carewoven_domain::AggregateKind as K;
                     if matches!(
                         e.meta.aggregate_kind,
-                        K::Referral | K::Assessment | K::DischargeEpisode | K::Consent | K::Person
+                        K::Referral
+                            | K::Assessment
+                            | K::DischargeEpisode
+                            | K::Consent
+                            | K::Person
+                            // The registry: which services are adult social care.
+                            | K::Organisation
                     ) {
                         events.push(e);
                     }
@@ -304,12 +324,12 @@ async fn main() -> Result<()> {
                 &organisations,
                 &excluded,
             );
+            let provider = if providers.is_empty() {
+                &organisations
+            } else {
+                &providers
+            };
             if let Some((year, month)) = month {
-                let provider = if providers.is_empty() {
-                    &organisations
-                } else {
-                    &providers
-                };
                 report.nhs_tables = carewoven_history::nhs_tables(
                     events.iter(),
                     year,
@@ -319,14 +339,31 @@ async fn main() -> Result<()> {
                     to,
                 );
             }
+            // The trend ends with the chosen month, or with the month of the period's end.
+            let last_month = month.unwrap_or_else(|| {
+                let last = carewoven_domain::values::uk_date(to - chrono::Duration::seconds(1));
+                (last.year(), last.month())
+            });
+            report.trend = carewoven_history::trend(
+                events.iter(),
+                last_month,
+                trend_months,
+                provider,
+                &excluded,
+                to,
+            );
+            let mut texts: std::collections::HashMap<String, String> = report
+                .trend
+                .iter()
+                .flat_map(carewoven_history::Trend::csv)
+                .collect();
             if let Some(tables) = &report.nhs_tables {
-                let texts: std::collections::HashMap<&str, String> =
-                    tables.csv().into_iter().collect();
-                for (name, mut file) in csv_files {
-                    file.writer()
-                        .write_all(texts.get(name).map_or("", String::as_str).as_bytes())?;
-                    file.commit()?;
-                }
+                texts.extend(tables.csv().into_iter().map(|(n, t)| (n.to_owned(), t)));
+            }
+            for (name, mut file) in csv_files {
+                file.writer()
+                    .write_all(texts.get(&name).map_or("", String::as_str).as_bytes())?;
+                file.commit()?;
             }
             for (mut file, text) in [
                 (json_file, carewoven_history::to_json(&report)),

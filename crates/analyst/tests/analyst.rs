@@ -505,6 +505,8 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     args.extend([
         "--month".to_owned(),
         month.clone(),
+        "--trend-months".into(),
+        "3".into(),
         "--csv-dir".into(),
         csv_dir.display().to_string(),
         "--force".into(),
@@ -528,6 +530,35 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     }
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Discharge Ready Date statistics"));
+    // The trend: three months ending with this one; nobody has left hospital, so every
+    // month's discharges are empty, not 0; each trend table as CSV.
+    let trend = &report["trend"];
+    let months = trend["months"].as_array().unwrap();
+    assert_eq!(months.len(), 3, "{trend}");
+    assert_eq!(months[2]["label"], month.as_str());
+    assert_eq!(trend["figures"][0]["key"], "discharges");
+    assert_eq!(
+        trend["figures"][0]["by_month"]["all"],
+        serde_json::json!([null, null, null])
+    );
+    for name in carewoven_history::report::trend_csv_files() {
+        assert!(csv_dir.join(&name).exists(), "{name}");
+    }
+    let discharges_csv =
+        std::fs::read_to_string(csv_dir.join("trend_discharges_by_month.csv")).unwrap();
+    assert_eq!(discharges_csv.lines().count(), 4, "{discharges_csv}");
+    assert!(page.contains("id=\"trend-discharges-by-month-title\""));
+    let no_trend = {
+        let mut args = report_args(days_ago(30), Utc::now());
+        args.extend(["--trend-months".to_owned(), "0".into(), "--force".into()]);
+        run(args).await
+    };
+    assert!(!no_trend.status.success());
+    assert!(
+        text(&no_trend).contains("--trend-months"),
+        "{}",
+        text(&no_trend)
+    );
     let bad_month = {
         let mut args = report_args(days_ago(30), Utc::now());
         args.extend(["--month".to_owned(), "2025-13".into(), "--force".into()]);

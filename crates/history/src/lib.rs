@@ -7,4 +7,6 @@
 
 pub mod report;
 
-pub use report::{NhsTables, Report, nhs_tables, opted_out, service_review, to_html, to_json};
+pub use report::{
+    NhsTables, Report, Trend, nhs_tables, opted_out, service_review, to_html, to_json, trend,
+};

@@ -20,6 +20,8 @@ mod nhse;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod trend;
+mod trend_html;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -42,6 +44,10 @@ pub use nhse::{
     SitrepDischargeRow, SitrepDischarges,
 };
 use stats::{nearest_rank, percent};
+pub use trend::{
+    TREND_DEFINITION, TREND_MAX_MONTHS, Trend, TrendFigure, TrendPeriod, TrendSeries, TrendTable,
+    trend, trend_csv_files,
+};
 
 /// The file names [`NhsTables::csv`] writes, in order.
 pub const CSV_FILES: [&str; 5] = [
@@ -131,6 +137,10 @@ pub struct Report {
     /// NHS England's table shapes for one month and provider ([`nhs_tables`]), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nhs_tables: Option<NhsTables>,
+    /// Each headline figure by week and by month over a run of months ([`trend`]), when asked
+    /// for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +324,22 @@ fn fold_episode(episodes: &mut BTreeMap<Uuid, Episode>, e: &RecordedEvent, event
 }
 
 impl Episode {
+    /// The stay as NHS England's tables and the trend read it.
+    fn stay(&self) -> nhse::Stay<'_> {
+        nhse::Stay {
+            person: self.person,
+            admitted_at: self.admitted_at,
+            discharged_at: self.discharged_at,
+            left_otherwise_at: self.left_otherwise_at,
+            died_at: self.died_at,
+            drd_at_discharge: self.drd_at_discharge,
+            pathway_at_discharge: self.pathway_at_discharge,
+            destination_code: self.destination_code,
+            drd_history: &self.drd_history,
+            delay_history: &self.delay_history,
+        }
+    }
+
     /// When the person left hospital, however they left.
     fn left_at(&self) -> Option<DateTime<Utc>> {
         self.discharged_at.or(self.left_otherwise_at)
@@ -381,6 +407,128 @@ struct ReferralMade {
     decided_at: Option<DateTime<Utc>>,
 }
 
+/// Everything the report's figures are computed from, folded from the events once, in log
+/// order (`sequence`), whatever order they were passed in.
+struct Folded {
+    episodes: BTreeMap<Uuid, Episode>,
+    referrals: BTreeMap<Uuid, ReferralMade>,
+    /// Referral -> first completion of a Care Act needs assessment that references it.
+    needs_assessed: HashMap<Uuid, DateTime<Utc>>,
+    needs_assessment_requested: HashSet<Uuid>,
+    /// Registry: service (or organisation) code -> its organisation's type.
+    service_types: HashMap<Code, OrganisationType>,
+    dates_of_birth: HashMap<Uuid, NaiveDate>,
+}
+
+impl Folded {
+    fn from_events<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Self {
+        let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
+        events.sort_by_key(|e| e.sequence);
+        let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
+        let mut referrals: BTreeMap<Uuid, ReferralMade> = BTreeMap::new();
+        let mut assessment_kinds: HashMap<Uuid, (AssessmentKind, Option<Uuid>)> = HashMap::new();
+        let mut needs_assessed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+        let mut needs_assessment_requested: HashSet<Uuid> = HashSet::new();
+        // Organisation aggregate -> type, for services added later.
+        let mut org_types: HashMap<Uuid, OrganisationType> = HashMap::new();
+        let mut service_types: HashMap<Code, OrganisationType> = HashMap::new();
+        let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
+        for e in &events {
+            let id = e.meta.aggregate_id;
+            match &e.event {
+                Event::Discharge(event) => fold_episode(&mut episodes, e, event),
+                Event::Person(PersonEvent::Registered { profile }) => {
+                    dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
+                }
+                Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
+                    if let Some(dob) = correction.date_of_birth {
+                        dates_of_birth.insert(e.meta.person_id, dob);
+                    }
+                }
+                Event::Referral(ReferralEvent::Submitted { referral }) => {
+                    referrals.entry(id).or_insert_with(|| ReferralMade {
+                        person: e.meta.person_id,
+                        made_at: e.meta.occurred_at,
+                        from: referral.from_organisation.clone(),
+                        to: referral.to_service.clone(),
+                        entered_in_error: false,
+                        decided_at: None,
+                    });
+                }
+                Event::Referral(ReferralEvent::Accepted | ReferralEvent::Rejected { .. }) => {
+                    if let Some(r) = referrals.get_mut(&id) {
+                        r.decided_at.get_or_insert(e.meta.occurred_at);
+                    }
+                }
+                Event::Organisation(OrganisationEvent::Registered {
+                    code,
+                    profile,
+                    services,
+                }) => {
+                    org_types.insert(id, profile.org_type);
+                    service_types.insert(code.clone(), profile.org_type);
+                    for service in services {
+                        service_types.insert(service.clone(), profile.org_type);
+                    }
+                }
+                Event::Organisation(OrganisationEvent::ServiceAdded { service }) => {
+                    if let Some(t) = org_types.get(&id) {
+                        service_types.insert(service.clone(), *t);
+                    }
+                }
+                Event::Referral(ReferralEvent::EnteredInError { .. }) => {
+                    if let Some(r) = referrals.get_mut(&id) {
+                        r.entered_in_error = true;
+                    }
+                }
+                Event::Assessment(AssessmentEvent::Requested { request }) => {
+                    if let (AssessmentKind::CareActNeeds, Some(r)) =
+                        (request.kind, request.referral_id)
+                    {
+                        needs_assessment_requested.insert(r);
+                    }
+                    assessment_kinds.insert(id, (request.kind, request.referral_id));
+                }
+                Event::Assessment(AssessmentEvent::Completed { .. }) => {
+                    if let Some((AssessmentKind::CareActNeeds, Some(referral))) =
+                        assessment_kinds.get(&id)
+                    {
+                        needs_assessed
+                            .entry(*referral)
+                            .and_modify(|at| *at = (*at).min(e.meta.occurred_at))
+                            .or_insert(e.meta.occurred_at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Folded {
+            episodes,
+            referrals,
+            needs_assessed,
+            needs_assessment_requested,
+            service_types,
+            dates_of_birth,
+        }
+    }
+
+    /// A referral to adult social care: to a service of a local authority, or one for which a
+    /// Care Act needs assessment was requested.
+    fn is_adult_social_care(&self, id: &Uuid, r: &ReferralMade) -> bool {
+        self.service_types.get(&r.to) == Some(&OrganisationType::LocalAuthority)
+            || self.needs_assessment_requested.contains(id)
+    }
+
+    /// Days from the referral being made to the first Care Act needs assessment answering it
+    /// being completed; `None` while none has been (or one is dated before the referral).
+    fn days_to_needs_assessment(&self, id: &Uuid, r: &ReferralMade) -> Option<f64> {
+        self.needs_assessed
+            .get(id)
+            .filter(|done| **done >= r.made_at)
+            .map(|done| seconds(*done - r.made_at) / 86_400.0)
+    }
+}
+
 /// Compute the service-review report for `[from, to)`.
 ///
 /// `organisations` limits the scope: an episode is in scope when its site is listed, a
@@ -394,81 +542,14 @@ pub fn service_review<'a>(
     organisations: &[Code],
     opted_out: &HashSet<Uuid>,
 ) -> Report {
-    let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
-    events.sort_by_key(|e| e.sequence);
+    let folded = Folded::from_events(events);
     let scope: BTreeSet<&Code> = organisations.iter().collect();
     let in_scope = |code: &Code| scope.is_empty() || scope.contains(code);
-
-    let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
-    let mut referrals: BTreeMap<Uuid, ReferralMade> = BTreeMap::new();
-    let mut assessment_kinds: HashMap<Uuid, (AssessmentKind, Option<Uuid>)> = HashMap::new();
-    // referral -> first completion of a Care Act needs assessment that references it
-    let mut needs_assessed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
-    let mut needs_assessment_requested: HashSet<Uuid> = HashSet::new();
-    // Registry: organisation aggregate -> type; service (or organisation) code -> its type.
-    let mut org_types: HashMap<Uuid, OrganisationType> = HashMap::new();
-    let mut service_types: HashMap<Code, OrganisationType> = HashMap::new();
-
-    for e in &events {
-        let id = e.meta.aggregate_id;
-        match &e.event {
-            Event::Discharge(event) => fold_episode(&mut episodes, e, event),
-            Event::Referral(ReferralEvent::Submitted { referral }) => {
-                referrals.entry(id).or_insert_with(|| ReferralMade {
-                    person: e.meta.person_id,
-                    made_at: e.meta.occurred_at,
-                    from: referral.from_organisation.clone(),
-                    to: referral.to_service.clone(),
-                    entered_in_error: false,
-                    decided_at: None,
-                });
-            }
-            Event::Referral(ReferralEvent::Accepted | ReferralEvent::Rejected { .. }) => {
-                if let Some(r) = referrals.get_mut(&id) {
-                    r.decided_at.get_or_insert(e.meta.occurred_at);
-                }
-            }
-            Event::Organisation(OrganisationEvent::Registered {
-                code,
-                profile,
-                services,
-            }) => {
-                org_types.insert(id, profile.org_type);
-                service_types.insert(code.clone(), profile.org_type);
-                for service in services {
-                    service_types.insert(service.clone(), profile.org_type);
-                }
-            }
-            Event::Organisation(OrganisationEvent::ServiceAdded { service }) => {
-                if let Some(t) = org_types.get(&id) {
-                    service_types.insert(service.clone(), *t);
-                }
-            }
-            Event::Referral(ReferralEvent::EnteredInError { .. }) => {
-                if let Some(r) = referrals.get_mut(&id) {
-                    r.entered_in_error = true;
-                }
-            }
-            Event::Assessment(AssessmentEvent::Requested { request }) => {
-                if let (AssessmentKind::CareActNeeds, Some(r)) = (request.kind, request.referral_id)
-                {
-                    needs_assessment_requested.insert(r);
-                }
-                assessment_kinds.insert(id, (request.kind, request.referral_id));
-            }
-            Event::Assessment(AssessmentEvent::Completed { .. }) => {
-                if let Some((AssessmentKind::CareActNeeds, Some(referral))) =
-                    assessment_kinds.get(&id)
-                {
-                    needs_assessed
-                        .entry(*referral)
-                        .and_modify(|at| *at = (*at).min(e.meta.occurred_at))
-                        .or_insert(e.meta.occurred_at);
-                }
-            }
-            _ => {}
-        }
-    }
+    let Folded {
+        episodes,
+        referrals,
+        ..
+    } = &folded;
 
     // Every admission, by person, for readmissions (any site, any scope).
     let mut admissions: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
@@ -490,13 +571,10 @@ pub fn service_review<'a>(
         .collect();
 
     // DRD-to-discharge delay.
+    // A discharge dated before its DRD counts as on the DRD.
     let delays: Vec<u64> = discharged
         .iter()
-        .filter_map(|(ep, at)| {
-            let drd = ep.drd_at_discharge?;
-            // A discharge dated before its DRD counts as on the DRD.
-            Some(u64::try_from((uk_date(*at) - drd).num_days()).unwrap_or(0))
-        })
+        .filter_map(|(ep, _)| ep.stay().delay_days())
         .collect();
     let total = delays.len() as u64;
     let on_drd = delays.iter().filter(|d| **d == 0).count() as u64;
@@ -556,7 +634,7 @@ pub fn service_review<'a>(
     // Referral to needs assessment.
     let mut waits_days = Vec::new();
     let mut not_assessed = 0;
-    for (id, r) in &referrals {
+    for (id, r) in referrals {
         if r.entered_in_error
             || opted_out.contains(&r.person)
             || !(in_scope(&r.from) || in_scope(&r.to))
@@ -564,16 +642,12 @@ pub fn service_review<'a>(
         {
             continue;
         }
-        let adult_social_care = service_types.get(&r.to) == Some(&OrganisationType::LocalAuthority)
-            || needs_assessment_requested.contains(id);
-        if !adult_social_care {
+        if !folded.is_adult_social_care(id, r) {
             continue;
         }
-        match needs_assessed.get(id) {
-            Some(done) if *done >= r.made_at => {
-                waits_days.push(seconds(*done - r.made_at) / 86_400.0);
-            }
-            _ => not_assessed += 1,
+        match folded.days_to_needs_assessment(id, r) {
+            Some(days) => waits_days.push(days),
+            None => not_assessed += 1,
         }
     }
     let referral_to_assessment =
@@ -689,6 +763,7 @@ pub fn service_review<'a>(
         readmission_30_day,
         long_stays,
         nhs_tables: None,
+        trend: None,
     }
 }
 
@@ -733,50 +808,22 @@ pub fn nhs_tables<'a>(
     opted_out: &HashSet<Uuid>,
     history_end: DateTime<Utc>,
 ) -> Option<NhsTables> {
-    let mut events: Vec<&RecordedEvent> = events.into_iter().collect();
-    events.sort_by_key(|e| e.sequence);
+    let Folded {
+        episodes,
+        dates_of_birth,
+        ..
+    } = Folded::from_events(events);
     let scope: BTreeSet<&Code> = provider.iter().collect();
-    let mut episodes: BTreeMap<Uuid, Episode> = BTreeMap::new();
-    let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
-    for e in &events {
-        match &e.event {
-            Event::Person(PersonEvent::Registered { profile }) => {
-                dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
-            }
-            Event::Person(PersonEvent::DetailsCorrected { correction, .. }) => {
-                if let Some(dob) = correction.date_of_birth {
-                    dates_of_birth.insert(e.meta.person_id, dob);
-                }
-            }
-            Event::Discharge(event) => fold_episode(&mut episodes, e, event),
-            _ => {}
-        }
-    }
-    fn stay(ep: &Episode) -> nhse::Stay<'_> {
-        nhse::Stay {
-            person: ep.person,
-            site: ep.site.as_str(),
-            admitted_at: ep.admitted_at,
-            discharged_at: ep.discharged_at,
-            left_otherwise_at: ep.left_otherwise_at,
-            died_at: ep.died_at,
-            drd_at_discharge: ep.drd_at_discharge,
-            pathway_at_discharge: ep.pathway_at_discharge,
-            destination_code: ep.destination_code,
-            drd_history: &ep.drd_history,
-            delay_history: &ep.delay_history,
-        }
-    }
     let people: Vec<&Episode> = episodes
         .values()
         .filter(|ep| !opted_out.contains(&ep.person))
         .collect();
     // Follow-ups (readmissions, deaths) look at every site; the tables at the provider's.
-    let all: Vec<nhse::Stay<'_>> = people.iter().map(|ep| stay(ep)).collect();
+    let all: Vec<nhse::Stay<'_>> = people.iter().map(|ep| ep.stay()).collect();
     let in_scope: Vec<nhse::Stay<'_>> = people
         .iter()
         .filter(|ep| scope.is_empty() || scope.contains(&ep.site))
-        .map(|ep| stay(ep))
+        .map(|ep| ep.stay())
         .collect();
     nhse::tables(
         &in_scope,

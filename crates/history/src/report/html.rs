@@ -41,6 +41,8 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
 th{background:#f0f4f5}\
 code{font-size:.85rem}\
 svg{max-width:100%;height:auto}\
+details{margin:.3rem 0 1.2rem}summary{cursor:pointer}\
+.numbers{overflow-x:auto}.numbers td,.numbers th{white-space:nowrap}\
 ";
 
 /// The report as one self-contained HTML document.
@@ -258,13 +260,16 @@ pub fn to_html(report: &Report) -> String {
     if let Some(t) = &report.nhs_tables {
         nhs_sections(&mut h, t);
     }
+    if let Some(t) = &report.trend {
+        super::trend_html::trend_sections(&mut h, t);
+    }
 
     h.push_str("</body>\n</html>\n");
     h
 }
 
 /// A table: header cells and rows, every cell escaped.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut t = String::from("<table>\n<thead><tr>");
     for c in header {
         let _ = write!(t, "<th>{}</th>", escape(c));
@@ -420,7 +425,7 @@ fn value(v: Option<f64>, unit: &str) -> String {
 /// One metric: heading, its figures, the chart or table under them, the definition beside.
 /// `figures` and `extra` text: figure labels and values are escaped here; `extra` is markup
 /// built (and escaped) by the caller.
-fn section(
+pub(super) fn section(
     h: &mut String,
     id: &str,
     title: &str,
@@ -496,26 +501,27 @@ fn bar_chart(
     // Counts get a whole-number axis; a fixed maximum (100 for percentages) wins.
     let scale_max = axis_max.unwrap_or(max.ceil()).max(1.0);
     let base = TOP + PLOT_H;
+    let desc = format!(
+        "Bar chart. {x_title}: {}. The same figures are listed beside the chart.",
+        bars.iter()
+            .map(|b| format!("{} {}", b.label, b.caption))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">",
-        escape(title)
-    );
-    let _ = writeln!(s, "<title>{}</title>", escape(title));
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
-        width / 2.0,
-        escape(title)
-    );
-    // Axes.
-    let _ = writeln!(
-        s,
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#333\"/>\
-<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#333\"/>",
-        width - RIGHT
+    chart_start(
+        &mut s,
+        &Frame {
+            width,
+            height,
+            left: LEFT,
+            top: TOP,
+            base,
+            right: width - RIGHT,
+        },
+        None,
+        title,
+        &desc,
     );
     for fraction in [0.0, 0.5, 1.0] {
         let label = fraction * scale_max;
@@ -576,6 +582,64 @@ transform=\"rotate(-90 16 {})\">{}</text>",
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Where a chart's plot sits: the svg's size, the left, top and right edges of the plot and
+/// its base line (the x axis).
+pub(super) struct Frame {
+    pub width: f64,
+    pub height: f64,
+    pub left: f64,
+    pub top: f64,
+    pub base: f64,
+    pub right: f64,
+}
+
+/// The opening of a chart: the `<svg>` element with its accessible name (`<title>`) and
+/// description (`<desc>`; referenced by `aria-labelledby` when the chart has an `id`), the
+/// heading, and the two axes. The caller closes the element.
+pub(super) fn chart_start(s: &mut String, f: &Frame, id: Option<&str>, title: &str, desc: &str) {
+    let Frame {
+        width,
+        height,
+        left,
+        top,
+        base,
+        right,
+    } = *f;
+    let (label, title_id, desc_id) = match id {
+        Some(id) => {
+            let id = escape(id);
+            (
+                format!("aria-labelledby=\"{id}-title {id}-desc\""),
+                format!(" id=\"{id}-title\""),
+                format!(" id=\"{id}-desc\""),
+            )
+        }
+        None => (
+            format!("aria-label=\"{}\"", escape(title)),
+            String::new(),
+            String::new(),
+        ),
+    };
+    let _ = writeln!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
+width=\"{width}\" height=\"{height}\" role=\"img\" {label}>"
+    );
+    let _ = writeln!(s, "<title{title_id}>{}</title>", escape(title));
+    let _ = writeln!(s, "<desc{desc_id}>{}</desc>", escape(desc));
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
+        width / 2.0,
+        escape(title)
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#333\"/>\
+<line x1=\"{left}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" stroke=\"#333\"/>"
+    );
 }
 
 /// An axis tick (always a whole number, see [`bar_chart`]).

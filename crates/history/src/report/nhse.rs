@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::stats::percent;
+use super::stats::{percent, round2};
 
 /// The Discharge Ready Date statistics' delay bands: label, first day, last day (inclusive).
 pub const DRD_BANDS: [(&str, u64, Option<u64>); 7] = [
@@ -151,8 +151,6 @@ pub struct ReablementOutcome {
 /// One stay as these tables need it (folded by the parent module).
 pub(super) struct Stay<'a> {
     pub person: Uuid,
-    #[allow(dead_code)]
-    pub site: &'a str,
     pub admitted_at: DateTime<Utc>,
     pub discharged_at: Option<DateTime<Utc>>,
     pub left_otherwise_at: Option<DateTime<Utc>>,
@@ -170,6 +168,87 @@ impl Stay<'_> {
     fn left_at(&self) -> Option<DateTime<Utc>> {
         self.discharged_at.or(self.left_otherwise_at)
     }
+
+    /// Whole days from the Discharge Ready Date to the UK calendar day of discharge (0 for a
+    /// discharge recorded before its DRD); `None` without a discharge or a DRD.
+    pub fn delay_days(&self) -> Option<u64> {
+        let drd = self.drd_at_discharge?;
+        let day = uk_date(self.discharged_at?);
+        Some(u64::try_from((day - drd).num_days()).unwrap_or(0))
+    }
+
+    /// The 91-day reablement outcome of this discharge (see [`REABLEMENT_DEFINITION`]);
+    /// `None` when the discharge is not in the cohort. `stays` holds every stay at any site,
+    /// for the follow-up.
+    pub fn reablement(
+        &self,
+        stays: &StaysByPerson<'_, '_>,
+        dates_of_birth: &HashMap<Uuid, NaiveDate>,
+        history_end: DateTime<Utc>,
+    ) -> Option<Reablement> {
+        let at = self.discharged_at?;
+        if !matches!(self.pathway_at_discharge, Some(Pathway::P1 | Pathway::P2)) {
+            return None;
+        }
+        let day = uk_date(at);
+        let dob = dates_of_birth.get(&self.person)?;
+        if age_on(*dob, day) < REABLEMENT_MIN_AGE {
+            return None;
+        }
+        let follow_up_day = day + chrono::Duration::days(REABLEMENT_FOLLOW_UP_DAYS);
+        let follow_up = uk_midnight(follow_up_day);
+        if follow_up >= history_end {
+            return Some(Reablement::FollowUpIncomplete);
+        }
+        let follow_up_end = uk_midnight(follow_up_day + chrono::Duration::days(1));
+        let own = stays.of(self.person);
+        let later: Vec<&Stay<'_>> = own.iter().copied().filter(|o| o.admitted_at > at).collect();
+        let in_hospital = later
+            .iter()
+            .any(|o| o.admitted_at < follow_up_end && o.left_at().is_none_or(|l| l >= follow_up));
+        let died = own
+            .iter()
+            .any(|o| o.died_at.is_some_and(|d| d < follow_up_end));
+        let to_care_home = later
+            .iter()
+            .filter(|o| o.discharged_at.is_some_and(|d| d < follow_up))
+            .max_by_key(|o| o.discharged_at)
+            .is_some_and(|o| {
+                o.destination_code
+                    .is_some_and(DischargeDestination::is_care_home)
+            });
+        Some(if in_hospital || died || to_care_home {
+            Reablement::NotAtHome
+        } else {
+            Reablement::AtHome
+        })
+    }
+}
+
+/// Every stay, by person: the follow-ups of a discharge look only at the person's own.
+pub(super) struct StaysByPerson<'s, 'a>(HashMap<Uuid, Vec<&'s Stay<'a>>>);
+
+impl<'s, 'a> StaysByPerson<'s, 'a> {
+    pub fn new(stays: &'s [Stay<'a>]) -> Self {
+        let mut by: HashMap<Uuid, Vec<&'s Stay<'a>>> = HashMap::new();
+        for s in stays {
+            by.entry(s.person).or_default().push(s);
+        }
+        StaysByPerson(by)
+    }
+
+    fn of(&self, person: Uuid) -> &[&'s Stay<'a>] {
+        self.0.get(&person).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One discharge's 91-day reablement outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reablement {
+    AtHome,
+    NotAtHome,
+    /// The 91st day is after the end of the history read.
+    FollowUpIncomplete,
 }
 
 /// The first day of the month and of the next one.
@@ -184,17 +263,13 @@ pub fn month_bounds(year: i32, month: u32) -> Option<(NaiveDate, NaiveDate)> {
 }
 
 /// The first instant of a UK calendar day.
-fn uk_midnight(day: NaiveDate) -> DateTime<Utc> {
+pub(super) fn uk_midnight(day: NaiveDate) -> DateTime<Utc> {
     // The UK day starts at 00:00 UTC in winter and 23:00 UTC the day before in summer.
     let utc = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
     [utc - chrono::Duration::hours(1), utc]
         .into_iter()
         .find(|t| uk_date(*t) == day)
         .unwrap_or(utc)
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 fn age_on(dob: NaiveDate, day: NaiveDate) -> u32 {
@@ -228,10 +303,7 @@ pub(super) fn tables(
     // Discharge Ready Date statistics.
     let delays: Vec<u64> = discharged
         .iter()
-        .filter_map(|(s, at)| {
-            let drd = s.drd_at_discharge?;
-            Some(u64::try_from((uk_date(*at) - drd).num_days()).unwrap_or(0))
-        })
+        .filter_map(|(s, _)| s.delay_days())
         .collect();
     let total = delays.len() as u64;
     let bands: Vec<DrdBand> = DRD_BANDS
@@ -345,46 +417,16 @@ pub(super) fn tables(
     let mut cohort = 0;
     let mut at_home = 0;
     let mut incomplete = 0;
-    for (s, at) in &discharged {
-        if !matches!(s.pathway_at_discharge, Some(Pathway::P1 | Pathway::P2)) {
-            continue;
-        }
-        let day = uk_date(*at);
-        let Some(dob) = dates_of_birth.get(&s.person) else {
-            continue;
-        };
-        if age_on(*dob, day) < REABLEMENT_MIN_AGE {
-            continue;
-        }
-        let follow_up_day = day + chrono::Duration::days(REABLEMENT_FOLLOW_UP_DAYS);
-        let follow_up = uk_midnight(follow_up_day);
-        if follow_up >= history_end {
-            incomplete += 1;
-            continue;
-        }
-        cohort += 1;
-        let follow_up_end = uk_midnight(follow_up_day + chrono::Duration::days(1));
-        let later: Vec<&Stay<'_>> = all_stays
-            .iter()
-            .filter(|o| o.person == s.person && o.admitted_at > *at)
-            .collect();
-        let in_hospital = later
-            .iter()
-            .any(|o| o.admitted_at < follow_up_end && o.left_at().is_none_or(|l| l >= follow_up));
-        let died = all_stays
-            .iter()
-            .filter(|o| o.person == s.person)
-            .any(|o| o.died_at.is_some_and(|d| d < follow_up_end));
-        let to_care_home = later
-            .iter()
-            .filter(|o| o.discharged_at.is_some_and(|d| d < follow_up))
-            .max_by_key(|o| o.discharged_at)
-            .is_some_and(|o| {
-                o.destination_code
-                    .is_some_and(DischargeDestination::is_care_home)
-            });
-        if !(in_hospital || died || to_care_home) {
-            at_home += 1;
+    let by_person = StaysByPerson::new(all_stays);
+    for (s, _) in &discharged {
+        match s.reablement(&by_person, dates_of_birth, history_end) {
+            Some(Reablement::AtHome) => {
+                cohort += 1;
+                at_home += 1;
+            }
+            Some(Reablement::NotAtHome) => cohort += 1,
+            Some(Reablement::FollowUpIncomplete) => incomplete += 1,
+            None => {}
         }
     }
     let reablement = ReablementOutcome {
@@ -405,11 +447,11 @@ pub(super) fn tables(
     })
 }
 
-fn opt_num(v: Option<f64>) -> String {
+pub(super) fn opt_num(v: Option<f64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn to_csv(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn to_csv(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header).expect("in memory");
     for r in rows {

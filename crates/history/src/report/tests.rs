@@ -52,6 +52,8 @@ use uuid::Uuid;
 
 use super::*;
 
+mod trend;
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("valid test instant")
@@ -137,11 +139,16 @@ impl History {
     }
 
     fn register(&mut self, who: u128, given: &str, family: &str) {
+        self.register_born(who, given, family, "1940-01-01", "2025-01-01T09:00:00Z");
+    }
+
+    /// Registers a person born on `born`, at `when`.
+    fn register_born(&mut self, who: u128, given: &str, family: &str, born: &str, when: &str) {
         let profile = Profile {
             nhs_number: NhsNumber::synthetic(u32::try_from(who).expect("small")),
             given_name: short(given),
             family_name: short(family),
-            date_of_birth: day("1940-01-01"),
+            date_of_birth: day(born),
             contact: None,
             what_matters: None,
             communication_needs: None,
@@ -151,10 +158,30 @@ impl History {
         self.push(
             who,
             person(who),
-            "2025-01-01T09:00:00Z",
+            when,
             "RXH01",
             Event::Person(PersonEvent::Registered { profile }),
         );
+    }
+
+    /// Registers organisations, each with one service of its own code, at `when`.
+    fn register_orgs(&mut self, orgs: &[(&str, OrganisationType)], when: &str) {
+        for (n, (org, org_type)) in (1..).zip(orgs) {
+            self.push(
+                0,
+                Uuid::from_u128(0x6000 + n),
+                when,
+                org,
+                Event::Organisation(OrganisationEvent::Registered {
+                    code: code(org),
+                    profile: OrganisationProfile {
+                        name: short(org),
+                        org_type: *org_type,
+                    },
+                    services: vec![code(org)],
+                }),
+            );
+        }
     }
 
     fn discharge(&mut self, who: u128, ep: u128, occurred: &str, site: &str, e: DischargeEvent) {
@@ -346,25 +373,13 @@ fn history() -> Vec<RecordedEvent> {
     use DelayReason as R;
     let mut h = History::default();
     // The registry: SCC01 is council adult social care, CNS01 community nursing.
-    for (n, org, org_type) in [
-        (1, "SCC01", OrganisationType::LocalAuthority),
-        (2, "CNS01", OrganisationType::CommunityProvider),
-    ] {
-        h.push(
-            0,
-            Uuid::from_u128(0x6000 + n),
-            "2025-01-01T08:00:00Z",
-            org,
-            Event::Organisation(OrganisationEvent::Registered {
-                code: code(org),
-                profile: OrganisationProfile {
-                    name: short(org),
-                    org_type,
-                },
-                services: vec![code(org)],
-            }),
-        );
-    }
+    h.register_orgs(
+        &[
+            ("SCC01", OrganisationType::LocalAuthority),
+            ("CNS01", OrganisationType::CommunityProvider),
+        ],
+        "2025-01-01T08:00:00Z",
+    );
     h.register(A, "Ada", "Lovelock");
     h.register(B, "Bram", "Stoker-Tester");
     h.register(C, "Cleo", "Fictional");
@@ -611,11 +626,8 @@ fn bucket(r: &Report, label: &str) -> u64 {
         .expect("bucket exists")
 }
 
-#[test]
-fn the_hand_made_history_replays_with_the_domain_rules() {
-    // Every aggregate folds with the domain's own evolve, and E3 ends with the DRD that
-    // superseded the first one, as the report assumes.
-    let mut events = history();
+/// Every aggregate of `events` folded, in log order, with the domain's own `evolve`.
+fn replay(mut events: Vec<RecordedEvent>) -> BTreeMap<Uuid, AggregateState> {
     events.sort_by_key(|e| e.sequence);
     let mut states: BTreeMap<Uuid, AggregateState> = BTreeMap::new();
     for e in &events {
@@ -623,6 +635,14 @@ fn the_hand_made_history_replays_with_the_domain_rules() {
         let next = carewoven_domain::evolve(state, &e.event).expect("replayable history");
         states.insert(e.meta.aggregate_id, next);
     }
+    states
+}
+
+#[test]
+fn the_hand_made_history_replays_with_the_domain_rules() {
+    // Every aggregate folds with the domain's own evolve, and E3 ends with the DRD that
+    // superseded the first one, as the report assumes.
+    let states = replay(history());
     let Some(AggregateState::Discharge(e3)) = states.get(&episode(3)) else {
         panic!("E3 is a discharge episode");
     };
@@ -937,28 +957,12 @@ fn nhs_england_tables_for_a_hand_worked_month() {
     use carewoven_domain::discharge::DischargeDestination as Dest;
     let mut h = History::default();
     for who in 21..=34 {
-        let profile = Profile {
-            nhs_number: NhsNumber::synthetic(u32::try_from(who).expect("small")),
-            given_name: short("Test"),
-            family_name: short("Person"),
-            date_of_birth: day(if who == 23 {
-                "1970-06-01"
-            } else {
-                "1940-01-01"
-            }),
-            contact: None,
-            what_matters: None,
-            communication_needs: None,
-            carers: Vec::new(),
-            registered_gp: None,
+        let born = if who == 23 {
+            "1970-06-01"
+        } else {
+            "1940-01-01"
         };
-        h.push(
-            who,
-            person(who),
-            "2024-12-01T09:00:00Z",
-            "RXH01",
-            Event::Person(PersonEvent::Registered { profile }),
-        );
+        h.register_born(who, "Test", "Person", born, "2024-12-01T09:00:00Z");
     }
     let leave = |h: &mut History, who: u128, ep: u128, site: &str, when: &str, code: Dest| {
         h.discharge(
