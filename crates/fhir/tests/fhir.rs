@@ -13,6 +13,7 @@ use carewoven_governance::IdentityLevel;
 use carewoven_proto::v1::{self, progress_discharge_request as pd};
 use carewoven_testkit::*;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::DESTINATIONS;
 use common::NHS;
