@@ -186,32 +186,7 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
     assert_eq!(task["status"], "received");
 
     // The journey goes on, written by the organisations over gRPC.
-    c.progress_referral(signed(referral_action(
-        &person,
-        &referral,
-        v1::ReferralAction::Accept,
-        "ASC-D2A",
-    )))
-    .await?;
-    for step in [
-        Step::AssignPathway(pd::AssignPathway {
-            pathway: v1::Pathway::Pathway1 as i32,
-        }),
-        Step::RequestService(pd::RequestService {
-            service: "ASC-D2A".into(),
-        }),
-        Step::RecordDelayReason(pd::RecordDelayReason {
-            reason: v1::DelayReason::AwaitingReablement as i32,
-            note: String::new(),
-        }),
-        Step::AgreeDischarge(pd::AgreeDischarge {
-            service: "ASC-D2A".into(),
-            planned_for: date_days_ago(0),
-        }),
-    ] {
-        c.progress_discharge(signed(discharge_step(&person, &episode, step)))
-            .await?;
-    }
+    common::accept_and_agree_discharge(&mut c, &person, &episode, &referral).await?;
     let sw = v1::MemberRef {
         organisation: "ASC-D2A".into(),
         practitioner: "SW-1".into(),

@@ -134,6 +134,8 @@ struct World {
     views: Running,
     gateway: Option<Running>,
     gateway_config: carewoven_gateway::Config,
+    /// The first gateway's `/metrics` address.
+    metrics: String,
     fhir: String,
     _dir: tempfile::TempDir,
     seen: Mutex<Vec<Value>>,
@@ -161,7 +163,10 @@ impl World {
         gateway_config.rest_hook_retry_ms = 20;
         gateway_config.rest_hook_retry_max_ms = 200;
         gateway_config.fhir_base_url = format!("http://{fhir}/fhir");
-        let (gateway, _) = start_gateway(gateway_config.clone()).await?;
+        let metrics = format!("127.0.0.1:{}", free_port()?);
+        let mut first = gateway_config.clone();
+        first.service.metrics.metrics_listen = Some(metrics.parse()?);
+        let (gateway, _) = start_gateway(first).await?;
         let mut config =
             carewoven_views::Config::new(stack.nats.url(), dir.path().join("views.redb"));
         config.fhir_listen = Some(fhir.clone());
@@ -172,6 +177,7 @@ impl World {
             views,
             gateway: Some(gateway),
             gateway_config,
+            metrics,
             fhir,
             _dir: dir,
             seen: Mutex::new(Vec::new()),
@@ -201,6 +207,28 @@ impl World {
             .await?;
         anyhow::ensure!(bundle["type"] == "searchset", "{bundle}");
         Ok(status_of(&bundle).clone())
+    }
+
+    /// The rest-hook backlog gauge of `org` on the first gateway's `/metrics`.
+    async fn backlog(&self, org: &str) -> Result<Option<f64>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics).await?;
+        stream
+            .write_all(
+                format!(
+                    "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.metrics
+                )
+                .as_bytes(),
+            )
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let series = format!("carewoven_rest_hook_backlog{{partner=\"{org}\"}} ");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok()))
     }
 
     async fn stop(self) -> Result<()> {
@@ -292,6 +320,14 @@ async fn a_partner_follows_a_journey_through_notifications_alone() -> Result<()>
             .is_some_and(|e| e.contains("HTTP 500"))
     );
     assert!(receiver.numbers().is_empty());
+    eventually("the backlog visible", WAIT, || async {
+        w.backlog("ASC-D2A")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|b| b >= 1.0)
+    })
+    .await?;
     let failing = w.status("ASC-D2A").await?;
     assert_eq!(number(&failing, "carewoven-delivered-event-number"), 0);
 
@@ -302,31 +338,14 @@ async fn a_partner_follows_a_journey_through_notifications_alone() -> Result<()>
     })
     .await?;
 
-    // The rest of the journey: accepted, pathway 1, discharged home, handover accepted.
-    c.progress_referral(signed(referral_action(
-        &person,
-        &referral,
-        v1::ReferralAction::Accept,
-        "ASC-D2A",
-    )))
-    .await?;
-    for step in [
-        Step::AssignPathway(pd::AssignPathway {
-            pathway: v1::Pathway::Pathway1 as i32,
-        }),
-        Step::RequestService(pd::RequestService {
-            service: "ASC-D2A".into(),
-        }),
-        Step::AgreeDischarge(pd::AgreeDischarge {
-            service: "ASC-D2A".into(),
-            planned_for: date_days_ago(0),
-        }),
-        Step::Discharge(pd::Discharge {
-            discharged_at: ts_hours_ago(1),
-            destination: "Home".into(),
-            destination_code: "19".into(),
-        }),
-    ] {
+    // The rest of the journey: accepted, pathway 1 (delayed awaiting reablement), discharged
+    // home, handover accepted.
+    common::accept_and_agree_discharge(&mut c, &person, &episode, &referral).await?;
+    for step in [Step::Discharge(pd::Discharge {
+        discharged_at: ts_hours_ago(1),
+        destination: "Home".into(),
+        destination_code: "19".into(),
+    })] {
         c.progress_discharge(signed(discharge_step(&person, &episode, step)))
             .await?;
     }
@@ -358,6 +377,10 @@ async fn a_partner_follows_a_journey_through_notifications_alone() -> Result<()>
     })
     .await?;
     let n = *receiver.numbers().last().context("nothing delivered")?;
+    eventually("the backlog drained", WAIT, || async {
+        w.backlog("ASC-D2A").await.ok().flatten() == Some(0.0)
+    })
+    .await?;
     assert_eq!(
         receiver.numbers(),
         (1..=n).collect::<Vec<_>>(),

@@ -225,8 +225,9 @@ pub async fn serve(
     let audit_gate = gate(AuditAction::AuditRead, AuditServiceServer::<Feeds>::NAME);
     let cursors = CursorKey::new(config.cursor_key.as_bytes());
     let hooks = crate::rest_hook::Hooks::default();
-    let mut delivering = Vec::new();
-    if !endpoints.is_empty() {
+    let delivery = if endpoints.is_empty() {
+        None
+    } else {
         let state = config
             .rest_hook_state
             .as_ref()
@@ -246,15 +247,8 @@ pub async fn serve(
             config.fhir_base_url.trim_end_matches('/').to_owned(),
             state,
         )?;
-        for (org, endpoint) in endpoints {
-            tracing::info!(organisation = %org, "rest-hook delivery");
-            delivering.push(tokio::spawn(delivery.clone().run(
-                org,
-                endpoint,
-                stop.clone(),
-            )));
-        }
-    }
+        Some(delivery)
+    };
     let feeds = Feeds {
         auth,
         access,
@@ -277,6 +271,18 @@ pub async fn serve(
     ));
     tracing::info!(%local, "gateway listening");
     carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    // After the recorder is installed, so the deliveries' gauges report.
+    let mut delivering = Vec::new();
+    if let Some(delivery) = delivery {
+        for (org, endpoint) in endpoints {
+            tracing::info!(organisation = %org, "rest-hook delivery");
+            delivering.push(tokio::spawn(delivery.clone().run(
+                org,
+                endpoint,
+                stop.clone(),
+            )));
+        }
+    }
     let sampling = config.service.metrics.metrics_listen.is_some().then(|| {
         tokio::spawn(crate::backlog::run(
             sampled_access,

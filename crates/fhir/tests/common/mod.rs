@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use carewoven_testkit::repo_root;
+use carewoven_proto::v1::{
+    self, command_service_client::CommandServiceClient, progress_discharge_request as pd,
+};
+use carewoven_testkit::{date_days_ago, discharge_step, referral_action, repo_root, signed};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,6 +58,44 @@ pub async fn get(
     );
     let body: Value = serde_json::from_str(body).with_context(|| format!("{path}: body {body}"))?;
     Ok((status, head.to_owned(), body))
+}
+
+/// The D2A team accepts the referral; the hospital assigns pathway 1, requests the team's
+/// service, records the wait for reablement and agrees the discharge with it for today.
+pub async fn accept_and_agree_discharge(
+    c: &mut CommandServiceClient<tonic::transport::Channel>,
+    person: &str,
+    episode: &str,
+    referral: &str,
+) -> Result<()> {
+    use pd::Step;
+    c.progress_referral(signed(referral_action(
+        person,
+        referral,
+        v1::ReferralAction::Accept,
+        "ASC-D2A",
+    )))
+    .await?;
+    for step in [
+        Step::AssignPathway(pd::AssignPathway {
+            pathway: v1::Pathway::Pathway1 as i32,
+        }),
+        Step::RequestService(pd::RequestService {
+            service: "ASC-D2A".into(),
+        }),
+        Step::RecordDelayReason(pd::RecordDelayReason {
+            reason: v1::DelayReason::AwaitingReablement as i32,
+            note: String::new(),
+        }),
+        Step::AgreeDischarge(pd::AgreeDischarge {
+            service: "ASC-D2A".into(),
+            planned_for: date_days_ago(0),
+        }),
+    ] {
+        c.progress_discharge(signed(discharge_step(person, episode, step)))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Check `seen` with the rules below, then with the outside validator.
