@@ -15,7 +15,7 @@
 //! `event-number`. Metric labels are organisation codes only.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ impl Delivery {
         cursors: CursorKey,
         retry: Retry,
         fhir_base: String,
-        state: &PathBuf,
+        state: &Path,
     ) -> anyhow::Result<Self> {
         let db = Database::create(state)
             .with_context(|| format!("opening the rest-hook state {}", state.display()))?;
