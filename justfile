@@ -88,13 +88,16 @@ up: build
       CAREWOVEN_METRICS_LISTEN={{views_metrics}} \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
       --fhir-listen {{fhir_addr}} --fhir-audit-server http://{{gateway_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
-    # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService.
+    # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService; FHIR
+    # rest-hook notifications to the endpoints in .run/rest-hooks.json ({"ORG": "http://..."}), if any.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
       CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/gateway.nk)" \
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/gateway-access.redb \
       CAREWOVEN_GATEWAY_CHECKPOINT={{run}}/gateway-evaluator.redb \
       CAREWOVEN_METRICS_LISTEN={{gateway_metrics}} \
-      target/release/carewoven-gateway > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
+      CAREWOVEN_REST_HOOK_STATE={{run}}/gateway-rest-hooks.redb CAREWOVEN_FHIR_BASE_URL=http://{{fhir_addr}}/fhir \
+      target/release/carewoven-gateway $(test -f {{run}}/rest-hooks.json && echo --rest-hooks {{run}}/rest-hooks.json) \
+      > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"

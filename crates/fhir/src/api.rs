@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use carewoven_proto::v1::{
-    self, audit_service_client::AuditServiceClient, query_service_server::QueryService,
+    self, audit_service_client::AuditServiceClient, feed_service_client::FeedServiceClient,
+    query_service_server::QueryService,
 };
 use serde_json::{Value, json};
 use tonic::Code;
@@ -24,6 +25,7 @@ use tonic_types::StatusExt;
 
 use crate::capability;
 use crate::map;
+use crate::subscription::{self, Kind};
 
 /// `Content-Type` of every answer.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -37,14 +39,18 @@ struct Api<Q> {
     queries: Arc<Q>,
     /// The gateway's access list, for `AuditEvent` (not served without one).
     audit: Option<AuditServiceClient<Channel>>,
+    /// The gateway's feeds, for `Subscription` (not served without one).
+    feeds: Option<FeedServiceClient<Channel>>,
 }
 
-/// The FHIR routes under `/fhir`, answering from `queries`, and `AuditEvent` from the
-/// gateway's `AuditService` at `audit` if there is one.
-pub fn router<Q: QueryService>(queries: Arc<Q>, audit: Option<Channel>) -> Router {
+/// The FHIR routes under `/fhir`, answering from `queries`, and `AuditEvent` and
+/// `Subscription` from the gateway's `AuditService` and `FeedService` at `gateway` if there
+/// is one.
+pub fn router<Q: QueryService>(queries: Arc<Q>, gateway: Option<Channel>) -> Router {
     let api = Arc::new(Api {
         queries,
-        audit: audit.map(AuditServiceClient::new),
+        audit: gateway.clone().map(AuditServiceClient::new),
+        feeds: gateway.map(FeedServiceClient::new),
     });
     Router::new()
         .route("/fhir/metadata", get(metadata::<Q>))
@@ -301,6 +307,101 @@ impl<Q> Api<Q> {
     }
 }
 
+/// How long `$events` may take to read its range from the gateway.
+const EVENTS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl<Q> Api<Q> {
+    /// The caller's own feed status, from the gateway with the caller's token (the gateway
+    /// authenticates, and answers only about the caller's own feed).
+    async fn feed_status(&self, headers: &HeaderMap) -> Result<v1::FeedStatus, Failure> {
+        let Some(mut client) = self.feeds.clone() else {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not-supported",
+                "Subscription is not served here: this server has no gateway configured",
+                None,
+            ));
+        };
+        client
+            .get_feed_status(request(headers, v1::GetFeedStatusRequest {}))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| from_status(&s, "Subscription", &str::to_owned))
+    }
+
+    /// The feed status if `id` is the caller's own subscription; anyone else's is 404, the
+    /// same as one that does not exist.
+    async fn own_subscription(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<v1::FeedStatus, Failure> {
+        let status = self.feed_status(headers).await?;
+        if status.organisation == id {
+            Ok(status)
+        } else {
+            Err(Failure::not_found(&format!("Subscription/{id}")))
+        }
+    }
+
+    /// The caller's feed items `since..=until` (both within the feed), read from the
+    /// gateway's `Subscribe` with the caller's token.
+    async fn feed_items(
+        &self,
+        headers: &HeaderMap,
+        since: u64,
+        until: u64,
+    ) -> Result<Vec<v1::FeedItem>, Failure> {
+        let mut client = self.feeds.clone().ok_or_else(|| {
+            Failure::new(StatusCode::NOT_FOUND, "not-supported", "no gateway", None)
+        })?;
+        let read = async {
+            let mut stream = client
+                .subscribe(request(
+                    headers,
+                    v1::SubscribeRequest {
+                        cursor: String::new(),
+                        after_number: since - 1,
+                    },
+                ))
+                .await?
+                .into_inner();
+            let mut items = Vec::new();
+            while items.len() as u64 <= until - since {
+                match stream.message().await? {
+                    Some(item) => items.push(item),
+                    None => return Err(tonic::Status::unavailable("the feed ended early")),
+                }
+            }
+            Ok(items)
+        };
+        match tokio::time::timeout(EVENTS_TIMEOUT, read).await {
+            Ok(result) => result
+                .map_err(|s| from_status(&s, "Subscription", &|_| "eventsSinceNumber".to_owned())),
+            Err(_) => Err(Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the feed did not deliver the range in time",
+                None,
+            )),
+        }
+    }
+}
+
+/// A whole number parameter of at least 1.
+fn event_number(params: &[(String, String)], name: &str) -> Result<Option<u64>, Failure> {
+    match params.iter().find(|(n, _)| n == name) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| Failure::parameter(name, "must be an event number (1 or more)")),
+    }
+}
+
 fn bundle(kind: &str, base: &str, self_link: &str, entries: Vec<Value>) -> Value {
     let mut b = json!({
         "resourceType": "Bundle",
@@ -393,6 +494,21 @@ async fn search<Q: QueryService>(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
+    if rtype == "Subscription" {
+        // The caller's own subscription: there is one per partner organisation.
+        parameters(raw.as_deref(), &[])?;
+        let status = api.feed_status(&headers).await?;
+        let base = base(&headers);
+        let entries = vec![search_entry(
+            &base,
+            subscription::subscription(&status),
+            "match",
+        )];
+        return Ok(fhir(
+            StatusCode::OK,
+            &bundle("searchset", &base, "Subscription", entries),
+        ));
+    }
     known_type(&rtype)?;
     let base = base(&headers);
     let echo = raw.clone().unwrap_or_default();
@@ -520,6 +636,10 @@ async fn read<Q: QueryService>(
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
+    if rtype == "Subscription" {
+        let status = api.own_subscription(&headers, &id).await?;
+        return Ok(fhir(StatusCode::OK, &subscription::subscription(&status)));
+    }
     readable_type(&rtype)?;
     let person = uuid("id", &id)?;
     let what = format!("{rtype}/{person}");
@@ -534,10 +654,74 @@ async fn read<Q: QueryService>(
 async fn operation<Q: QueryService>(
     State(api): State<Arc<Api<Q>>>,
     Path((rtype, id, op)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let base = base(&headers);
     match (rtype.as_str(), op.as_str()) {
+        ("Subscription", "$status") => {
+            parameters(raw.as_deref(), &[])?;
+            let status = api.own_subscription(&headers, &id).await?;
+            let parameters = subscription::status_parameters(
+                &status,
+                Kind::QueryStatus,
+                status.last_number,
+                &[],
+            );
+            Ok(fhir(
+                StatusCode::OK,
+                &bundle(
+                    "searchset",
+                    &base,
+                    &format!("Subscription/{id}/$status"),
+                    vec![search_entry(&base, parameters, "match")],
+                ),
+            ))
+        }
+        ("Subscription", "$events") => {
+            let params = parameters(raw.as_deref(), &["eventsSinceNumber", "eventsUntilNumber"])?;
+            let since = event_number(&params, "eventsSinceNumber")?.unwrap_or(1);
+            let asked_until = event_number(&params, "eventsUntilNumber")?;
+            if asked_until.is_some_and(|u| u < since) {
+                return Err(Failure::parameter(
+                    "eventsUntilNumber",
+                    "must not be less than eventsSinceNumber",
+                ));
+            }
+            let status = api.own_subscription(&headers, &id).await?;
+            // At most MAX_EVENTS, and never beyond the feed's end.
+            let until = asked_until
+                .unwrap_or(u64::MAX)
+                .min(status.last_number)
+                .min(since.saturating_add(subscription::MAX_EVENTS - 1));
+            let items = if since <= until {
+                api.feed_items(&headers, since, until).await?
+            } else {
+                Vec::new()
+            };
+            let mut body = subscription::notification(
+                &base,
+                &status,
+                Kind::QueryEvent,
+                status.last_number,
+                &items,
+            );
+            let mut links = vec![
+                json!({ "relation": "self", "url": format!("{base}/Subscription/{id}/$events?eventsSinceNumber={since}&eventsUntilNumber={until}") }),
+            ];
+            if until < asked_until.unwrap_or(status.last_number) {
+                let mut next = format!(
+                    "{base}/Subscription/{id}/$events?eventsSinceNumber={}",
+                    until + 1
+                );
+                if let Some(u) = asked_until {
+                    next.push_str(&format!("&eventsUntilNumber={u}"));
+                }
+                links.push(json!({ "relation": "next", "url": next }));
+            }
+            body["link"] = json!(links);
+            Ok(fhir(StatusCode::OK, &body))
+        }
         ("Patient", "$everything") => {
             let person = uuid("id", &id)?;
             let what = format!("Patient/{person}");

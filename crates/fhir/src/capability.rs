@@ -57,7 +57,8 @@ fn resource(rtype: &str) -> Value {
     r
 }
 
-/// `audit`: whether `AuditEvent` is served (the server has the gateway's access list).
+/// `audit`: whether `AuditEvent` and `Subscription` are served (the server has the
+/// gateway's access list and feeds).
 pub fn statement(base: &str, audit: bool) -> Value {
     let mut resources: Vec<Value> = TYPES.iter().map(|t| resource(t)).collect();
     if audit {
@@ -67,6 +68,18 @@ pub fn statement(base: &str, audit: bool) -> Value {
             "versioning": "no-version",
             "readHistory": false,
             "searchParam": [{ "name": "patient", "type": "reference", "documentation": "who accessed this person's record: the gateway's access list, first 1,000 entries, for whoever it allows (the person, their proxy, a related organisation, governance)" }],
+        }));
+        resources.push(json!({
+            "type": "Subscription",
+            "supportedProfile": [format!("{}backport-subscription", crate::subscription::BACKPORT)],
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "versioning": "no-version",
+            "readHistory": false,
+            "documentation": format!("One per partner organisation, Subscription/<organisation code>, its feed (topic {}); a partner reads only its own. $status: a searchset with the backport status Parameters (query-status); $events?eventsSinceNumber=&eventsUntilNumber=: a history Bundle (query-event) of at most {} events, with a next link for the rest", crate::subscription::TOPIC, crate::subscription::MAX_EVENTS),
+            "operation": [
+                { "name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status" },
+                { "name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events" },
+            ],
         }));
     }
     json!({

@@ -5,12 +5,16 @@
 //! function that codes discharge destinations); [`api`] is the HTTP surface (axum), which
 //! reads through the views' own `QueryService` with the caller's token, so authentication,
 //! authorisation and the read audit are the gRPC API's, not a copy. The views service serves
-//! it beside its gRPC port (`carewoven-views serve --fhir-listen`).
+//! it beside its gRPC port (`carewoven-views serve --fhir-listen`). [`subscription`] shows each
+//! partner's feed as a Subscription (HL7 Subscriptions R5 Backport, R4 shape): its `$status`
+//! and `$events` read the gateway's `FeedService` with the caller's token, and the gateway's
+//! rest-hook delivery builds its notifications with the same functions.
 
 pub mod api;
 pub mod capability;
 pub mod codes;
 pub mod map;
+pub mod subscription;
 
 use std::future::Future;
 use std::sync::Arc;

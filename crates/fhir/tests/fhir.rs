@@ -4,8 +4,8 @@
 //! (fhir.resources 6.4.0, FHIR R4 4.0.1: `scripts/fhir-validator`), plus the UK Core rules it
 //! cannot check.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -15,8 +15,8 @@ use carewoven_testkit::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
-const DESTINATIONS: &str = "https://fhir.hl7.org.uk/CodeSystem/UKCore-DischargeDestinationEngland";
+use common::DESTINATIONS;
+use common::NHS;
 
 /// The views (with FHIR) beside a command service, and every body the API answered.
 struct World {
@@ -60,43 +60,14 @@ impl World {
     /// GET `path` over a fresh HTTP/1.1 connection, as `token`'s holder, after the views
     /// reached `position`.
     async fn get(&self, path: &str, token: Option<&str>, position: u64) -> Result<Answer> {
-        let mut stream = tokio::net::TcpStream::connect(&self.fhir).await?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\nConnection: close\r\n",
-            self.fhir
-        );
-        if let Some(token) = token {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        if position > 0 {
-            request.push_str(&format!("Carewoven-Min-Log-Position: {position}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let text = String::from_utf8(raw)?;
-        let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .context("no status")?
-            .parse()
-            .context("status")?;
-        anyhow::ensure!(
-            head.to_lowercase()
-                .contains("content-type: application/fhir+json"),
-            "{path}: not FHIR JSON: {head}"
-        );
-        let body: Value =
-            serde_json::from_str(body).with_context(|| format!("{path}: body {body}"))?;
+        let (status, head, body) = common::get(&self.fhir, path, token, position).await?;
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(body.clone());
         Ok(Answer {
             status,
-            headers: head.to_owned(),
+            headers: head,
             body,
         })
     }
@@ -114,309 +85,8 @@ impl World {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut failures = Vec::new();
-        for body in seen.iter() {
-            check_codes(body, &mut failures);
-        }
-        anyhow::ensure!(
-            failures.is_empty(),
-            "codes outside FHIR's or UK Core's: {failures:#?}"
-        );
-        let file = tempfile::NamedTempFile::new()?;
-        let lines: Vec<String> = seen.iter().map(Value::to_string).collect();
-        std::fs::write(file.path(), lines.join("\n"))?;
-        let out = Command::new(validator()?)
-            .arg(repo_root().join("scripts/fhir_validate.py"))
-            .arg(file.path())
-            .output()
-            .context("running the FHIR validator")?;
-        let report = String::from_utf8_lossy(&out.stdout);
-        anyhow::ensure!(
-            out.status.success(),
-            "the FHIR validator refused what the API emitted:\n{report}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        anyhow::ensure!(
-            report.contains(&format!("validated {} resources: 0 failed", seen.len())),
-            "unexpected validator report: {report}"
-        );
-        Ok(())
+        common::validate(&seen)
     }
-}
-
-/// The codes FHIR R4 requires (bindings the validator does not check) and the UK Core rules:
-/// the NHS number's system and form, the discharge destination's code system and codes.
-fn check_codes(resource: &Value, failures: &mut Vec<String>) {
-    let rtype = resource["resourceType"].as_str().unwrap_or_default();
-    let mut nested = Vec::new();
-    let mut local = Vec::new();
-    let mut must = |what: &str, value: &Value, allowed: &[&str]| {
-        if !value.as_str().is_some_and(|v| allowed.contains(&v)) {
-            local.push(format!(
-                "{rtype}.{what} = {value} is not one of {allowed:?}"
-            ));
-        }
-    };
-    match rtype {
-        "Patient" => {
-            for id in resource["identifier"].as_array().into_iter().flatten() {
-                must("identifier.system", &id["system"], &[NHS]);
-                let value = id["value"].as_str().unwrap_or_default();
-                let ten_digits = value.len() == 10 && value.bytes().all(|b| b.is_ascii_digit());
-                must(
-                    "identifier.value is ten digits",
-                    &Value::String(ten_digits.to_string()),
-                    &["true"],
-                );
-            }
-        }
-        "Encounter" => {
-            must(
-                "status",
-                &resource["status"],
-                &[
-                    "planned",
-                    "arrived",
-                    "triaged",
-                    "in-progress",
-                    "onleave",
-                    "finished",
-                    "cancelled",
-                    "entered-in-error",
-                    "unknown",
-                ],
-            );
-            must(
-                "class.system",
-                &resource["class"]["system"],
-                &["http://terminology.hl7.org/CodeSystem/v3-ActCode"],
-            );
-            let disposition = &resource["hospitalization"]["dischargeDisposition"];
-            if !disposition.is_null() {
-                must(
-                    "dischargeDisposition.system",
-                    &disposition["coding"][0]["system"],
-                    &[DESTINATIONS],
-                );
-                must(
-                    "dischargeDisposition.code",
-                    &disposition["coding"][0]["code"],
-                    &[
-                        "19", "29", "30", "37", "38", "48", "49", "50", "51", "52", "53", "54",
-                        "65", "66", "79", "84", "85", "87", "88", "98", "99",
-                    ],
-                );
-            }
-        }
-        "EpisodeOfCare" => must(
-            "status",
-            &resource["status"],
-            &[
-                "planned",
-                "waitlist",
-                "active",
-                "onhold",
-                "finished",
-                "cancelled",
-                "entered-in-error",
-            ],
-        ),
-        "CarePlan" => {
-            must(
-                "status",
-                &resource["status"],
-                &[
-                    "draft",
-                    "active",
-                    "on-hold",
-                    "revoked",
-                    "completed",
-                    "entered-in-error",
-                    "unknown",
-                ],
-            );
-            must(
-                "intent",
-                &resource["intent"],
-                &["proposal", "plan", "order", "option"],
-            );
-        }
-        "CareTeam" => must(
-            "status",
-            &resource["status"],
-            &[
-                "proposed",
-                "active",
-                "suspended",
-                "inactive",
-                "entered-in-error",
-            ],
-        ),
-        "ServiceRequest" => {
-            must(
-                "status",
-                &resource["status"],
-                &[
-                    "draft",
-                    "active",
-                    "on-hold",
-                    "revoked",
-                    "completed",
-                    "entered-in-error",
-                    "unknown",
-                ],
-            );
-            must(
-                "priority",
-                &resource["priority"],
-                &["routine", "urgent", "asap", "stat"],
-            );
-        }
-        "Task" => {
-            must(
-                "status",
-                &resource["status"],
-                &[
-                    "draft",
-                    "requested",
-                    "received",
-                    "accepted",
-                    "rejected",
-                    "ready",
-                    "cancelled",
-                    "in-progress",
-                    "on-hold",
-                    "failed",
-                    "completed",
-                    "entered-in-error",
-                ],
-            );
-            must(
-                "intent",
-                &resource["intent"],
-                &[
-                    "unknown",
-                    "proposal",
-                    "plan",
-                    "order",
-                    "original-order",
-                    "reflex-order",
-                    "filler-order",
-                    "instance-order",
-                    "option",
-                ],
-            );
-        }
-        "Observation" => must(
-            "status",
-            &resource["status"],
-            &[
-                "registered",
-                "preliminary",
-                "final",
-                "amended",
-                "corrected",
-                "cancelled",
-                "entered-in-error",
-                "unknown",
-            ],
-        ),
-        "Consent" => {
-            must(
-                "status",
-                &resource["status"],
-                &[
-                    "draft",
-                    "proposed",
-                    "active",
-                    "rejected",
-                    "inactive",
-                    "entered-in-error",
-                ],
-            );
-            must(
-                "provision.type",
-                &resource["provision"]["type"],
-                &["deny", "permit"],
-            );
-        }
-        "Bundle" => {
-            must("type", &resource["type"], &["searchset", "history"]);
-            for entry in resource["entry"].as_array().into_iter().flatten() {
-                check_codes(&entry["resource"], &mut nested);
-            }
-        }
-        "OperationOutcome" => {
-            for issue in resource["issue"].as_array().into_iter().flatten() {
-                must("issue.severity", &issue["severity"], &["error"]);
-                must(
-                    "issue.code",
-                    &issue["code"],
-                    &[
-                        "invalid",
-                        "login",
-                        "forbidden",
-                        "not-found",
-                        "not-supported",
-                        "timeout",
-                        "transient",
-                        "exception",
-                    ],
-                );
-            }
-        }
-        "AuditEvent" => {
-            must("action", &resource["action"], &["C", "R", "U", "D", "E"]);
-            must("outcome", &resource["outcome"], &["0", "4", "8", "12"]);
-            must(
-                "type.system",
-                &resource["type"]["system"],
-                &["http://terminology.hl7.org/CodeSystem/audit-event-type"],
-            );
-        }
-        "CapabilityStatement" | "Provenance" => {}
-        other => must("resourceType", &Value::String(other.to_owned()), &[]),
-    }
-    failures.extend(local);
-    failures.extend(nested);
-    // Every coding names an absolute code system.
-    fn systems(v: &Value, failures: &mut Vec<String>) {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::Array(codings)) = o.get("coding") {
-                    for c in codings {
-                        if !c["system"]
-                            .as_str()
-                            .is_some_and(|s| s.starts_with("http://") || s.starts_with("https://"))
-                        {
-                            failures.push(format!("a coding without an absolute system: {c}"));
-                        }
-                    }
-                }
-                o.values().for_each(|x| systems(x, failures));
-            }
-            Value::Array(a) => a.iter().for_each(|x| systems(x, failures)),
-            _ => {}
-        }
-    }
-    if rtype != "Bundle" {
-        systems(resource, failures);
-    }
-}
-
-/// The validator's Python, installing it (`scripts/fhir-validator`) if it is not there: a
-/// validator that cannot be installed fails the test, saying so.
-fn validator() -> Result<PathBuf> {
-    let python = repo_root().join(".tools/fhir/bin/python");
-    let install = Command::new(repo_root().join("scripts/fhir-validator"))
-        .output()
-        .context("running scripts/fhir-validator")?;
-    anyhow::ensure!(
-        install.status.success() && python.exists(),
-        "the outside FHIR validator (fhir.resources 6.4.0 on pydantic 1, in .tools/fhir) could not be installed, so the FHIR API cannot be checked: {}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-    Ok(python)
 }
 
 fn entries(bundle: &Value) -> Vec<Value> {
@@ -516,32 +186,7 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
     assert_eq!(task["status"], "received");
 
     // The journey goes on, written by the organisations over gRPC.
-    c.progress_referral(signed(referral_action(
-        &person,
-        &referral,
-        v1::ReferralAction::Accept,
-        "ASC-D2A",
-    )))
-    .await?;
-    for step in [
-        Step::AssignPathway(pd::AssignPathway {
-            pathway: v1::Pathway::Pathway1 as i32,
-        }),
-        Step::RequestService(pd::RequestService {
-            service: "ASC-D2A".into(),
-        }),
-        Step::RecordDelayReason(pd::RecordDelayReason {
-            reason: v1::DelayReason::AwaitingReablement as i32,
-            note: String::new(),
-        }),
-        Step::AgreeDischarge(pd::AgreeDischarge {
-            service: "ASC-D2A".into(),
-            planned_for: date_days_ago(0),
-        }),
-    ] {
-        c.progress_discharge(signed(discharge_step(&person, &episode, step)))
-            .await?;
-    }
+    common::accept_and_agree_discharge(&mut c, &person, &episode, &referral).await?;
     let sw = v1::MemberRef {
         organisation: "ASC-D2A".into(),
         practitioner: "SW-1".into(),

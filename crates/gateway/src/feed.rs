@@ -87,6 +87,8 @@ pub struct Feeds {
     pub access_list: AccessList,
     pub feed: stream::Stream<()>,
     pub cursors: CursorKey,
+    /// Rest-hook deliveries, for `GetFeedStatus`.
+    pub hooks: crate::rest_hook::Hooks,
     pub deadline: Duration,
     /// Subscriptions end when this is cancelled (shutdown).
     pub stop: tokio_util::sync::CancellationToken,
@@ -108,6 +110,31 @@ impl Feeds {
                 self.audit.record_refusal(&record).await;
                 Err(unauthenticated(&e))
             }
+        }
+    }
+
+    /// Refuses (audited) an organisation that is not registered.
+    async fn registered(&self, who: &Identity, action: v1::AuditAction) -> Result<(), Status> {
+        let org = who.organisation.as_str();
+        let registered = self
+            .access
+            .check(self.deadline, |g| {
+                g.organisation(&who.organisation)
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        Denial::new(
+                            "ORGANISATION_NOT_REGISTERED",
+                            format!("organisation {org} is not registered"),
+                        )
+                    })
+            })
+            .await;
+        match registered {
+            Ok(()) => Ok(()),
+            Err(carewoven_access::AccessError::Denied(d)) => {
+                Err(self.refuse(who, None, action, d).await)
+            }
+            Err(e) => Err(e.to_status()),
         }
     }
 
@@ -141,27 +168,7 @@ impl FeedService for Feeds {
         let action = v1::AuditAction::FeedSubscribe;
         let who = self.identify(&request, action).await?;
         let org = who.organisation.as_str().to_owned();
-        let registered = self
-            .access
-            .check(self.deadline, |g| {
-                g.organisation(&who.organisation)
-                    .map(|_| ())
-                    .ok_or_else(|| {
-                        Denial::new(
-                            "ORGANISATION_NOT_REGISTERED",
-                            format!("organisation {org} is not registered"),
-                        )
-                    })
-            })
-            .await;
-        if let Err(e) = registered {
-            return Err(match e {
-                carewoven_access::AccessError::Denied(d) => {
-                    self.refuse(&who, None, action, d).await
-                }
-                e => e.to_status(),
-            });
-        }
+        self.registered(&who, action).await?;
         let req = request.get_ref();
         let after = if !req.cursor.is_empty() {
             if req.after_number != 0 {
@@ -186,28 +193,9 @@ impl FeedService for Feeds {
                 head.number
             )));
         }
-        // Where to start: the message holding item `after + 1`.
-        let deliver_policy = if after == 0 {
-            consumer::DeliverPolicy::All
-        } else {
-            let start_sequence = message_after(&self.feed, &org, after, head)
-                .await
-                .map_err(|e| Status::unavailable(format!("the feed stream: {e:#}")))?;
-            consumer::DeliverPolicy::ByStartSequence { start_sequence }
-        };
-        let consumer = self
-            .feed
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: feed_filter(&org),
-                deliver_policy,
-                ..Default::default()
-            })
+        let mut messages = messages_after(&self.feed, &org, after, head)
             .await
-            .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| Status::unavailable(format!("the feed stream: {e}")))?;
+            .map_err(|e| Status::unavailable(format!("the feed stream: {e:#}")))?;
         let mut record = AuditRecord::permitted(&who, None, action);
         record.feed_number = after;
         self.audit.record(&record).await?;
@@ -262,6 +250,25 @@ impl FeedService for Feeds {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+
+    async fn get_feed_status(
+        &self,
+        request: Request<v1::GetFeedStatusRequest>,
+    ) -> Result<Response<v1::FeedStatus>, Status> {
+        // Nothing about a person is read: the feed's length and the caller's own delivery.
+        let action = v1::AuditAction::FeedSubscribe;
+        let who = self.identify(&request, action).await?;
+        self.registered(&who, action).await?;
+        let org = who.organisation.as_str().to_owned();
+        let head = feed_head(&self.feed, &org)
+            .await
+            .map_err(|e| Status::unavailable(format!("the feed stream: {e:#}")))?;
+        Ok(Response::new(v1::FeedStatus {
+            rest_hook: self.hooks.status(&org),
+            organisation: org,
+            last_number: head.number,
+        }))
+    }
 }
 
 /// An open subscription, counted in `carewoven_feed_subscriptions_open` while it lives.
@@ -280,6 +287,30 @@ impl Drop for OpenSubscription {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
+}
+
+/// `org`'s stored feed messages from the one holding item `after + 1` (`after` at most the
+/// feed's last item `head.number`), then live, on an ordered consumer of their own.
+pub(crate) async fn messages_after(
+    feed: &stream::Stream<()>,
+    org: &str,
+    after: u64,
+    head: FeedHead,
+) -> anyhow::Result<consumer::pull::Ordered> {
+    let deliver_policy = if after == 0 {
+        consumer::DeliverPolicy::All
+    } else {
+        let start_sequence = message_after(feed, org, after, head).await?;
+        consumer::DeliverPolicy::ByStartSequence { start_sequence }
+    };
+    let consumer = feed
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: feed_filter(org),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
 }
 
 /// The stream sequence to read `org`'s feed from to resume after item `after` (at most the
@@ -329,7 +360,7 @@ async fn message_after(
 
 /// The items of one stored feed message from `expected` on (earlier ones, in the message a
 /// resumed subscription starts with, were received already), each with its cursor.
-fn decode_items(
+pub(crate) fn decode_items(
     message: &async_nats::jetstream::Message,
     org: &str,
     expected: u64,

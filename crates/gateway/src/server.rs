@@ -50,6 +50,32 @@ pub struct Config {
     /// the last save. Unset: the evaluator folds the whole log at every start.
     #[arg(long, env = "CAREWOVEN_GATEWAY_CHECKPOINT")]
     pub evaluator_checkpoint: Option<std::path::PathBuf>,
+    /// Partners' rest-hook endpoints: a JSON file `{"ORG": "http://host:port/path"}`. Each
+    /// named partner's feed is POSTed there as FHIR notifications, in order, retried until
+    /// taken. Unset: no rest-hook delivery (partners read `$events` or `Subscribe`).
+    #[arg(long, env = "CAREWOVEN_REST_HOOKS", requires = "rest_hook_state")]
+    pub rest_hooks: Option<std::path::PathBuf>,
+    /// Where the last number each endpoint acknowledged is kept (redb, made if missing), so a
+    /// restart resumes after it. Required with `--rest-hooks`.
+    #[arg(long, env = "CAREWOVEN_REST_HOOK_STATE")]
+    pub rest_hook_state: Option<std::path::PathBuf>,
+    /// First wait after a failed notification; it doubles with each failure in a row.
+    #[arg(long, env = "CAREWOVEN_REST_HOOK_RETRY_MS", default_value_t = 500)]
+    pub rest_hook_retry_ms: u64,
+    /// The longest wait between attempts.
+    #[arg(
+        long,
+        env = "CAREWOVEN_REST_HOOK_RETRY_MAX_MS",
+        default_value_t = 60_000
+    )]
+    pub rest_hook_retry_max_ms: u64,
+    /// The FHIR API's base URL, written into notifications (`fullUrl`).
+    #[arg(
+        long,
+        env = "CAREWOVEN_FHIR_BASE_URL",
+        default_value = "http://localhost/fhir"
+    )]
+    pub fhir_base_url: String,
 }
 
 impl Config {
@@ -64,6 +90,11 @@ impl Config {
             sweep_interval_secs: 60,
             access_list_file: None,
             evaluator_checkpoint: None,
+            rest_hooks: None,
+            rest_hook_state: None,
+            rest_hook_retry_ms: 500,
+            rest_hook_retry_max_ms: 60_000,
+            fhir_base_url: "http://localhost/fhir".to_owned(),
         }
     }
 }
@@ -95,6 +126,10 @@ pub async fn serve(
         config.cursor_key.len() >= MIN_KEY_LEN,
         "--cursor-key (CAREWOVEN_CURSOR_KEY) must be at least {MIN_KEY_LEN} characters"
     );
+    let endpoints = match &config.rest_hooks {
+        Some(path) => crate::rest_hook::read_endpoints(path)?,
+        None => Default::default(),
+    };
     let verifier = config.service.verifier()?;
     let local: SocketAddr = listener.local_addr()?;
     let stop = carewoven_service::stop_on(shutdown);
@@ -188,13 +223,40 @@ pub async fn serve(
     let gate = |action, service| Gatekeeper::new(auth.clone(), audit.clone(), action, service);
     let feed_gate = gate(AuditAction::FeedSubscribe, FeedServiceServer::<Feeds>::NAME);
     let audit_gate = gate(AuditAction::AuditRead, AuditServiceServer::<Feeds>::NAME);
+    let cursors = CursorKey::new(config.cursor_key.as_bytes());
+    let hooks = crate::rest_hook::Hooks::default();
+    let delivery = if endpoints.is_empty() {
+        None
+    } else {
+        let state = config
+            .rest_hook_state
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--rest-hooks needs --rest-hook-state"))?;
+        let delivery = crate::rest_hook::Delivery::open(
+            feed.clone(),
+            hooks.clone(),
+            cursors.clone(),
+            crate::rest_hook::Retry {
+                initial: Duration::from_millis(config.rest_hook_retry_ms.max(1)),
+                max: Duration::from_millis(
+                    config
+                        .rest_hook_retry_max_ms
+                        .max(config.rest_hook_retry_ms.max(1)),
+                ),
+            },
+            config.fhir_base_url.trim_end_matches('/').to_owned(),
+            state,
+        )?;
+        Some(delivery)
+    };
     let feeds = Feeds {
         auth,
         access,
         audit,
         access_list,
         feed,
-        cursors: CursorKey::new(config.cursor_key.as_bytes()),
+        cursors,
+        hooks,
         deadline: timeout,
         stop: stop.clone(),
     };
@@ -209,6 +271,18 @@ pub async fn serve(
     ));
     tracing::info!(%local, "gateway listening");
     carewoven_service::metrics::serve_metrics(&config.service.metrics, stop.clone()).await?;
+    // After the recorder is installed, so the deliveries' gauges report.
+    let mut delivering = Vec::new();
+    if let Some(delivery) = delivery {
+        for (org, endpoint) in endpoints {
+            tracing::info!(organisation = %org, "rest-hook delivery");
+            delivering.push(tokio::spawn(delivery.clone().run(
+                org,
+                endpoint,
+                stop.clone(),
+            )));
+        }
+    }
     let sampling = config.service.metrics.metrics_listen.is_some().then(|| {
         tokio::spawn(crate::backlog::run(
             sampled_access,
@@ -241,6 +315,9 @@ pub async fn serve(
     stop.cancel();
     let _ = evaluating.await;
     let _ = sweeping.await;
+    for task in delivering {
+        let _ = task.await;
+    }
     if let Some(sampling) = sampling {
         let _ = sampling.await;
     }
