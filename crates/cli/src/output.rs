@@ -232,6 +232,17 @@ pub fn report_status(status: &Status, command_id: Uuid, json: bool) -> ExitCode 
     ExitCode::from(code)
 }
 
+/// Print a refused or failed read (no command id: nothing was sent to change anything) and
+/// return the exit code it maps to.
+pub fn report_refusal(status: &Status, json: bool) -> ExitCode {
+    if json {
+        println!("{}", json!({"error": status_json(status)}));
+    } else {
+        eprintln!("error: {}", status_lines(status).join("\n"));
+    }
+    ExitCode::from(exit_code(status.code()))
+}
+
 /// An error and its sources, joined with ": " (repeated messages are shown once).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();

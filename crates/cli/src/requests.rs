@@ -246,7 +246,15 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
         | Command::Demo(_)
         | Command::Seed(_)
         | Command::Keys(_)
-        | Command::Token(_) => bail!("not a single command"),
+        | Command::Token(_)
+        | Command::Record(_)
+        | Command::Board(_)
+        | Command::Inbox(_)
+        | Command::Caseload(_)
+        | Command::Feed(_)
+        | Command::WhoAccessed(_)
+        | Command::FindPerson(_)
+        | Command::Status => bail!("not a single command"),
     })
 }
 

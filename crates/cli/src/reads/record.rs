@@ -1,0 +1,447 @@
+//! `carectl record`: a person's shared care record (QueryService.GetCareRecord), section by
+//! section; `--json` the whole `CareRecord`.
+
+use std::process::ExitCode;
+
+use carewoven_proto::v1::{self, query_service_client::QueryServiceClient};
+
+use super::show::{self, fields, instant, section, table};
+use super::{Failure, Reader, json};
+use crate::cli::RecordArgs;
+
+pub async fn run(r: &Reader, a: RecordArgs) -> Result<ExitCode, Failure> {
+    let mut client = QueryServiceClient::new(r.views().await?);
+    let request = r.request(
+        v1::GetCareRecordRequest {
+            person_id: a.person_id.map(|p| p.to_string()).unwrap_or_default(),
+            min_log_position: a.at.min_log_position,
+        },
+        &[],
+    )?;
+    let record = client.get_care_record(request).await?.into_inner();
+    if r.json() {
+        println!("{}", json::value(&record).map_err(Failure::Client)?);
+    } else {
+        print!("{}", render(&record));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The record as sections of tables.
+pub fn render(record: &v1::CareRecord) -> String {
+    let mut out = String::new();
+    let p = record.profile.clone().unwrap_or_default();
+    let carers: Vec<String> = p
+        .carers
+        .iter()
+        .map(|c| {
+            let contact = if c.contact.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", c.contact)
+            };
+            format!("{} ({}{contact})", c.name, c.relationship)
+        })
+        .collect();
+    let name = format!("{} {}", p.given_name, p.family_name).trim().to_owned();
+    out.push_str("Person\n");
+    out.push_str(
+        &fields(&[
+            ("person id", record.person_id.clone()),
+            ("NHS number", p.nhs_number.clone()),
+            ("name", name),
+            ("date of birth", p.date_of_birth.clone()),
+            ("contact", p.contact.clone()),
+            ("what matters", p.what_matters.clone()),
+            ("communication needs", p.communication_needs.clone()),
+            ("registered GP", p.registered_gp.clone()),
+            ("carers", carers.join("\n")),
+            ("record version", record.person_version.to_string()),
+            ("corrections", record.profile_corrections.to_string()),
+            ("log position", record.log_position.to_string()),
+        ])
+        .to_string(),
+    );
+    out.push('\n');
+    if !record.withheld_classes.is_empty() {
+        out.push_str(&format!(
+            "withheld (outside your agreement, or the person objected): {}\n",
+            show::list(&record.withheld_classes, show::data_class)
+        ));
+    }
+    section(&mut out, "Care team", care_team_table(record));
+    section(&mut out, "Care plan", care_plan(record));
+    section(&mut out, "Referrals", referrals(record));
+    section(&mut out, "Assessments", assessments(record));
+    section(&mut out, "Consents and objections", consents(record));
+    section(&mut out, "Discharge episodes", episodes(record));
+    section(&mut out, "Meetings", meetings(record));
+    section(&mut out, "Feedback", feedback(record));
+    section(&mut out, "Proxies", proxies(record));
+    section(&mut out, "Emergency access", emergency(record));
+    section(&mut out, "Corrections", corrections(record));
+    out
+}
+
+fn care_team(record: &v1::CareRecord) -> Option<v1::CareTeamView> {
+    record
+        .care_team
+        .clone()
+        .filter(|t| !t.members.is_empty() || t.coordinator.is_some())
+}
+
+fn care_team_table(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    let team = care_team(record)?;
+    let coordinator = show::member(team.coordinator.as_ref());
+    let mut t = table(&["Member", "Role", "Since", "Coordinator"]);
+    for m in &team.members {
+        let who = show::member(m.member.as_ref());
+        let is_coordinator = if who == coordinator { "yes" } else { "" };
+        t.add_row(vec![
+            who,
+            show::care_team_role(m.role),
+            m.since.clone(),
+            is_coordinator.to_owned(),
+        ]);
+    }
+    Some(t)
+}
+
+fn care_plan(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    let view = record.care_plan.as_ref().filter(|p| p.version > 0)?;
+    let plan = view.plan.clone().unwrap_or_default();
+    let activities: Vec<String> = plan
+        .activities
+        .iter()
+        .map(|a| format!("{} ({})", a.description, a.responsible_organisation))
+        .collect();
+    let history: Vec<String> = view
+        .history
+        .iter()
+        .map(|h| {
+            let why = if h.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", h.reason)
+            };
+            format!(
+                "v{} by {} at {}{why}",
+                h.version,
+                h.organisation,
+                instant(h.recorded_at.as_ref())
+            )
+        })
+        .collect();
+    Some(fields(&[
+        ("version", view.version.to_string()),
+        ("goals", plan.goals.join("\n")),
+        ("activities", activities.join("\n")),
+        ("review date", plan.review_date.clone()),
+        ("history", history.join("\n")),
+    ]))
+}
+
+fn referrals(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.referrals.is_empty() {
+        return None;
+    }
+    let mut t = table(&[
+        "Referral",
+        "From",
+        "To service",
+        "Priority",
+        "Status",
+        "Submitted",
+        "Updated",
+        "Reason given",
+    ]);
+    for r in &record.referrals {
+        let referral = r.referral.clone().unwrap_or_default();
+        t.add_row(vec![
+            r.referral_id.clone(),
+            referral.from_organisation,
+            referral.to_service,
+            show::priority(referral.priority),
+            r.status.clone(),
+            instant(r.submitted_at.as_ref()),
+            instant(r.updated_at.as_ref()),
+            r.reason.clone(),
+        ]);
+    }
+    Some(t)
+}
+
+fn assessments(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.assessments.is_empty() {
+        return None;
+    }
+    let mut t = table(&[
+        "Assessment",
+        "Kind",
+        "Assessors",
+        "Status",
+        "Contributors",
+        "Eligible",
+        "Requested",
+        "Completed",
+        "Findings",
+    ]);
+    for a in &record.assessments {
+        let request = a.request.clone().unwrap_or_default();
+        let findings = a.findings.clone().unwrap_or_default();
+        let eligible = match a.eligible {
+            Some(true) => "yes".to_owned(),
+            Some(false) => "no".to_owned(),
+            None => String::new(),
+        };
+        let mut summary = findings.summary.clone();
+        if !findings.outcomes_not_achieved.is_empty() {
+            summary.push_str(&format!(
+                "\noutcomes not achieved: {}",
+                show::list(&findings.outcomes_not_achieved, show::outcome)
+            ));
+        }
+        t.add_row(vec![
+            a.assessment_id.clone(),
+            show::assessment_kind(request.kind),
+            request.assessors.join(", "),
+            a.status.clone(),
+            a.contributors.join(", "),
+            eligible,
+            instant(a.requested_at.as_ref()),
+            instant(a.completed_at.as_ref()),
+            summary,
+        ]);
+    }
+    Some(t)
+}
+
+fn consents(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.consents.is_empty() {
+        return None;
+    }
+    let mut t = table(&[
+        "Consent",
+        "Decision",
+        "Purpose",
+        "Partners",
+        "Data classes",
+        "From",
+        "Until",
+        "Withdrawn",
+    ]);
+    for c in &record.consents {
+        let terms = c.terms.clone().unwrap_or_default();
+        let classes = if terms.data_classes.is_empty() {
+            "all".to_owned()
+        } else {
+            show::list(&terms.data_classes, show::data_class)
+        };
+        t.add_row(vec![
+            c.consent_id.clone(),
+            show::decision(terms.decision),
+            show::purpose(terms.purpose),
+            terms.partners.join(", "),
+            classes,
+            terms.valid_from,
+            terms.valid_until,
+            if c.withdrawn { "yes" } else { "" }.to_owned(),
+        ]);
+    }
+    Some(t)
+}
+
+fn episodes(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.discharge_episodes.is_empty() {
+        return None;
+    }
+    let mut t = table(&[
+        "Episode",
+        "Site / ward",
+        "Admitted",
+        "Status",
+        "EDD",
+        "DRD",
+        "Pathway",
+        "Service",
+        "Planned",
+        "Delays",
+        "Discharged",
+        "Destination",
+        "Handover",
+        "Home assessment",
+    ]);
+    for e in &record.discharge_episodes {
+        let mut drd = e.discharge_ready_date.clone();
+        if !e.superseded_discharge_ready_dates.is_empty() {
+            drd.push_str(&format!(
+                "\n(was {})",
+                e.superseded_discharge_ready_dates.join(", ")
+            ));
+        }
+        let destination = match (&e.discharge_destination, &e.discharge_destination_code) {
+            (d, c) if c.is_empty() => d.clone(),
+            (d, c) => format!("{d} ({c})"),
+        };
+        t.add_row(vec![
+            e.episode_id.clone(),
+            format!("{} / {}", e.site, e.ward),
+            instant(e.admitted_at.as_ref()),
+            e.status.clone(),
+            e.expected_discharge_date.clone(),
+            drd,
+            show::pathway(e.pathway),
+            e.service.clone(),
+            e.planned_for.clone(),
+            show::list(&e.delay_reasons, show::delay_reason),
+            instant(e.discharged_at.as_ref()),
+            destination,
+            e.handover_organisation.clone(),
+            e.home_assessment_completed_on.clone(),
+        ]);
+    }
+    Some(t)
+}
+
+fn meetings(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.meetings.is_empty() {
+        return None;
+    }
+    let mut t = table(&["Meeting", "Held", "Attendees", "Decisions", "Actions"]);
+    for m in &record.meetings {
+        let meeting = m.meeting.clone().unwrap_or_default();
+        let actions: Vec<String> = meeting
+            .actions
+            .iter()
+            .zip(1u32..)
+            .map(|(a, n)| {
+                let done = if m.completed_actions.contains(&n) {
+                    "done"
+                } else {
+                    "open"
+                };
+                format!("{n}. {} ({}, due {}): {done}", a.description, a.owner, a.due_by)
+            })
+            .collect();
+        t.add_row(vec![
+            m.meeting_id.clone(),
+            instant(meeting.held_at.as_ref()),
+            meeting.attendees.join(", "),
+            meeting.decisions.join("\n"),
+            actions.join("\n"),
+        ]);
+    }
+    Some(t)
+}
+
+fn feedback(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.feedback.is_empty() {
+        return None;
+    }
+    let mut t = table(&["Recorded", "Source", "Rating", "Feedback"]);
+    for f in &record.feedback {
+        let fb = f.feedback.clone().unwrap_or_default();
+        let source = if fb.anonymous {
+            format!("{} (anonymous)", show::feedback_source(fb.source))
+        } else {
+            show::feedback_source(fb.source)
+        };
+        let rating = if fb.rating == 0 {
+            String::new()
+        } else {
+            format!("{}/5", fb.rating)
+        };
+        t.add_row(vec![instant(f.recorded_at.as_ref()), source, rating, fb.text]);
+    }
+    Some(t)
+}
+
+fn proxies(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.proxies.is_empty() {
+        return None;
+    }
+    let mut t = table(&["Carer", "Carer's NHS number", "May", "Granted"]);
+    for p in &record.proxies {
+        let grant = p.grant.clone().unwrap_or_default();
+        t.add_row(vec![
+            grant.carer_name,
+            grant.carer_nhs_number,
+            show::list(&grant.scope, show::proxy_scope),
+            instant(p.granted_at.as_ref()),
+        ]);
+    }
+    Some(t)
+}
+
+fn emergency(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.emergency_accesses.is_empty() {
+        return None;
+    }
+    let mut t = table(&["Organisation", "Asserted", "Expires", "Reason"]);
+    for e in &record.emergency_accesses {
+        t.add_row(vec![
+            e.organisation.clone(),
+            instant(e.asserted_at.as_ref()),
+            instant(e.expires_at.as_ref()),
+            e.reason.clone(),
+        ]);
+    }
+    Some(t)
+}
+
+fn corrections(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+    if record.corrections.is_empty() {
+        return None;
+    }
+    let mut t = table(&["Recorded", "Organisation", "User", "Fields", "Version"]);
+    for c in &record.corrections {
+        t.add_row(vec![
+            instant(c.recorded_at.as_ref()),
+            c.organisation.clone(),
+            c.user.clone(),
+            c.fields.join(", "),
+            c.person_version.to_string(),
+        ]);
+    }
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_is_shown_and_empty_ones_say_so() {
+        let record = v1::CareRecord {
+            person_id: "p-1".into(),
+            profile: Some(v1::Profile {
+                nhs_number: "9990001235".into(),
+                given_name: "Ada".into(),
+                family_name: "Example".into(),
+                ..Default::default()
+            }),
+            discharge_episodes: vec![v1::EpisodeView {
+                episode_id: "e-1".into(),
+                site: "HOSP".into(),
+                ward: "Ward 7".into(),
+                status: "discharge_ready".into(),
+                pathway: v1::Pathway::Pathway1 as i32,
+                ..Default::default()
+            }],
+            withheld_classes: vec![v1::DataClass::Feedback as i32],
+            ..Default::default()
+        };
+        let text = render(&record);
+        for needle in [
+            "9990001235",
+            "Ada Example",
+            "Discharge episodes",
+            "Ward 7",
+            "discharge_ready",
+            "withheld (outside your agreement, or the person objected): feedback",
+            "Referrals\n  (none)",
+        ] {
+            assert!(text.contains(needle), "{needle}:\n{text}");
+        }
+    }
+}
