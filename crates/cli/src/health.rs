@@ -73,7 +73,11 @@ async fn probe(server: &str, timeout: Duration) -> Result<&'static str, String> 
                 });
             }
             Ok(status) => {
-                let name = if service.is_empty() { "server" } else { service };
+                let name = if service.is_empty() {
+                    "server"
+                } else {
+                    service
+                };
                 return Err(format!("{name} is {}", status.as_str_name()));
             }
             // The server does not know the service name: fall back to the overall status.
@@ -105,9 +109,17 @@ async fn check_with(
 
 /// The health `service` at `server` reports (`SERVING`, `NOT_SERVING` ...), or why it could
 /// not be asked.
-pub async fn check(server: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
+pub async fn check(
+    server: &str,
+    service: &str,
+    timeout: Duration,
+) -> Result<ServingStatus, String> {
     let mut client = health_client(server, timeout).await?;
-    check_with(&mut client, service)
-        .await
-        .map_err(|s| format!("health check failed: {}: {}", crate::output::code_name(s.code()), s.message()))
+    check_with(&mut client, service).await.map_err(|s| {
+        format!(
+            "health check failed: {}: {}",
+            crate::output::code_name(s.code()),
+            s.message()
+        )
+    })
 }

@@ -1,7 +1,8 @@
-//! carectl: send every Carewoven command from the terminal.
+//! carectl: send every Carewoven command, and read every view, from the terminal.
 //!
-//! Exit codes: 0 accepted; 2 refused (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
-//! FAILED_PRECONDITION, UNAUTHENTICATED, PERMISSION_DENIED; also bad command-line usage);
+//! Exit codes: 0 accepted (or answered); 2 refused (INVALID_ARGUMENT, NOT_FOUND,
+//! ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE, UNAUTHENTICATED, PERMISSION_DENIED; also
+//! bad command-line usage);
 //! 3 retryable (ABORTED, UNAVAILABLE, cannot connect, not ready); 1 anything else.
 
 mod auth;

@@ -17,6 +17,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::NotFound
         | Code::AlreadyExists
         | Code::FailedPrecondition
+        | Code::OutOfRange
         | Code::Unauthenticated
         | Code::PermissionDenied => 2,
         Code::Aborted | Code::Unavailable => 3,
@@ -289,6 +290,7 @@ mod tests {
         assert_eq!(exit_code(Code::AlreadyExists), 2);
         assert_eq!(exit_code(Code::PermissionDenied), 2);
         assert_eq!(exit_code(Code::Unauthenticated), 2);
+        assert_eq!(exit_code(Code::OutOfRange), 2);
         assert_eq!(exit_code(Code::Aborted), 3);
         assert_eq!(exit_code(Code::Unavailable), 3);
         assert_eq!(exit_code(Code::Internal), 1);

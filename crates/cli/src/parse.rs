@@ -210,7 +210,10 @@ mod tests {
     #[test]
     fn members() {
         let m = member_ref("ASC/sw-12").expect("with practitioner");
-        assert_eq!((m.organisation.as_str(), m.practitioner.as_str()), ("ASC", "sw-12"));
+        assert_eq!(
+            (m.organisation.as_str(), m.practitioner.as_str()),
+            ("ASC", "sw-12")
+        );
         assert_eq!(member_ref("ASC").expect("org only").practitioner, "");
         assert!(member_ref("ASC/").is_err());
         assert!(member_ref("/sw-12").is_err());

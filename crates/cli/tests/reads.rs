@@ -22,6 +22,7 @@ use carewoven_testkit::{
 };
 use serde_json::Value;
 
+#[allow(dead_code)] // Not every suite uses every helper.
 mod common;
 
 use common::text;
@@ -148,8 +149,16 @@ fn items(o: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The number of the feed item printed on `line`.
+fn number(line: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(line).ok()?["number"].as_u64()
+}
+
 fn numbers(items: &[Value]) -> Vec<u64> {
-    items.iter().map(|i| i["number"].as_u64().unwrap()).collect()
+    items
+        .iter()
+        .map(|i| i["number"].as_u64().unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +182,9 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     let person = register(&mut c, 71).await.unwrap();
     let episode = episode_ready(&mut c, &person).await.unwrap();
     let referral = make_referral(&mut c, &person).await.unwrap();
-    add_member(&mut c, &person, "HOSP-A", "HOSP-A").await.unwrap();
+    add_member(&mut c, &person, "HOSP-A", "HOSP-A")
+        .await
+        .unwrap();
     let last = c
         .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
             context: ctx("HOSP-A"),
@@ -192,7 +203,10 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
 
     // record: the whole record as JSON, and as sections.
     let record = at
-        .run(&hosp, &["--json", "record", &person, "--min-log-position", &min])
+        .run(
+            &hosp,
+            &["--json", "record", &person, "--min-log-position", &min],
+        )
         .await;
     let r = json(ok(&record));
     assert_eq!(r["person_id"], person.as_str(), "{r}");
@@ -234,7 +248,10 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert!(human.stdout.is_empty(), "{}", text(&human));
     let stderr = String::from_utf8_lossy(&human.stderr);
     assert!(stderr.contains("PERMISSION_DENIED"), "{stderr}");
-    assert!(!stderr.contains(&nhs) && !stderr.contains("Ada"), "{stderr}");
+    assert!(
+        !stderr.contains(&nhs) && !stderr.contains("Ada"),
+        "{stderr}"
+    );
 
     // board: every page, as JSON and as a table; empty for the unrelated organisation.
     let board = at
@@ -248,7 +265,14 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(b["entries"][0]["days_delayed"], 1, "{b}");
     let table = at.run(&hosp, &["board", "--sort", "site"]).await;
     let table = stdout(ok(&table));
-    for needle in ["Episode", "Person", "DRD", "Days", "Delays", episode.as_str()] {
+    for needle in [
+        "Episode",
+        "Person",
+        "DRD",
+        "Days",
+        "Delays",
+        episode.as_str(),
+    ] {
         assert!(table.contains(needle), "{needle} missing:\n{table}");
     }
     let filtered = at
@@ -261,14 +285,23 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     let theirs = json(ok(&theirs));
     assert_eq!(theirs["count"], 0, "{theirs}");
     assert_eq!(theirs["entries"], serde_json::json!([]));
-    let bad = at.run(&hosp, &["--json", "board", "--status", "bogus"]).await;
+    let bad = at
+        .run(&hosp, &["--json", "board", "--status", "bogus"])
+        .await;
     assert!(refused(&bad, "INVALID_ARGUMENT").contains("status"));
 
     // inbox: the receiving service's, by priority then age.
     let inbox = at
         .run(
             &asc,
-            &["--json", "inbox", "--service", "ASC-D2A", "--min-log-position", &min],
+            &[
+                "--json",
+                "inbox",
+                "--service",
+                "ASC-D2A",
+                "--min-log-position",
+                &min,
+            ],
         )
         .await;
     let i = json(ok(&inbox));
@@ -278,7 +311,13 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(i["entries"][0]["priority"], "PRIORITY_URGENT");
     let table = at.run(&asc, &["inbox", "--service", "ASC-D2A"]).await;
     let table = stdout(ok(&table));
-    for needle in ["Referral", "Priority", "Age (hours)", "urgent", referral.as_str()] {
+    for needle in [
+        "Referral",
+        "Priority",
+        "Age (hours)",
+        "urgent",
+        referral.as_str(),
+    ] {
         assert!(table.contains(needle), "{needle} missing:\n{table}");
     }
     let not_theirs = at
@@ -294,10 +333,15 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         let cl = json(ok(&caseload));
         assert_eq!(cl["person_ids"], serde_json::json!([person]), "{cl}");
     }
-    let table = at.run(&hosp, &["caseload", "--organisation", "HOSP-A"]).await;
+    let table = at
+        .run(&hosp, &["caseload", "--organisation", "HOSP-A"])
+        .await;
     assert!(stdout(ok(&table)).contains(&person));
     let not_theirs = at
-        .run(&unrelated, &["--json", "caseload", "--organisation", "HOSP-A"])
+        .run(
+            &unrelated,
+            &["--json", "caseload", "--organisation", "HOSP-A"],
+        )
         .await;
     assert_eq!(not_theirs.status.code(), Some(2), "{}", text(&not_theirs));
 
@@ -305,21 +349,41 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     let found = at
         .run(
             &unrelated,
-            &["--json", "find-person", "--nhs-number", &nhs, "--date-of-birth", "1941-03-02"],
+            &[
+                "--json",
+                "find-person",
+                "--nhs-number",
+                &nhs,
+                "--date-of-birth",
+                "1941-03-02",
+            ],
         )
         .await;
     assert_eq!(json(ok(&found))["person_id"], person.as_str());
     let table = at
         .run(
             &unrelated,
-            &["find-person", "--nhs-number", &nhs, "--date-of-birth", "1941-03-02"],
+            &[
+                "find-person",
+                "--nhs-number",
+                &nhs,
+                "--date-of-birth",
+                "1941-03-02",
+            ],
         )
         .await;
     assert!(stdout(ok(&table)).contains(&person));
     let mismatch = at
         .run(
             &unrelated,
-            &["--json", "find-person", "--nhs-number", &nhs, "--date-of-birth", "1941-03-03"],
+            &[
+                "--json",
+                "find-person",
+                "--nhs-number",
+                &nhs,
+                "--date-of-birth",
+                "1941-03-03",
+            ],
         )
         .await;
     refused(&mismatch, "NOT_FOUND");
@@ -332,13 +396,24 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         assert_eq!(st["services"][i]["name"], *name, "{st}");
         assert_eq!(st["services"][i]["health"], "SERVING", "{st}");
     }
-    assert!(st["views"]["log_position"].as_u64().unwrap() >= last, "{st}");
+    assert!(
+        st["views"]["log_position"].as_u64().unwrap() >= last,
+        "{st}"
+    );
     assert!(st["views"]["lag"].is_u64(), "{st}");
     let table = at.run(&governance, &["status"]).await;
     let table = stdout(ok(&table));
-    assert!(table.contains("SERVING") && table.contains("lag (events)"), "{table}");
+    assert!(
+        table.contains("SERVING") && table.contains("lag (events)"),
+        "{table}"
+    );
     let not_governance = at.run(&hosp, &["--json", "status"]).await;
-    assert_eq!(not_governance.status.code(), Some(2), "{}", text(&not_governance));
+    assert_eq!(
+        not_governance.status.code(),
+        Some(2),
+        "{}",
+        text(&not_governance)
+    );
     let ng = json(&not_governance);
     assert_eq!(ng["views"]["error"]["code"], "PERMISSION_DENIED", "{ng}");
     assert_eq!(ng["services"][1]["health"], "SERVING", "{ng}");
@@ -350,33 +425,50 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         .unwrap()
         .unwrap();
     let idle = ["--idle-ms", "1500"];
-    let all = at.run(&hosp, &[&["--json", "feed"][..], &idle].concat()).await;
+    let all = at
+        .run(&hosp, &[&["--json", "feed"][..], &idle].concat())
+        .await;
     let all = items(ok(&all));
     let n = all.len() as u64;
     assert!(n >= 4, "{all:?}");
     assert_eq!(numbers(&all), (1..=n).collect::<Vec<_>>());
-    assert!(all.iter().all(|i| i["identifiers"]["person_id"] == person.as_str()));
+    assert!(
+        all.iter()
+            .all(|i| i["identifiers"]["person_id"] == person.as_str())
+    );
     let first_two = at
-        .run(&hosp, &[&["--json", "feed", "--limit", "2"][..], &idle].concat())
+        .run(
+            &hosp,
+            &[&["--json", "feed", "--limit", "2"][..], &idle].concat(),
+        )
         .await;
     let first_two = items(ok(&first_two));
     assert_eq!(numbers(&first_two), vec![1, 2]);
     let cursor = first_two[1]["cursor"].as_str().unwrap().to_owned();
     let rest = at
-        .run(&hosp, &[&["--json", "feed", "--cursor", &cursor][..], &idle].concat())
+        .run(
+            &hosp,
+            &[&["--json", "feed", "--cursor", &cursor][..], &idle].concat(),
+        )
         .await;
     let rest = items(ok(&rest));
     let resumed: Vec<Value> = first_two.iter().chain(&rest).cloned().collect();
     assert_eq!(resumed, all, "resumed by cursor: no gap, no duplicate");
     let after = at
-        .run(&hosp, &[&["--json", "feed", "--after", "2"][..], &idle].concat())
+        .run(
+            &hosp,
+            &[&["--json", "feed", "--after", "2"][..], &idle].concat(),
+        )
         .await;
     assert_eq!(numbers(&items(ok(&after))), numbers(&rest));
     let human = at
         .run(&hosp, &[&["feed", "--limit", "1"][..], &idle].concat())
         .await;
     let line = stdout(ok(&human));
-    assert!(line.starts_with("#1 ") && line.contains("cursor "), "{line}");
+    assert!(
+        line.starts_with("#1 ") && line.contains("cursor "),
+        "{line}"
+    );
     assert!(
         String::from_utf8_lossy(&human.stderr).contains("resume with: carectl feed --cursor"),
         "{}",
@@ -391,7 +483,10 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         .await;
     assert!(refused(&forged, "INVALID_ARGUMENT").contains("cursor"));
     let beyond = at
-        .run(&hosp, &["--json", "feed", "--after", &(n + 100).to_string()])
+        .run(
+            &hosp,
+            &["--json", "feed", "--after", &(n + 100).to_string()],
+        )
         .await;
     refused(&beyond, "OUT_OF_RANGE");
 
@@ -413,9 +508,7 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         .until("the initial table", |l| l.contains("watching for changes"))
         .await;
     follow
-        .until("the feed's last stored item", |l| {
-            l.contains(&format!("\"number\":{n},"))
-        })
+        .until("the feed's last stored item", |l| number(l) == Some(n))
         .await;
     let changed = c
         .progress_discharge(signed(discharge_step(
@@ -440,11 +533,12 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     let line = watch_text
         .until("the change line", |l| l.contains("changed: episode"))
         .await;
-    assert!(line.contains(&episode) && line.contains("pathway_assigned"), "{line}");
+    assert!(
+        line.contains(&episode) && line.contains("pathway_assigned"),
+        "{line}"
+    );
     let next = follow
-        .until("the next feed item", |l| {
-            l.contains(&format!("\"number\":{},", n + 1))
-        })
+        .until("the next feed item", |l| number(l) == Some(n + 1))
         .await;
     let next: Value = serde_json::from_str(&next).unwrap();
     assert_eq!(next["log_position"], changed.log_position, "{next}");
@@ -455,9 +549,9 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     let a = json(ok(&accessed));
     let entries = a["entries"].as_array().unwrap();
     let by = |org: &str, outcome: &str| {
-        entries.iter().any(|e| {
-            e["event"]["organisation"] == org && e["event"]["outcome"] == outcome
-        })
+        entries
+            .iter()
+            .any(|e| e["event"]["organisation"] == org && e["event"]["outcome"] == outcome)
     };
     assert!(by("HOSP-A", "AUDIT_OUTCOME_PERMITTED"), "{a}");
     assert!(by("UNRELATED", "AUDIT_OUTCOME_REFUSED"), "{a}");
@@ -469,10 +563,19 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     );
     let table = at.run(&hosp, &["who-accessed", &person]).await;
     let table = stdout(ok(&table));
-    for needle in ["Organisation", "Action", "Outcome", "UNRELATED", "refused", "record-read"] {
+    for needle in [
+        "Organisation",
+        "Action",
+        "Outcome",
+        "UNRELATED",
+        "refused",
+        "record-read",
+    ] {
         assert!(table.contains(needle), "{needle} missing:\n{table}");
     }
-    let theirs = at.run(&unrelated, &["--json", "who-accessed", &person]).await;
+    let theirs = at
+        .run(&unrelated, &["--json", "who-accessed", &person])
+        .await;
     refused(&theirs, "PERMISSION_DENIED");
 
     s.stop().await.unwrap();

@@ -59,7 +59,10 @@ pub async fn run(r: &Reader, a: BoardArgs) -> Result<ExitCode, Failure> {
         );
     } else {
         println!("{}", render(&entries));
-        println!("{} on the board (log position {log_position})", entries.len());
+        println!(
+            "{} on the board (log position {log_position})",
+            entries.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,8 +83,8 @@ pub fn sort(entries: &mut [v1::BoardEntry], by: BoardSort) {
 }
 
 const COLUMNS: [&str; 11] = [
-    "Episode", "Person", "Site", "Ward", "Pathway", "Status", "DRD", "Days", "Delays",
-    "Service", "Planned",
+    "Episode", "Person", "Site", "Ward", "Pathway", "Status", "DRD", "Days", "Delays", "Service",
+    "Planned",
 ];
 
 fn row(e: &v1::BoardEntry) -> Vec<String> {

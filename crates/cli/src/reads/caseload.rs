@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use carewoven_proto::v1::{self, get_caseload_request::Owner, query_service_client::QueryServiceClient};
+use carewoven_proto::v1::{
+    self, get_caseload_request::Owner, query_service_client::QueryServiceClient,
+};
 use serde_json::json;
 
 use super::show::table;

@@ -2,7 +2,8 @@
 //! descriptors the services serve for reflection), with the proto field names
 //! (`person_id`, as in the `.proto` files), 64-bit integers as JSON numbers, every field
 //! present (defaults included, so a script sees the same keys every time) and enums by
-//! name. Field order is the schema's, so the same message always prints the same.
+//! name. Keys come out in alphabetical order (serde_json's map), so the same message always
+//! prints the same.
 
 use std::sync::OnceLock;
 
@@ -93,7 +94,10 @@ mod tests {
             v1::RecordAccessEntry::NAME,
             v1::ViewsStatus::NAME,
         ] {
-            assert!(pool().expect("pool").get_message_by_name(name).is_some(), "{name}");
+            assert!(
+                pool().expect("pool").get_message_by_name(name).is_some(),
+                "{name}"
+            );
         }
         let status = v1::ViewsStatus {
             log_position: 5,

@@ -112,8 +112,8 @@ async fn connect(server: &str, timeout: Duration, what: &str) -> Result<Channel,
 /// Run one read subcommand.
 pub async fn run(global: Global, command: Command, timeout: Duration) -> ExitCode {
     let json = global.json;
-    let prepared = Auth::new(global.token.as_deref(), global.issuer_dir.as_deref())
-        .and_then(|auth| {
+    let prepared =
+        Auth::new(global.token.as_deref(), global.issuer_dir.as_deref()).and_then(|auth| {
             let org = crate::acting_org(&global, &auth, false)?;
             Ok((auth, org))
         });

@@ -43,7 +43,9 @@ pub fn render(record: &v1::CareRecord) -> String {
             format!("{} ({}{contact})", c.name, c.relationship)
         })
         .collect();
-    let name = format!("{} {}", p.given_name, p.family_name).trim().to_owned();
+    let name = format!("{} {}", p.given_name, p.family_name)
+        .trim()
+        .to_owned();
     out.push_str("Person\n");
     out.push_str(
         &fields(&[
@@ -320,7 +322,10 @@ fn meetings(record: &v1::CareRecord) -> Option<comfy_table::Table> {
                 } else {
                     "open"
                 };
-                format!("{n}. {} ({}, due {}): {done}", a.description, a.owner, a.due_by)
+                format!(
+                    "{n}. {} ({}, due {}): {done}",
+                    a.description, a.owner, a.due_by
+                )
             })
             .collect();
         t.add_row(vec![
@@ -351,7 +356,12 @@ fn feedback(record: &v1::CareRecord) -> Option<comfy_table::Table> {
         } else {
             format!("{}/5", fb.rating)
         };
-        t.add_row(vec![instant(f.recorded_at.as_ref()), source, rating, fb.text]);
+        t.add_row(vec![
+            instant(f.recorded_at.as_ref()),
+            source,
+            rating,
+            fb.text,
+        ]);
     }
     Some(t)
 }

@@ -18,8 +18,16 @@ pub async fn run(r: &Reader) -> Result<ExitCode, Failure> {
     let g = &r.global;
     let services = [
         ("commands", g.server.as_str(), "carewoven.v1.CommandService"),
-        ("views", g.views_server.as_str(), "carewoven.v1.QueryService"),
-        ("gateway", g.gateway_server.as_str(), "carewoven.v1.FeedService"),
+        (
+            "views",
+            g.views_server.as_str(),
+            "carewoven.v1.QueryService",
+        ),
+        (
+            "gateway",
+            g.gateway_server.as_str(),
+            "carewoven.v1.FeedService",
+        ),
     ];
     let mut healthy = true;
     let mut health_rows = Vec::new();
@@ -65,7 +73,10 @@ pub async fn run(r: &Reader) -> Result<ExitCode, Failure> {
                 json!({"error": {"code": "CLIENT", "message": format!("{e:#}")}})
             }
         };
-        println!("{}", json!({"services": services, "views": views, "healthy": healthy}));
+        println!(
+            "{}",
+            json!({"services": services, "views": views, "healthy": healthy})
+        );
     } else {
         let mut t = table(&["Service", "Address", "gRPC service", "Health"]);
         for (name, address, grpc, state) in &health_rows {
@@ -86,7 +97,9 @@ pub async fn run(r: &Reader) -> Result<ExitCode, Failure> {
                     ("log last sequence", s.log_last_sequence.to_string()),
                     (
                         "lag (events)",
-                        s.log_last_sequence.saturating_sub(s.log_position).to_string()
+                        s.log_last_sequence
+                            .saturating_sub(s.log_position)
+                            .to_string()
                     ),
                     ("skipped events", s.skipped_events.to_string()),
                     ("file", s.file.clone()),
