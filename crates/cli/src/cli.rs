@@ -205,6 +205,13 @@ pub enum Command {
     /// from --issuer-dir (required), so --org, --user, --token, --command-id,
     /// --correlation-id, --causation-id and --occurred-at are ignored.
     Seed(Seed),
+    #[command(flatten)]
+    Read(Read),
+}
+
+/// The reads: views, the partner feed, the access list and the services' status.
+#[derive(Debug, Subcommand)]
+pub enum Read {
     /// A person's shared care record, section by section (--json: the whole record).
     ///
     /// Shown only to an organisation with a legitimate relationship and no objection from

@@ -255,7 +255,7 @@ async fn main() -> ExitCode {
             };
             seed::run(client, auth, options).await
         }
-        command if reads::is_read(&command) => reads::run(g, command, timeout).await,
+        Command::Read(read) => reads::run(g, read, timeout).await,
         command => single(g, command, timeout).await,
     }
 }

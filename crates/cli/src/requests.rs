@@ -247,14 +247,7 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
         | Command::Seed(_)
         | Command::Keys(_)
         | Command::Token(_)
-        | Command::Record(_)
-        | Command::Board(_)
-        | Command::Inbox(_)
-        | Command::Caseload(_)
-        | Command::Feed(_)
-        | Command::WhoAccessed(_)
-        | Command::FindPerson(_)
-        | Command::Status => bail!("not a single command"),
+        | Command::Read(_) => bail!("not a single command"),
     })
 }
 

@@ -60,6 +60,15 @@ impl Addresses {
             .unwrap()
     }
 
+    /// Run carectl, which must succeed, and check its table shows each of `needles`.
+    async fn shows(&self, token: &str, args: &[&str], needles: &[&str]) {
+        let o = self.run(token, args).await;
+        let table = stdout(ok(&o));
+        for needle in needles {
+            assert!(table.contains(needle), "{needle} missing:\n{table}");
+        }
+    }
+
     /// Start a long-running carectl (watch, follow) whose stdout lines arrive on a channel.
     fn spawn(&self, token: &str, args: &[&str]) -> Lines {
         let mut child = self
@@ -216,23 +225,24 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(r["referrals"][0]["referral_id"], referral.as_str());
     assert_eq!(r["care_team"]["coordinator"]["organisation"], "HOSP-A");
     assert!(r["log_position"].as_u64().unwrap() >= last, "{r}");
-    let table = at.run(&hosp, &["record", &person]).await;
-    let table = stdout(ok(&table));
-    for needle in [
-        "Person",
-        nhs.as_str(),
-        "Ada Example",
-        "Discharge episodes",
-        "Ward 7",
-        "discharge_ready",
-        episode.as_str(),
-        "Referrals",
-        "ASC-D2A",
-        "Care team",
-        "Meetings\n  (none)",
-    ] {
-        assert!(table.contains(needle), "{needle} missing:\n{table}");
-    }
+    at.shows(
+        &hosp,
+        &["record", &person],
+        &[
+            "Person",
+            nhs.as_str(),
+            "Ada Example",
+            "Discharge episodes",
+            "Ward 7",
+            "discharge_ready",
+            episode.as_str(),
+            "Referrals",
+            "ASC-D2A",
+            "Care team",
+            "Meetings\n  (none)",
+        ],
+    )
+    .await;
 
     // An organisation without a relationship: the same refusal as for nobody, and nothing
     // personal on either stream.
@@ -263,18 +273,19 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(b["entries"][0]["person_id"], person.as_str());
     assert_eq!(b["entries"][0]["status"], "discharge_ready");
     assert_eq!(b["entries"][0]["days_delayed"], 1, "{b}");
-    let table = at.run(&hosp, &["board", "--sort", "site"]).await;
-    let table = stdout(ok(&table));
-    for needle in [
-        "Episode",
-        "Person",
-        "DRD",
-        "Days",
-        "Delays",
-        episode.as_str(),
-    ] {
-        assert!(table.contains(needle), "{needle} missing:\n{table}");
-    }
+    at.shows(
+        &hosp,
+        &["board", "--sort", "site"],
+        &[
+            "Episode",
+            "Person",
+            "DRD",
+            "Days",
+            "Delays",
+            episode.as_str(),
+        ],
+    )
+    .await;
     let filtered = at
         .run(&hosp, &["--json", "board", "--status", "discharged"])
         .await;
@@ -309,17 +320,18 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(i["entries"][0]["referral_id"], referral.as_str());
     assert_eq!(i["entries"][0]["from_organisation"], "HOSP-A");
     assert_eq!(i["entries"][0]["priority"], "PRIORITY_URGENT");
-    let table = at.run(&asc, &["inbox", "--service", "ASC-D2A"]).await;
-    let table = stdout(ok(&table));
-    for needle in [
-        "Referral",
-        "Priority",
-        "Age (hours)",
-        "urgent",
-        referral.as_str(),
-    ] {
-        assert!(table.contains(needle), "{needle} missing:\n{table}");
-    }
+    at.shows(
+        &asc,
+        &["inbox", "--service", "ASC-D2A"],
+        &[
+            "Referral",
+            "Priority",
+            "Age (hours)",
+            "urgent",
+            referral.as_str(),
+        ],
+    )
+    .await;
     let not_theirs = at
         .run(&unrelated, &["--json", "inbox", "--service", "ASC-D2A"])
         .await;
@@ -333,10 +345,8 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         let cl = json(ok(&caseload));
         assert_eq!(cl["person_ids"], serde_json::json!([person]), "{cl}");
     }
-    let table = at
-        .run(&hosp, &["caseload", "--organisation", "HOSP-A"])
+    at.shows(&hosp, &["caseload", "--organisation", "HOSP-A"], &[&person])
         .await;
-    assert!(stdout(ok(&table)).contains(&person));
     let not_theirs = at
         .run(
             &unrelated,
@@ -346,46 +356,24 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(not_theirs.status.code(), Some(2), "{}", text(&not_theirs));
 
     // find-person: any registered organisation may trace; a mismatch is NOT_FOUND.
-    let found = at
-        .run(
-            &unrelated,
-            &[
-                "--json",
-                "find-person",
-                "--nhs-number",
-                &nhs,
-                "--date-of-birth",
-                "1941-03-02",
-            ],
-        )
-        .await;
+    let trace = |json: bool, born: &'static str| {
+        let mut args = vec![
+            "find-person",
+            "--nhs-number",
+            nhs.as_str(),
+            "--date-of-birth",
+        ];
+        args.push(born);
+        if json {
+            args.insert(0, "--json");
+        }
+        args
+    };
+    let found = at.run(&unrelated, &trace(true, "1941-03-02")).await;
     assert_eq!(json(ok(&found))["person_id"], person.as_str());
-    let table = at
-        .run(
-            &unrelated,
-            &[
-                "find-person",
-                "--nhs-number",
-                &nhs,
-                "--date-of-birth",
-                "1941-03-02",
-            ],
-        )
+    at.shows(&unrelated, &trace(false, "1941-03-02"), &[&person])
         .await;
-    assert!(stdout(ok(&table)).contains(&person));
-    let mismatch = at
-        .run(
-            &unrelated,
-            &[
-                "--json",
-                "find-person",
-                "--nhs-number",
-                &nhs,
-                "--date-of-birth",
-                "1941-03-03",
-            ],
-        )
-        .await;
+    let mismatch = at.run(&unrelated, &trace(true, "1941-03-03")).await;
     refused(&mismatch, "NOT_FOUND");
 
     // status: every service's health and the views' lag (governance role).
@@ -401,12 +389,8 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         "{st}"
     );
     assert!(st["views"]["lag"].is_u64(), "{st}");
-    let table = at.run(&governance, &["status"]).await;
-    let table = stdout(ok(&table));
-    assert!(
-        table.contains("SERVING") && table.contains("lag (events)"),
-        "{table}"
-    );
+    at.shows(&governance, &["status"], &["SERVING", "lag (events)"])
+        .await;
     let not_governance = at.run(&hosp, &["--json", "status"]).await;
     assert_eq!(
         not_governance.status.code(),
@@ -561,18 +545,19 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
             .any(|e| e["event"]["action"] == "AUDIT_ACTION_FEED_DELIVERY"),
         "{a}"
     );
-    let table = at.run(&hosp, &["who-accessed", &person]).await;
-    let table = stdout(ok(&table));
-    for needle in [
-        "Organisation",
-        "Action",
-        "Outcome",
-        "UNRELATED",
-        "refused",
-        "record-read",
-    ] {
-        assert!(table.contains(needle), "{needle} missing:\n{table}");
-    }
+    at.shows(
+        &hosp,
+        &["who-accessed", &person],
+        &[
+            "Organisation",
+            "Action",
+            "Outcome",
+            "UNRELATED",
+            "refused",
+            "record-read",
+        ],
+    )
+    .await;
     let theirs = at
         .run(&unrelated, &["--json", "who-accessed", &person])
         .await;

@@ -12,44 +12,31 @@ use carewoven_proto::v1::{self, board_update::Change, query_service_client::Quer
 use chrono::Utc;
 use serde_json::json;
 
-use super::show::{self, table};
-use super::{Failure, Reader, json, progress};
+use super::show::{self, table_of};
+use super::{Failure, PAGE_SIZE, Reader, all_pages, json};
 use crate::cli::{BoardArgs, BoardSort};
 
-/// The largest page the views serve.
-const PAGE_SIZE: u32 = 500;
-
 pub async fn run(r: &Reader, a: BoardArgs) -> Result<ExitCode, Failure> {
-    let mut client = QueryServiceClient::new(r.views().await?);
-    let bar = progress::counter("board entries");
-    let mut entries = Vec::new();
-    let mut page_token = String::new();
-    let mut log_position;
-    let mut pages = 0u32;
-    loop {
+    let client = QueryServiceClient::new(r.views().await?);
+    let (mut entries, log_position) = all_pages("board entries", |page_token| {
+        let mut client = client.clone();
         let request = r.request(
             v1::ListDischargeBoardRequest {
                 site: a.site.clone().unwrap_or_default(),
                 pathway: a.pathway.map_or(0, |p| p.to_i32()),
                 status: a.status.clone().unwrap_or_default(),
                 page_size: PAGE_SIZE,
-                page_token: page_token.clone(),
+                page_token,
                 min_log_position: a.at.min_log_position,
             },
             &[],
-        )?;
-        let page = client.list_discharge_board(request).await?.into_inner();
-        pages += 1;
-        bar.inc(page.entries.len() as u64);
-        bar.set_message(format!("({pages} page(s))"));
-        entries.extend(page.entries);
-        log_position = page.log_position;
-        if page.next_page_token.is_empty() {
-            break;
+        );
+        async move {
+            let page = client.list_discharge_board(request?).await?.into_inner();
+            Ok((page.entries, page.next_page_token, page.log_position))
         }
-        page_token = page.next_page_token;
-    }
-    bar.finish_and_clear();
+    })
+    .await?;
     sort(&mut entries, a.sort);
     if r.json() {
         let entries = json::values(&entries).map_err(Failure::Client)?;
@@ -110,11 +97,7 @@ fn row(e: &v1::BoardEntry) -> Vec<String> {
 
 /// The board as a table.
 pub fn render(entries: &[v1::BoardEntry]) -> comfy_table::Table {
-    let mut t = table(&COLUMNS);
-    for e in entries {
-        t.add_row(row(e));
-    }
-    t
+    table_of(&COLUMNS, entries, row)
 }
 
 /// One change as a line (watching without a terminal).

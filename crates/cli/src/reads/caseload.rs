@@ -8,7 +8,7 @@ use carewoven_proto::v1::{
 };
 use serde_json::json;
 
-use super::show::table;
+use super::show::table_of;
 use super::{Failure, Reader};
 use crate::cli::CaseloadArgs;
 
@@ -38,10 +38,7 @@ pub async fn run(r: &Reader, a: CaseloadArgs) -> Result<ExitCode, Failure> {
                    "log_position": caseload.log_position})
         );
     } else {
-        let mut t = table(&["Person"]);
-        for p in &caseload.person_ids {
-            t.add_row(vec![p.clone()]);
-        }
+        let t = table_of(&["Person"], &caseload.person_ids, |p| vec![p.clone()]);
         println!("{t}");
         println!(
             "{} person(s) (log position {})",

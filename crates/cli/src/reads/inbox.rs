@@ -7,38 +7,29 @@ use std::process::ExitCode;
 use carewoven_proto::v1::{self, query_service_client::QueryServiceClient};
 use serde_json::json;
 
-use super::show::{self, instant, table};
-use super::{Failure, Reader, json, progress};
+use super::show::{self, instant, table_of};
+use super::{Failure, PAGE_SIZE, Reader, all_pages, json};
 use crate::cli::InboxArgs;
 
-const PAGE_SIZE: u32 = 500;
-
 pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
-    let mut client = QueryServiceClient::new(r.views().await?);
-    let bar = progress::counter("referrals");
-    let mut entries = Vec::new();
-    let mut page_token = String::new();
-    let mut log_position;
-    loop {
+    let client = QueryServiceClient::new(r.views().await?);
+    let (entries, log_position) = all_pages("referrals", |page_token| {
+        let mut client = client.clone();
         let request = r.request(
             v1::ListReferralInboxRequest {
                 service: a.service.clone(),
                 page_size: PAGE_SIZE,
-                page_token: page_token.clone(),
+                page_token,
                 min_log_position: a.at.min_log_position,
             },
             &[],
-        )?;
-        let page = client.list_referral_inbox(request).await?.into_inner();
-        bar.inc(page.entries.len() as u64);
-        entries.extend(page.entries);
-        log_position = page.log_position;
-        if page.next_page_token.is_empty() {
-            break;
+        );
+        async move {
+            let page = client.list_referral_inbox(request?).await?.into_inner();
+            Ok((page.entries, page.next_page_token, page.log_position))
         }
-        page_token = page.next_page_token;
-    }
-    bar.finish_and_clear();
+    })
+    .await?;
     if r.json() {
         let entries = json::values(&entries).map_err(Failure::Client)?;
         println!(
@@ -47,7 +38,7 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
                    "log_position": log_position})
         );
     } else {
-        let mut t = table(&[
+        let headers = [
             "Referral",
             "Person",
             "From",
@@ -55,9 +46,9 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
             "Status",
             "Submitted",
             "Age (hours)",
-        ]);
-        for e in &entries {
-            t.add_row(vec![
+        ];
+        let t = table_of(&headers, &entries, |e| {
+            vec![
                 e.referral_id.clone(),
                 e.person_id.clone(),
                 e.from_organisation.clone(),
@@ -65,8 +56,8 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
                 e.status.clone(),
                 instant(e.submitted_at.as_ref()),
                 e.age_hours.to_string(),
-            ]);
-        }
+            ]
+        });
         println!("{t}");
         println!(
             "{} open referral(s) to {} (log position {log_position})",

@@ -28,7 +28,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::auth::Auth;
-use crate::cli::{Command, Global};
+use crate::cli::{Global, Read};
 use crate::output;
 
 /// Why a read ended without its answer.
@@ -109,8 +109,42 @@ async fn connect(server: &str, timeout: Duration, what: &str) -> Result<Channel,
         .map_err(Failure::Unreachable)
 }
 
+/// The largest page the views serve.
+pub const PAGE_SIZE: u32 = 500;
+
+/// One page of a paged list: its entries, the next page's token (empty: the last page) and
+/// the views' log position.
+pub type Page<T> = (Vec<T>, String, u64);
+
+/// Every page, fetched in turn (`fetch` gets each page token, empty for the first), counted
+/// on a spinner of `unit`s: the entries in order and the last page's log position.
+pub async fn all_pages<T, Fut>(
+    unit: &str,
+    mut fetch: impl FnMut(String) -> Fut,
+) -> Result<(Vec<T>, u64), Failure>
+where
+    Fut: std::future::Future<Output = Result<Page<T>, Failure>>,
+{
+    let bar = progress::counter(unit);
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0u32;
+    loop {
+        let (page, next, position) = fetch(token).await?;
+        pages += 1;
+        bar.inc(page.len() as u64);
+        bar.set_message(format!("({pages} page(s))"));
+        entries.extend(page);
+        if next.is_empty() {
+            bar.finish_and_clear();
+            return Ok((entries, position));
+        }
+        token = next;
+    }
+}
+
 /// Run one read subcommand.
-pub async fn run(global: Global, command: Command, timeout: Duration) -> ExitCode {
+pub async fn run(global: Global, read: Read, timeout: Duration) -> ExitCode {
     let json = global.json;
     let prepared =
         Auth::new(global.token.as_deref(), global.issuer_dir.as_deref()).and_then(|auth| {
@@ -131,17 +165,16 @@ pub async fn run(global: Global, command: Command, timeout: Duration) -> ExitCod
         organisation,
         timeout,
     };
-    let outcome = match command {
-        Command::Record(a) => record::run(&reader, a).await,
-        Command::Board(a) if a.watch => board::watch(&reader, a).await,
-        Command::Board(a) => board::run(&reader, a).await,
-        Command::Inbox(a) => inbox::run(&reader, a).await,
-        Command::Caseload(a) => caseload::run(&reader, a).await,
-        Command::Feed(a) => feed::run(&reader, a).await,
-        Command::WhoAccessed(a) => who_accessed::run(&reader, a).await,
-        Command::FindPerson(a) => find_person::run(&reader, a).await,
-        Command::Status => status::run(&reader).await,
-        _ => Err(Failure::Client(anyhow::anyhow!("not a read command"))),
+    let outcome = match read {
+        Read::Record(a) => record::run(&reader, a).await,
+        Read::Board(a) if a.watch => board::watch(&reader, a).await,
+        Read::Board(a) => board::run(&reader, a).await,
+        Read::Inbox(a) => inbox::run(&reader, a).await,
+        Read::Caseload(a) => caseload::run(&reader, a).await,
+        Read::Feed(a) => feed::run(&reader, a).await,
+        Read::WhoAccessed(a) => who_accessed::run(&reader, a).await,
+        Read::FindPerson(a) => find_person::run(&reader, a).await,
+        Read::Status => status::run(&reader).await,
     };
     match outcome {
         Ok(code) => code,
@@ -161,19 +194,4 @@ pub async fn run(global: Global, command: Command, timeout: Duration) -> ExitCod
             ExitCode::FAILURE
         }
     }
-}
-
-/// Whether `command` is one of the reads.
-pub fn is_read(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Record(_)
-            | Command::Board(_)
-            | Command::Inbox(_)
-            | Command::Caseload(_)
-            | Command::Feed(_)
-            | Command::WhoAccessed(_)
-            | Command::FindPerson(_)
-            | Command::Status
-    )
 }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use carewoven_proto::v1::{self, query_service_client::QueryServiceClient};
 
-use super::show::{self, fields, instant, section, table};
+use comfy_table::Table;
+
+use super::show::{self, fields, instant, rows, section};
 use super::{Failure, Reader, json};
 use crate::cli::RecordArgs;
 
@@ -85,31 +87,23 @@ pub fn render(record: &v1::CareRecord) -> String {
     out
 }
 
-fn care_team(record: &v1::CareRecord) -> Option<v1::CareTeamView> {
-    record
-        .care_team
-        .clone()
-        .filter(|t| !t.members.is_empty() || t.coordinator.is_some())
-}
-
-fn care_team_table(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    let team = care_team(record)?;
+fn care_team_table(record: &v1::CareRecord) -> Option<Table> {
+    let team = record.care_team.clone().unwrap_or_default();
     let coordinator = show::member(team.coordinator.as_ref());
-    let mut t = table(&["Member", "Role", "Since", "Coordinator"]);
-    for m in &team.members {
+    let headers = ["Member", "Role", "Since", "Coordinator"];
+    rows(&headers, &team.members, |m| {
         let who = show::member(m.member.as_ref());
         let is_coordinator = if who == coordinator { "yes" } else { "" };
-        t.add_row(vec![
+        vec![
             who,
             show::care_team_role(m.role),
             m.since.clone(),
             is_coordinator.to_owned(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn care_plan(record: &v1::CareRecord) -> Option<comfy_table::Table> {
+fn care_plan(record: &v1::CareRecord) -> Option<Table> {
     let view = record.care_plan.as_ref().filter(|p| p.version > 0)?;
     let plan = view.plan.clone().unwrap_or_default();
     let activities: Vec<String> = plan
@@ -143,11 +137,8 @@ fn care_plan(record: &v1::CareRecord) -> Option<comfy_table::Table> {
     ]))
 }
 
-fn referrals(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.referrals.is_empty() {
-        return None;
-    }
-    let mut t = table(&[
+fn referrals(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
         "Referral",
         "From",
         "To service",
@@ -156,10 +147,10 @@ fn referrals(record: &v1::CareRecord) -> Option<comfy_table::Table> {
         "Submitted",
         "Updated",
         "Reason given",
-    ]);
-    for r in &record.referrals {
+    ];
+    rows(&headers, &record.referrals, |r| {
         let referral = r.referral.clone().unwrap_or_default();
-        t.add_row(vec![
+        vec![
             r.referral_id.clone(),
             referral.from_organisation,
             referral.to_service,
@@ -168,16 +159,12 @@ fn referrals(record: &v1::CareRecord) -> Option<comfy_table::Table> {
             instant(r.submitted_at.as_ref()),
             instant(r.updated_at.as_ref()),
             r.reason.clone(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn assessments(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.assessments.is_empty() {
-        return None;
-    }
-    let mut t = table(&[
+fn assessments(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
         "Assessment",
         "Kind",
         "Assessors",
@@ -187,42 +174,36 @@ fn assessments(record: &v1::CareRecord) -> Option<comfy_table::Table> {
         "Requested",
         "Completed",
         "Findings",
-    ]);
-    for a in &record.assessments {
+    ];
+    rows(&headers, &record.assessments, |a| {
         let request = a.request.clone().unwrap_or_default();
         let findings = a.findings.clone().unwrap_or_default();
         let eligible = match a.eligible {
-            Some(true) => "yes".to_owned(),
-            Some(false) => "no".to_owned(),
-            None => String::new(),
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
         };
         let mut summary = findings.summary.clone();
         if !findings.outcomes_not_achieved.is_empty() {
-            summary.push_str(&format!(
-                "\noutcomes not achieved: {}",
-                show::list(&findings.outcomes_not_achieved, show::outcome)
-            ));
+            summary.push_str("\noutcomes not achieved: ");
+            summary.push_str(&show::list(&findings.outcomes_not_achieved, show::outcome));
         }
-        t.add_row(vec![
+        vec![
             a.assessment_id.clone(),
             show::assessment_kind(request.kind),
             request.assessors.join(", "),
             a.status.clone(),
             a.contributors.join(", "),
-            eligible,
+            eligible.to_owned(),
             instant(a.requested_at.as_ref()),
             instant(a.completed_at.as_ref()),
             summary,
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn consents(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.consents.is_empty() {
-        return None;
-    }
-    let mut t = table(&[
+fn consents(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
         "Consent",
         "Decision",
         "Purpose",
@@ -231,15 +212,15 @@ fn consents(record: &v1::CareRecord) -> Option<comfy_table::Table> {
         "From",
         "Until",
         "Withdrawn",
-    ]);
-    for c in &record.consents {
+    ];
+    rows(&headers, &record.consents, |c| {
         let terms = c.terms.clone().unwrap_or_default();
         let classes = if terms.data_classes.is_empty() {
             "all".to_owned()
         } else {
             show::list(&terms.data_classes, show::data_class)
         };
-        t.add_row(vec![
+        vec![
             c.consent_id.clone(),
             show::decision(terms.decision),
             show::purpose(terms.purpose),
@@ -248,16 +229,12 @@ fn consents(record: &v1::CareRecord) -> Option<comfy_table::Table> {
             terms.valid_from,
             terms.valid_until,
             if c.withdrawn { "yes" } else { "" }.to_owned(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn episodes(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.discharge_episodes.is_empty() {
-        return None;
-    }
-    let mut t = table(&[
+fn episodes(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
         "Episode",
         "Site / ward",
         "Admitted",
@@ -272,20 +249,23 @@ fn episodes(record: &v1::CareRecord) -> Option<comfy_table::Table> {
         "Destination",
         "Handover",
         "Home assessment",
-    ]);
-    for e in &record.discharge_episodes {
+    ];
+    rows(&headers, &record.discharge_episodes, |e| {
         let mut drd = e.discharge_ready_date.clone();
         if !e.superseded_discharge_ready_dates.is_empty() {
-            drd.push_str(&format!(
-                "\n(was {})",
-                e.superseded_discharge_ready_dates.join(", ")
-            ));
+            drd.push_str("\n(was ");
+            drd.push_str(&e.superseded_discharge_ready_dates.join(", "));
+            drd.push(')');
         }
-        let destination = match (&e.discharge_destination, &e.discharge_destination_code) {
-            (d, c) if c.is_empty() => d.clone(),
-            (d, c) => format!("{d} ({c})"),
+        let destination = if e.discharge_destination_code.is_empty() {
+            e.discharge_destination.clone()
+        } else {
+            format!(
+                "{} ({})",
+                e.discharge_destination, e.discharge_destination_code
+            )
         };
-        t.add_row(vec![
+        vec![
             e.episode_id.clone(),
             format!("{} / {}", e.site, e.ward),
             instant(e.admitted_at.as_ref()),
@@ -300,17 +280,13 @@ fn episodes(record: &v1::CareRecord) -> Option<comfy_table::Table> {
             destination,
             e.handover_organisation.clone(),
             e.home_assessment_completed_on.clone(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn meetings(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.meetings.is_empty() {
-        return None;
-    }
-    let mut t = table(&["Meeting", "Held", "Attendees", "Decisions", "Actions"]);
-    for m in &record.meetings {
+fn meetings(record: &v1::CareRecord) -> Option<Table> {
+    let headers = ["Meeting", "Held", "Attendees", "Decisions", "Actions"];
+    rows(&headers, &record.meetings, |m| {
         let meeting = m.meeting.clone().unwrap_or_default();
         let actions: Vec<String> = meeting
             .actions
@@ -328,92 +304,69 @@ fn meetings(record: &v1::CareRecord) -> Option<comfy_table::Table> {
                 )
             })
             .collect();
-        t.add_row(vec![
+        vec![
             m.meeting_id.clone(),
             instant(meeting.held_at.as_ref()),
             meeting.attendees.join(", "),
             meeting.decisions.join("\n"),
             actions.join("\n"),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn feedback(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.feedback.is_empty() {
-        return None;
-    }
-    let mut t = table(&["Recorded", "Source", "Rating", "Feedback"]);
-    for f in &record.feedback {
+fn feedback(record: &v1::CareRecord) -> Option<Table> {
+    let headers = ["Recorded", "Source", "Rating", "Feedback"];
+    rows(&headers, &record.feedback, |f| {
         let fb = f.feedback.clone().unwrap_or_default();
-        let source = if fb.anonymous {
-            format!("{} (anonymous)", show::feedback_source(fb.source))
-        } else {
-            show::feedback_source(fb.source)
-        };
+        let mut source = show::feedback_source(fb.source);
+        if fb.anonymous {
+            source.push_str(" (anonymous)");
+        }
         let rating = if fb.rating == 0 {
             String::new()
         } else {
             format!("{}/5", fb.rating)
         };
-        t.add_row(vec![
-            instant(f.recorded_at.as_ref()),
-            source,
-            rating,
-            fb.text,
-        ]);
-    }
-    Some(t)
+        vec![instant(f.recorded_at.as_ref()), source, rating, fb.text]
+    })
 }
 
-fn proxies(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.proxies.is_empty() {
-        return None;
-    }
-    let mut t = table(&["Carer", "Carer's NHS number", "May", "Granted"]);
-    for p in &record.proxies {
+fn proxies(record: &v1::CareRecord) -> Option<Table> {
+    let headers = ["Carer", "Carer's NHS number", "May", "Granted"];
+    rows(&headers, &record.proxies, |p| {
         let grant = p.grant.clone().unwrap_or_default();
-        t.add_row(vec![
+        vec![
             grant.carer_name,
             grant.carer_nhs_number,
             show::list(&grant.scope, show::proxy_scope),
             instant(p.granted_at.as_ref()),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn emergency(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.emergency_accesses.is_empty() {
-        return None;
-    }
-    let mut t = table(&["Organisation", "Asserted", "Expires", "Reason"]);
-    for e in &record.emergency_accesses {
-        t.add_row(vec![
+fn emergency(record: &v1::CareRecord) -> Option<Table> {
+    let headers = ["Organisation", "Asserted", "Expires", "Reason"];
+    rows(&headers, &record.emergency_accesses, |e| {
+        vec![
             e.organisation.clone(),
             instant(e.asserted_at.as_ref()),
             instant(e.expires_at.as_ref()),
             e.reason.clone(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
-fn corrections(record: &v1::CareRecord) -> Option<comfy_table::Table> {
-    if record.corrections.is_empty() {
-        return None;
-    }
-    let mut t = table(&["Recorded", "Organisation", "User", "Fields", "Version"]);
-    for c in &record.corrections {
-        t.add_row(vec![
+fn corrections(record: &v1::CareRecord) -> Option<Table> {
+    let headers = ["Recorded", "Organisation", "User", "Fields", "Version"];
+    rows(&headers, &record.corrections, |c| {
+        vec![
             instant(c.recorded_at.as_ref()),
             c.organisation.clone(),
             c.user.clone(),
             c.fields.join(", "),
             c.person_version.to_string(),
-        ]);
-    }
-    Some(t)
+        ]
+    })
 }
 
 #[cfg(test)]

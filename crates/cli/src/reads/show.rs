@@ -16,6 +16,23 @@ pub fn table(headers: &[&str]) -> Table {
     table
 }
 
+/// A table of `items`, one row each, or `None` when there are none.
+pub fn rows<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> Option<Table> {
+    if items.is_empty() {
+        return None;
+    }
+    let mut t = table(headers);
+    for item in items {
+        t.add_row(row(item));
+    }
+    Some(t)
+}
+
+/// A table of `items`, one row each (only the headers when there are none).
+pub fn table_of<T>(headers: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> Table {
+    rows(headers, items, row).unwrap_or_else(|| table(headers))
+}
+
 /// A two-column table of names and values (empty values left out).
 pub fn fields(rows: &[(&str, String)]) -> Table {
     let mut table = Table::new();

@@ -10,7 +10,7 @@ use carewoven_proto::v1::{self, views_admin_client::ViewsAdminClient};
 use serde_json::{Value, json};
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use super::show::{fields, table};
+use super::show::{fields, table_of};
 use super::{Failure, Reader, json};
 use crate::{health, output};
 
@@ -78,15 +78,15 @@ pub async fn run(r: &Reader) -> Result<ExitCode, Failure> {
             json!({"services": services, "views": views, "healthy": healthy})
         );
     } else {
-        let mut t = table(&["Service", "Address", "gRPC service", "Health"]);
-        for (name, address, grpc, state) in &health_rows {
-            t.add_row(vec![
+        let headers = ["Service", "Address", "gRPC service", "Health"];
+        let t = table_of(&headers, &health_rows, |(name, address, grpc, state)| {
+            vec![
                 (*name).to_owned(),
                 (*address).to_owned(),
                 (*grpc).to_owned(),
                 state.clone(),
-            ]);
-        }
+            ]
+        });
         println!("{t}");
         if let Ok(s) = &views {
             println!("\nViews");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use carewoven_proto::v1::{self, audit_service_client::AuditServiceClient};
 use serde_json::json;
 
-use super::show::{self, instant, table};
+use super::show::{self, instant, table_of};
 use super::{Failure, Reader, json, progress};
 use crate::cli::WhoAccessedArgs;
 
@@ -49,7 +49,7 @@ pub async fn run(r: &Reader, a: WhoAccessedArgs) -> Result<ExitCode, Failure> {
             json!({"person_id": person_id, "count": entries.len(), "entries": entries})
         );
     } else {
-        let mut t = table(&[
+        let headers = [
             "At",
             "Organisation",
             "User",
@@ -59,31 +59,30 @@ pub async fn run(r: &Reader, a: WhoAccessedArgs) -> Result<ExitCode, Failure> {
             "Reason",
             "Detail",
             "Feed item",
-        ]);
-        for e in &entries {
+        ];
+        let t = table_of(&headers, &entries, |e| {
             let ev = e.event.clone().unwrap_or_default();
-            let count = if ev.count > 1 {
-                format!(" (x{})", ev.count)
-            } else {
-                String::new()
-            };
+            let mut action = show::audit_action(ev.action);
+            if ev.count > 1 {
+                action.push_str(&format!(" (x{})", ev.count));
+            }
             let feed = if ev.feed_number > 0 {
                 format!("{} ({})", ev.feed_number, show::disclosure(ev.disclosure))
             } else {
                 String::new()
             };
-            t.add_row(vec![
+            vec![
                 instant(ev.at.as_ref()),
                 ev.organisation,
                 ev.user,
-                format!("{}{count}", show::audit_action(ev.action)),
+                action,
                 show::audit_outcome(ev.outcome),
                 show::purpose(ev.purpose),
                 ev.reason,
                 ev.detail,
                 feed,
-            ]);
-        }
+            ]
+        });
         println!("{t}");
         println!("{} access(es)", entries.len());
     }
