@@ -218,11 +218,12 @@ pub enum Read {
     /// the person; otherwise PERMISSION_DENIED, the same as for a person who does not exist.
     /// With a citizen's --token and no id: the person's own record.
     Record(RecordArgs),
-    /// The discharge board: everyone from "discharge ready" on whom the acting organisation
-    /// may see, every page, sorted; --watch shows it live until Ctrl-C.
+    /// The discharge board: everyone from "discharge ready" until their episode closes
+    /// (through handover and the home assessment) whom the acting organisation may see,
+    /// every page, sorted; --watch shows it live until Ctrl-C.
     Board(BoardArgs),
-    /// Open referrals to a service the acting organisation owns, by priority (stat first)
-    /// then age (oldest first).
+    /// Referrals to a service the acting organisation owns (by default those awaiting a
+    /// decision), by priority (stat first) then age (oldest first).
     Inbox(InboxArgs),
     /// The people a care coordinator, or an organisation on their care teams, is responsible
     /// for (the acting organisation's own caseload only).
@@ -978,9 +979,12 @@ pub struct BoardArgs {
     #[arg(long, value_enum)]
     pub pathway: Option<Pathway>,
     /// Only this status (discharge_ready, pathway_assigned, awaiting_service,
-    /// discharge_agreed, discharged).
+    /// discharge_agreed, discharged, handover_accepted, home_assessment_completed).
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
+    /// Only entries with this delay reason recorded.
+    #[arg(long, value_enum)]
+    pub delay_reason: Option<DelayReason>,
     #[arg(long, value_enum, default_value = "days")]
     pub sort: BoardSort,
     /// Stay connected and show each change as it happens (until Ctrl-C): the table is
@@ -996,6 +1000,11 @@ pub struct InboxArgs {
     /// The service whose inbox to read (owned by the acting organisation).
     #[arg(long, value_name = "SERVICE")]
     pub service: String,
+    /// Which referrals: by default those awaiting a decision (submitted or received);
+    /// `open` (not yet ended), `all`, or one status (submitted, received, accepted,
+    /// in_progress, on_hold, completed, rejected, failed, cancelled, entered_in_error).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
     #[command(flatten)]
     pub at: MinPosition,
 }

@@ -15,7 +15,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use carewoven_governance::Role;
-use carewoven_proto::v1::{self, progress_discharge_request::Step};
+use carewoven_proto::v1::{
+    self, progress_discharge_request as pd, progress_discharge_request::Step,
+};
 use carewoven_testkit::{
     GOVERNANCE_ORG, Services, add_member, all_data_classes, ctx, discharge_step, episode_ready,
     make_referral, register, register_partner, signed, test_nhs_number, token, token_with_roles,
@@ -190,6 +192,16 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         .unwrap();
     let person = register(&mut c, 71).await.unwrap();
     let episode = episode_ready(&mut c, &person).await.unwrap();
+    c.progress_discharge(signed(discharge_step(
+        &person,
+        &episode,
+        Step::RecordDelayReason(pd::RecordDelayReason {
+            reason: v1::DelayReason::Pathway1NewCare as i32,
+            note: "No package of care until Monday".into(),
+        }),
+    )))
+    .await
+    .unwrap();
     let referral = make_referral(&mut c, &person).await.unwrap();
     add_member(&mut c, &person, "HOSP-A", "HOSP-A")
         .await
@@ -223,6 +235,14 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(r["discharge_episodes"][0]["episode_id"], episode.as_str());
     assert_eq!(r["discharge_episodes"][0]["status"], "discharge_ready");
     assert_eq!(r["referrals"][0]["referral_id"], referral.as_str());
+    assert_eq!(
+        r["referrals"][0]["history"][0]["status"], "submitted",
+        "{r}"
+    );
+    assert_eq!(
+        r["discharge_episodes"][0]["delay_notes"][0]["note"],
+        "No package of care until Monday"
+    );
     assert_eq!(r["care_team"]["coordinator"]["organisation"], "HOSP-A");
     assert!(r["log_position"].as_u64().unwrap() >= last, "{r}");
     at.shows(
@@ -273,6 +293,19 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(b["entries"][0]["person_id"], person.as_str());
     assert_eq!(b["entries"][0]["status"], "discharge_ready");
     assert_eq!(b["entries"][0]["days_delayed"], 1, "{b}");
+    // HOSP-A's agreement covers demographics: names on the board.
+    assert_eq!(b["entries"][0]["given_name"], "Ada", "{b}");
+    assert_eq!(b["entries"][0]["nhs_number"], nhs.as_str(), "{b}");
+    assert_eq!(
+        b["entries"][0]["delay_notes"][0]["reason"],
+        "DELAY_REASON_PATHWAY_1_NEW_CARE"
+    );
+    for (reason, count) in [("pathway-1-new-care", 1), ("awaiting-transport", 0)] {
+        let by_reason = at
+            .run(&hosp, &["--json", "board", "--delay-reason", reason])
+            .await;
+        assert_eq!(json(ok(&by_reason))["count"], count, "{reason}");
+    }
     at.shows(
         &hosp,
         &["board", "--sort", "site"],
@@ -282,7 +315,10 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
             "DRD",
             "Days",
             "Delays",
+            "After discharge",
             episode.as_str(),
+            "Ada Example",
+            "pathway-1-new-care: No package of care until Monday",
         ],
     )
     .await;
@@ -320,6 +356,37 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(i["entries"][0]["referral_id"], referral.as_str());
     assert_eq!(i["entries"][0]["from_organisation"], "HOSP-A");
     assert_eq!(i["entries"][0]["priority"], "PRIORITY_URGENT");
+    assert_eq!(i["entries"][0]["to_service"], "ASC-D2A");
+    for (status, count) in [("all", 1), ("open", 1), ("accepted", 0)] {
+        let chosen = at
+            .run(
+                &asc,
+                &[
+                    "--json",
+                    "inbox",
+                    "--service",
+                    "ASC-D2A",
+                    "--status",
+                    status,
+                ],
+            )
+            .await;
+        assert_eq!(json(ok(&chosen))["count"], count, "{status}");
+    }
+    let bad = at
+        .run(
+            &asc,
+            &[
+                "--json",
+                "inbox",
+                "--service",
+                "ASC-D2A",
+                "--status",
+                "bogus",
+            ],
+        )
+        .await;
+    assert!(refused(&bad, "INVALID_ARGUMENT").contains("status"));
     at.shows(
         &asc,
         &["inbox", "--service", "ASC-D2A"],

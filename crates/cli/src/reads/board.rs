@@ -25,6 +25,7 @@ pub async fn run(r: &Reader, a: BoardArgs) -> Result<ExitCode, Failure> {
                 site: a.site.clone().unwrap_or_default(),
                 pathway: a.pathway.map_or(0, |p| p.to_i32()),
                 status: a.status.clone().unwrap_or_default(),
+                delay_reason: a.delay_reason.map_or(0, |d| d.to_i32()),
                 page_size: PAGE_SIZE,
                 page_token,
                 min_log_position: a.at.min_log_position,
@@ -70,28 +71,81 @@ pub fn sort(entries: &mut [v1::BoardEntry], by: BoardSort) {
 }
 
 const COLUMNS: [&str; 11] = [
-    "Episode", "Person", "Site", "Ward", "Pathway", "Status", "DRD", "Days", "Delays", "Service",
+    "Episode",
+    "Person",
+    "Site / ward",
+    "Pathway",
+    "Status",
+    "DRD",
+    "Days",
+    "Delays",
+    "Service",
     "Planned",
+    "After discharge",
 ];
 
+/// The person: name and NHS number when the caller's agreement gives them, and the id.
+fn person(e: &v1::BoardEntry) -> String {
+    let name = format!("{} {}", e.given_name, e.family_name);
+    [name.trim(), e.nhs_number.as_str(), e.person_id.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Each delay reason recorded, with its note (the reasons alone if no notes came).
+fn delays(e: &v1::BoardEntry) -> String {
+    if e.delay_notes.is_empty() {
+        return show::list(&e.delay_reasons, show::delay_reason);
+    }
+    e.delay_notes
+        .iter()
+        .map(|n| {
+            let reason = show::delay_reason(n.reason);
+            if n.note.is_empty() {
+                reason
+            } else {
+                format!("{reason}: {}", n.note)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Handover and home assessment.
+fn after_discharge(e: &v1::BoardEntry) -> String {
+    let mut lines = Vec::new();
+    if e.hours_since_discharge > 0 {
+        lines.push(format!("{}h without a handover", e.hours_since_discharge));
+    }
+    if !e.handover_organisation.is_empty() {
+        lines.push(format!("handover: {}", e.handover_organisation));
+    }
+    if !e.home_assessment_completed_on.is_empty() {
+        lines.push(format!(
+            "home assessment done {}",
+            e.home_assessment_completed_on
+        ));
+    } else if !e.home_assessment_due.is_empty() {
+        lines.push(format!("home assessment due {}", e.home_assessment_due));
+    }
+    lines.join("\n")
+}
+
 fn row(e: &v1::BoardEntry) -> Vec<String> {
-    let status = if e.hours_since_discharge > 0 {
-        format!("{}\n({}h, no handover)", e.status, e.hours_since_discharge)
-    } else {
-        e.status.clone()
-    };
     vec![
         e.episode_id.clone(),
-        e.person_id.clone(),
-        e.site.clone(),
-        e.ward.clone(),
+        person(e),
+        format!("{} / {}", e.site, e.ward),
         show::pathway(e.pathway),
-        status,
+        e.status.clone(),
         e.discharge_ready_date.clone(),
         e.days_delayed.to_string(),
-        show::list(&e.delay_reasons, show::delay_reason),
+        delays(e),
         e.service.clone(),
         e.planned_for.clone(),
+        after_discharge(e),
     ]
 }
 
@@ -100,22 +154,23 @@ pub fn render(entries: &[v1::BoardEntry]) -> comfy_table::Table {
     table_of(&COLUMNS, entries, row)
 }
 
-/// One change as a line (watching without a terminal).
+/// One change as a line (watching without a terminal): the row's cells, `|`-separated.
 fn change_line(e: &v1::BoardEntry) -> String {
+    let cells: Vec<String> = COLUMNS
+        .iter()
+        .zip(row(e))
+        .map(|(name, cell)| {
+            format!(
+                "{}: {}",
+                name.to_ascii_lowercase(),
+                cell.replace('\n', ", ")
+            )
+        })
+        .collect();
     format!(
-        "{} changed: episode {} person {} site {} ward {} pathway {} status {} DRD {} days {} delays [{}] service {} planned {}",
+        "{} changed: {}",
         Utc::now().format("%H:%M:%S"),
-        e.episode_id,
-        e.person_id,
-        e.site,
-        e.ward,
-        show::pathway(e.pathway),
-        e.status,
-        e.discharge_ready_date,
-        e.days_delayed,
-        show::list(&e.delay_reasons, show::delay_reason),
-        e.service,
-        e.planned_for,
+        cells.join(" | ")
     )
 }
 
@@ -126,6 +181,7 @@ pub async fn watch(r: &Reader, a: BoardArgs) -> Result<ExitCode, Failure> {
             site: a.site.clone().unwrap_or_default(),
             pathway: a.pathway.map_or(0, |p| p.to_i32()),
             min_log_position: a.at.min_log_position,
+            delay_reason: a.delay_reason.map_or(0, |d| d.to_i32()),
         },
         &[],
     )?;
@@ -243,5 +299,26 @@ mod tests {
         assert_eq!(ids(&e), "bca");
         let text = render(&e).to_string();
         assert!(text.contains("Episode") && text.contains("Days"), "{text}");
+        let noted = v1::BoardEntry {
+            person_id: "p".into(),
+            given_name: "Ada".into(),
+            family_name: "Example".into(),
+            nhs_number: "9990001235".into(),
+            delay_notes: vec![v1::DelayNote {
+                reason: v1::DelayReason::Pathway1NewCare as i32,
+                note: "no carers until Monday".into(),
+                ..Default::default()
+            }],
+            home_assessment_due: "2026-12-04".into(),
+            ..Default::default()
+        };
+        assert_eq!(person(&noted), "Ada Example\n9990001235\np");
+        assert_eq!(delays(&noted), "pathway-1-new-care: no carers until Monday");
+        assert_eq!(after_discharge(&noted), "home assessment due 2026-12-04");
+        let line = change_line(&noted);
+        assert!(
+            line.contains("person: Ada Example, 9990001235, p |"),
+            "{line}"
+        );
     }
 }

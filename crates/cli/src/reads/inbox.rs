@@ -1,6 +1,7 @@
-//! `carectl inbox`: open referrals to a service the acting organisation owns
-//! (QueryService.ListReferralInbox, every page), in the service's order: priority (stat
-//! first) then age (oldest first).
+//! `carectl inbox`: referrals to a service the acting organisation owns
+//! (QueryService.ListReferralInbox, every page; by default those awaiting a decision,
+//! `--status` chooses), in the service's order: priority (stat first) then age (oldest
+//! first).
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
         let request = r.request(
             v1::ListReferralInboxRequest {
                 service: a.service.clone(),
+                status: a.status.clone().unwrap_or_default(),
                 page_size: PAGE_SIZE,
                 page_token,
                 min_log_position: a.at.min_log_position,
@@ -44,7 +46,9 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
             "From",
             "Priority",
             "Status",
+            "Reason given",
             "Submitted",
+            "Updated",
             "Age (hours)",
         ];
         let t = table_of(&headers, &entries, |e| {
@@ -54,15 +58,21 @@ pub async fn run(r: &Reader, a: InboxArgs) -> Result<ExitCode, Failure> {
                 e.from_organisation.clone(),
                 show::priority(e.priority),
                 e.status.clone(),
+                e.reason.clone(),
                 instant(e.submitted_at.as_ref()),
+                instant(e.updated_at.as_ref()),
                 e.age_hours.to_string(),
             ]
         });
         println!("{t}");
         println!(
-            "{} open referral(s) to {} (log position {log_position})",
+            "{} referral(s) to {} {} (log position {log_position})",
             entries.len(),
-            a.service
+            a.service,
+            match a.status.as_deref() {
+                None | Some("") => "awaiting a decision".to_owned(),
+                Some(status) => format!("(status {status})"),
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

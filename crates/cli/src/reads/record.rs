@@ -147,9 +147,27 @@ fn referrals(record: &v1::CareRecord) -> Option<Table> {
         "Submitted",
         "Updated",
         "Reason given",
+        "History",
     ];
     rows(&headers, &record.referrals, |r| {
         let referral = r.referral.clone().unwrap_or_default();
+        let history: Vec<String> = r
+            .history
+            .iter()
+            .map(|h| {
+                let why = if h.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", h.reason)
+                };
+                format!(
+                    "{} by {} at {}{why}",
+                    h.status,
+                    h.organisation,
+                    instant(h.at.as_ref())
+                )
+            })
+            .collect();
         vec![
             r.referral_id.clone(),
             referral.from_organisation,
@@ -159,6 +177,7 @@ fn referrals(record: &v1::CareRecord) -> Option<Table> {
             instant(r.submitted_at.as_ref()),
             instant(r.updated_at.as_ref()),
             r.reason.clone(),
+            history.join("\n"),
         ]
     })
 }
@@ -169,7 +188,7 @@ fn assessments(record: &v1::CareRecord) -> Option<Table> {
         "Kind",
         "Assessors",
         "Status",
-        "Contributors",
+        "Contributions",
         "Eligible",
         "Requested",
         "Completed",
@@ -183,6 +202,22 @@ fn assessments(record: &v1::CareRecord) -> Option<Table> {
             Some(false) => "no",
             None => "",
         };
+        let contributions = if a.contributions.is_empty() {
+            a.contributors.join(", ")
+        } else {
+            a.contributions
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} at {}: {}",
+                        c.organisation,
+                        instant(c.recorded_at.as_ref()),
+                        c.summary
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         let mut summary = findings.summary.clone();
         if !findings.outcomes_not_achieved.is_empty() {
             summary.push_str("\noutcomes not achieved: ");
@@ -193,7 +228,7 @@ fn assessments(record: &v1::CareRecord) -> Option<Table> {
             show::assessment_kind(request.kind),
             request.assessors.join(", "),
             a.status.clone(),
-            a.contributors.join(", "),
+            contributions,
             eligible.to_owned(),
             instant(a.requested_at.as_ref()),
             instant(a.completed_at.as_ref()),
@@ -275,13 +310,53 @@ fn episodes(record: &v1::CareRecord) -> Option<Table> {
             show::pathway(e.pathway),
             e.service.clone(),
             e.planned_for.clone(),
-            show::list(&e.delay_reasons, show::delay_reason),
+            delays(&e.delay_reasons, &e.delay_notes),
             instant(e.discharged_at.as_ref()),
             destination,
             e.handover_organisation.clone(),
-            e.home_assessment_completed_on.clone(),
+            home_assessment(e),
         ]
     })
+}
+
+/// Each delay reason recorded, with who recorded it and its note (the reasons alone if no
+/// notes came).
+fn delays(reasons: &[i32], notes: &[v1::DelayNote]) -> String {
+    if notes.is_empty() {
+        return show::list(reasons, show::delay_reason);
+    }
+    notes
+        .iter()
+        .map(|n| {
+            let note = if n.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", n.note)
+            };
+            format!(
+                "{} ({}, {}){note}",
+                show::delay_reason(n.reason),
+                n.organisation,
+                instant(n.recorded_at.as_ref())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// When the home assessment was due, and when it was done with what outcome.
+fn home_assessment(e: &v1::EpisodeView) -> String {
+    let mut lines = Vec::new();
+    if !e.home_assessment_due.is_empty() {
+        lines.push(format!("due {}", e.home_assessment_due));
+    }
+    if !e.home_assessment_completed_on.is_empty() {
+        lines.push(format!("done {}", e.home_assessment_completed_on));
+    }
+    if !e.home_assessment_outcome.is_empty() {
+        lines.push(e.home_assessment_outcome.clone());
+    }
+    lines.join("\n")
 }
 
 fn meetings(record: &v1::CareRecord) -> Option<Table> {
@@ -293,10 +368,22 @@ fn meetings(record: &v1::CareRecord) -> Option<Table> {
             .iter()
             .zip(1u32..)
             .map(|(a, n)| {
-                let done = if m.completed_actions.contains(&n) {
-                    "done"
-                } else {
-                    "open"
+                let done = match m.completions.iter().find(|c| c.action == n) {
+                    Some(c) => {
+                        let note = if c.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", c.note)
+                        };
+                        format!(
+                            "done by {}/{} at {}{note}",
+                            c.organisation,
+                            c.user,
+                            instant(c.completed_at.as_ref())
+                        )
+                    }
+                    None if m.completed_actions.contains(&n) => "done".to_owned(),
+                    None => "open".to_owned(),
                 };
                 format!(
                     "{n}. {} ({}, due {}): {done}",
@@ -357,16 +444,54 @@ fn emergency(record: &v1::CareRecord) -> Option<Table> {
 }
 
 fn corrections(record: &v1::CareRecord) -> Option<Table> {
-    let headers = ["Recorded", "Organisation", "User", "Fields", "Version"];
+    let headers = [
+        "Recorded",
+        "Organisation",
+        "User",
+        "Fields",
+        "Reason",
+        "Before",
+        "Version",
+    ];
     rows(&headers, &record.corrections, |c| {
         vec![
             instant(c.recorded_at.as_ref()),
             c.organisation.clone(),
             c.user.clone(),
             c.fields.join(", "),
+            c.reason.clone(),
+            previous(c.previous.as_ref()),
             c.person_version.to_string(),
         ]
     })
+}
+
+/// The values corrected fields had before (only those set).
+fn previous(p: Option<&v1::Profile>) -> String {
+    let Some(p) = p else {
+        return String::new();
+    };
+    let carers: Vec<String> = p
+        .carers
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.relationship))
+        .collect();
+    [
+        ("nhs_number", p.nhs_number.clone()),
+        ("given_name", p.given_name.clone()),
+        ("family_name", p.family_name.clone()),
+        ("date_of_birth", p.date_of_birth.clone()),
+        ("contact", p.contact.clone()),
+        ("what_matters", p.what_matters.clone()),
+        ("communication_needs", p.communication_needs.clone()),
+        ("carers", carers.join(", ")),
+        ("registered_gp", p.registered_gp.clone()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}: {v}"))
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 #[cfg(test)]
@@ -389,6 +514,22 @@ mod tests {
                 ward: "Ward 7".into(),
                 status: "discharge_ready".into(),
                 pathway: v1::Pathway::Pathway1 as i32,
+                delay_notes: vec![v1::DelayNote {
+                    reason: v1::DelayReason::Pathway1NewCare as i32,
+                    note: "no carers until Monday".into(),
+                    organisation: "HOSP".into(),
+                    ..Default::default()
+                }],
+                home_assessment_due: "2026-12-04".into(),
+                ..Default::default()
+            }],
+            corrections: vec![v1::CorrectionView {
+                fields: vec!["family_name".into()],
+                reason: "misspelt".into(),
+                previous: Some(v1::Profile {
+                    family_name: "Exmaple".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }],
             withheld_classes: vec![v1::DataClass::Feedback as i32],
@@ -403,6 +544,10 @@ mod tests {
             "discharge_ready",
             "withheld (outside your agreement, or the person objected): feedback",
             "Referrals\n  (none)",
+            "pathway-1-new-care (HOSP, ): no carers until Monday",
+            "due 2026-12-04",
+            "family_name: Exmaple",
+            "misspelt",
         ] {
             assert!(text.contains(needle), "{needle}:\n{text}");
         }
