@@ -71,6 +71,11 @@ impl Addresses {
         }
     }
 
+    /// Run carectl, which must be refused with `code`; returns the refusal's message.
+    async fn refuses(&self, token: &str, args: &[&str], code: &str) -> String {
+        refused(&self.run(token, args).await, code)
+    }
+
     /// Start a long-running carectl (watch, follow) whose stdout lines arrive on a channel.
     fn spawn(&self, token: &str, args: &[&str]) -> Lines {
         let mut child = self
@@ -266,13 +271,15 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
 
     // An organisation without a relationship: the same refusal as for nobody, and nothing
     // personal on either stream.
-    let theirs = at.run(&unrelated, &["--json", "record", &person]).await;
     let nobody = uuid::Uuid::now_v7().to_string();
-    let nobodys = at.run(&unrelated, &["--json", "record", &nobody]).await;
-    assert_eq!(
-        refused(&theirs, "PERMISSION_DENIED").replace(&person, "?"),
-        refused(&nobodys, "PERMISSION_DENIED").replace(&nobody, "?")
-    );
+    let denied = "PERMISSION_DENIED";
+    let theirs = at
+        .refuses(&unrelated, &["--json", "record", &person], denied)
+        .await;
+    let nobodys = at
+        .refuses(&unrelated, &["--json", "record", &nobody], denied)
+        .await;
+    assert_eq!(theirs.replace(&person, "?"), nobodys.replace(&nobody, "?"));
     let human = at.run(&unrelated, &["record", &person]).await;
     assert_eq!(human.status.code(), Some(2), "{}", text(&human));
     assert!(human.stdout.is_empty(), "{}", text(&human));
@@ -333,9 +340,13 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(theirs["count"], 0, "{theirs}");
     assert_eq!(theirs["entries"], serde_json::json!([]));
     let bad = at
-        .run(&hosp, &["--json", "board", "--status", "bogus"])
+        .refuses(
+            &hosp,
+            &["--json", "board", "--status", "bogus"],
+            "INVALID_ARGUMENT",
+        )
         .await;
-    assert!(refused(&bad, "INVALID_ARGUMENT").contains("status"));
+    assert!(bad.contains("status"), "{bad}");
 
     // inbox: the receiving service's, by priority then age.
     let inbox = at
@@ -357,36 +368,24 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(i["entries"][0]["from_organisation"], "HOSP-A");
     assert_eq!(i["entries"][0]["priority"], "PRIORITY_URGENT");
     assert_eq!(i["entries"][0]["to_service"], "ASC-D2A");
+    let inbox_of = |status: &'static str| {
+        [
+            "--json",
+            "inbox",
+            "--service",
+            "ASC-D2A",
+            "--status",
+            status,
+        ]
+    };
     for (status, count) in [("all", 1), ("open", 1), ("accepted", 0)] {
-        let chosen = at
-            .run(
-                &asc,
-                &[
-                    "--json",
-                    "inbox",
-                    "--service",
-                    "ASC-D2A",
-                    "--status",
-                    status,
-                ],
-            )
-            .await;
+        let chosen = at.run(&asc, &inbox_of(status)).await;
         assert_eq!(json(ok(&chosen))["count"], count, "{status}");
     }
     let bad = at
-        .run(
-            &asc,
-            &[
-                "--json",
-                "inbox",
-                "--service",
-                "ASC-D2A",
-                "--status",
-                "bogus",
-            ],
-        )
+        .refuses(&asc, &inbox_of("bogus"), "INVALID_ARGUMENT")
         .await;
-    assert!(refused(&bad, "INVALID_ARGUMENT").contains("status"));
+    assert!(bad.contains("status"), "{bad}");
     at.shows(
         &asc,
         &["inbox", "--service", "ASC-D2A"],
@@ -440,8 +439,8 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
     assert_eq!(json(ok(&found))["person_id"], person.as_str());
     at.shows(&unrelated, &trace(false, "1941-03-02"), &[&person])
         .await;
-    let mismatch = at.run(&unrelated, &trace(true, "1941-03-03")).await;
-    refused(&mismatch, "NOT_FOUND");
+    at.refuses(&unrelated, &trace(true, "1941-03-03"), "NOT_FOUND")
+        .await;
 
     // status: every service's health and the views' lag (governance role).
     let status = at.run(&governance, &["--json", "status"]).await;
@@ -530,16 +529,20 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         .await;
     assert!(ok(&theirs).stdout.is_empty(), "{}", text(&theirs));
     let forged = at
-        .run(&hosp, &["--json", "feed", "--cursor", "not-a-cursor"])
-        .await;
-    assert!(refused(&forged, "INVALID_ARGUMENT").contains("cursor"));
-    let beyond = at
-        .run(
+        .refuses(
             &hosp,
-            &["--json", "feed", "--after", &(n + 100).to_string()],
+            &["--json", "feed", "--cursor", "not-a-cursor"],
+            "INVALID_ARGUMENT",
         )
         .await;
-    refused(&beyond, "OUT_OF_RANGE");
+    assert!(forged.contains("cursor"), "{forged}");
+    let beyond = (n + 100).to_string();
+    at.refuses(
+        &hosp,
+        &["--json", "feed", "--after", &beyond],
+        "OUT_OF_RANGE",
+    )
+    .await;
 
     // Live: the watched board (JSON lines and change lines) and the followed feed see a
     // change made after they started.
@@ -625,10 +628,12 @@ async fn carectl_reads_every_view_the_feed_and_the_access_list() {
         ],
     )
     .await;
-    let theirs = at
-        .run(&unrelated, &["--json", "who-accessed", &person])
-        .await;
-    refused(&theirs, "PERMISSION_DENIED");
+    at.refuses(
+        &unrelated,
+        &["--json", "who-accessed", &person],
+        "PERMISSION_DENIED",
+    )
+    .await;
 
     s.stop().await.unwrap();
 }

@@ -115,16 +115,11 @@ fn care_plan(record: &v1::CareRecord) -> Option<Table> {
         .history
         .iter()
         .map(|h| {
-            let why = if h.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", h.reason)
-            };
-            format!(
-                "v{} by {} at {}{why}",
-                h.version,
-                h.organisation,
-                instant(h.recorded_at.as_ref())
+            show::happened(
+                &format!("v{}", h.version),
+                &h.organisation,
+                h.recorded_at.as_ref(),
+                &h.reason,
             )
         })
         .collect();
@@ -154,19 +149,7 @@ fn referrals(record: &v1::CareRecord) -> Option<Table> {
         let history: Vec<String> = r
             .history
             .iter()
-            .map(|h| {
-                let why = if h.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", h.reason)
-                };
-                format!(
-                    "{} by {} at {}{why}",
-                    h.status,
-                    h.organisation,
-                    instant(h.at.as_ref())
-                )
-            })
+            .map(|h| show::happened(&h.status, &h.organisation, h.at.as_ref(), &h.reason))
             .collect();
         vec![
             r.referral_id.clone(),
@@ -319,7 +302,7 @@ fn episodes(record: &v1::CareRecord) -> Option<Table> {
     })
 }
 
-/// Each delay reason recorded, with who recorded it and its note (the reasons alone if no
+/// Each delay reason recorded, with who recorded it, when, and its note (the reasons alone if no
 /// notes came).
 fn delays(reasons: &[i32], notes: &[v1::DelayNote]) -> String {
     if notes.is_empty() {
@@ -328,16 +311,11 @@ fn delays(reasons: &[i32], notes: &[v1::DelayNote]) -> String {
     notes
         .iter()
         .map(|n| {
-            let note = if n.note.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", n.note)
-            };
-            format!(
-                "{} ({}, {}){note}",
-                show::delay_reason(n.reason),
-                n.organisation,
-                instant(n.recorded_at.as_ref())
+            show::happened(
+                &show::delay_reason(n.reason),
+                &n.organisation,
+                n.recorded_at.as_ref(),
+                &n.note,
             )
         })
         .collect::<Vec<_>>()
@@ -369,19 +347,12 @@ fn meetings(record: &v1::CareRecord) -> Option<Table> {
             .zip(1u32..)
             .map(|(a, n)| {
                 let done = match m.completions.iter().find(|c| c.action == n) {
-                    Some(c) => {
-                        let note = if c.note.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", c.note)
-                        };
-                        format!(
-                            "done by {}/{} at {}{note}",
-                            c.organisation,
-                            c.user,
-                            instant(c.completed_at.as_ref())
-                        )
-                    }
+                    Some(c) => show::happened(
+                        "done",
+                        &format!("{}/{}", c.organisation, c.user),
+                        c.completed_at.as_ref(),
+                        &c.note,
+                    ),
                     None if m.completed_actions.contains(&n) => "done".to_owned(),
                     None => "open".to_owned(),
                 };
@@ -544,7 +515,7 @@ mod tests {
             "discharge_ready",
             "withheld (outside your agreement, or the person objected): feedback",
             "Referrals\n  (none)",
-            "pathway-1-new-care (HOSP, ): no carers until Monday",
+            "pathway-1-new-care by HOSP at : no carers until Monday",
             "due 2026-12-04",
             "family_name: Exmaple",
             "misspelt",

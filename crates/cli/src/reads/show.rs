@@ -65,6 +65,16 @@ pub fn instant(t: Option<&prost_types::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
+/// `WHAT by WHO at WHEN: NOTE` (the note left out when empty): one step of a history.
+pub fn happened(what: &str, by: &str, at: Option<&prost_types::Timestamp>, note: &str) -> String {
+    let note = if note.is_empty() {
+        String::new()
+    } else {
+        format!(": {note}")
+    };
+    format!("{what} by {by} at {}{note}", instant(at))
+}
+
 /// A protobuf enum value's name without its type prefix, lower case with hyphens
 /// (`PATHWAY_1` → `1`, `DELAY_REASON_PATHWAY_1_NEW_CARE` → `pathway-1-new-care`).
 pub fn label(name: &str, prefix: &str) -> String {
