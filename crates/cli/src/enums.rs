@@ -84,6 +84,20 @@ value_enum!(Role => v1::CareTeamRole {
     Voluntary = Voluntary,
     Carer = Carer,
     Other = Other,
+    Psychologist = Psychologist,
+    Psychiatrist = Psychiatrist,
+    Pharmacist = Pharmacist,
+    HousingOfficer = HousingOfficer,
+    OccupationalTherapist = OccupationalTherapist,
+    Physiotherapist = Physiotherapist,
+    Nurse = Nurse,
+    SupportWorker = SupportWorker,
+    Doctor = Doctor,
+    SpeechAndLanguageTherapist = SpeechAndLanguageTherapist,
+    Dietitian = Dietitian,
+    SocialPrescribingLinkWorker = SocialPrescribingLinkWorker,
+    Advocate = Advocate,
+    CarePractitioner = CarePractitioner,
 });
 
 value_enum!(Decision => v1::ConsentDecision {

@@ -125,21 +125,24 @@ pub fn delay_reason(raw: i32) -> Value {
     }
 }
 
-pub fn care_team_role(raw: i32) -> Value {
-    use v1::CareTeamRole as R;
-    let code = match R::try_from(raw).unwrap_or(R::Unspecified) {
-        R::Unspecified => "unspecified",
-        R::GeneralPractice => "general-practice",
-        R::HospitalTeam => "hospital-team",
-        R::CommunityNursing => "community-nursing",
-        R::SocialWorker => "social-worker",
-        R::Therapist => "therapist",
-        R::MentalHealth => "mental-health",
-        R::Voluntary => "voluntary",
-        R::Carer => "carer",
-        R::Other => "other",
+/// HL7's practitioner-role CodeSystem (FHIR R4 PractitionerRole.code's example value set).
+pub const PRACTITIONER_ROLE: &str = "http://terminology.hl7.org/CodeSystem/practitioner-role";
+
+/// A care-team member's role as the codings of `CareTeam.participant.role`: Carewoven's
+/// own code, and HL7's practitioner-role code where one exists for the role.
+pub fn care_team_role(raw: i32) -> Vec<Value> {
+    let Some(role) = carewoven_proto::convert::care_team_role_from_wire(raw) else {
+        return vec![json!({ "system": system("care-team-role"), "code": "unspecified" })];
     };
-    json!({ "system": system("care-team-role"), "code": code })
+    let mut codings = vec![coding(
+        &system("care-team-role"),
+        role.code(),
+        role.display(),
+    )];
+    if let Some(code) = role.practitioner_role() {
+        codings.push(json!({ "system": PRACTITIONER_ROLE, "code": code }));
+    }
+    codings
 }
 
 pub fn assessment_kind(raw: i32) -> Value {
@@ -256,5 +259,20 @@ mod tests {
         assert_eq!(code("Staying at a hotel"), "29");
         assert_eq!(code("somewhere else"), "99");
         assert_eq!(discharge_destination("Home")["text"], "Home");
+    }
+
+    #[test]
+    fn care_team_roles_carry_hl7_practitioner_role_codes_only_where_one_exists() {
+        let pharmacist = care_team_role(v1::CareTeamRole::Pharmacist as i32);
+        assert_eq!(pharmacist.len(), 2);
+        assert_eq!(pharmacist[0]["code"], "pharmacist");
+        assert_eq!(pharmacist[1]["system"], PRACTITIONER_ROLE);
+        assert_eq!(pharmacist[1]["code"], "pharmacist");
+        let housing = care_team_role(v1::CareTeamRole::HousingOfficer as i32);
+        assert_eq!(housing.len(), 1);
+        assert_eq!(housing[0]["code"], "housing-officer");
+        assert_eq!(housing[0]["display"], "Housing officer");
+        assert_eq!(care_team_role(0)[0]["code"], "unspecified");
+        assert_eq!(care_team_role(12345)[0]["code"], "unspecified");
     }
 }

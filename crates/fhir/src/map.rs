@@ -492,7 +492,7 @@ pub fn care_team(record: &v1::CareRecord) -> Option<Value> {
         .filter_map(|m| {
             let who = m.member.as_ref()?;
             let mut p = object(json!({
-                "role": [{ "coding": [codes::care_team_role(m.role)] }],
+                "role": [{ "coding": codes::care_team_role(m.role) }],
                 "member": member(who),
             }));
             if !m.since.is_empty() {

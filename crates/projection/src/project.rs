@@ -196,6 +196,20 @@ fn care_team_role(r: CareTeamRole) -> i32 {
         CareTeamRole::Voluntary => W::Voluntary,
         CareTeamRole::Carer => W::Carer,
         CareTeamRole::Other => W::Other,
+        CareTeamRole::Psychologist => W::Psychologist,
+        CareTeamRole::Psychiatrist => W::Psychiatrist,
+        CareTeamRole::Pharmacist => W::Pharmacist,
+        CareTeamRole::HousingOfficer => W::HousingOfficer,
+        CareTeamRole::OccupationalTherapist => W::OccupationalTherapist,
+        CareTeamRole::Physiotherapist => W::Physiotherapist,
+        CareTeamRole::Nurse => W::Nurse,
+        CareTeamRole::SupportWorker => W::SupportWorker,
+        CareTeamRole::Doctor => W::Doctor,
+        CareTeamRole::SpeechAndLanguageTherapist => W::SpeechAndLanguageTherapist,
+        CareTeamRole::Dietitian => W::Dietitian,
+        CareTeamRole::SocialPrescribingLinkWorker => W::SocialPrescribingLinkWorker,
+        CareTeamRole::Advocate => W::Advocate,
+        CareTeamRole::CarePractitioner => W::CarePractitioner,
     }
     .into()
 }

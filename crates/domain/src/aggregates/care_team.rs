@@ -7,6 +7,9 @@ use chrono::NaiveDate;
 use crate::values::{Code, LongText, not_future_date};
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, ReplayError};
 
+/// A member's role on the care team: the organisations and the professions that integrated
+/// teams (hospital, primary care, community, mental health, social care, housing, voluntary)
+/// name. `docs/codes/care-team-roles.md` lists them with their FHIR mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CareTeamRole {
     GeneralPractice,
@@ -18,6 +21,120 @@ pub enum CareTeamRole {
     Voluntary,
     Carer,
     Other,
+    Psychologist,
+    Psychiatrist,
+    Pharmacist,
+    HousingOfficer,
+    OccupationalTherapist,
+    Physiotherapist,
+    Nurse,
+    SupportWorker,
+    Doctor,
+    SpeechAndLanguageTherapist,
+    Dietitian,
+    SocialPrescribingLinkWorker,
+    Advocate,
+    CarePractitioner,
+}
+
+impl CareTeamRole {
+    /// Every role, in wire order.
+    pub const ALL: [CareTeamRole; 23] = [
+        CareTeamRole::GeneralPractice,
+        CareTeamRole::HospitalTeam,
+        CareTeamRole::CommunityNursing,
+        CareTeamRole::SocialWorker,
+        CareTeamRole::Therapist,
+        CareTeamRole::MentalHealth,
+        CareTeamRole::Voluntary,
+        CareTeamRole::Carer,
+        CareTeamRole::Other,
+        CareTeamRole::Psychologist,
+        CareTeamRole::Psychiatrist,
+        CareTeamRole::Pharmacist,
+        CareTeamRole::HousingOfficer,
+        CareTeamRole::OccupationalTherapist,
+        CareTeamRole::Physiotherapist,
+        CareTeamRole::Nurse,
+        CareTeamRole::SupportWorker,
+        CareTeamRole::Doctor,
+        CareTeamRole::SpeechAndLanguageTherapist,
+        CareTeamRole::Dietitian,
+        CareTeamRole::SocialPrescribingLinkWorker,
+        CareTeamRole::Advocate,
+        CareTeamRole::CarePractitioner,
+    ];
+
+    /// Carewoven's code for the role (its CodeSystem `care-team-role`).
+    pub fn code(self) -> &'static str {
+        match self {
+            CareTeamRole::GeneralPractice => "general-practice",
+            CareTeamRole::HospitalTeam => "hospital-team",
+            CareTeamRole::CommunityNursing => "community-nursing",
+            CareTeamRole::SocialWorker => "social-worker",
+            CareTeamRole::Therapist => "therapist",
+            CareTeamRole::MentalHealth => "mental-health",
+            CareTeamRole::Voluntary => "voluntary",
+            CareTeamRole::Carer => "carer",
+            CareTeamRole::Other => "other",
+            CareTeamRole::Psychologist => "psychologist",
+            CareTeamRole::Psychiatrist => "psychiatrist",
+            CareTeamRole::Pharmacist => "pharmacist",
+            CareTeamRole::HousingOfficer => "housing-officer",
+            CareTeamRole::OccupationalTherapist => "occupational-therapist",
+            CareTeamRole::Physiotherapist => "physiotherapist",
+            CareTeamRole::Nurse => "nurse",
+            CareTeamRole::SupportWorker => "support-worker",
+            CareTeamRole::Doctor => "doctor",
+            CareTeamRole::SpeechAndLanguageTherapist => "speech-and-language-therapist",
+            CareTeamRole::Dietitian => "dietitian",
+            CareTeamRole::SocialPrescribingLinkWorker => "social-prescribing-link-worker",
+            CareTeamRole::Advocate => "advocate",
+            CareTeamRole::CarePractitioner => "care-practitioner",
+        }
+    }
+
+    pub fn display(self) -> &'static str {
+        match self {
+            CareTeamRole::GeneralPractice => "General practice",
+            CareTeamRole::HospitalTeam => "Hospital team",
+            CareTeamRole::CommunityNursing => "Community nursing",
+            CareTeamRole::SocialWorker => "Social worker",
+            CareTeamRole::Therapist => "Therapist",
+            CareTeamRole::MentalHealth => "Mental health team",
+            CareTeamRole::Voluntary => "Voluntary or community organisation",
+            CareTeamRole::Carer => "Carer",
+            CareTeamRole::Other => "Other",
+            CareTeamRole::Psychologist => "Psychologist",
+            CareTeamRole::Psychiatrist => "Psychiatrist",
+            CareTeamRole::Pharmacist => "Pharmacist",
+            CareTeamRole::HousingOfficer => "Housing officer",
+            CareTeamRole::OccupationalTherapist => "Occupational therapist",
+            CareTeamRole::Physiotherapist => "Physiotherapist",
+            CareTeamRole::Nurse => "Nurse",
+            CareTeamRole::SupportWorker => "Support worker",
+            CareTeamRole::Doctor => "Doctor",
+            CareTeamRole::SpeechAndLanguageTherapist => "Speech and language therapist",
+            CareTeamRole::Dietitian => "Dietitian",
+            CareTeamRole::SocialPrescribingLinkWorker => "Social prescribing link worker",
+            CareTeamRole::Advocate => "Advocate",
+            CareTeamRole::CarePractitioner => "Care practitioner (home care or reablement)",
+        }
+    }
+
+    /// The code in HL7's practitioner-role CodeSystem
+    /// (`http://terminology.hl7.org/CodeSystem/practitioner-role`: doctor, nurse,
+    /// pharmacist, researcher, teacher, ict) where one exists for the role.
+    pub fn practitioner_role(self) -> Option<&'static str> {
+        match self {
+            CareTeamRole::CommunityNursing => Some("nurse"),
+            CareTeamRole::Psychiatrist => Some("doctor"),
+            CareTeamRole::Pharmacist => Some("pharmacist"),
+            CareTeamRole::Nurse => Some("nurse"),
+            CareTeamRole::Doctor => Some("doctor"),
+            _ => None,
+        }
+    }
 }
 
 /// A member is an organisation, or a practitioner within one.

@@ -17,5 +17,5 @@ mod tests;
 
 pub use command::{CommandRequest, IdSource, ParsedContext, parse_context, parse_context_with};
 pub use event::{DecodeError, decode_event, encode_event, from_envelope, to_envelope};
-pub use values::{FromWire, data_class_to_wire, delay_reason_wire};
+pub use values::{FromWire, care_team_role_from_wire, data_class_to_wire, delay_reason_wire};
 pub use wire::timestamp;

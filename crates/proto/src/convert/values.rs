@@ -123,7 +123,33 @@ wire_enum_map!(CareTeamRole => CareTeamRole {
     Voluntary = Voluntary,
     Carer = Carer,
     Other = Other,
+    Psychologist = Psychologist,
+    Psychiatrist = Psychiatrist,
+    Pharmacist = Pharmacist,
+    HousingOfficer = HousingOfficer,
+    OccupationalTherapist = OccupationalTherapist,
+    Physiotherapist = Physiotherapist,
+    Nurse = Nurse,
+    SupportWorker = SupportWorker,
+    Doctor = Doctor,
+    SpeechAndLanguageTherapist = SpeechAndLanguageTherapist,
+    Dietitian = Dietitian,
+    SocialPrescribingLinkWorker = SocialPrescribingLinkWorker,
+    Advocate = Advocate,
+    CarePractitioner = CarePractitioner,
 });
+
+/// A care-team role from its wire value (`None` for unspecified or unknown).
+pub fn care_team_role_from_wire(raw: i32) -> Option<CareTeamRole> {
+    v1::CareTeamRole::try_from(raw)
+        .ok()
+        .and_then(CareTeamRole::from_wire)
+}
+
+#[cfg(test)]
+pub(crate) fn care_team_role_wire(role: CareTeamRole) -> i32 {
+    role.to_i32()
+}
 
 wire_enum_map!(ConsentDecision => ConsentDecision {
     Permit = Permit,

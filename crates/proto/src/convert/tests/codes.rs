@@ -280,3 +280,34 @@ fn commands_take_national_delay_reasons_and_read_legacy_ones_as_national() {
         Err(DomainError::Invalid { field, .. }) if field == "step.record_delay_reason.reason"
     ));
 }
+
+#[test]
+fn every_care_team_role_round_trips_and_has_its_own_code() {
+    use carewoven_domain::care_team::CareTeamRole;
+    let mut codes = std::collections::BTreeSet::new();
+    for role in CareTeamRole::ALL {
+        let wire: i32 = crate::convert::values::care_team_role_wire(role);
+        assert_ne!(wire, 0, "{role:?} has a wire value");
+        assert_eq!(
+            crate::convert::care_team_role_from_wire(wire),
+            Some(role),
+            "{role:?}"
+        );
+        assert!(codes.insert(role.code()), "{} is used twice", role.code());
+        assert!(!role.display().is_empty());
+    }
+    // Every wire value names a role (nothing on the wire without a domain role).
+    for wire in 1..=i32::try_from(CareTeamRole::ALL.len()).unwrap() {
+        assert!(
+            crate::convert::care_team_role_from_wire(wire).is_some(),
+            "{wire}"
+        );
+    }
+    assert_eq!(crate::convert::care_team_role_from_wire(0), None);
+    assert_eq!(crate::convert::care_team_role_from_wire(9999), None);
+    assert_eq!(
+        CareTeamRole::Pharmacist.practitioner_role(),
+        Some("pharmacist")
+    );
+    assert_eq!(CareTeamRole::Psychologist.practitioner_role(), None);
+}
