@@ -1,4 +1,5 @@
-//! The command line: global options and one subcommand per `CommandService` RPC.
+//! The command line: global options, one subcommand per `CommandService` RPC, and the reads
+//! (`record`, `board`, `inbox`, `caseload`, `feed`, `who-accessed`, `find-person`, `status`).
 
 use std::path::PathBuf;
 
@@ -41,6 +42,22 @@ pub struct Global {
         global = true
     )]
     pub server: String,
+    /// Views (query) service address: record, board, inbox, caseload, find-person, status.
+    #[arg(
+        long,
+        env = "CAREWOVEN_VIEWS_SERVER",
+        default_value = "http://127.0.0.1:50052",
+        global = true
+    )]
+    pub views_server: String,
+    /// Partner-feed gateway address: feed, who-accessed, status.
+    #[arg(
+        long,
+        env = "CAREWOVEN_GATEWAY_SERVER",
+        default_value = "http://127.0.0.1:50053",
+        global = true
+    )]
+    pub gateway_server: String,
     /// Acting organisation code (for example an ODS code). It must be the organisation the
     /// bearer token names. Default: the organisation of --token; with --issuer-dir or no
     /// credentials, DEMO-HOSP (registry commands: CW-GOV, the development registrar).
@@ -83,7 +100,8 @@ pub struct Global {
     /// When it happened in the world, if earlier than now (RFC 3339).
     #[arg(long, global = true, value_name = "INSTANT", value_parser = parse::instant)]
     pub occurred_at: Option<DateTime<Utc>>,
-    /// Machine-readable output: one JSON object on stdout.
+    /// Machine-readable output: one JSON object on stdout (streams, `board --watch` and
+    /// `feed`: one JSON object per line).
     #[arg(long, global = true)]
     pub json: bool,
     /// gRPC deadline per call in seconds (for wait-ready: the overall deadline).
@@ -187,6 +205,44 @@ pub enum Command {
     /// from --issuer-dir (required), so --org, --user, --token, --command-id,
     /// --correlation-id, --causation-id and --occurred-at are ignored.
     Seed(Seed),
+    #[command(flatten)]
+    Read(Read),
+}
+
+/// The reads: views, the partner feed, the access list and the services' status.
+#[derive(Debug, Subcommand)]
+pub enum Read {
+    /// A person's shared care record, section by section (--json: the whole record).
+    ///
+    /// Shown only to an organisation with a legitimate relationship and no objection from
+    /// the person; otherwise PERMISSION_DENIED, the same as for a person who does not exist.
+    /// With a citizen's --token and no id: the person's own record.
+    Record(RecordArgs),
+    /// The discharge board: everyone from "discharge ready" until their episode closes
+    /// (through handover and the home assessment) whom the acting organisation may see,
+    /// every page, sorted; --watch shows it live until Ctrl-C.
+    Board(BoardArgs),
+    /// Referrals to a service the acting organisation owns (by default those awaiting a
+    /// decision), by priority (stat first) then age (oldest first).
+    Inbox(InboxArgs),
+    /// The people a care coordinator, or an organisation on their care teams, is responsible
+    /// for (the acting organisation's own caseload only).
+    Caseload(CaseloadArgs),
+    /// The acting organisation's partner feed, in order, each item with its number and
+    /// cursor. Without --follow it stops at the live end: when no item has arrived for
+    /// --idle-ms (the gateway does not announce the end), or after --limit items. Resume
+    /// with the last cursor (--cursor) or number (--after): no gap, no duplicate.
+    Feed(FeedArgs),
+    /// Who accessed a person's record, and when: reads, feed deliveries and refused
+    /// attempts, oldest first (every page). With a citizen's --token and no id: their own.
+    WhoAccessed(WhoAccessedArgs),
+    /// A demographics trace: the person id for an NHS number and date of birth (both must
+    /// match; a mismatch and an unknown number are the same NOT_FOUND). Finding a person
+    /// gives no access to their record.
+    FindPerson(FindPersonArgs),
+    /// Health of the command service, the views and the gateway, and how far the views have
+    /// applied the log (ViewsAdmin.Status: governance role; --issuer-dir mints it).
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -883,6 +939,129 @@ pub struct Seed {
     /// repeats (duplicates).
     #[arg(long, value_parser = parse::date, value_name = "DATE")]
     pub anchor_day: Option<NaiveDate>,
+}
+
+/// Read-your-writes for the views' reads.
+#[derive(Debug, Args)]
+pub struct MinPosition {
+    /// Wait (up to --timeout-secs) until the views have applied the log this far: a command
+    /// reply's log position.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_log_position: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The person's id (omit with a citizen's token to read your own record).
+    #[arg(value_name = "PERSON_ID")]
+    pub person_id: Option<Uuid>,
+    #[command(flatten)]
+    pub at: MinPosition,
+}
+
+/// How `board` sorts its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoardSort {
+    /// Longest delayed first.
+    Days,
+    /// Earliest Discharge Ready Date first.
+    Drd,
+    /// By site and ward, then longest delayed first.
+    Site,
+}
+
+#[derive(Debug, Args)]
+pub struct BoardArgs {
+    /// Only this site.
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    /// Only this pathway.
+    #[arg(long, value_enum)]
+    pub pathway: Option<Pathway>,
+    /// Only this status (discharge_ready, pathway_assigned, awaiting_service,
+    /// discharge_agreed, discharged, handover_accepted, home_assessment_completed).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only entries with this delay reason recorded.
+    #[arg(long, value_enum)]
+    pub delay_reason: Option<DelayReason>,
+    #[arg(long, value_enum, default_value = "days")]
+    pub sort: BoardSort,
+    /// Stay connected and show each change as it happens (until Ctrl-C): the table is
+    /// redrawn on a terminal; otherwise (and with --json) one line per change.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub at: MinPosition,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// The service whose inbox to read (owned by the acting organisation).
+    #[arg(long, value_name = "SERVICE")]
+    pub service: String,
+    /// Which referrals: by default those awaiting a decision (submitted or received);
+    /// `open` (not yet ended), `all`, or one status (submitted, received, accepted,
+    /// in_progress, on_hold, completed, rejected, failed, cancelled, entered_in_error).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    #[command(flatten)]
+    pub at: MinPosition,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct CaseloadOwner {
+    /// A named care coordinator: ORG or ORG/PRACTITIONER.
+    #[arg(long, value_name = "ORG[/PRACTITIONER]", value_parser = parse::member_ref)]
+    pub coordinator: Option<v1::MemberRef>,
+    /// An organisation on people's care teams.
+    #[arg(long, value_name = "ORG")]
+    pub organisation: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CaseloadArgs {
+    #[command(flatten)]
+    pub owner: CaseloadOwner,
+    #[command(flatten)]
+    pub at: MinPosition,
+}
+
+#[derive(Debug, Args)]
+pub struct FeedArgs {
+    /// Resume after the item with this cursor (from a previous run's output).
+    #[arg(long, value_name = "CURSOR", conflicts_with = "after")]
+    pub cursor: Option<String>,
+    /// Resume after the item with this number (0: from the first item).
+    #[arg(long, value_name = "N")]
+    pub after: Option<u64>,
+    /// Keep going: print new items as they are delivered, until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Without --follow: the live end is reached when no item has arrived for this long.
+    #[arg(long, default_value_t = 2000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub idle_ms: u64,
+    /// Stop after this many items.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoAccessedArgs {
+    /// The person's id (omit with a citizen's token for your own record).
+    #[arg(value_name = "PERSON_ID")]
+    pub person_id: Option<Uuid>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindPersonArgs {
+    /// Ten digits with a modulus-11 check digit.
+    #[arg(long)]
+    pub nhs_number: String,
+    #[arg(long, value_parser = parse::date, value_name = "DATE")]
+    pub date_of_birth: NaiveDate,
 }
 
 #[cfg(test)]

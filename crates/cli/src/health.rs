@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -61,35 +62,23 @@ pub async fn wait_ready(server: &str, deadline: Duration) -> Result<Ready> {
 
 /// One check: the service name that reported SERVING, or why not.
 async fn probe(server: &str, timeout: Duration) -> Result<&'static str, String> {
-    let channel = endpoint(server, timeout)
-        .map_err(|e| format!("{e:#}"))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect: {}", crate::output::chain(&e)))?;
-    let mut client = HealthClient::new(channel);
+    let mut client = health_client(server, timeout).await?;
     for service in [SERVICE, ""] {
-        let request = HealthCheckRequest {
-            service: service.to_owned(),
-        };
-        match client.check(request).await {
-            Ok(response) => {
-                let status = response.into_inner().status();
-                if status == ServingStatus::Serving {
-                    return Ok(if service.is_empty() {
-                        "(server)"
-                    } else {
-                        SERVICE
-                    });
-                }
-                return Err(format!(
-                    "{} is {}",
-                    if service.is_empty() {
-                        "server"
-                    } else {
-                        service
-                    },
-                    status.as_str_name()
-                ));
+        match check_with(&mut client, service).await {
+            Ok(ServingStatus::Serving) => {
+                return Ok(if service.is_empty() {
+                    "(server)"
+                } else {
+                    SERVICE
+                });
+            }
+            Ok(status) => {
+                let name = if service.is_empty() {
+                    "server"
+                } else {
+                    service
+                };
+                return Err(format!("{name} is {}", status.as_str_name()));
             }
             // The server does not know the service name: fall back to the overall status.
             Err(status) if status.code() == Code::NotFound && !service.is_empty() => {}
@@ -97,4 +86,40 @@ async fn probe(server: &str, timeout: Duration) -> Result<&'static str, String> 
         }
     }
     Err("health service knows neither the command service nor the server".to_owned())
+}
+
+async fn health_client(server: &str, timeout: Duration) -> Result<HealthClient<Channel>, String> {
+    let channel = endpoint(server, timeout)
+        .map_err(|e| format!("{e:#}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {}", crate::output::chain(&e)))?;
+    Ok(HealthClient::new(channel))
+}
+
+async fn check_with(
+    client: &mut HealthClient<Channel>,
+    service: &str,
+) -> Result<ServingStatus, tonic::Status> {
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    Ok(client.check(request).await?.into_inner().status())
+}
+
+/// The health `service` at `server` reports (`SERVING`, `NOT_SERVING` ...), or why it could
+/// not be asked.
+pub async fn check(
+    server: &str,
+    service: &str,
+    timeout: Duration,
+) -> Result<ServingStatus, String> {
+    let mut client = health_client(server, timeout).await?;
+    check_with(&mut client, service).await.map_err(|s| {
+        format!(
+            "health check failed: {}: {}",
+            crate::output::code_name(s.code()),
+            s.message()
+        )
+    })
 }

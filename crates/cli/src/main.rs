@@ -1,7 +1,8 @@
-//! carectl: send every Carewoven command from the terminal.
+//! carectl: send every Carewoven command, and read every view, from the terminal.
 //!
-//! Exit codes: 0 accepted; 2 refused (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
-//! FAILED_PRECONDITION, UNAUTHENTICATED, PERMISSION_DENIED; also bad command-line usage);
+//! Exit codes: 0 accepted (or answered); 2 refused (INVALID_ARGUMENT, NOT_FOUND,
+//! ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE, UNAUTHENTICATED, PERMISSION_DENIED; also
+//! bad command-line usage);
 //! 3 retryable (ABORTED, UNAVAILABLE, cannot connect, not ready); 1 anything else.
 
 mod auth;
@@ -12,6 +13,7 @@ mod health;
 mod nats_keys;
 mod output;
 mod parse;
+mod reads;
 mod registry;
 mod requests;
 mod rpc;
@@ -36,6 +38,9 @@ use crate::rpc::Ctx;
 const UNREACHABLE: u8 = 3;
 /// Exit code for a refusal or bad usage.
 const REFUSED: u8 = 2;
+/// What to say when a call without credentials is refused as unauthenticated.
+const CREDENTIALS_HINT: &str = "every call needs a bearer token: --token (CAREWOVEN_TOKEN), or \
+in development --issuer-dir (CAREWOVEN_ISSUER_DIR)";
 /// The acting organisation when neither --org nor --token names one.
 const DEFAULT_ORG: &str = "DEMO-HOSP";
 
@@ -250,6 +255,7 @@ async fn main() -> ExitCode {
             };
             seed::run(client, auth, options).await
         }
+        Command::Read(read) => reads::run(g, read, timeout).await,
         command => single(g, command, timeout).await,
     }
 }
@@ -320,10 +326,7 @@ async fn single(g: Global, command: Command, timeout: Duration) -> ExitCode {
         Err(status) => {
             let code = output::report_status(&status, command_id, g.json);
             if status.code() == Code::Unauthenticated && auth.is_none() && !g.json {
-                eprintln!(
-                    "hint: every call needs a bearer token: --token (CAREWOVEN_TOKEN), or in \
-                     development --issuer-dir (CAREWOVEN_ISSUER_DIR)"
-                );
+                eprintln!("hint: {CREDENTIALS_HINT}");
             }
             code
         }

@@ -17,6 +17,7 @@ pub fn exit_code(code: Code) -> u8 {
         | Code::NotFound
         | Code::AlreadyExists
         | Code::FailedPrecondition
+        | Code::OutOfRange
         | Code::Unauthenticated
         | Code::PermissionDenied => 2,
         Code::Aborted | Code::Unavailable => 3,
@@ -232,6 +233,17 @@ pub fn report_status(status: &Status, command_id: Uuid, json: bool) -> ExitCode 
     ExitCode::from(code)
 }
 
+/// Print a refused or failed read (no command id: nothing was sent to change anything) and
+/// return the exit code it maps to.
+pub fn report_refusal(status: &Status, json: bool) -> ExitCode {
+    if json {
+        println!("{}", json!({"error": status_json(status)}));
+    } else {
+        eprintln!("error: {}", status_lines(status).join("\n"));
+    }
+    ExitCode::from(exit_code(status.code()))
+}
+
 /// An error and its sources, joined with ": " (repeated messages are shown once).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -278,6 +290,7 @@ mod tests {
         assert_eq!(exit_code(Code::AlreadyExists), 2);
         assert_eq!(exit_code(Code::PermissionDenied), 2);
         assert_eq!(exit_code(Code::Unauthenticated), 2);
+        assert_eq!(exit_code(Code::OutOfRange), 2);
         assert_eq!(exit_code(Code::Aborted), 3);
         assert_eq!(exit_code(Code::Unavailable), 3);
         assert_eq!(exit_code(Code::Internal), 1);

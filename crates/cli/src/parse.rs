@@ -54,6 +54,21 @@ pub fn meeting_action(raw: &str) -> Result<v1::MeetingAction, String> {
     })
 }
 
+/// `"ORG"` or `"ORG/PRACTITIONER"`: a care-team member.
+pub fn member_ref(raw: &str) -> Result<v1::MemberRef, String> {
+    let (organisation, practitioner) = match raw.trim().split_once('/') {
+        Some((o, p)) => (o.trim(), p.trim()),
+        None => (raw.trim(), ""),
+    };
+    if organisation.is_empty() || (raw.contains('/') && practitioner.is_empty()) {
+        return Err("expected ORG or ORG/PRACTITIONER".to_owned());
+    }
+    Ok(v1::MemberRef {
+        organisation: organisation.to_owned(),
+        practitioner: practitioner.to_owned(),
+    })
+}
+
 /// Today on the UK calendar (the day the services decide with).
 pub fn today() -> NaiveDate {
     carewoven_domain::values::uk_date(Utc::now())
@@ -190,6 +205,18 @@ mod tests {
         assert_eq!(m.due_by, "2026-12-01");
         assert!(meeting_action("Arrange key safe|COUNCIL-ASC").is_err());
         assert!(meeting_action("Arrange key safe|COUNCIL-ASC|01/12/2026").is_err());
+    }
+
+    #[test]
+    fn members() {
+        let m = member_ref("ASC/sw-12").expect("with practitioner");
+        assert_eq!(
+            (m.organisation.as_str(), m.practitioner.as_str()),
+            ("ASC", "sw-12")
+        );
+        assert_eq!(member_ref("ASC").expect("org only").practitioner, "");
+        assert!(member_ref("ASC/").is_err());
+        assert!(member_ref("/sw-12").is_err());
     }
 
     #[test]

@@ -246,7 +246,8 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
         | Command::Demo(_)
         | Command::Seed(_)
         | Command::Keys(_)
-        | Command::Token(_) => bail!("not a single command"),
+        | Command::Token(_)
+        | Command::Read(_) => bail!("not a single command"),
     })
 }
 

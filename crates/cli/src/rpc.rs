@@ -18,6 +18,14 @@ pub fn endpoint(server: &str, timeout: Duration) -> Result<Endpoint> {
         .timeout(timeout))
 }
 
+/// An endpoint with the connect timeout only: unary calls set their own deadline, streams
+/// last as long as they are read.
+pub fn endpoint_for_streams(server: &str, timeout: Duration) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(with_scheme(server))
+        .with_context(|| format!("invalid server address `{server}`"))?
+        .connect_timeout(timeout))
+}
+
 /// `host:port` means `http://host:port`.
 pub fn with_scheme(server: &str) -> String {
     if server.contains("://") {
