@@ -130,6 +130,8 @@ pub enum Command {
     CompleteAssessment(CompleteAssessment),
     /// Cancel a requested assessment.
     CancelAssessment(CancelAssessment),
+    /// Have another organisation assess in place of a named assessor that cannot take part.
+    ReplaceAssessor(ReplaceAssessor),
     /// Agree the person's shared care plan.
     AgreeCarePlan(AgreeCarePlan),
     /// Revise the care plan from a known version (a stale version is refused: ABORTED).
@@ -419,6 +421,20 @@ pub struct CompleteAssessment {
 pub struct CancelAssessment {
     #[command(flatten)]
     pub assessment: AssessmentRef,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplaceAssessor {
+    #[command(flatten)]
+    pub assessment: AssessmentRef,
+    /// The assessing organisation to replace.
+    #[arg(long)]
+    pub replaced: String,
+    /// The organisation that assesses instead.
+    #[arg(long)]
+    pub by: String,
     #[arg(long)]
     pub reason: String,
 }

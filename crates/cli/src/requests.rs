@@ -129,6 +129,14 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
             assessment_id: a.assessment.assessment_id.to_string(),
             reason: a.reason,
         }),
+        Command::ReplaceAssessor(a) => Rpc::ReplaceAssessor(v1::ReplaceAssessorRequest {
+            context,
+            person_id: a.assessment.person.person_id.to_string(),
+            assessment_id: a.assessment.assessment_id.to_string(),
+            replaced: a.replaced,
+            by: a.by,
+            reason: a.reason,
+        }),
         Command::AgreeCarePlan(a) => Rpc::AgreeCarePlan(v1::AgreeCarePlanRequest {
             context,
             person_id: a.person.person_id.to_string(),
