@@ -212,3 +212,138 @@ async fn joint_assessment() {
     views.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
+
+/// Risk flags (frailty with its Clinical Frailty Scale score, lives alone, ...) raised by the
+/// registered GP are part of the record for partners whose agreement names the risk flags
+/// data class, and withheld (said so) from one whose agreement does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_flags_are_their_own_data_class() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    // A partner whose agreement covers everything but risk flags.
+    let without_flags: Vec<i32> = all_data_classes()
+        .into_iter()
+        .filter(|d| *d != v1::DataClass::RiskFlags as i32)
+        .collect();
+    register_partner(&mut c, "VOL-1", &[], &without_flags)
+        .await
+        .unwrap();
+    let person = register_with_gp(&mut c, 320, "GP-A").await.unwrap();
+    // The GP joins the care team (its registration is its ground), then adds the partner.
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "VOL-1").await.unwrap();
+    let raise = |code: v1::RiskFlagCode, score: u32| {
+        signed(v1::RaiseRiskFlagRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            flag: Some(v1::RiskFlag {
+                code: code as i32,
+                frailty_score: score,
+                start: date_days_ago(10),
+                note: String::new(),
+            }),
+        })
+    };
+    // Bad input names the field and appends nothing.
+    let before = stack.count().await;
+    for (code, score, field) in [
+        (v1::RiskFlagCode::Frailty, 0, "flag.frailty_score"),
+        (v1::RiskFlagCode::Frailty, 12, "flag.frailty_score"),
+        (v1::RiskFlagCode::LivesAlone, 4, "flag.frailty_score"),
+        (v1::RiskFlagCode::Unspecified, 0, "flag.code"),
+    ] {
+        let refused = c.raise_risk_flag(raise(code, score)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{code:?}");
+        assert!(refused.message().contains(field), "{refused:?}");
+    }
+    assert_eq!(stack.count().await, before);
+    // An organisation with no relationship may not raise one.
+    let mut outsider = raise(v1::RiskFlagCode::SafeguardingConcern, 0).into_inner();
+    outsider.context = ctx("ASC");
+    let refused = c.raise_risk_flag(signed(outsider)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(stack.count().await, before);
+
+    let frailty = c
+        .raise_risk_flag(raise(v1::RiskFlagCode::Frailty, 6))
+        .await
+        .unwrap()
+        .into_inner();
+    let alone = c
+        .raise_risk_flag(raise(v1::RiskFlagCode::LivesAlone, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = c
+        .end_risk_flag(signed(v1::EndRiskFlagRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            flag_id: alone.aggregate_id.clone(),
+            end: date_days_ago(0),
+            reason: "Moved in with her daughter".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let rec = record(&mut q, "GP-A", &person, ended.log_position)
+        .await
+        .unwrap();
+    let flags: Vec<(i32, u32, &str, &str)> = rec
+        .risk_flags
+        .iter()
+        .map(|f| {
+            let flag = f.flag.as_ref().unwrap();
+            (
+                flag.code,
+                flag.frailty_score,
+                f.end.as_str(),
+                f.organisation.as_str(),
+            )
+        })
+        .collect();
+    let today = date_days_ago(0);
+    assert_eq!(
+        flags,
+        vec![
+            (v1::RiskFlagCode::Frailty as i32, 6, "", "GP-A"),
+            (
+                v1::RiskFlagCode::LivesAlone as i32,
+                0,
+                today.as_str(),
+                "GP-A"
+            ),
+        ]
+    );
+    assert_eq!(rec.risk_flags[0].flag_id, frailty.aggregate_id);
+    assert_eq!(rec.risk_flags[1].end_reason, "Moved in with her daughter");
+    // The partner without risk flags in its agreement reads the record without them, and is
+    // told they were withheld.
+    let rec = record(&mut q, "VOL-1", &person, ended.log_position)
+        .await
+        .unwrap();
+    assert!(rec.risk_flags.is_empty());
+    assert_eq!(rec.withheld_classes, vec![v1::DataClass::RiskFlags as i32]);
+    // Ending it twice is refused.
+    let refused = c
+        .end_risk_flag(signed(v1::EndRiskFlagRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            flag_id: alone.aggregate_id.clone(),
+            end: date_days_ago(0),
+            reason: "Again".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}

@@ -156,6 +156,10 @@ pub enum Command {
     CompleteAction(CompleteAction),
     /// Record feedback from the person or a carer.
     Feedback(Feedback),
+    /// Raise a risk flag (frailty with its score, falls risk, lives alone, ...).
+    RaiseFlag(RaiseFlag),
+    /// End a risk flag, with a reason.
+    EndFlag(EndFlag),
     /// Name a carer with proxy access to the person's record (the person themself, with a
     /// citizen token, or the governance role). A new grant replaces the carer's scope.
     GrantProxy(GrantProxy),
@@ -727,6 +731,36 @@ pub struct CompleteAction {
     pub action: u32,
     #[arg(long)]
     pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RaiseFlag {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_enum)]
+    pub flag: crate::enums::RiskFlag,
+    /// Clinical Frailty Scale score, 1 to 9 (frailty only).
+    #[arg(long)]
+    pub frailty_score: Option<u32>,
+    /// YYYY-MM-DD (default: today).
+    #[arg(long)]
+    pub start: Option<NaiveDate>,
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EndFlag {
+    #[command(flatten)]
+    pub person: PersonRef,
+    /// The flag's id (from raise-flag's reply).
+    #[arg(long, value_name = "UUID")]
+    pub flag_id: Uuid,
+    /// YYYY-MM-DD (default: today).
+    #[arg(long)]
+    pub end: Option<NaiveDate>,
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,16 @@ value_enum!(Role => v1::CareTeamRole {
     CarePractitioner = CarePractitioner,
 });
 
+value_enum!(RiskFlag => v1::RiskFlagCode {
+    /// With --frailty-score (Clinical Frailty Scale, 1 to 9).
+    Frailty = Frailty,
+    FallsRisk = FallsRisk,
+    ClinicallyExtremelyVulnerable = ClinicallyExtremelyVulnerable,
+    LivesAlone = LivesAlone,
+    SafeguardingConcern = SafeguardingConcern,
+    EndOfLife = EndOfLife,
+});
+
 value_enum!(Decision => v1::ConsentDecision {
     Permit = Permit,
     /// An objection.
@@ -123,6 +133,7 @@ value_enum!(DataClass => v1::DataClass {
     Discharge = Discharge,
     Meetings = Meetings,
     Feedback = Feedback,
+    RiskFlags = RiskFlags,
 });
 
 value_enum!(

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 
 use crate::cli::{self, Command, DischargeStep, Member, Plan};
 use crate::enums::DataClass;
-use crate::parse::{date_string, opt_date_string, timestamp};
+use crate::parse::{date_string, opt_date_string, timestamp, today};
 use crate::rpc::{Ctx, Rpc};
 
 fn text(o: Option<String>) -> String {
@@ -233,6 +233,23 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 text: a.text,
                 rating: a.rating.unwrap_or(0),
             }),
+        }),
+        Command::RaiseFlag(a) => Rpc::RaiseRiskFlag(v1::RaiseRiskFlagRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            flag: Some(v1::RiskFlag {
+                code: a.flag.to_i32(),
+                frailty_score: a.frailty_score.unwrap_or(0),
+                start: a.start.unwrap_or_else(today).to_string(),
+                note: a.note.unwrap_or_default(),
+            }),
+        }),
+        Command::EndFlag(a) => Rpc::EndRiskFlag(v1::EndRiskFlagRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            flag_id: a.flag_id.to_string(),
+            end: a.end.unwrap_or_else(today).to_string(),
+            reason: a.reason,
         }),
         Command::GrantProxy(a) => Rpc::GrantProxy(v1::GrantProxyRequest {
             context,
@@ -507,7 +524,7 @@ mod tests {
         };
         let a = r.agreement.expect("agreement");
         assert_eq!(r.code, "DEMO-GP");
-        assert_eq!(a.data_classes.len(), 9);
+        assert_eq!(a.data_classes.len(), 10);
         assert_eq!(a.purposes, [v1::Purpose::DirectCare as i32]);
         let rpc = rpc(&[
             "carectl",

@@ -54,6 +54,8 @@ rpcs! {
     complete_assessment(CompleteAssessmentRequest);
     cancel_assessment(CancelAssessmentRequest);
     replace_assessor(ReplaceAssessorRequest);
+    raise_risk_flag(RaiseRiskFlagRequest);
+    end_risk_flag(EndRiskFlagRequest);
     agree_care_plan(AgreeCarePlanRequest);
     revise_care_plan(ReviseCarePlanRequest);
     add_care_team_member(AddCareTeamMemberRequest);

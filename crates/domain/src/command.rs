@@ -8,6 +8,7 @@ use crate::aggregates::{
     consent::{Consent, ConsentCommand},
     discharge::{DischargeCommand, DischargeEpisode},
     feedback::{Feedback, FeedbackCommand},
+    flag::{Flag, FlagCommand},
     meeting::{Meeting, MeetingCommand},
     organisation::{Organisation, OrganisationCommand},
     person::{Person, PersonCommand},
@@ -61,6 +62,11 @@ pub enum Command {
         person_id: Uuid,
         feedback_id: Uuid,
         command: FeedbackCommand,
+    },
+    Flag {
+        person_id: Uuid,
+        flag_id: Uuid,
+        command: FlagCommand,
     },
     Organisation {
         organisation_id: Uuid,
@@ -200,6 +206,20 @@ impl Command {
                 *feedback_id,
                 *person_id,
                 MustNotExist,
+            ),
+            Command::Flag {
+                person_id,
+                flag_id,
+                command,
+            } => (
+                AggregateKind::Flag,
+                *flag_id,
+                *person_id,
+                if matches!(command, FlagCommand::Raise { .. }) {
+                    MustNotExist
+                } else {
+                    MustExist
+                },
             ),
             Command::Organisation {
                 organisation_id,
@@ -361,6 +381,16 @@ pub fn decide(
             ctx,
             Event::Feedback,
         ),
+        Command::Flag { command, .. } => run::<Flag>(
+            state,
+            |s| match s {
+                S::Flag(a) => Some(a),
+                _ => None,
+            },
+            command,
+            ctx,
+            Event::Flag,
+        ),
         Command::Organisation { command, .. } => run::<Organisation>(
             state,
             |s| match s {
@@ -400,6 +430,7 @@ pub fn evolve(state: Option<AggregateState>, event: &Event) -> Result<AggregateS
         Event::Discharge(e) => fold!(Discharge, DischargeEpisode, e),
         Event::Meeting(e) => fold!(Meeting, Meeting, e),
         Event::Feedback(e) => fold!(Feedback, Feedback, e),
+        Event::Flag(e) => fold!(Flag, Flag, e),
         Event::Organisation(e) => fold!(Organisation, Organisation, e),
     }
 }

@@ -4,7 +4,7 @@ use uuid::Uuid;
 use crate::AggregateKind;
 use crate::aggregates::{
     assessment::AssessmentEvent, care_plan::CarePlanEvent, care_team::CareTeamEvent,
-    consent::ConsentEvent, discharge::DischargeEvent, feedback::FeedbackEvent,
+    consent::ConsentEvent, discharge::DischargeEvent, feedback::FeedbackEvent, flag::FlagEvent,
     meeting::MeetingEvent, organisation::OrganisationEvent, person::PersonEvent,
     referral::ReferralEvent,
 };
@@ -22,11 +22,12 @@ pub enum Event {
     Discharge(DischargeEvent),
     Meeting(MeetingEvent),
     Feedback(FeedbackEvent),
+    Flag(FlagEvent),
     Organisation(OrganisationEvent),
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 52] = [
+pub const EVENT_TYPES: [&str; 54] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
@@ -49,6 +50,8 @@ pub const EVENT_TYPES: [&str; 52] = [
     "eligibility_determined",
     "assessment_cancelled",
     "assessor_replaced",
+    "risk_flag_raised",
+    "risk_flag_ended",
     "care_plan_agreed",
     "care_plan_revised",
     "care_team_member_added",
@@ -94,6 +97,7 @@ impl Event {
             Event::Discharge(e) => e.name(),
             Event::Meeting(e) => e.name(),
             Event::Feedback(e) => e.name(),
+            Event::Flag(e) => e.name(),
             Event::Organisation(e) => e.name(),
         }
     }
@@ -109,6 +113,7 @@ impl Event {
             Event::Discharge(_) => AggregateKind::DischargeEpisode,
             Event::Meeting(_) => AggregateKind::Meeting,
             Event::Feedback(_) => AggregateKind::Feedback,
+            Event::Flag(_) => AggregateKind::Flag,
             Event::Organisation(_) => AggregateKind::Organisation,
         }
     }

@@ -13,7 +13,7 @@ mod event;
 pub mod values;
 
 pub use aggregates::{
-    AggregateState, assessment, care_plan, care_team, consent, discharge, feedback, meeting,
+    AggregateState, assessment, care_plan, care_team, consent, discharge, feedback, flag, meeting,
     organisation, person, referral,
 };
 pub use command::{Command, Existence, Target, decide, evolve};
@@ -42,12 +42,14 @@ pub enum AggregateKind {
     DischargeEpisode,
     Meeting,
     Feedback,
+    /// A risk flag or condition.
+    Flag,
     /// A partner organisation: registry facts, belonging to no person.
     Organisation,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 10] = [
+    pub const ALL: [AggregateKind; 11] = [
         AggregateKind::Person,
         AggregateKind::Referral,
         AggregateKind::Assessment,
@@ -57,6 +59,7 @@ impl AggregateKind {
         AggregateKind::DischargeEpisode,
         AggregateKind::Meeting,
         AggregateKind::Feedback,
+        AggregateKind::Flag,
         AggregateKind::Organisation,
     ];
 
@@ -72,6 +75,7 @@ impl AggregateKind {
             AggregateKind::DischargeEpisode => "discharge",
             AggregateKind::Meeting => "meeting",
             AggregateKind::Feedback => "feedback",
+            AggregateKind::Flag => "flag",
             AggregateKind::Organisation => "organisation",
         }
     }

@@ -1318,6 +1318,7 @@ fn per_aggregate_decide(
         Command::Discharge { command, .. } => via!(Discharge, DischargeEpisode, command),
         Command::Meeting { command, .. } => via!(Meeting, Meeting, command),
         Command::Feedback { command, .. } => via!(Feedback, Feedback, command),
+        Command::Flag { command, .. } => via!(Flag, carewoven_domain::flag::Flag, command),
         Command::Organisation { command, .. } => via!(
             Organisation,
             carewoven_domain::organisation::Organisation,

@@ -222,6 +222,7 @@ pub fn data_class(raw: i32) -> Value {
         C::Discharge => "discharge",
         C::Meetings => "meetings",
         C::Feedback => "feedback",
+        C::RiskFlags => "risk-flags",
     };
     json!({ "system": system("data-class"), "code": code })
 }

@@ -145,6 +145,7 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
         Event::Discharge(_) => DataClass::Discharge,
         Event::Meeting(_) => DataClass::Meetings,
         Event::Feedback(_) => DataClass::Feedback,
+        Event::Flag(_) => DataClass::RiskFlags,
         Event::Consent(_) | Event::Organisation(_) => return None,
     })
 }
@@ -416,7 +417,7 @@ impl ReadScope {
 }
 
 /// Every data class, in a fixed order.
-pub const ALL_DATA_CLASSES: [DataClass; 9] = [
+pub const ALL_DATA_CLASSES: [DataClass; 10] = [
     DataClass::Demographics,
     DataClass::Contact,
     DataClass::Referrals,
@@ -426,6 +427,7 @@ pub const ALL_DATA_CLASSES: [DataClass; 9] = [
     DataClass::Discharge,
     DataClass::Meetings,
     DataClass::Feedback,
+    DataClass::RiskFlags,
 ];
 
 /// The governance state folded from the log.
@@ -1145,7 +1147,7 @@ impl Governance {
                     }
                 }
             }
-            Command::Feedback { .. } => {}
+            Command::Feedback { .. } | Command::Flag { .. } => {}
             Command::Organisation { command, .. } => {
                 let (field, services): (&str, Vec<&Code>) = match command {
                     OrganisationCommand::Register { code, services, .. } => {
@@ -1470,7 +1472,7 @@ impl Governance {
                     Ok(())
                 }
             }
-            Command::Meeting { .. } | Command::Feedback { .. } => related(),
+            Command::Meeting { .. } | Command::Feedback { .. } | Command::Flag { .. } => related(),
             Command::Discharge { command, .. } => {
                 let (site, episode) = match (command, state) {
                     (DischargeCommand::Admit { site, .. }, _) => (site, None),

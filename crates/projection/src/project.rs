@@ -16,6 +16,7 @@ use carewoven_domain::care_team::{CareTeamEvent, CareTeamRole};
 use carewoven_domain::consent::ConsentEvent;
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, DischargeStatus, Pathway};
 use carewoven_domain::feedback::FeedbackEvent;
+use carewoven_domain::flag::FlagEvent;
 use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::{ReferralEvent, ReferralStatus};
@@ -121,6 +122,7 @@ pub fn apply(
         }
         Event::Meeting(e) => meeting(&mut record, meta, e),
         Event::Feedback(e) => feedback(&mut record, meta, e),
+        Event::Flag(e) => flag(&mut record, meta, e),
     }
     save_record(txn, meta.person_id, &record)?;
     Ok(changes)
@@ -685,6 +687,31 @@ fn feedback(record: &mut v1::CareRecord, meta: &EventMeta, e: &FeedbackEvent) {
         FeedbackEvent::Recorded { feedback } => {
             view.feedback = Some(feedback.into());
             view.recorded_at = Some(timestamp(meta.recorded_at));
+        }
+    }
+}
+
+fn flag(record: &mut v1::CareRecord, meta: &EventMeta, e: &FlagEvent) {
+    let id = meta.aggregate_id.to_string();
+    let view = entry(
+        &mut record.risk_flags,
+        |f| f.flag_id == id,
+        || v1::RiskFlagView {
+            flag_id: id.clone(),
+            ..Default::default()
+        },
+    );
+    match e {
+        FlagEvent::Raised { flag } => {
+            view.flag = Some(flag.into());
+            view.organisation = meta.organisation.as_str().to_owned();
+            view.user = meta.user.as_str().to_owned();
+            view.recorded_at = Some(timestamp(meta.recorded_at));
+        }
+        FlagEvent::Ended { end, reason } => {
+            view.end = date(*end);
+            view.end_reason = reason.as_str().to_owned();
+            view.ended_by = meta.organisation.as_str().to_owned();
         }
     }
 }

@@ -30,7 +30,8 @@ pub const SKIPPED: &str = "skipped";
 /// 4: the views say why (delay notes, status histories, contributions, action completions,
 /// correction reasons and previous values); the board runs to the home assessment; ended
 /// referrals stay in `INBOX_CLOSED`.
-pub const FORMAT_VERSION: u64 = 4;
+/// 5: records carry risk flags and assessor replacements.
+pub const FORMAT_VERSION: u64 = 5;
 
 /// Caseload owner key for a coordinator.
 pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {

@@ -287,6 +287,9 @@ fn minimum_necessary(record: &mut v1::CareRecord, scope: &carewoven_governance::
     if !scope.allows(C::Feedback) {
         record.feedback.clear();
     }
+    if !scope.allows(C::RiskFlags) {
+        record.risk_flags.clear();
+    }
     record.withheld_classes = scope
         .withheld
         .iter()

@@ -32,6 +32,8 @@ pub enum DataClass {
     Discharge,
     Meetings,
     Feedback,
+    /// Risk flags and conditions (frailty, falls risk, safeguarding concern, ...).
+    RiskFlags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

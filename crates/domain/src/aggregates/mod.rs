@@ -6,6 +6,7 @@ pub mod care_team;
 pub mod consent;
 pub mod discharge;
 pub mod feedback;
+pub mod flag;
 pub mod meeting;
 pub mod organisation;
 pub mod person;
@@ -25,6 +26,7 @@ pub enum AggregateState {
     Discharge(discharge::DischargeEpisode),
     Meeting(meeting::Meeting),
     Feedback(feedback::Feedback),
+    Flag(flag::Flag),
     Organisation(organisation::Organisation),
 }
 
@@ -40,6 +42,7 @@ impl AggregateState {
             AggregateState::Discharge(_) => discharge::DischargeEpisode::KIND,
             AggregateState::Meeting(_) => meeting::Meeting::KIND,
             AggregateState::Feedback(_) => feedback::Feedback::KIND,
+            AggregateState::Flag(_) => flag::Flag::KIND,
             AggregateState::Organisation(_) => organisation::Organisation::KIND,
         }
     }

@@ -10,6 +10,7 @@ use carewoven_domain::care_team::CareTeamCommand;
 use carewoven_domain::consent::ConsentCommand;
 use carewoven_domain::discharge::{DelayReason, DischargeCommand, DischargeDestination};
 use carewoven_domain::feedback::FeedbackCommand;
+use carewoven_domain::flag::FlagCommand;
 use carewoven_domain::meeting::MeetingCommand;
 use carewoven_domain::organisation::OrganisationCommand;
 use carewoven_domain::person::{PersonCommand, Profile};
@@ -494,6 +495,29 @@ command_request!(v1::CompleteMeetingActionRequest, |r, _ids| {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Risk flags
+
+command_request!(v1::RaiseRiskFlagRequest, prefix(_r) Some("flag".to_owned()), |r, ids| {
+    let person_id = person_id(&r.person_id)?;
+    let flag = req_msg("flag", r.flag.as_ref())?;
+    Ok(Command::Flag {
+        person_id,
+        flag_id: ids.new_aggregate_id(AggregateKind::Flag, person_id),
+        command: FlagCommand::Raise { flag },
+    })
+});
+
+command_request!(v1::EndRiskFlagRequest, |r, _ids| {
+    Ok(Command::Flag {
+        person_id: person_id(&r.person_id)?,
+        flag_id: req_uuid("flag_id", &r.flag_id)?,
+        command: FlagCommand::End {
+            end: req_date("end", &r.end)?,
+            reason: reason(&r.reason)?,
+        },
+    })
+});
+
 // Feedback
 
 command_request!(v1::RecordFeedbackRequest, prefix(_r) Some("feedback".to_owned()), |r, ids| {

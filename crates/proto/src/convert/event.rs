@@ -9,6 +9,7 @@ use carewoven_domain::care_team::CareTeamEvent;
 use carewoven_domain::consent::ConsentEvent;
 use carewoven_domain::discharge::{DischargeDestination, DischargeEvent};
 use carewoven_domain::feedback::FeedbackEvent;
+use carewoven_domain::flag::FlagEvent;
 use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::organisation::OrganisationEvent;
 use carewoven_domain::person::PersonEvent;
@@ -121,6 +122,13 @@ fn event_to_wire(event: &Event) -> W {
         Event::Consent(e) => consent_to_wire(e),
         Event::Discharge(e) => discharge_to_wire(e),
         Event::Meeting(e) => meeting_to_wire(e),
+        Event::Flag(FlagEvent::Raised { flag }) => W::RiskFlagRaised(v1::RiskFlagRaised {
+            flag: Some(flag.into()),
+        }),
+        Event::Flag(FlagEvent::Ended { end, reason }) => W::RiskFlagEnded(v1::RiskFlagEnded {
+            end: end.wire(),
+            reason: reason.wire(),
+        }),
         Event::Feedback(FeedbackEvent::Recorded { feedback }) => {
             W::FeedbackRecorded(v1::FeedbackRecorded {
                 feedback: Some(feedback.into()),
@@ -609,6 +617,13 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
             note: opt("meeting_action_completed.note", &m.note, LongText::parse)?,
         }),
 
+        W::RiskFlagRaised(m) => Event::Flag(FlagEvent::Raised {
+            flag: req_msg("risk_flag_raised.flag", m.flag.as_ref())?,
+        }),
+        W::RiskFlagEnded(m) => Event::Flag(FlagEvent::Ended {
+            end: req_date("risk_flag_ended.end", &m.end)?,
+            reason: long("risk_flag_ended.reason", &m.reason)?,
+        }),
         W::FeedbackRecorded(m) => Event::Feedback(FeedbackEvent::Recorded {
             feedback: req_msg("feedback_recorded.feedback", m.feedback.as_ref())?,
         }),

@@ -10,6 +10,7 @@ use carewoven_domain::care_team::{CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DelayReason, LegacyDelayReason, Pathway};
 use carewoven_domain::feedback::{FeedbackRecord, FeedbackSource};
+use carewoven_domain::flag::{RiskFlag, RiskFlagCode};
 use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
 use carewoven_domain::organisation::{OrganisationProfile, OrganisationType, SharingAgreement};
 use carewoven_domain::person::{Carer, Correction, Profile, ProxyGrant, ProxyScope};
@@ -173,6 +174,16 @@ wire_enum_map!(DataClass => DataClass {
     Discharge = Discharge,
     Meetings = Meetings,
     Feedback = Feedback,
+    RiskFlags = RiskFlags,
+});
+
+wire_enum_map!(RiskFlagCode => RiskFlagCode {
+    Frailty = Frailty,
+    FallsRisk = FallsRisk,
+    ClinicallyExtremelyVulnerable = ClinicallyExtremelyVulnerable,
+    LivesAlone = LivesAlone,
+    SafeguardingConcern = SafeguardingConcern,
+    EndOfLife = EndOfLife,
 });
 
 wire_enum_map!(Pathway => Pathway {
@@ -658,6 +669,33 @@ impl FromWire<v1::FeedbackRecord> for FeedbackRecord {
             text: LongText::parse(&f("text"), &w.text)?,
             rating: rating(&f("rating"), w.rating)?,
         })
+    }
+}
+
+impl FromWire<v1::RiskFlag> for RiskFlag {
+    fn from_wire(field: &str, w: &v1::RiskFlag) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        Ok(RiskFlag {
+            code: req_enum(&f("code"), w.code)?,
+            // 0 is "not given"; the domain decides which flags need one and its range.
+            frailty_score: match w.frailty_score {
+                0 => None,
+                n => Some(u8::try_from(n).unwrap_or(u8::MAX)),
+            },
+            start: req_date(&f("start"), &w.start)?,
+            note: opt(&f("note"), &w.note, LongText::parse)?,
+        })
+    }
+}
+
+impl From<&RiskFlag> for v1::RiskFlag {
+    fn from(r: &RiskFlag) -> Self {
+        v1::RiskFlag {
+            code: r.code.to_i32(),
+            frailty_score: r.frailty_score.map_or(0, u32::from),
+            start: r.start.wire(),
+            note: r.note.wire(),
+        }
     }
 }
 
