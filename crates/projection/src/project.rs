@@ -19,6 +19,7 @@ use carewoven_domain::feedback::FeedbackEvent;
 use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::{ReferralEvent, ReferralStatus};
+use carewoven_domain::values::uk_date;
 use carewoven_domain::{Event, EventMeta, RecordedEvent};
 use carewoven_proto::convert::timestamp;
 use carewoven_proto::v1;
@@ -27,7 +28,7 @@ use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
-use crate::tables::{self, BOARD, CASELOAD, INBOX, RECORDS};
+use crate::tables::{self, BOARD, CASELOAD, INBOX, INBOX_CLOSED, RECORDS};
 
 /// A change to the discharge board caused by one event, for the live watch stream.
 // Not boxed: the service hands the entry straight to the watch stream, and the enum is the
@@ -67,13 +68,17 @@ impl From<redb::StorageError> for ProjectError {
 /// Table names for [`ProjectError::Corrupt`] (the same strings as in [`crate::tables`]).
 const RECORDS_NAME: &str = "care_records";
 
-/// Episodes in these states are on the board: from "discharge ready" until handover accepted.
-const ON_BOARD: [DischargeStatus; 5] = [
+/// Episodes in these states are on the board: from "discharge ready" until the episode
+/// closes, through the handover and the home assessment (the "assess" half of discharge to
+/// assess).
+pub const ON_BOARD: [DischargeStatus; 7] = [
     DischargeStatus::DischargeReady,
     DischargeStatus::PathwayAssigned,
     DischargeStatus::AwaitingService,
     DischargeStatus::DischargeAgreed,
     DischargeStatus::Discharged,
+    DischargeStatus::HandoverAccepted,
+    DischargeStatus::HomeAssessmentCompleted,
 ];
 
 /// Apply one event to every view, inside the caller's write transaction. Returns the board
@@ -198,8 +203,14 @@ fn care_team_role(r: CareTeamRole) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // Person
 
-/// Who corrected which fields, and when: never the values (Provenance in the FHIR API).
-fn correction_view(meta: &EventMeta, c: &v1::Correction) -> v1::CorrectionView {
+/// Who corrected which fields, when and why, and the values those fields had before
+/// (`before`: the profile as it was).
+fn correction_view(
+    meta: &EventMeta,
+    c: &v1::Correction,
+    reason: &str,
+    before: &v1::Profile,
+) -> v1::CorrectionView {
     let named = [
         ("nhs_number", c.nhs_number.is_some()),
         ("given_name", c.given_name.is_some()),
@@ -223,6 +234,28 @@ fn correction_view(meta: &EventMeta, c: &v1::Correction) -> v1::CorrectionView {
             .collect(),
         person_version: meta.version,
         event_id: meta.event_id.to_string(),
+        reason: reason.to_owned(),
+        previous: Some(previous_values(c, before)),
+    }
+}
+
+/// The fields `c` corrects, as they were in `before`; every other field empty.
+fn previous_values(c: &v1::Correction, before: &v1::Profile) -> v1::Profile {
+    let pick = |set: bool, value: &String| if set { value.clone() } else { String::new() };
+    v1::Profile {
+        nhs_number: pick(c.nhs_number.is_some(), &before.nhs_number),
+        given_name: pick(c.given_name.is_some(), &before.given_name),
+        family_name: pick(c.family_name.is_some(), &before.family_name),
+        date_of_birth: pick(c.date_of_birth.is_some(), &before.date_of_birth),
+        contact: pick(c.contact.is_some(), &before.contact),
+        what_matters: pick(c.what_matters.is_some(), &before.what_matters),
+        communication_needs: pick(c.communication_needs.is_some(), &before.communication_needs),
+        carers: if c.carers.is_some() {
+            before.carers.clone()
+        } else {
+            Vec::new()
+        },
+        registered_gp: pick(c.registered_gp.is_some(), &before.registered_gp),
     }
 }
 
@@ -240,10 +273,12 @@ fn person(record: &mut v1::CareRecord, meta: &EventMeta, e: &PersonEvent) {
             asserted_at: Some(timestamp(meta.recorded_at)),
             expires_at: Some(timestamp(*expires_at)),
         }),
-        PersonEvent::DetailsCorrected { correction, .. } => {
+        PersonEvent::DetailsCorrected { correction, reason } => {
             let c = v1::Correction::from(correction);
-            record.corrections.push(correction_view(meta, &c));
             let p = record.profile.get_or_insert_with(Default::default);
+            record
+                .corrections
+                .push(correction_view(meta, &c, reason.as_str(), p));
             let fields = [
                 (c.nhs_number, &mut p.nhs_number),
                 (c.given_name, &mut p.given_name),
@@ -306,6 +341,7 @@ fn referral(record: &mut v1::CareRecord, meta: &EventMeta, e: &ReferralEvent) ->
             ..Default::default()
         },
     );
+    let mut given = String::new();
     let status = match e {
         E::Submitted { referral } => {
             view.referral = Some(referral.into());
@@ -315,12 +351,12 @@ fn referral(record: &mut v1::CareRecord, meta: &EventMeta, e: &ReferralEvent) ->
         E::Received => S::Received,
         E::Accepted => S::Accepted,
         E::Rejected { reason } => {
-            view.reason = reason.as_str().to_owned();
+            given = reason.as_str().to_owned();
             S::Rejected
         }
         E::Started => S::InProgress,
         E::PutOnHold { reason } => {
-            view.reason = reason.as_str().to_owned();
+            given = reason.as_str().to_owned();
             view.resumes_to = view.status.clone();
             S::OnHold
         }
@@ -334,24 +370,34 @@ fn referral(record: &mut v1::CareRecord, meta: &EventMeta, e: &ReferralEvent) ->
         }
         E::Completed => S::Completed,
         E::Failed { reason } => {
-            view.reason = reason.as_str().to_owned();
+            given = reason.as_str().to_owned();
             S::Failed
         }
         E::Cancelled { reason } => {
-            view.reason = reason.as_str().to_owned();
+            given = reason.as_str().to_owned();
             S::Cancelled
         }
         E::EnteredInError { reason } => {
-            view.reason = reason.as_str().to_owned();
+            given = reason.as_str().to_owned();
             S::EnteredInError
         }
     };
+    if !given.is_empty() {
+        view.reason.clone_from(&given);
+    }
     view.status = status.as_str().to_owned();
     view.updated_at = Some(at);
+    view.history.push(v1::ReferralStatusChange {
+        status: view.status.clone(),
+        reason: given,
+        organisation: meta.organisation.as_str().to_owned(),
+        at: Some(at),
+    });
     status
 }
 
-/// An open referral is in its receiving service's inbox; a terminal one is not.
+/// A referral is in its receiving service's inbox: an open one in `INBOX`, an ended one in
+/// `INBOX_CLOSED` (so the everyday triage list never scans the service's history).
 fn sync_inbox(
     txn: &WriteTransaction,
     meta: &EventMeta,
@@ -366,22 +412,28 @@ fn sync_inbox(
     let Some(details) = view.referral.as_ref() else {
         return Ok(());
     };
-    let mut table = txn.open_table(INBOX)?;
+    let mut open = txn.open_table(INBOX)?;
+    let mut closed = txn.open_table(INBOX_CLOSED)?;
     let key = (details.to_service.as_str(), meta.aggregate_id.as_u128());
-    if status.is_terminal() {
-        table.remove(key)?;
+    let entry = v1::InboxEntry {
+        referral_id: id.clone(),
+        person_id: record.person_id.clone(),
+        from_organisation: details.from_organisation.clone(),
+        priority: details.priority,
+        status: view.status.clone(),
+        submitted_at: view.submitted_at,
+        age_hours: 0,
+        reason: view.reason.clone(),
+        to_service: details.to_service.clone(),
+        updated_at: view.updated_at,
+    };
+    let (into, from) = if status.is_terminal() {
+        (&mut closed, &mut open)
     } else {
-        let entry = v1::InboxEntry {
-            referral_id: id.clone(),
-            person_id: record.person_id.clone(),
-            from_organisation: details.from_organisation.clone(),
-            priority: details.priority,
-            status: view.status.clone(),
-            submitted_at: view.submitted_at,
-            age_hours: 0,
-        };
-        table.insert(key, entry.encode_to_vec().as_slice())?;
-    }
+        (&mut open, &mut closed)
+    };
+    from.remove(key)?;
+    into.insert(key, entry.encode_to_vec().as_slice())?;
     Ok(())
 }
 
@@ -406,8 +458,16 @@ fn assessment(record: &mut v1::CareRecord, meta: &EventMeta, e: &AssessmentEvent
             view.status = "requested".to_owned();
             view.requested_at = Some(at);
         }
-        E::ContributionRecorded { organisation, .. } => {
+        E::ContributionRecorded {
+            organisation,
+            summary,
+        } => {
             view.contributors.push(organisation.as_str().to_owned());
+            view.contributions.push(v1::AssessmentContribution {
+                organisation: organisation.as_str().to_owned(),
+                summary: summary.as_str().to_owned(),
+                recorded_at: Some(timestamp(meta.recorded_at)),
+            });
         }
         E::Completed { findings } => {
             view.findings = Some(findings.into());
@@ -558,7 +618,19 @@ fn meeting(record: &mut v1::CareRecord, meta: &EventMeta, e: &MeetingEvent) {
     );
     match e {
         MeetingEvent::Recorded { meeting } => view.meeting = Some(meeting.into()),
-        MeetingEvent::ActionCompleted { action, .. } => view.completed_actions.push(*action),
+        MeetingEvent::ActionCompleted { action, note } => {
+            view.completed_actions.push(*action);
+            view.completions.push(v1::ActionCompletion {
+                action: *action,
+                note: note
+                    .as_ref()
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default(),
+                organisation: meta.organisation.as_str().to_owned(),
+                user: meta.user.as_str().to_owned(),
+                completed_at: Some(timestamp(meta.occurred_at)),
+            });
+        }
     }
 }
 
@@ -651,9 +723,18 @@ fn discharge(record: &mut v1::CareRecord, meta: &EventMeta, e: &DischargeEvent) 
             ep.planned_for.clear();
             S::Planning
         }
-        E::DelayReasonRecorded { reason, .. } => {
+        E::DelayReasonRecorded { reason, note } => {
             // The only event that leaves the status as it was.
             ep.delay_reasons.push(delay_reason(*reason));
+            ep.delay_notes.push(v1::DelayNote {
+                reason: delay_reason(*reason),
+                note: note
+                    .as_ref()
+                    .map(|n| n.as_str().to_owned())
+                    .unwrap_or_default(),
+                recorded_at: Some(timestamp(meta.recorded_at)),
+                organisation: meta.organisation.as_str().to_owned(),
+            });
             return;
         }
         E::Discharged {
@@ -666,14 +747,28 @@ fn discharge(record: &mut v1::CareRecord, meta: &EventMeta, e: &DischargeEvent) 
             ep.discharge_destination_code = destination_code
                 .map(|c| c.code().to_owned())
                 .unwrap_or_default();
+            // Pathway 0 needs no new support, so no home assessment.
+            let p0 = ep.pathway == pathway(Pathway::P0);
+            ep.home_assessment_due = if p0 {
+                String::new()
+            } else {
+                uk_date(*discharged_at)
+                    .succ_opt()
+                    .map(date)
+                    .unwrap_or_default()
+            };
             S::Discharged
         }
         E::HandoverAccepted { organisation } => {
             ep.handover_organisation = organisation.as_str().to_owned();
             S::HandoverAccepted
         }
-        E::HomeAssessmentCompleted { completed_on, .. } => {
+        E::HomeAssessmentCompleted {
+            completed_on,
+            outcome,
+        } => {
             ep.home_assessment_completed_on = date(*completed_on);
+            ep.home_assessment_outcome = outcome.as_str().to_owned();
             S::HomeAssessmentCompleted
         }
         E::Closed => S::Closed,
@@ -698,6 +793,15 @@ fn board_entry(person_id: &str, ep: &v1::EpisodeView) -> v1::BoardEntry {
         planned_for: ep.planned_for.clone(),
         discharged_at: ep.discharged_at,
         hours_since_discharge: 0,
+        delay_notes: ep.delay_notes.clone(),
+        // Names and the NHS number are added when read, for callers whose agreement covers
+        // demographics: stored entries carry none.
+        given_name: String::new(),
+        family_name: String::new(),
+        nhs_number: String::new(),
+        handover_organisation: ep.handover_organisation.clone(),
+        home_assessment_due: ep.home_assessment_due.clone(),
+        home_assessment_completed_on: ep.home_assessment_completed_on.clone(),
     }
 }
 
@@ -867,6 +971,7 @@ mod tests {
         board: Vec<(u128, Vec<u8>)>,
         caseload: Vec<(String, u128)>,
         inbox: Vec<(String, u128, Vec<u8>)>,
+        inbox_closed: Vec<(String, u128, Vec<u8>)>,
     }
 
     fn bytes_table(
@@ -901,12 +1006,16 @@ mod tests {
                 out.caseload.push((owner.to_owned(), person));
             }
         }
-        if let Ok(table) = txn.open_table(INBOX) {
-            for row in table.iter().expect("iter") {
-                let (k, v) = row.expect("row");
-                let (service, referral) = k.value();
-                out.inbox
-                    .push((service.to_owned(), referral, v.value().to_vec()));
+        for (def, rows) in [
+            (INBOX, &mut out.inbox),
+            (INBOX_CLOSED, &mut out.inbox_closed),
+        ] {
+            if let Ok(table) = txn.open_table(def) {
+                for row in table.iter().expect("iter") {
+                    let (k, v) = row.expect("row");
+                    let (service, referral) = k.value();
+                    rows.push((service.to_owned(), referral, v.value().to_vec()));
+                }
             }
         }
         out
@@ -995,7 +1104,7 @@ mod tests {
     // Board
 
     #[test]
-    fn pathway_1_episode_joins_the_board_at_discharge_ready_and_leaves_at_handover() {
+    fn pathway_1_episode_joins_the_board_at_discharge_ready_and_leaves_when_closed() {
         let (_dir, db) = open();
         let mut log = Log::default();
         let (person, ep) = (id(1), id(100));
@@ -1031,7 +1140,7 @@ mod tests {
 
         let changes = step(d(DischargeEvent::DelayReasonRecorded {
             reason: DelayReason::Pathway1NewCare,
-            note: None,
+            note: Some(long("No home care package until Thursday")),
         }));
         let entry = upserted(&changes);
         assert_eq!(entry.status, "pathway_assigned");
@@ -1039,6 +1148,21 @@ mod tests {
             entry.delay_reasons,
             vec![i32::from(v1::DelayReason::Pathway1NewCare)]
         );
+        // The note says why, with who recorded it (here the site acts).
+        assert_eq!(entry.delay_notes.len(), 1);
+        assert_eq!(
+            entry.delay_notes[0].reason,
+            i32::from(v1::DelayReason::Pathway1NewCare)
+        );
+        assert_eq!(
+            entry.delay_notes[0].note,
+            "No home care package until Thursday"
+        );
+        assert_eq!(entry.delay_notes[0].organisation, "RXH01");
+        assert!(entry.delay_notes[0].recorded_at.is_some());
+        // Stored entries never carry names: they are added when read, for callers whose
+        // agreement covers demographics.
+        assert!(entry.given_name.is_empty() && entry.nhs_number.is_empty());
 
         let changes = step(d(DischargeEvent::ServiceRequested {
             service: code("HOMECARE1"),
@@ -1088,33 +1212,45 @@ mod tests {
         assert_eq!(entry.discharged_at, Some(timestamp(discharged_at)));
         assert_eq!(entry.days_delayed, 0);
         assert_eq!(entry.hours_since_discharge, 0);
+        // Pathway 1: assessed at home the day after discharge (UK calendar).
+        let day_after = uk_date(discharged_at).succ_opt().map(date).unwrap();
+        assert_eq!(entry.home_assessment_due, day_after);
         // Still on the board after discharge, exactly as returned.
         assert_eq!(board(&db), vec![entry.clone()]);
         // A redelivered event that changes nothing reports nothing.
         assert!(apply_one(&db, &discharged).is_empty());
 
         let mut step = |event: Event| apply_one(&db, &log.push(person, ep, "HOMECARE2", event));
+        // The "assess" half: the board follows the episode to the home assessment.
+        let changes = step(d(DischargeEvent::HandoverAccepted {
+            organisation: code("HOMECARE2"),
+        }));
+        let entry = upserted(&changes);
+        assert_eq!(entry.status, "handover_accepted");
+        assert_eq!(entry.handover_organisation, "HOMECARE2");
+        assert_eq!(entry.home_assessment_due, day_after);
+        let changes = step(d(DischargeEvent::HomeAssessmentCompleted {
+            completed_on: ymd(2026, 3, 16),
+            outcome: long("Managing well"),
+        }));
+        let entry = upserted(&changes);
+        assert_eq!(entry.status, "home_assessment_completed");
+        assert_eq!(entry.home_assessment_completed_on, "2026-03-16");
+        assert_eq!(board(&db), vec![entry.clone()]);
         assert_eq!(
-            step(d(DischargeEvent::HandoverAccepted {
-                organisation: code("HOMECARE2"),
-            })),
+            step(d(DischargeEvent::Closed)),
             vec![BoardChange::Removed(ep)]
         );
         assert!(board(&db).is_empty());
-        assert!(
-            step(d(DischargeEvent::HomeAssessmentCompleted {
-                completed_on: ymd(2026, 3, 16),
-                outcome: long("Managing well"),
-            }))
-            .is_empty()
-        );
-        assert!(step(d(DischargeEvent::Closed)).is_empty());
 
         let view = &record(&db, person).discharge_episodes[0];
         assert_eq!(view.status, "closed");
         assert_eq!(view.expected_discharge_date, "2026-03-09");
         assert_eq!(view.handover_organisation, "HOMECARE2");
         assert_eq!(view.home_assessment_completed_on, "2026-03-16");
+        assert_eq!(view.home_assessment_outcome, "Managing well");
+        assert_eq!(view.home_assessment_due, day_after);
+        assert_eq!(view.delay_notes.len(), 1);
         assert_eq!(view.discharged_at, Some(timestamp(discharged_at)));
         assert_eq!(view.admitted_at, Some(timestamp(base())));
     }
@@ -1280,7 +1416,7 @@ mod tests {
     // Referrals and inbox
 
     #[test]
-    fn inbox_holds_open_referrals_only() {
+    fn inbox_holds_open_referrals_and_keeps_ended_ones_apart() {
         let (_dir, db) = open();
         let mut log = Log::default();
         let person = id(5);
@@ -1405,9 +1541,51 @@ mod tests {
         );
         assert!(inbox(&db).is_empty());
 
+        // Ended referrals are kept apart, each with its last reason.
+        let closed: Vec<(Uuid, String, String)> = dump(&db)
+            .inbox_closed
+            .into_iter()
+            .map(|(_, r, v)| {
+                let e = v1::InboxEntry::decode(v.as_slice()).expect("decodes");
+                (Uuid::from_u128(r), e.status, e.reason)
+            })
+            .collect();
+        let mut expected = vec![
+            (r1, "completed".to_owned(), "Person in hospital".to_owned()),
+            (r2, "rejected".to_owned(), "Out of area".to_owned()),
+            (r3, "cancelled".to_owned(), "No longer needed".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(closed, expected);
+
         let views = record(&db, person).referrals;
         let statuses: Vec<&str> = views.iter().map(|v| v.status.as_str()).collect();
         assert_eq!(statuses, vec!["completed", "rejected", "cancelled"]);
+        // Each referral's history says who changed its status, when and why.
+        let history: Vec<(&str, &str)> = views[0]
+            .history
+            .iter()
+            .map(|h| (h.status.as_str(), h.reason.as_str()))
+            .collect();
+        assert_eq!(
+            history,
+            vec![
+                ("submitted", ""),
+                ("received", ""),
+                ("accepted", ""),
+                ("in_progress", ""),
+                ("on_hold", "Person in hospital"),
+                ("in_progress", ""),
+                ("completed", ""),
+            ]
+        );
+        assert!(
+            views[0]
+                .history
+                .iter()
+                .all(|h| h.organisation == "SPA01" && h.at.is_some())
+        );
+        assert_eq!(views[1].reason, "Out of area");
         assert_eq!(views[0].submitted_at, Some(submitted_at));
         assert!(views[0].updated_at.expect("updated_at").seconds > submitted_at.seconds);
         assert_eq!(
@@ -1583,6 +1761,24 @@ mod tests {
         assert_eq!(p.what_matters, "Getting back to my garden");
         assert_eq!(p.communication_needs, "Hard of hearing");
         assert_eq!(p.carers, vec![v1::Carer::from(&carer)]);
+        // Each correction says why, and what the corrected fields were before (only those).
+        let first = &record.corrections[0];
+        assert_eq!(first.reason, "Typo");
+        assert_eq!(first.fields, vec!["given_name", "carers"]);
+        assert_eq!(
+            first.previous,
+            Some(v1::Profile {
+                given_name: "Ada".to_owned(),
+                ..v1::Profile::default()
+            })
+        );
+        let second = &record.corrections[1];
+        assert_eq!(second.reason, "Added");
+        assert_eq!(
+            second.previous,
+            Some(v1::Profile::default()),
+            "communication needs were empty before"
+        );
     }
 
     #[test]
@@ -1625,7 +1821,7 @@ mod tests {
                 org,
                 a(AssessmentEvent::ContributionRecorded {
                     organisation: code(org),
-                    summary: long("Seen"),
+                    summary: long(&format!("Seen by {org}")),
                 }),
             );
         }
@@ -1697,7 +1893,7 @@ mod tests {
             "COUNCIL1",
             Event::Meeting(MeetingEvent::ActionCompleted {
                 action: 2,
-                note: None,
+                note: Some(long("Rail fitted")),
             }),
         );
 
@@ -1722,6 +1918,19 @@ mod tests {
         assert_eq!(view.assessment_id, assessment_id.to_string());
         assert_eq!(view.status, "completed");
         assert_eq!(view.contributors, vec!["COUNCIL1", "CNURSE1"]);
+        let said: Vec<(&str, &str)> = view
+            .contributions
+            .iter()
+            .map(|c| (c.organisation.as_str(), c.summary.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            vec![
+                ("COUNCIL1", "Seen by COUNCIL1"),
+                ("CNURSE1", "Seen by CNURSE1")
+            ]
+        );
+        assert!(view.contributions.iter().all(|c| c.recorded_at.is_some()));
         assert_eq!(view.findings, Some(v1::Findings::from(&findings)));
         assert_eq!(view.eligible, Some(true));
         assert_eq!(view.eligibility_reasons, eligibility.reasons);
@@ -1737,6 +1946,13 @@ mod tests {
         let view = &record.meetings[0];
         assert_eq!(view.meeting, Some(v1::MeetingRecord::from(&meeting_record)));
         assert_eq!(view.completed_actions, vec![2]);
+        assert_eq!(view.completions.len(), 1);
+        let done = &view.completions[0];
+        assert_eq!(
+            (done.action, done.note.as_str(), done.organisation.as_str()),
+            (2, "Rail fitted", "COUNCIL1")
+        );
+        assert!(!done.user.is_empty() && done.completed_at.is_some());
 
         let view = &record.feedback[0];
         assert_eq!(view.feedback_id, feedback_id.to_string());

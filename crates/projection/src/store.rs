@@ -7,7 +7,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use sha2::{Digest, Sha256};
 
 use crate::tables::{
-    BOARD, CASELOAD, FORMAT, FORMAT_VERSION, INBOX, META, POSITION, RECORDS, SKIPPED,
+    BOARD, CASELOAD, FORMAT, FORMAT_VERSION, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, SKIPPED,
 };
 
 /// Open (or create) a views file and check it is ours, in the format this build writes. A
@@ -39,6 +39,7 @@ pub fn open(path: &Path) -> Result<Database> {
             write.open_table(BOARD)?;
             write.open_table(CASELOAD)?;
             write.open_table(INBOX)?;
+            write.open_table(INBOX_CLOSED)?;
         }
         write.commit()?;
         return Ok(db);
@@ -99,15 +100,17 @@ pub fn digest(db: &Database) -> Result<String> {
         h.update([0]);
         h.update(person.to_le_bytes());
     }
-    h.update(INBOX.name().as_bytes());
-    for entry in read.open_table(INBOX)?.iter()? {
-        let (k, v) = entry?;
-        let (service, referral) = k.value();
-        h.update(service.as_bytes());
-        h.update([0]);
-        h.update(referral.to_le_bytes());
-        h.update((v.value().len() as u64).to_le_bytes());
-        h.update(v.value());
+    for table in [INBOX, INBOX_CLOSED] {
+        h.update(table.name().as_bytes());
+        for entry in read.open_table(table)?.iter()? {
+            let (k, v) = entry?;
+            let (service, referral) = k.value();
+            h.update(service.as_bytes());
+            h.update([0]);
+            h.update(referral.to_le_bytes());
+            h.update((v.value().len() as u64).to_le_bytes());
+            h.update(v.value());
+        }
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

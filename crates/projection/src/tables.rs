@@ -10,20 +10,27 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// person id -> `v1::CareRecord`.
 pub const RECORDS: TableDefinition<u128, &[u8]> = TableDefinition::new("care_records");
-/// discharge episode id -> `v1::BoardEntry`, for episodes from discharge ready until handover.
+/// discharge episode id -> `v1::BoardEntry`, for episodes from discharge ready until closed.
 pub const BOARD: TableDefinition<u128, &[u8]> = TableDefinition::new("discharge_board");
 /// (owner, person id) -> (). Owner is `coordinator:<org>[/<practitioner>]` or
 /// `organisation:<org>`.
 pub const CASELOAD: TableDefinition<(&str, u128), ()> = TableDefinition::new("caseload");
 /// (receiving service, referral id) -> `v1::InboxEntry`, for open referrals.
 pub const INBOX: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("referral_inbox");
+/// (receiving service, referral id) -> `v1::InboxEntry`, for ended referrals (completed,
+/// rejected, failed, cancelled, entered in error): a referral is in exactly one of the two.
+pub const INBOX_CLOSED: TableDefinition<(&str, u128), &[u8]> =
+    TableDefinition::new("referral_inbox_closed");
 
 pub const POSITION: &str = "position";
 pub const FORMAT: &str = "format";
 pub const SKIPPED: &str = "skipped";
 /// Version of the table layout. A file with another format is refused at start-up.
 /// 3: episodes carry their discharge destination, records their corrections.
-pub const FORMAT_VERSION: u64 = 3;
+/// 4: the views say why (delay notes, status histories, contributions, action completions,
+/// correction reasons and previous values); the board runs to the home assessment; ended
+/// referrals stay in `INBOX_CLOSED`.
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Caseload owner key for a coordinator.
 pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {

@@ -31,7 +31,8 @@ use crate::paging::PageTokens;
 use crate::project::BoardChange;
 use crate::state::Views;
 use crate::tables::{
-    BOARD, CASELOAD, INBOX, META, POSITION, RECORDS, coordinator_key, organisation_key,
+    BOARD, CASELOAD, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, coordinator_key,
+    organisation_key,
 };
 
 /// Longest a query waits for the views to reach `min_log_position` when the caller sets no
@@ -39,12 +40,27 @@ use crate::tables::{
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 pub const MAX_PAGE: usize = 500;
 pub const DEFAULT_PAGE: usize = 100;
-const BOARD_STATUSES: [&str; 5] = [
+const BOARD_STATUSES: [&str; 7] = [
     "discharge_ready",
     "pathway_assigned",
     "awaiting_service",
     "discharge_agreed",
     "discharged",
+    "handover_accepted",
+    "home_assessment_completed",
+];
+/// Referral statuses a service's inbox may be filtered by, besides `open` and `all`.
+const REFERRAL_STATUSES: [&str; 10] = [
+    "submitted",
+    "received",
+    "accepted",
+    "in_progress",
+    "on_hold",
+    "completed",
+    "rejected",
+    "failed",
+    "cancelled",
+    "entered_in_error",
 ];
 
 pub struct Queries {
@@ -161,7 +177,15 @@ struct Readable {
     access: AccessIndex,
     who: Identity,
     now: DateTime<Utc>,
-    known: HashMap<Uuid, bool>,
+    /// Per person: `None` when the board may not show them, else whether the caller's
+    /// agreement covers their demographics.
+    known: HashMap<Uuid, Option<bool>>,
+}
+
+/// A board entry the caller may see, and whether its name and NHS number may be added.
+struct Shown {
+    person: Uuid,
+    demographics: bool,
 }
 
 impl Readable {
@@ -180,15 +204,24 @@ impl Readable {
         self.now = Utc::now();
     }
 
-    /// The person of a board entry, if the caller may read their record.
-    fn person(&mut self, raw: &str) -> Option<Uuid> {
+    /// The person of a board entry, if the caller may read their record and its agreement
+    /// covers discharge data (the board is discharge data: minimum necessary).
+    fn person(&mut self, raw: &str) -> Option<Shown> {
+        use carewoven_domain::consent::DataClass;
         let person: Uuid = raw.parse().ok()?;
         let (access, who, now) = (&self.access, &self.who, self.now);
-        let may = *self
-            .known
-            .entry(person)
-            .or_insert_with(|| access.with(|g| g.may_read(who, person, now).is_ok()));
-        may.then_some(person)
+        let seen = *self.known.entry(person).or_insert_with(|| {
+            access.with(|g| {
+                g.read_scope(who, person, now)
+                    .ok()
+                    .filter(|scope| scope.allows(DataClass::Discharge))
+                    .map(|scope| scope.allows(DataClass::Demographics))
+            })
+        });
+        seen.map(|demographics| Shown {
+            person,
+            demographics,
+        })
     }
 }
 
@@ -344,17 +377,86 @@ fn at_read_time(mut entry: v1::BoardEntry, now: DateTime<Utc>) -> v1::BoardEntry
         let until = uk_date(discharged.unwrap_or(now));
         entry.days_delayed = u32::try_from((until - drd).num_days().max(0)).unwrap_or(u32::MAX);
     }
-    if let Some(d) = discharged {
+    // Hours waiting for a handover: none once it is accepted.
+    if let Some(d) = discharged.filter(|_| entry.status == "discharged") {
         entry.hours_since_discharge =
             u32::try_from((now - d).num_hours().max(0)).unwrap_or(u32::MAX);
     }
     entry
 }
 
-fn board_matches(entry: &v1::BoardEntry, site: &str, pathway: Option<i32>, status: &str) -> bool {
-    (site.is_empty() || entry.site == site)
-        && pathway.is_none_or(|p| entry.pathway == p)
-        && (status.is_empty() || entry.status == status)
+/// A board entry as this caller is shown it: computed fields, and the name and NHS number
+/// from the person's record where its agreement covers demographics.
+fn shown_entry(
+    entry: v1::BoardEntry,
+    shown: &Shown,
+    records: &impl ReadableTable<u128, &'static [u8]>,
+    now: DateTime<Utc>,
+) -> Result<v1::BoardEntry, Status> {
+    let mut entry = at_read_time(entry, now);
+    if shown.demographics
+        && let Some(bytes) = records.get(shown.person.as_u128()).map_err(storage)?
+    {
+        let record: v1::CareRecord = decode(bytes.value())?;
+        if let Some(p) = record.profile {
+            entry.given_name = p.given_name;
+            entry.family_name = p.family_name;
+            entry.nhs_number = p.nhs_number;
+        }
+    }
+    Ok(entry)
+}
+
+/// The board's filters, as a request gives them.
+struct BoardFilter {
+    site: String,
+    pathway: Option<i32>,
+    status: String,
+    delay_reason: Option<i32>,
+}
+
+impl BoardFilter {
+    fn parse(site: &str, pathway: i32, status: &str, delay_reason: i32) -> Result<Self, Status> {
+        let site = if site.is_empty() {
+            String::new()
+        } else {
+            code("site", site)?
+        };
+        if !status.is_empty() && !BOARD_STATUSES.contains(&status) {
+            return Err(invalid(
+                "status",
+                &format!("must be one of {}", BOARD_STATUSES.join(", ")),
+            ));
+        }
+        let delay_reason = match v1::DelayReason::try_from(delay_reason) {
+            Ok(v1::DelayReason::Unspecified) => None,
+            Ok(_) => Some(delay_reason),
+            Err(_) => return Err(invalid("delay_reason", "is not a known delay reason")),
+        };
+        Ok(BoardFilter {
+            site,
+            pathway: pathway_filter(pathway)?,
+            status: status.to_owned(),
+            delay_reason,
+        })
+    }
+
+    fn matches(&self, entry: &v1::BoardEntry) -> bool {
+        (self.site.is_empty() || entry.site == self.site)
+            && self.pathway.is_none_or(|p| entry.pathway == p)
+            && (self.status.is_empty() || entry.status == self.status)
+            && self
+                .delay_reason
+                .is_none_or(|r| entry.delay_reasons.contains(&r))
+    }
+
+    /// What a page token is bound to.
+    fn key(&self) -> String {
+        format!(
+            "{}|{:?}|{}|{:?}",
+            self.site, self.pathway, self.status, self.delay_reason
+        )
+    }
 }
 
 fn priority_rank(p: i32) -> u8 {
@@ -367,6 +469,13 @@ fn priority_rank(p: i32) -> u8 {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::BoardUpdate, Status>> + Send>>;
+
+/// [`shown_entry`] in a read transaction of its own (for the watch stream's changes).
+fn named(views: &Views, entry: v1::BoardEntry, shown: &Shown) -> Result<v1::BoardEntry, Status> {
+    let read = views.db().begin_read().map_err(storage)?;
+    let records = read.open_table(RECORDS).map_err(storage)?;
+    shown_entry(entry, shown, &records, Utc::now())
+}
 
 #[tonic::async_trait]
 impl QueryService for Queries {
@@ -428,27 +537,17 @@ impl QueryService for Queries {
         let until = answer_by(&request);
         let who = self.guard.identify(request.metadata(), RPC).await?;
         let r = request.get_ref();
-        let site = if r.site.is_empty() {
-            String::new()
-        } else {
-            code("site", &r.site)?
-        };
-        let pathway = pathway_filter(r.pathway)?;
-        if !r.status.is_empty() && !BOARD_STATUSES.contains(&r.status.as_str()) {
-            return Err(invalid(
-                "status",
-                "must be one of discharge_ready, pathway_assigned, awaiting_service, discharge_agreed, discharged",
-            ));
-        }
+        let filter = BoardFilter::parse(&r.site, r.pathway, &r.status, r.delay_reason)?;
         let size = page_size(r.page_size)?;
         // Bound to the caller too: each organisation pages through its own board.
-        let filters = format!("board|{}|{site}|{pathway:?}|{}", who.organisation, r.status);
+        let filters = format!("board|{}|{}", who.organisation, filter.key());
         let after = self.tokens.read(&r.page_token, &filters)?;
         self.reach(until, r.min_log_position).await?;
 
         let (read, position) = self.consistent_read(until).await?;
         let mut readable = Readable::new(self.guard.access().clone(), who.clone());
         let board = read.open_table(BOARD).map_err(storage)?;
+        let records = read.open_table(RECORDS).map_err(storage)?;
         let start = after.map_or(0, |a| a.saturating_add(1));
         let now = Utc::now();
         let mut entries = Vec::new();
@@ -458,10 +557,10 @@ impl QueryService for Queries {
         for item in board.range(start..).map_err(storage)? {
             let (key, value) = item.map_err(storage)?;
             let entry: v1::BoardEntry = decode(value.value())?;
-            if !board_matches(&entry, &site, pathway, &r.status) {
+            if !filter.matches(&entry) {
                 continue;
             }
-            let Some(person) = readable.person(&entry.person_id) else {
+            let Some(shown) = readable.person(&entry.person_id) else {
                 continue;
             };
             if entries.len() == size {
@@ -470,10 +569,11 @@ impl QueryService for Queries {
                 break;
             }
             last_key = key.value();
-            persons.push(person);
-            entries.push(at_read_time(entry, now));
+            persons.push(shown.person);
+            entries.push(shown_entry(entry, &shown, &records, now)?);
         }
         drop(board);
+        drop(records);
         drop(read);
         self.guard
             .audit_reads(&who, &distinct(persons), RPC, position)
@@ -495,12 +595,7 @@ impl QueryService for Queries {
         let until = answer_by(&request);
         let who = self.guard.identify(request.metadata(), RPC).await?;
         let r = request.get_ref().clone();
-        let site = if r.site.is_empty() {
-            String::new()
-        } else {
-            code("site", &r.site)?
-        };
-        let pathway = pathway_filter(r.pathway)?;
+        let filter = BoardFilter::parse(&r.site, r.pathway, "", r.delay_reason)?;
         self.reach(until, r.min_log_position).await?;
         // Subscribe before reading the snapshot so no change between the two is missed.
         let mut changes = self.views.subscribe_board();
@@ -508,20 +603,24 @@ impl QueryService for Queries {
         let (snapshot, position) = {
             let (read, position) = self.consistent_read(until).await?;
             let board = read.open_table(BOARD).map_err(storage)?;
+            let records = read.open_table(RECORDS).map_err(storage)?;
+            let now = Utc::now();
             let mut entries = Vec::new();
             for item in board.iter().map_err(storage)? {
                 let (_, value) = item.map_err(storage)?;
                 let entry: v1::BoardEntry = decode(value.value())?;
-                if !board_matches(&entry, &site, pathway, "") {
+                if !filter.matches(&entry) {
                     continue;
                 }
-                if let Some(person) = readable.person(&entry.person_id) {
-                    entries.push((person, entry));
+                if let Some(shown) = readable.person(&entry.person_id) {
+                    let entry = shown_entry(entry, &shown, &records, now)?;
+                    entries.push((shown.person, entry));
                 }
             }
             (entries, position)
         };
         let persons = distinct(snapshot.iter().map(|(p, _)| *p).collect());
+        let views = self.views.clone();
         self.guard
             .audit_reads(&who, &persons, RPC, position)
             .await?;
@@ -529,13 +628,12 @@ impl QueryService for Queries {
         let stop = self.stop.clone();
         let guard = self.guard.clone();
         tokio::spawn(async move {
-            let now = Utc::now();
             // Episodes on this watcher's board.
             let mut shown: HashSet<String> = HashSet::new();
             for (_, entry) in snapshot {
                 shown.insert(entry.episode_id.clone());
                 let update = v1::BoardUpdate {
-                    change: Some(v1::board_update::Change::Upsert(at_read_time(entry, now))),
+                    change: Some(v1::board_update::Change::Upsert(entry)),
                     log_position: position,
                 };
                 if tx.send(Ok(update)).await.is_err() {
@@ -594,19 +692,25 @@ impl QueryService for Queries {
                 for change in &batch.changes {
                     let change = match change {
                         BoardChange::Upsert(entry) => {
-                            let person = if board_matches(entry, &site, pathway, "") {
+                            let person = if filter.matches(entry) {
                                 readable.person(&entry.person_id)
                             } else {
                                 None
                             };
                             match person {
                                 Some(person) => {
+                                    // Names as the record has them now (a correction after
+                                    // this change is shown with the next one).
+                                    let entry = match named(&views, entry.clone(), &person) {
+                                        Ok(entry) => entry,
+                                        Err(status) => {
+                                            let _ = tx.send(Err(status)).await;
+                                            return;
+                                        }
+                                    };
                                     shown.insert(entry.episode_id.clone());
-                                    persons.push(person);
-                                    v1::board_update::Change::Upsert(at_read_time(
-                                        entry.clone(),
-                                        Utc::now(),
-                                    ))
+                                    persons.push(person.person);
+                                    v1::board_update::Change::Upsert(entry)
                                 }
                                 // Filtered out, or no longer readable by this caller: it
                                 // leaves this watcher's board if it was on it.
@@ -727,7 +831,32 @@ impl QueryService for Queries {
         let service_code = parse_code("service", &r.service)?;
         let service = service_code.as_str().to_owned();
         let size = page_size(r.page_size)?;
-        let filters = format!("inbox|{service}");
+        let status = r.status.as_str();
+        if !(status.is_empty()
+            || status == "open"
+            || status == "all"
+            || REFERRAL_STATUSES.contains(&status))
+        {
+            return Err(invalid(
+                "status",
+                &format!(
+                    "must be empty (awaiting a decision), open, all or one of {}",
+                    REFERRAL_STATUSES.join(", ")
+                ),
+            ));
+        }
+        let wanted = |entry_status: &str| match status {
+            "" => matches!(entry_status, "submitted" | "received"),
+            "open" | "all" => true,
+            one => entry_status == one,
+        };
+        // Ended referrals are kept apart: only filters that can match them read them.
+        let ended = matches!(
+            status,
+            "all" | "completed" | "rejected" | "failed" | "cancelled" | "entered_in_error"
+        );
+        let open = !ended || status == "all";
+        let filters = format!("inbox|{service}|{status}");
         let after = self.tokens.read(&r.page_token, &filters)?;
         self.reach(until, r.min_log_position).await?;
         self.authorise(until, &who, None, RPC, |g| {
@@ -745,23 +874,29 @@ impl QueryService for Queries {
         })
         .await?;
         let (read, position) = self.consistent_read(until).await?;
-        let inbox = read.open_table(INBOX).map_err(storage)?;
         let decided_at = Utc::now();
         let mut entries: Vec<(u128, v1::InboxEntry)> = Vec::new();
-        for item in inbox
-            .range((service.as_str(), 0u128)..=(service.as_str(), u128::MAX))
-            .map_err(storage)?
-        {
-            let (key, value) = item.map_err(storage)?;
-            let entry: v1::InboxEntry = decode(value.value())?;
-            // A person who objected to the service's organisation is not in its inbox.
-            let shown = entry.person_id.parse::<Uuid>().is_ok_and(|person| {
-                self.guard
-                    .access()
-                    .with(|g| listed(g, &who, person, decided_at))
-            });
-            if shown {
-                entries.push((key.value().1, entry));
+        let tables = [(open, INBOX), (ended, INBOX_CLOSED)];
+        for (_, table) in tables.into_iter().filter(|(read_it, _)| *read_it) {
+            let inbox = read.open_table(table).map_err(storage)?;
+            for item in inbox
+                .range((service.as_str(), 0u128)..=(service.as_str(), u128::MAX))
+                .map_err(storage)?
+            {
+                let (key, value) = item.map_err(storage)?;
+                let entry: v1::InboxEntry = decode(value.value())?;
+                if !wanted(&entry.status) {
+                    continue;
+                }
+                // A person who objected to the service's organisation is not in its inbox.
+                let shown = entry.person_id.parse::<Uuid>().is_ok_and(|person| {
+                    self.guard
+                        .access()
+                        .with(|g| listed(g, &who, person, decided_at))
+                });
+                if shown {
+                    entries.push((key.value().1, entry));
+                }
             }
         }
         // Priority first (stat, asap, urgent, routine), then oldest first, then id: a total

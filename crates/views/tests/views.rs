@@ -183,6 +183,7 @@ async fn queries_read_their_writes_and_refuse_bad_input() {
                 page_size: 0,
                 page_token: String::new(),
                 min_log_position: referral.log_position,
+                status: String::new(),
             },
         ))
         .await
@@ -426,6 +427,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
                 site: "HOSP-A".into(),
                 pathway: 0,
                 min_log_position: last,
+                ..Default::default()
             },
         ))
         .await
@@ -467,6 +469,8 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
                 organisation: "GP-1".into(),
             }),
         ),
+        // Pathway 0 needs no home assessment: the episode may close at once.
+        ("HOSP-A", Step::Close(pd::CloseEpisode {})),
     ];
     let mut positions = Vec::new();
     for (org, s) in steps {
@@ -485,7 +489,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
     )
     .await;
     let mut seen = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let update = tokio::time::timeout(Duration::from_secs(10), watch.message())
             .await
             .expect("a change arrives")
@@ -506,6 +510,7 @@ async fn the_board_pages_and_its_watch_shows_the_board_then_each_change_in_order
         vec![
             format!("upsert {episode} pathway_assigned"),
             format!("upsert {episode} discharged"),
+            format!("upsert {episode} handover_accepted"),
             format!("removed {episode}"),
         ]
     );
@@ -1123,4 +1128,307 @@ async fn join(c: &mut CommandServiceClient<Channel>, person: &str, org: &str) {
     }))
     .await
     .unwrap();
+}
+
+/// The board as `org` sees it, after `at`, with optional filters.
+async fn board_as(
+    q: &mut QueryServiceClient<Channel>,
+    org: &str,
+    at: u64,
+    request: v1::ListDischargeBoardRequest,
+) -> Vec<v1::BoardEntry> {
+    q.list_discharge_board(as_org(
+        org,
+        v1::ListDischargeBoardRequest {
+            min_log_position: at,
+            ..request
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .entries
+}
+
+async fn inbox_as(
+    q: &mut QueryServiceClient<Channel>,
+    at: u64,
+    status: &str,
+) -> Result<Vec<v1::InboxEntry>, tonic::Status> {
+    q.list_referral_inbox(as_org(
+        "ASC",
+        v1::ListReferralInboxRequest {
+            service: "ASC-D2A".into(),
+            min_log_position: at,
+            status: status.into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .map(|r| r.into_inner().entries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_say_why_and_show_names_only_where_the_agreement_covers_demographics() {
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cmd, mut c) = commands(&nats).await;
+    // Two more hospitals: one whose agreement leaves out demographics, one whose agreement
+    // leaves out discharge data.
+    let without = |left_out: v1::DataClass| -> Vec<i32> {
+        all_data_classes()
+            .into_iter()
+            .filter(|c| *c != left_out as i32)
+            .collect()
+    };
+    register_partner(
+        &mut c,
+        "HOSP-C",
+        &["HOSP-C"],
+        &without(v1::DataClass::Demographics),
+    )
+    .await
+    .unwrap();
+    register_partner(
+        &mut c,
+        "HOSP-D",
+        &["HOSP-D"],
+        &without(v1::DataClass::Discharge),
+    )
+    .await
+    .unwrap();
+    let v = views(&nats, dir.path().join("views.redb")).await;
+    let mut q = QueryServiceClient::new(v.channel());
+
+    // One person ready for discharge at each hospital.
+    let mut people = Vec::new();
+    for (n, site) in [(40, "HOSP-A"), (41, "HOSP-C"), (42, "HOSP-D")] {
+        let person = register(&mut c, n).await.person_id;
+        let (episode, _) = ready(&mut c, &person, site).await;
+        people.push((site, person, episode));
+    }
+    let (_, person_a, episode_a) = people[0].clone();
+    let noted = step(
+        &mut c,
+        "HOSP-A",
+        &person_a,
+        &episode_a,
+        Step::RecordDelayReason(pd::RecordDelayReason {
+            reason: v1::DelayReason::Pathway1NewCare as i32,
+            note: "No home care package until Thursday".into(),
+        }),
+    )
+    .await;
+    let mut at = noted.log_position;
+    for (site, person, episode) in &people[1..] {
+        at = step(
+            &mut c,
+            site,
+            person,
+            episode,
+            Step::RecordDelayReason(pd::RecordDelayReason {
+                reason: v1::DelayReason::AwaitingMedicinesToTakeHome as i32,
+                note: String::new(),
+            }),
+        )
+        .await
+        .log_position;
+    }
+
+    // The hospital whose agreement covers demographics sees the name and NHS number, and
+    // the delay's note.
+    let a = board_as(&mut q, "HOSP-A", at, Default::default()).await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (
+            a[0].given_name.as_str(),
+            a[0].family_name.as_str(),
+            a[0].nhs_number.as_str()
+        ),
+        ("Ada", "Example", test_nhs_number(40).as_str())
+    );
+    assert_eq!(a[0].delay_notes.len(), 1);
+    assert_eq!(
+        a[0].delay_notes[0].note,
+        "No home care package until Thursday"
+    );
+    assert_eq!(a[0].delay_notes[0].organisation, "HOSP-A");
+    // Without demographics: the entry, but no name and no NHS number.
+    let c_board = board_as(&mut q, "HOSP-C", at, Default::default()).await;
+    assert_eq!(c_board.len(), 1);
+    assert_eq!(c_board[0].person_id, people[1].1);
+    assert!(
+        c_board[0].given_name.is_empty()
+            && c_board[0].family_name.is_empty()
+            && c_board[0].nhs_number.is_empty(),
+        "{:?}",
+        c_board[0]
+    );
+    // Without discharge data in its agreement the board shows it nothing, though it
+    // manages the episode: the board is discharge data.
+    assert!(
+        board_as(&mut q, "HOSP-D", at, Default::default())
+            .await
+            .is_empty()
+    );
+    // An organisation with no relationship sees nothing.
+    assert!(
+        board_as(&mut q, "OTHER", at, Default::default())
+            .await
+            .is_empty()
+    );
+
+    // Filter by delay reason; an unknown one is refused naming the field.
+    let by_reason = |reason: v1::DelayReason| v1::ListDischargeBoardRequest {
+        delay_reason: reason as i32,
+        ..Default::default()
+    };
+    assert_eq!(
+        board_as(
+            &mut q,
+            "HOSP-A",
+            at,
+            by_reason(v1::DelayReason::Pathway1NewCare)
+        )
+        .await
+        .len(),
+        1
+    );
+    assert!(
+        board_as(
+            &mut q,
+            "HOSP-A",
+            at,
+            by_reason(v1::DelayReason::AwaitingMedicinesToTakeHome)
+        )
+        .await
+        .is_empty()
+    );
+    let refused = q
+        .list_discharge_board(as_org(
+            "HOSP-A",
+            v1::ListDischargeBoardRequest {
+                delay_reason: 999,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("delay_reason"), "{refused:?}");
+    let refused = q
+        .list_discharge_board(as_org(
+            "HOSP-A",
+            v1::ListDischargeBoardRequest {
+                status: "closed".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("status"), "{refused:?}");
+
+    // The referral inbox: awaiting a decision by default, any status on request, with the
+    // reason given.
+    let referral = c
+        .make_referral(signed(v1::MakeReferralRequest {
+            context: ctx("HOSP-A"),
+            person_id: person_a.clone(),
+            referral: Some(v1::Referral {
+                from_organisation: "HOSP-A".into(),
+                to_service: "ASC-D2A".into(),
+                priority: v1::Priority::Urgent as i32,
+                reason: "Support at home".into(),
+                replaces: String::new(),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let waiting = inbox_as(&mut q, referral.log_position, "").await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].status, "submitted");
+    assert_eq!(waiting[0].to_service, "ASC-D2A");
+    let progress = |action: v1::ReferralAction, reason: &str| {
+        signed(v1::ProgressReferralRequest {
+            context: ctx("ASC"),
+            person_id: person_a.clone(),
+            referral_id: referral.aggregate_id.clone(),
+            action: action as i32,
+            reason: reason.into(),
+        })
+    };
+    for action in [v1::ReferralAction::Receive, v1::ReferralAction::Accept] {
+        c.progress_referral(progress(action, "")).await.unwrap();
+    }
+    let held = c
+        .progress_referral(progress(
+            v1::ReferralAction::Hold,
+            "Awaiting the family's view",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        inbox_as(&mut q, held.log_position, "")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a referral on hold awaits no decision"
+    );
+    for status in ["open", "on_hold", "all"] {
+        let entries = inbox_as(&mut q, held.log_position, status).await.unwrap();
+        assert_eq!(entries.len(), 1, "{status}");
+        assert_eq!(entries[0].status, "on_hold");
+        assert_eq!(entries[0].reason, "Awaiting the family's view");
+    }
+    assert!(
+        inbox_as(&mut q, held.log_position, "rejected")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let refused = inbox_as(&mut q, held.log_position, "pending")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("status"), "{refused:?}");
+
+    // The record keeps the referral's history with its reasons.
+    let record = q
+        .get_care_record(as_org(
+            "HOSP-A",
+            v1::GetCareRecordRequest {
+                person_id: person_a.clone(),
+                min_log_position: held.log_position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let history: Vec<(&str, &str, &str)> = record.referrals[0]
+        .history
+        .iter()
+        .map(|h| {
+            (
+                h.status.as_str(),
+                h.reason.as_str(),
+                h.organisation.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("submitted", "", "HOSP-A"),
+            ("received", "", "ASC"),
+            ("accepted", "", "ASC"),
+            ("on_hold", "Awaiting the family's view", "ASC"),
+        ]
+    );
+    assert_eq!(record.discharge_episodes[0].delay_notes.len(), 1);
+
+    v.stop().await.unwrap();
+    cmd.stop().await.unwrap();
 }
