@@ -332,15 +332,29 @@ fn pathway(raw: &str) -> Result<v1::Pathway, Failure> {
         .ok_or_else(|| Failure::invalid("pathway", "must be 0, 1, 2 or 3"))
 }
 
+/// A delay reason by its enum name (`DELAY_REASON_PATHWAY_1_NEW_CARE`); empty is any.
+fn delay_reason(raw: &str) -> Result<v1::DelayReason, Failure> {
+    if raw.is_empty() {
+        return Ok(v1::DelayReason::Unspecified);
+    }
+    v1::DelayReason::from_str_name(raw).ok_or_else(|| {
+        Failure::invalid(
+            "delay_reason",
+            "must be a delay reason's name (DELAY_REASON_...)",
+        )
+    })
+}
+
 async fn watch_board<Q: QueryService>(
     State(api): State<Arc<Api<Q>>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let params = parameters(raw.as_deref(), &["site", "pathway"])?;
+    let params = parameters(raw.as_deref(), &["site", "pathway", "delay_reason"])?;
     let message = v1::WatchDischargeBoardRequest {
         site: param(&params, "site").to_owned(),
         pathway: pathway(param(&params, "pathway"))? as i32,
+        delay_reason: delay_reason(param(&params, "delay_reason"))? as i32,
         min_log_position: min_position(&headers)?,
     };
     let stream = api
@@ -414,9 +428,10 @@ async fn inbox<Q: QueryService>(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let params = parameters(raw.as_deref(), &["service", "page_token"])?;
+    let params = parameters(raw.as_deref(), &["service", "status", "page_token"])?;
     let message = v1::ListReferralInboxRequest {
         service: param(&params, "service").to_owned(),
+        status: param(&params, "status").to_owned(),
         page_size: 500,
         page_token: param(&params, "page_token").to_owned(),
         min_log_position: min_position(&headers)?,

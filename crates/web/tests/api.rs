@@ -232,6 +232,10 @@ async fn refusals_are_the_grpc_apis_and_every_answer_carries_the_headers() -> Re
         ("/api/board/watch?pathway=7".to_owned(), "pathway"),
         ("/api/board/watch?site=bad%20site".to_owned(), "site"),
         (
+            "/api/board/watch?delay_reason=LATE".to_owned(),
+            "delay_reason",
+        ),
+        (
             "/api/board/watch?nhs_number=9990000018".to_owned(),
             "nhs_number",
         ),
@@ -436,5 +440,21 @@ async fn the_inbox_accepts_and_rejects_referrals_through_the_command_service() -
         ))
     );
     assert_eq!(status_of(&second).map(|s| s.0), Some("accepted".into()));
+
+    // Decided referrals leave the default inbox (awaiting a decision); `all` keeps them,
+    // the rejection with its reason.
+    let open = w
+        .get("/api/inbox?service=ASC-D2A", "ASC-D2A", at)
+        .await?
+        .json()?;
+    assert_eq!(open["entries"].as_array().map(Vec::len), Some(0), "{open}");
+    let all = w
+        .get("/api/inbox?service=ASC-D2A&status=all", "ASC-D2A", at)
+        .await?
+        .json()?;
+    let entries = all["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 2, "{all}");
+    assert!(entries.iter().any(|e| e["status"] == "rejected"
+        && e["reason"] == "Outside our area: refer to the neighbouring council"));
     w.stop().await
 }

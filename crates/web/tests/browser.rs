@@ -193,7 +193,7 @@ async fn a_coordinator_watches_the_board_live_and_an_outsider_sees_nothing() -> 
 
     // Three people on the board: nine, five and two days past their Discharge Ready Date.
     let (p9, e9) = ready_person(&mut client, 501, 9, v1::Pathway::Pathway1).await?;
-    let (_, e5) = ready_person(&mut client, 502, 5, v1::Pathway::Pathway1).await?;
+    let (p5, e5) = ready_person(&mut client, 502, 5, v1::Pathway::Pathway1).await?;
     let (p2, e2) = ready_person(&mut client, 503, 2, v1::Pathway::Pathway2).await?;
     client
         .progress_discharge(signed(discharge_step(
@@ -241,8 +241,14 @@ async fn a_coordinator_watches_the_board_live_and_an_outsider_sees_nothing() -> 
     assert_eq!(sorted.as_deref(), Some("ascending"));
     let reasons = column(&coordinator, "reasons").await?;
     assert!(
-        reasons[2].contains("Pathway 1: new care"),
-        "delay reason of the longest wait: {reasons:?}"
+        reasons[2].contains("Pathway 1: new care: Care provider found, starts Monday"),
+        "delay reason and note of the longest wait: {reasons:?}"
+    );
+    // The hospital's agreement covers demographics: names and NHS numbers are shown.
+    let people = column(&coordinator, "person").await?;
+    assert!(
+        people[2].contains("Ada Example") && people[2].contains(&test_nhs_number(501)),
+        "{people:?}"
     );
 
     // A command sent through gRPC shows on the open page without a reload.
@@ -268,6 +274,24 @@ async fn a_coordinator_watches_the_board_live_and_an_outsider_sees_nothing() -> 
             }),
         )))
         .await?;
+    for step in [
+        pd::Step::RequestService(pd::RequestService {
+            service: "ASC-REABLE".into(),
+        }),
+        pd::Step::AgreeDischarge(pd::AgreeDischarge {
+            service: "ASC-REABLE".into(),
+            planned_for: date_days_ago(0),
+        }),
+        pd::Step::Discharge(pd::Discharge {
+            discharged_at: ts_hours_ago(3),
+            destination: "Home".into(),
+            destination_code: "19".into(),
+        }),
+    ] {
+        client
+            .progress_discharge(signed(discharge_step(&p5, &e5, step)))
+            .await?;
+    }
     let row = format!("#board tr[data-episode=\"{e2}\"]");
     until(
         "the board to show the new delay reason and status live",
@@ -280,6 +304,18 @@ async fn a_coordinator_watches_the_board_live_and_an_outsider_sees_nothing() -> 
             )
         },
     )
+    .await?;
+    let left = format!("#board tr[data-episode=\"{e5}\"]");
+    until("the discharge to show live", || async {
+        let status = text(&coordinator, &format!("{left} [data-col=\"status\"]")).await?;
+        let hours = text(&coordinator, &format!("{left} [data-col=\"hours\"]")).await?;
+        let due = text(
+            &coordinator,
+            &format!("{left} [data-col=\"home-assessment\"]"),
+        )
+        .await?;
+        Ok((status == "Discharged" && hours == "3" && due.starts_with("20")).then_some(()))
+    })
     .await?;
     let same_page = coordinator
         .execute("return window.notReloaded === true;", vec![])
@@ -350,7 +386,7 @@ async fn a_coordinator_watches_the_board_live_and_an_outsider_sees_nothing() -> 
         "Getting back to my allotment",
         &test_nhs_number(501),
         "Discharge episodes",
-        "Pathway 1: new care",
+        "Pathway 1: new care: Care provider found, starts Monday",
     ] {
         assert!(record.contains(expected), "record lacks {expected:?}");
     }
