@@ -536,7 +536,14 @@ async fn decide<Q: QueryService>(
     let reply = client
         .progress_referral(request(&headers, message))
         .await
-        .map_err(|s| from_status(&s, &same))?;
+        .map_err(|s| match from_status(&s, &same) {
+            f if f.status == StatusCode::NOT_FOUND => Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such referral, or not one you may decide",
+            ),
+            f => f,
+        })?;
     ok(reply.get_ref())
 }
 
