@@ -10,6 +10,7 @@ grpc_addr := env_var_or_default("CAREWOVEN_COMMANDS_LISTEN", "127.0.0.1:50051")
 views_addr := env_var_or_default("CAREWOVEN_VIEWS_LISTEN", "127.0.0.1:50052")
 gateway_addr := env_var_or_default("CAREWOVEN_GATEWAY_LISTEN", "127.0.0.1:50053")
 fhir_addr := env_var_or_default("CAREWOVEN_VIEWS_FHIR_LISTEN", "127.0.0.1:50054")
+web_addr := env_var_or_default("CAREWOVEN_VIEWS_WEB_LISTEN", "127.0.0.1:50055")
 # Prometheus metrics (`/metrics`) of each service, for operators.
 commands_metrics := env_var_or_default("CAREWOVEN_COMMANDS_METRICS", "127.0.0.1:9151")
 views_metrics := env_var_or_default("CAREWOVEN_VIEWS_METRICS", "127.0.0.1:9152")
@@ -87,7 +88,9 @@ up: build
       CAREWOVEN_ACCESS_CHECKPOINT={{run}}/views-access.redb \
       CAREWOVEN_METRICS_LISTEN={{views_metrics}} \
       target/release/carewoven-views serve --listen {{views_addr}} --file {{run}}/views.redb \
-      --fhir-listen {{fhir_addr}} --fhir-audit-server http://{{gateway_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
+      --fhir-listen {{fhir_addr}} --fhir-audit-server http://{{gateway_addr}} \
+      --web-listen {{web_addr}} --web-audit-server http://{{gateway_addr}} \
+      --web-commands-server http://{{grpc_addr}} > {{run}}/views.log 2>&1 & echo $! > {{run}}/views.pid
     # The partner-feed gateway: per-partner feeds on cw.feed.<ORG>.> and FeedService; FHIR
     # rest-hook notifications to the endpoints in .run/rest-hooks.json ({"ORG": "http://..."}), if any.
     CAREWOVEN_GATEWAY_LISTEN={{gateway_addr}} CAREWOVEN_CURSOR_KEY="$(cat {{run}}/cursor-key)" \
@@ -99,6 +102,12 @@ up: build
       target/release/carewoven-gateway $(test -f {{run}}/rest-hooks.json && echo --rest-hooks {{run}}/rest-hooks.json) \
       > {{run}}/gateway.log 2>&1 & echo $! > {{run}}/gateway.pid
     CAREWOVEN_ISSUER_DIR={{run}}/issuer target/release/carectl --server http://{{grpc_addr}} demo
+    # The web screens' sign-in link: the demo hospital's discharge coordinator, for 12 hours.
+    # The token is in the fragment (after #), which the browser never sends to the server.
+    web_token="$(target/release/carectl --issuer-dir {{run}}/issuer --org DEMO-HOSP token --ttl-secs 43200)"
+    echo
+    echo "Web screens (D2A board, records, inbox, caseload), signed in as DEMO-HOSP's discharge"
+    echo "coordinator for 12 hours: http://{{web_addr}}/#token=$web_token"
     echo
     echo "Carewoven is running: NATS on 127.0.0.1:{{nats_port}}, commands on {{grpc_addr}},"
     echo "views (queries) on {{views_addr}} (FHIR R4 on http://{{fhir_addr}}/fhir), partner feeds"

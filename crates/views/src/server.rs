@@ -48,6 +48,19 @@ pub struct Config {
     /// `AuditEvent` (with the caller's token). Without it, `AuditEvent` is not served.
     #[arg(long, env = "CAREWOVEN_VIEWS_FHIR_AUDIT_SERVER")]
     pub fhir_audit_server: Option<String>,
+    /// Also serve the web screens (`carewoven-web`: the live discharge board, care records,
+    /// referral inbox, caseload) on this address, with the same tokens, authorisation and
+    /// audit as the queries. Off when unset.
+    #[arg(long, env = "CAREWOVEN_VIEWS_WEB_LISTEN")]
+    pub web_listen: Option<String>,
+    /// The gateway (`http://host:port`), whose access list the screens show as "who accessed
+    /// this record" (with the caller's token). Without it, that list is not shown.
+    #[arg(long, env = "CAREWOVEN_VIEWS_WEB_AUDIT_SERVER")]
+    pub web_audit_server: Option<String>,
+    /// The command service (`http://host:port`), to which the referral inbox sends accept
+    /// and reject decisions (with the caller's token). Without it, the screens are read-only.
+    #[arg(long, env = "CAREWOVEN_VIEWS_WEB_COMMANDS_SERVER")]
+    pub web_commands_server: Option<String>,
 }
 
 impl Config {
@@ -63,6 +76,9 @@ impl Config {
             page_token_key: None,
             fhir_listen: None,
             fhir_audit_server: None,
+            web_listen: None,
+            web_audit_server: None,
+            web_commands_server: None,
         }
     }
 }
@@ -130,21 +146,35 @@ pub async fn run(
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("binding the FHIR API to {addr}: {e}"))?;
-            let audit = match &config.fhir_audit_server {
-                Some(url) => Some(
-                    tonic::transport::Endpoint::from_shared(url.clone())
-                        .map_err(|e| anyhow::anyhow!("the FHIR audit server {url}: {e}"))?
-                        .connect_timeout(timeout)
-                        .timeout(timeout)
-                        .connect_lazy(),
-                ),
-                None => None,
-            };
+            let audit = lazy_channel("the FHIR audit server", &config.fhir_audit_server, timeout)?;
             let stopped = stop.clone();
             Some(tokio::spawn(carewoven_fhir::serve(
                 listener,
                 queries.clone(),
                 audit,
+                async move { stopped.cancelled().await },
+            )))
+        }
+        None => None,
+    };
+    let web = match &config.web_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the web screens to {addr}: {e}"))?;
+            let upstreams = carewoven_web::Upstreams {
+                audit: lazy_channel("the web audit server", &config.web_audit_server, timeout)?,
+                commands: lazy_channel(
+                    "the web commands server",
+                    &config.web_commands_server,
+                    timeout,
+                )?,
+            };
+            let stopped = stop.clone();
+            Some(tokio::spawn(carewoven_web::serve(
+                listener,
+                queries.clone(),
+                upstreams,
                 async move { stopped.cancelled().await },
             )))
         }
@@ -198,6 +228,11 @@ pub async fn run(
     {
         tracing::warn!(error = %e, "the FHIR API had stopped");
     }
+    if let Some(web) = web
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(30), web).await
+    {
+        tracing::warn!(error = %e, "the web screens had stopped");
+    }
     match tokio::time::timeout(Duration::from_secs(30), projector).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %format!("{e:#}"), "projector had stopped"),
         Ok(_) => {}
@@ -205,4 +240,21 @@ pub async fn run(
     }
     tally.finish().await;
     Ok(())
+}
+
+/// A channel to `url`, if given, connected on first use (`what` names it in an error).
+fn lazy_channel(
+    what: &str,
+    url: &Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<Option<tonic::transport::Channel>> {
+    url.as_ref()
+        .map(|url| {
+            Ok(tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| anyhow::anyhow!("{what} {url}: {e}"))?
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .connect_lazy())
+        })
+        .transpose()
 }
