@@ -8,6 +8,7 @@ use carewoven_domain::care_team::{CareTeamEvent, CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
 use carewoven_domain::feedback::{FeedbackEvent, FeedbackRecord, FeedbackSource};
+use carewoven_domain::flag::{FlagEvent, RiskFlag, RiskFlagCode};
 use carewoven_domain::meeting::{MeetingAction, MeetingEvent, MeetingRecord};
 use carewoven_domain::organisation::{
     OrganisationEvent, OrganisationProfile, OrganisationType, SharingAgreement,
@@ -23,7 +24,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 52;
+const ONEOF_CASES: usize = 54;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -442,8 +443,26 @@ fn every_event() -> Vec<Event> {
     all.extend(discharge_events().into_iter().map(Event::Discharge));
     all.extend(meeting_events().into_iter().map(Event::Meeting));
     all.extend(feedback_events().into_iter().map(Event::Feedback));
+    all.extend(flag_events().into_iter().map(Event::Flag));
     all.extend(organisation_events().into_iter().map(Event::Organisation));
     all
+}
+
+fn flag_events() -> Vec<FlagEvent> {
+    vec![
+        FlagEvent::Raised {
+            flag: RiskFlag {
+                code: RiskFlagCode::Frailty,
+                frailty_score: Some(6),
+                start: date("2026-03-01"),
+                note: Some(long("Moderately frail")),
+            },
+        },
+        FlagEvent::Ended {
+            end: date("2026-04-01"),
+            reason: long("Reassessed"),
+        },
+    ]
 }
 
 fn organisation_events() -> Vec<OrganisationEvent> {
