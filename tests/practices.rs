@@ -347,3 +347,640 @@ async fn risk_flags_are_their_own_data_class() {
     views.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
+
+async fn worklist(
+    q: &mut QueryServiceClient<Channel>,
+    org: &str,
+    kind: v1::WorklistKind,
+    at: u64,
+    tweak: impl FnOnce(&mut v1::ListWorklistRequest),
+) -> Result<Vec<v1::WorklistItem>, tonic::Status> {
+    let mut request = v1::ListWorklistRequest {
+        kind: kind as i32,
+        min_log_position: at,
+        ..Default::default()
+    };
+    tweak(&mut request);
+    let mut items = Vec::new();
+    loop {
+        let page = q
+            .list_worklist(as_org(org, request.clone()))
+            .await?
+            .into_inner();
+        items.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return Ok(items);
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+fn task_request(
+    person: &str,
+    by: &str,
+    owner: &str,
+    description: &str,
+    due: String,
+) -> v1::CreateTaskRequest {
+    v1::CreateTaskRequest {
+        context: ctx(by),
+        person_id: person.into(),
+        task: Some(v1::Task {
+            description: description.into(),
+            owner: Some(v1::MemberRef {
+                organisation: owner.into(),
+                practitioner: String::new(),
+            }),
+            due,
+            priority: v1::Priority::Routine as i32,
+            basis: None,
+        }),
+    }
+}
+
+/// The care coordinator as the single contact: the GP's care team around a person has no
+/// named coordinator, so the person appears on each team organisation's "no coordinator"
+/// worklist until one is named; the coordinator then hands out tasks (one from a plan
+/// activity) which appear on their owners' task worklists by due date and leave them when
+/// done; the plan's review appears for every team organisation and activity owner; an
+/// assessment awaiting a contribution is listed, overdue, for the assessor until it
+/// contributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn care_coordinator_as_the_single_contact() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    let person = register_with_gp(&mut c, 330, "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "ASC").await.unwrap();
+    let now = stack.count().await;
+    use v1::WorklistKind as K;
+    for org in ["GP-A", "ASC"] {
+        let items = worklist(&mut q, org, K::NoCoordinator, now, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1, "{org}");
+        assert_eq!(items[0].person_id, person);
+        assert_eq!(items[0].due, date_days_ago(0), "on the team since today");
+        assert!(!items[0].overdue);
+    }
+    let named = c
+        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            member: Some(v1::MemberRef {
+                organisation: "ASC".into(),
+                practitioner: String::new(),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for org in ["GP-A", "ASC"] {
+        let items = worklist(&mut q, org, K::NoCoordinator, named.log_position, |_| {})
+            .await
+            .unwrap();
+        assert!(items.is_empty(), "{org}: a coordinator is named");
+    }
+
+    // The plan gives community nursing an activity; its review is on the worklists of the
+    // team and of the activity's owner, within the period asked for.
+    let agreed = c
+        .agree_care_plan(signed(v1::AgreeCarePlanRequest {
+            context: ctx("ASC"),
+            person_id: person.clone(),
+            plan: Some(v1::PlanContent {
+                goals: vec!["To stay at home and see my grandchildren".into()],
+                activities: vec![v1::Activity {
+                    description: "Weekly wound check".into(),
+                    responsible_organisation: "COMM".into(),
+                }],
+                review_date: date_days_ahead(28),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for org in ["GP-A", "ASC", "COMM"] {
+        let due = worklist(&mut q, org, K::ReviewsDue, agreed.log_position, |r| {
+            r.due_to = date_days_ahead(30);
+        })
+        .await
+        .unwrap();
+        let due: Vec<(&str, &str)> = due
+            .iter()
+            .map(|i| (i.person_id.as_str(), i.due.as_str()))
+            .collect();
+        let expected = date_days_ahead(28);
+        // COMM has no ground (an activity alone is not one): it sees nothing.
+        if org == "COMM" {
+            assert!(due.is_empty());
+        } else {
+            assert_eq!(due, vec![(person.as_str(), expected.as_str())], "{org}");
+        }
+        let not_yet = worklist(&mut q, org, K::ReviewsDue, agreed.log_position, |r| {
+            r.due_to = date_days_ahead(7);
+        })
+        .await
+        .unwrap();
+        assert!(not_yet.is_empty(), "{org}: not due within a week");
+    }
+
+    // The coordinator hands out tasks: to the GP, from the plan's activity, and one on its own.
+    let mut from_plan = task_request(
+        &person,
+        "ASC",
+        "GP-A",
+        "Medication review",
+        date_days_ahead(5),
+    );
+    from_plan.task.as_mut().unwrap().basis = Some(v1::TaskBasis {
+        basis: Some(v1::task_basis::Basis::PlanActivity(v1::PlanActivityRef {
+            plan_version: 1,
+            activity: 0,
+        })),
+    });
+    let review = c.create_task(signed(from_plan)).await.unwrap().into_inner();
+    let mut urgent = task_request(
+        &person,
+        "ASC",
+        "GP-A",
+        "Call about new symptoms",
+        date_days_ahead(5),
+    );
+    urgent.task.as_mut().unwrap().priority = v1::Priority::Urgent as i32;
+    let call = c.create_task(signed(urgent)).await.unwrap().into_inner();
+    let own = c
+        .create_task(signed(task_request(
+            &person,
+            "ASC",
+            "ASC",
+            "Check the key safe",
+            date_days_ahead(0),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    let tasks = worklist(&mut q, "GP-A", K::Tasks, own.log_position, |_| {})
+        .await
+        .unwrap();
+    // Same due day: urgent before routine.
+    let ids: Vec<&str> = tasks.iter().map(|t| t.item_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![call.aggregate_id.as_str(), review.aggregate_id.as_str()]
+    );
+    assert_eq!(tasks[1].description, "Medication review");
+    assert_eq!(tasks[1].status, v1::TaskStatus::Requested as i32);
+    let mine = worklist(&mut q, "ASC", K::Tasks, own.log_position, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].due, date_days_ago(0));
+    assert!(!mine[0].overdue, "due today is not overdue");
+    assert!(
+        worklist(&mut q, "ASC", K::Tasks, own.log_position, |r| r.overdue =
+            true)
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // The GP works the call; the coordinator cancels the review (it asked for it), with a
+    // reason. Only the owner may do the rest.
+    let status = |org: &str, task: &str, s: v1::TaskStatus, reason: &str| {
+        signed(v1::ChangeTaskStatusRequest {
+            context: ctx(org),
+            person_id: person.clone(),
+            task_id: task.into(),
+            status: s as i32,
+            reason: reason.into(),
+        })
+    };
+    let before = stack.count().await;
+    let refused = c
+        .change_task_status(status(
+            "ASC",
+            &call.aggregate_id,
+            v1::TaskStatus::Completed,
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = c
+        .change_task_status(status(
+            "GP-A",
+            &call.aggregate_id,
+            v1::TaskStatus::Completed,
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "requested cannot jump to completed: {refused:?}"
+    );
+    let refused = c
+        .change_task_status(status(
+            "GP-A",
+            &call.aggregate_id,
+            v1::TaskStatus::Failed,
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("reason"), "{refused:?}");
+    assert_eq!(stack.count().await, before, "refusals append nothing");
+    for s in [
+        v1::TaskStatus::Accepted,
+        v1::TaskStatus::InProgress,
+        v1::TaskStatus::Completed,
+    ] {
+        c.change_task_status(status("GP-A", &call.aggregate_id, s, ""))
+            .await
+            .unwrap();
+    }
+    let cancelled = c
+        .change_task_status(status(
+            "ASC",
+            &review.aggregate_id,
+            v1::TaskStatus::Cancelled,
+            "Reviewed at the MDT instead",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let tasks = worklist(&mut q, "GP-A", K::Tasks, cancelled.log_position, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        tasks.is_empty(),
+        "completed and cancelled tasks leave the worklist"
+    );
+
+    // Reassigned with a reason: it moves to the new owner's list.
+    let moved = c
+        .reassign_task(signed(v1::ReassignTaskRequest {
+            context: ctx("ASC"),
+            person_id: person.clone(),
+            task_id: own.aggregate_id.clone(),
+            owner: Some(v1::MemberRef {
+                organisation: "GP-A".into(),
+                practitioner: "dr-3".into(),
+            }),
+            reason: "The GP visits tomorrow".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        worklist(&mut q, "ASC", K::Tasks, moved.log_position, |_| {})
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let gp = worklist(&mut q, "GP-A", K::Tasks, moved.log_position, |r| {
+        r.practitioner = "dr-3".into();
+    })
+    .await
+    .unwrap();
+    assert_eq!(gp.len(), 1);
+    assert_eq!(gp[0].practitioner, "dr-3");
+    assert!(
+        worklist(&mut q, "GP-A", K::Tasks, moved.log_position, |r| r
+            .practitioner =
+            "dr-9".into())
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // The record tells each task's story.
+    let rec = record(&mut q, "GP-A", &person, moved.log_position)
+        .await
+        .unwrap();
+    assert_eq!(rec.tasks.len(), 3);
+    let story = rec
+        .tasks
+        .iter()
+        .find(|t| t.task_id == review.aggregate_id)
+        .unwrap();
+    assert_eq!(story.requester, "ASC");
+    assert_eq!(story.status, v1::TaskStatus::Cancelled as i32);
+    let last = story.history.last().unwrap();
+    assert_eq!(
+        (last.organisation.as_str(), last.reason.as_str()),
+        ("ASC", "Reviewed at the MDT instead")
+    );
+    assert!(story.ended_at.is_some());
+    let basis = story.task.as_ref().unwrap().basis.as_ref().unwrap();
+    assert!(matches!(
+        basis.basis,
+        Some(v1::task_basis::Basis::PlanActivity(_))
+    ));
+    let own_view = rec
+        .tasks
+        .iter()
+        .find(|t| t.task_id == own.aggregate_id)
+        .unwrap();
+    assert_eq!(own_view.reassignments.len(), 1);
+    assert_eq!(own_view.reassignments[0].reason, "The GP visits tomorrow");
+    assert_eq!(
+        own_view
+            .task
+            .as_ref()
+            .unwrap()
+            .owner
+            .as_ref()
+            .unwrap()
+            .organisation,
+        "GP-A"
+    );
+
+    // An assessment naming ASC, due last week, awaits its contribution (overdue) until given.
+    let requested = c
+        .request_assessment(signed(v1::RequestAssessmentRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            request: Some(v1::AssessmentRequest {
+                kind: v1::AssessmentKind::CareActNeeds as i32,
+                assessors: vec!["ASC".into()],
+                referral_id: String::new(),
+                due_by: date_days_ago(7),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let waiting = worklist(
+        &mut q,
+        "ASC",
+        K::AwaitingContribution,
+        requested.log_position,
+        |r| {
+            r.overdue = true;
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].item_id, requested.aggregate_id);
+    assert!(waiting[0].overdue);
+    let given = c
+        .contribute_to_assessment(signed(v1::ContributeToAssessmentRequest {
+            context: ctx("ASC"),
+            person_id: person.clone(),
+            assessment_id: requested.aggregate_id.clone(),
+            organisation: "ASC".into(),
+            summary: "Manages personal care with prompting".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        worklist(
+            &mut q,
+            "ASC",
+            K::AwaitingContribution,
+            given.log_position,
+            |_| {}
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
+
+/// Tasks and worklists as an attacker would try them: a task cannot hand a record to an
+/// organisation without a ground; bad input names the field and appends nothing; another
+/// organisation's worklist is refused; an organisation the person objected to, or whose
+/// agreement leaves tasks out, sees nothing of them on its worklist or in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_give_no_access_and_worklists_show_only_what_may_be_read() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    let without_tasks: Vec<i32> = all_data_classes()
+        .into_iter()
+        .filter(|d| *d != v1::DataClass::Tasks as i32)
+        .collect();
+    register_partner(&mut c, "VOL-2", &[], &without_tasks)
+        .await
+        .unwrap();
+    let person = register_with_gp(&mut c, 331, "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "ASC").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "VOL-2").await.unwrap();
+    use v1::WorklistKind as K;
+
+    let before = stack.count().await;
+    // COMM has no relationship: it cannot be given a task, nor create one.
+    let refused = c
+        .create_task(signed(task_request(
+            &person,
+            "GP-A",
+            "COMM",
+            "Visit",
+            date_days_ahead(1),
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("task.owner.organisation"),
+        "{refused:?}"
+    );
+    let refused = c
+        .create_task(signed(task_request(
+            &person,
+            "COMM",
+            "COMM",
+            "Visit",
+            date_days_ahead(1),
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("no legitimate relationship"),
+        "{refused:?}"
+    );
+    // Bad input names the field.
+    for (request, field) in [
+        (
+            task_request(&person, "GP-A", "ASC", "Visit", date_days_ago(1)),
+            "task.due",
+        ),
+        (
+            task_request(&person, "GP-A", "ASC", "", date_days_ahead(1)),
+            "task.description",
+        ),
+        (
+            task_request(
+                &person,
+                "GP-A",
+                "NOT-REGISTERED",
+                "Visit",
+                date_days_ahead(1),
+            ),
+            "task.owner.organisation",
+        ),
+        (
+            task_request(&person, "GP-A", "ASC", "Visit", "tomorrow".into()),
+            "task.due",
+        ),
+    ] {
+        let refused = c.create_task(signed(request)).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(refused.message().contains(field), "{field}: {refused:?}");
+    }
+    let mut no_priority = task_request(&person, "GP-A", "ASC", "Visit", date_days_ahead(1));
+    no_priority.task.as_mut().unwrap().priority = 0;
+    let refused = c.create_task(signed(no_priority)).await.unwrap_err();
+    assert!(refused.message().contains("task.priority"), "{refused:?}");
+    assert_eq!(stack.count().await, before, "refusals append nothing");
+
+    for owner in ["ASC", "VOL-2"] {
+        c.create_task(signed(task_request(
+            &person,
+            "GP-A",
+            owner,
+            "Shopping support",
+            date_days_ahead(2),
+        )))
+        .await
+        .unwrap();
+    }
+    let at = stack.count().await;
+    // Another organisation's worklist is refused; a bad kind or date names the field.
+    let refused = worklist(&mut q, "COMM", K::Tasks, at, |r| {
+        r.organisation = "ASC".into()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    for (tweak, field) in [
+        (
+            Box::new(|r: &mut v1::ListWorklistRequest| r.kind = 0)
+                as Box<dyn Fn(&mut v1::ListWorklistRequest)>,
+            "kind",
+        ),
+        (
+            Box::new(|r: &mut v1::ListWorklistRequest| r.kind = 99),
+            "kind",
+        ),
+        (
+            Box::new(|r: &mut v1::ListWorklistRequest| r.due_from = "2026-13-01".into()),
+            "due_from",
+        ),
+        (
+            Box::new(|r: &mut v1::ListWorklistRequest| {
+                r.due_from = "2026-06-02".into();
+                r.due_to = "2026-06-01".into();
+            }),
+            "due_to",
+        ),
+        (
+            Box::new(|r: &mut v1::ListWorklistRequest| r.page_token = "forged".into()),
+            "page_token",
+        ),
+    ] {
+        let refused = worklist(&mut q, "ASC", K::Tasks, at, |r| tweak(r))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(refused.message().contains(field), "{field}: {refused:?}");
+    }
+    // COMM, unrelated, sees nothing; VOL-2's agreement leaves tasks out: nothing listed, and
+    // the record withholds them.
+    assert!(
+        worklist(&mut q, "COMM", K::Tasks, at, |_| {})
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        worklist(&mut q, "VOL-2", K::Tasks, at, |_| {})
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rec = record(&mut q, "VOL-2", &person, at).await.unwrap();
+    assert!(rec.tasks.is_empty());
+    assert!(
+        rec.withheld_classes
+            .contains(&(v1::DataClass::Tasks as i32))
+    );
+    assert_eq!(
+        worklist(&mut q, "ASC", K::Tasks, at, |_| {})
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The person objects to ASC (recorded by the GP on their behalf): its worklists drop them.
+    let objected = c
+        .record_consent(signed(v1::RecordConsentRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            terms: Some(v1::ConsentTerms {
+                decision: v1::ConsentDecision::Deny as i32,
+                purpose: v1::Purpose::DirectCare as i32,
+                partners: vec!["ASC".into()],
+                data_classes: vec![],
+                valid_from: date_days_ago(0),
+                valid_until: String::new(),
+                capacity_assessed: true,
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for kind in [K::Tasks, K::NoCoordinator] {
+        let items = worklist(&mut q, "ASC", kind, objected.log_position, |_| {})
+            .await
+            .unwrap();
+        assert!(items.is_empty(), "{kind:?} after the objection");
+    }
+    // The GP still sees the person as having no coordinator.
+    let gp = worklist(
+        &mut q,
+        "GP-A",
+        K::NoCoordinator,
+        objected.log_position,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(gp.len(), 1);
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}

@@ -160,6 +160,14 @@ pub enum Command {
     RaiseFlag(RaiseFlag),
     /// End a risk flag, with a reason.
     EndFlag(EndFlag),
+    /// Create a task about a person for an owner organisation (optionally a practitioner),
+    /// on its own or from a plan activity, a meeting action, a handover or a cohort.
+    CreateTask(CreateTask),
+    /// Change a task's status (its owner; the organisation that asked may cancel), with a
+    /// reason for on-hold, cancelled and failed.
+    TaskStatus(TaskStatusArgs),
+    /// Give a task to another owner, with a reason.
+    ReassignTask(ReassignTask),
     /// Name a carer with proxy access to the person's record (the person themself, with a
     /// citizen token, or the governance role). A new grant replaces the carer's scope.
     GrantProxy(GrantProxy),
@@ -234,6 +242,10 @@ pub enum Read {
     /// The people a care coordinator, or an organisation on their care teams, is responsible
     /// for (the acting organisation's own caseload only).
     Caseload(CaseloadArgs),
+    /// One of the acting organisation's worklists, by due date: its open tasks, care-plan
+    /// reviews due, people on its care teams with no coordinator, assessments awaiting its
+    /// contribution.
+    Worklist(WorklistArgs),
     /// The acting organisation's partner feed, in order, each item with its number and
     /// cursor. Without --follow it stops at the live end: when no item has arrived for
     /// --idle-ms (the gateway does not announce the end), or after --limit items. Resume
@@ -750,6 +762,58 @@ pub struct RaiseFlag {
 }
 
 #[derive(Debug, Args)]
+pub struct CreateTask {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long)]
+    pub description: String,
+    /// Who is to do it: ORG or ORG/PRACTITIONER (with a legitimate relationship).
+    #[arg(long, value_name = "ORG[/PRACTITIONER]", value_parser = parse::member_ref)]
+    pub owner: v1::MemberRef,
+    /// YYYY-MM-DD, today or later.
+    #[arg(long)]
+    pub due: NaiveDate,
+    #[arg(long, value_enum, default_value = "routine")]
+    pub priority: crate::enums::Priority,
+    /// From the care plan's activity: VERSION:INDEX (index from 0).
+    #[arg(long, value_name = "VERSION:INDEX", group = "basis")]
+    pub plan_activity: Option<String>,
+    /// From a meeting's action: MEETING-UUID:N (N from 1).
+    #[arg(long, value_name = "UUID:N", group = "basis")]
+    pub meeting_action: Option<String>,
+    /// From a discharge episode's handover.
+    #[arg(long, value_name = "UUID", group = "basis")]
+    pub handover_episode: Option<Uuid>,
+    /// From a cohort's outreach.
+    #[arg(long, value_name = "UUID", group = "basis")]
+    pub cohort: Option<Uuid>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskStatusArgs {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub task_id: Uuid,
+    #[arg(long, value_enum)]
+    pub status: crate::enums::TaskStatus,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReassignTask {
+    #[command(flatten)]
+    pub person: PersonRef,
+    #[arg(long, value_name = "UUID")]
+    pub task_id: Uuid,
+    #[arg(long, value_name = "ORG[/PRACTITIONER]", value_parser = parse::member_ref)]
+    pub owner: v1::MemberRef,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
 pub struct EndFlag {
     #[command(flatten)]
     pub person: PersonRef,
@@ -1055,6 +1119,25 @@ pub struct InboxArgs {
     /// in_progress, on_hold, completed, rejected, failed, cancelled, entered_in_error).
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
+    #[command(flatten)]
+    pub at: MinPosition,
+}
+
+#[derive(Debug, Args)]
+pub struct WorklistArgs {
+    #[arg(value_enum)]
+    pub kind: crate::enums::Worklist,
+    /// Only items due from / to these days (inclusive).
+    #[arg(long)]
+    pub due_from: Option<NaiveDate>,
+    #[arg(long)]
+    pub due_to: Option<NaiveDate>,
+    /// Only items past their due date.
+    #[arg(long)]
+    pub overdue: bool,
+    /// Tasks only: one practitioner's.
+    #[arg(long)]
+    pub practitioner: Option<String>,
     #[command(flatten)]
     pub at: MinPosition,
 }

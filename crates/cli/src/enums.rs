@@ -123,6 +123,27 @@ value_enum!(Purpose => v1::Purpose {
     Planning = Planning,
 });
 
+value_enum!(
+    /// A task's status (FHIR Task.status).
+    TaskStatus => v1::TaskStatus {
+    Requested = Requested,
+    Accepted = Accepted,
+    InProgress = InProgress,
+    OnHold = OnHold,
+    Completed = Completed,
+    Cancelled = Cancelled,
+    Failed = Failed,
+});
+
+value_enum!(
+    /// Which of an organisation's worklists.
+    Worklist => v1::WorklistKind {
+    Tasks = Tasks,
+    ReviewsDue = ReviewsDue,
+    NoCoordinator = NoCoordinator,
+    AwaitingContribution = AwaitingContribution,
+});
+
 value_enum!(DataClass => v1::DataClass {
     Demographics = Demographics,
     Contact = Contact,
@@ -134,6 +155,7 @@ value_enum!(DataClass => v1::DataClass {
     Meetings = Meetings,
     Feedback = Feedback,
     RiskFlags = RiskFlags,
+    Tasks = Tasks,
 });
 
 value_enum!(

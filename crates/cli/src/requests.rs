@@ -244,6 +244,59 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
                 note: a.note.unwrap_or_default(),
             }),
         }),
+        Command::CreateTask(a) => {
+            use v1::task_basis::Basis;
+            let pair = |raw: &str, what: &str| -> Result<(String, u32)> {
+                raw.rsplit_once(':')
+                    .and_then(|(l, r)| Some((l.to_owned(), r.parse().ok()?)))
+                    .ok_or_else(|| anyhow::anyhow!("expected {what}"))
+            };
+            let basis = if let Some(raw) = &a.plan_activity {
+                let (version, activity) = pair(raw, "--plan-activity VERSION:INDEX")?;
+                let plan_version = version
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("expected --plan-activity VERSION:INDEX"))?;
+                Some(Basis::PlanActivity(v1::PlanActivityRef {
+                    plan_version,
+                    activity,
+                }))
+            } else if let Some(raw) = &a.meeting_action {
+                let (meeting_id, action) = pair(raw, "--meeting-action UUID:N")?;
+                Some(Basis::MeetingAction(v1::MeetingActionRef {
+                    meeting_id,
+                    action,
+                }))
+            } else if let Some(e) = a.handover_episode {
+                Some(Basis::HandoverEpisodeId(e.to_string()))
+            } else {
+                a.cohort.map(|c| Basis::CohortId(c.to_string()))
+            };
+            Rpc::CreateTask(v1::CreateTaskRequest {
+                context,
+                person_id: a.person.person_id.to_string(),
+                task: Some(v1::Task {
+                    description: a.description,
+                    owner: Some(a.owner),
+                    due: a.due.to_string(),
+                    priority: a.priority.to_i32(),
+                    basis: basis.map(|b| v1::TaskBasis { basis: Some(b) }),
+                }),
+            })
+        }
+        Command::TaskStatus(a) => Rpc::ChangeTaskStatus(v1::ChangeTaskStatusRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            task_id: a.task_id.to_string(),
+            status: a.status.to_i32(),
+            reason: a.reason.unwrap_or_default(),
+        }),
+        Command::ReassignTask(a) => Rpc::ReassignTask(v1::ReassignTaskRequest {
+            context,
+            person_id: a.person.person_id.to_string(),
+            task_id: a.task_id.to_string(),
+            owner: Some(a.owner),
+            reason: a.reason,
+        }),
         Command::EndFlag(a) => Rpc::EndRiskFlag(v1::EndRiskFlagRequest {
             context,
             person_id: a.person.person_id.to_string(),

@@ -56,6 +56,9 @@ rpcs! {
     replace_assessor(ReplaceAssessorRequest);
     raise_risk_flag(RaiseRiskFlagRequest);
     end_risk_flag(EndRiskFlagRequest);
+    create_task(CreateTaskRequest);
+    change_task_status(ChangeTaskStatusRequest);
+    reassign_task(ReassignTaskRequest);
     agree_care_plan(AgreeCarePlanRequest);
     revise_care_plan(ReviseCarePlanRequest);
     add_care_team_member(AddCareTeamMemberRequest);

@@ -13,6 +13,7 @@ use crate::aggregates::{
     organisation::{Organisation, OrganisationCommand},
     person::{Person, PersonCommand},
     referral::{Referral, ReferralCommand},
+    task::{Task, TaskCommand},
 };
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, Event, ReplayError};
 
@@ -67,6 +68,11 @@ pub enum Command {
         person_id: Uuid,
         flag_id: Uuid,
         command: FlagCommand,
+    },
+    Task {
+        person_id: Uuid,
+        task_id: Uuid,
+        command: TaskCommand,
     },
     Organisation {
         organisation_id: Uuid,
@@ -216,6 +222,20 @@ impl Command {
                 *flag_id,
                 *person_id,
                 if matches!(command, FlagCommand::Raise { .. }) {
+                    MustNotExist
+                } else {
+                    MustExist
+                },
+            ),
+            Command::Task {
+                person_id,
+                task_id,
+                command,
+            } => (
+                AggregateKind::Task,
+                *task_id,
+                *person_id,
+                if matches!(command, TaskCommand::Create { .. }) {
                     MustNotExist
                 } else {
                     MustExist
@@ -391,6 +411,16 @@ pub fn decide(
             ctx,
             Event::Flag,
         ),
+        Command::Task { command, .. } => run::<Task>(
+            state,
+            |s| match s {
+                S::Task(a) => Some(a),
+                _ => None,
+            },
+            command,
+            ctx,
+            Event::Task,
+        ),
         Command::Organisation { command, .. } => run::<Organisation>(
             state,
             |s| match s {
@@ -431,6 +461,7 @@ pub fn evolve(state: Option<AggregateState>, event: &Event) -> Result<AggregateS
         Event::Meeting(e) => fold!(Meeting, Meeting, e),
         Event::Feedback(e) => fold!(Feedback, Feedback, e),
         Event::Flag(e) => fold!(Flag, Flag, e),
+        Event::Task(e) => fold!(Task, Task, e),
         Event::Organisation(e) => fold!(Organisation, Organisation, e),
     }
 }

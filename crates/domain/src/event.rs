@@ -6,7 +6,7 @@ use crate::aggregates::{
     assessment::AssessmentEvent, care_plan::CarePlanEvent, care_team::CareTeamEvent,
     consent::ConsentEvent, discharge::DischargeEvent, feedback::FeedbackEvent, flag::FlagEvent,
     meeting::MeetingEvent, organisation::OrganisationEvent, person::PersonEvent,
-    referral::ReferralEvent,
+    referral::ReferralEvent, task::TaskEvent,
 };
 use crate::values::Code;
 
@@ -23,11 +23,12 @@ pub enum Event {
     Meeting(MeetingEvent),
     Feedback(FeedbackEvent),
     Flag(FlagEvent),
+    Task(TaskEvent),
     Organisation(OrganisationEvent),
 }
 
 /// Every event type name, as [`Event::name`] gives them.
-pub const EVENT_TYPES: [&str; 54] = [
+pub const EVENT_TYPES: [&str; 57] = [
     "person_registered",
     "person_details_corrected",
     "emergency_access_asserted",
@@ -52,6 +53,9 @@ pub const EVENT_TYPES: [&str; 54] = [
     "assessor_replaced",
     "risk_flag_raised",
     "risk_flag_ended",
+    "task_created",
+    "task_status_changed",
+    "task_reassigned",
     "care_plan_agreed",
     "care_plan_revised",
     "care_team_member_added",
@@ -98,6 +102,7 @@ impl Event {
             Event::Meeting(e) => e.name(),
             Event::Feedback(e) => e.name(),
             Event::Flag(e) => e.name(),
+            Event::Task(e) => e.name(),
             Event::Organisation(e) => e.name(),
         }
     }
@@ -114,6 +119,7 @@ impl Event {
             Event::Meeting(_) => AggregateKind::Meeting,
             Event::Feedback(_) => AggregateKind::Feedback,
             Event::Flag(_) => AggregateKind::Flag,
+            Event::Task(_) => AggregateKind::Task,
             Event::Organisation(_) => AggregateKind::Organisation,
         }
     }

@@ -14,7 +14,7 @@ pub mod values;
 
 pub use aggregates::{
     AggregateState, assessment, care_plan, care_team, consent, discharge, feedback, flag, meeting,
-    organisation, person, referral,
+    organisation, person, referral, task,
 };
 pub use command::{Command, Existence, Target, decide, evolve};
 pub use error::{DomainError, ReplayError};
@@ -44,12 +44,14 @@ pub enum AggregateKind {
     Feedback,
     /// A risk flag or condition.
     Flag,
+    /// A task about a person, owned by an organisation.
+    Task,
     /// A partner organisation: registry facts, belonging to no person.
     Organisation,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 11] = [
+    pub const ALL: [AggregateKind; 12] = [
         AggregateKind::Person,
         AggregateKind::Referral,
         AggregateKind::Assessment,
@@ -60,6 +62,7 @@ impl AggregateKind {
         AggregateKind::Meeting,
         AggregateKind::Feedback,
         AggregateKind::Flag,
+        AggregateKind::Task,
         AggregateKind::Organisation,
     ];
 
@@ -76,6 +79,7 @@ impl AggregateKind {
             AggregateKind::Meeting => "meeting",
             AggregateKind::Feedback => "feedback",
             AggregateKind::Flag => "flag",
+            AggregateKind::Task => "task",
             AggregateKind::Organisation => "organisation",
         }
     }

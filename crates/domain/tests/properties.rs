@@ -39,6 +39,7 @@ use carewoven_domain::person::{
 use carewoven_domain::referral::{
     NewReferral, Priority, Referral, ReferralCommand, ReferralStatus,
 };
+use carewoven_domain::task::{Task, TaskBasis, TaskCommand, TaskContent, TaskStatus};
 use carewoven_domain::values::{CLOCK_SKEW_SECS, Code};
 use carewoven_domain::{
     Aggregate, AggregateKind, AggregateState, Command, DecideContext, DomainError, Event,
@@ -959,6 +960,71 @@ fn check_meeting(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Task
+// ---------------------------------------------------------------------------------------------
+
+fn task_status() -> impl Strategy<Value = TaskStatus> {
+    proptest::sample::select(TaskStatus::ALL.to_vec())
+}
+
+fn task_create() -> impl Strategy<Value = TaskCommand> {
+    (0usize..3, future_date(), priority()).prop_map(|(owner, due, priority)| TaskCommand::Create {
+        task: TaskContent {
+            description: long("telephone outreach"),
+            owner: MemberRef {
+                organisation: org(owner),
+                practitioner: None,
+            },
+            due,
+            priority,
+            basis: TaskBasis::Standalone,
+        },
+    })
+}
+
+fn task_command() -> impl Strategy<Value = TaskCommand> {
+    prop_oneof![
+        1 => task_create(),
+        5 => (task_status(), any::<bool>()).prop_map(|(status, reason)| TaskCommand::ChangeStatus {
+            status,
+            reason: reason.then(|| long("because")),
+        }),
+        1 => (0usize..3).prop_map(|owner| TaskCommand::Reassign {
+            owner: MemberRef {
+                organisation: org(owner),
+                practitioner: None,
+            },
+            reason: long("capacity"),
+        }),
+    ]
+}
+
+fn check_task(
+    prev: Option<&Task>,
+    command: &TaskCommand,
+    result: &Decision<Task>,
+    next: Option<&Task>,
+) -> Result<(), TestCaseError> {
+    let (Some(prev), Some(next)) = (prev, next) else {
+        return Ok(());
+    };
+    // Nothing changes once final; every accepted change follows the life cycle and a change
+    // to on hold, cancelled or failed said why.
+    if prev.status.is_final() {
+        prop_assert!(result.is_err());
+        prop_assert_eq!(prev, next);
+    }
+    if result.is_ok()
+        && let TaskCommand::ChangeStatus { status, reason } = command
+    {
+        prop_assert!(prev.status.may_become(*status));
+        prop_assert!(!status.needs_reason() || reason.is_some());
+    }
+    prop_assert_eq!(&prev.requester, &next.requester);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Person and feedback
 // ---------------------------------------------------------------------------------------------
 
@@ -1131,6 +1197,11 @@ proptest! {
     #[test]
     fn consent_sequences(commands in sequence(consent_record(), consent_command(), 8)) {
         drive::<Consent, _>(&commands, same, &ctx(), check_consent)?;
+    }
+
+    #[test]
+    fn task_sequences(commands in sequence(task_create(), task_command(), 16)) {
+        drive::<Task, _>(&commands, same, &ctx(), check_task)?;
     }
 
     #[test]
@@ -1319,6 +1390,7 @@ fn per_aggregate_decide(
         Command::Meeting { command, .. } => via!(Meeting, Meeting, command),
         Command::Feedback { command, .. } => via!(Feedback, Feedback, command),
         Command::Flag { command, .. } => via!(Flag, carewoven_domain::flag::Flag, command),
+        Command::Task { command, .. } => via!(Task, carewoven_domain::task::Task, command),
         Command::Organisation { command, .. } => via!(
             Organisation,
             carewoven_domain::organisation::Organisation,

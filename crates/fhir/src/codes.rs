@@ -223,6 +223,7 @@ pub fn data_class(raw: i32) -> Value {
         C::Meetings => "meetings",
         C::Feedback => "feedback",
         C::RiskFlags => "risk-flags",
+        C::Tasks => "tasks",
     };
     json!({ "system": system("data-class"), "code": code })
 }

@@ -40,6 +40,7 @@ use carewoven_domain::organisation::{
 };
 use carewoven_domain::person::{PersonCommand, PersonEvent};
 use carewoven_domain::referral::{ReferralCommand, ReferralEvent};
+use carewoven_domain::task::{TaskCommand, TaskStatus};
 use carewoven_domain::values::uk_date;
 use carewoven_domain::values::{Code, NhsNumber};
 use carewoven_domain::{AggregateKind, AggregateState, Command, DomainError, Event, RecordedEvent};
@@ -146,6 +147,7 @@ pub fn data_class(event: &Event) -> Option<DataClass> {
         Event::Meeting(_) => DataClass::Meetings,
         Event::Feedback(_) => DataClass::Feedback,
         Event::Flag(_) => DataClass::RiskFlags,
+        Event::Task(_) => DataClass::Tasks,
         Event::Consent(_) | Event::Organisation(_) => return None,
     })
 }
@@ -417,7 +419,7 @@ impl ReadScope {
 }
 
 /// Every data class, in a fixed order.
-pub const ALL_DATA_CLASSES: [DataClass; 10] = [
+pub const ALL_DATA_CLASSES: [DataClass; 11] = [
     DataClass::Demographics,
     DataClass::Contact,
     DataClass::Referrals,
@@ -428,6 +430,7 @@ pub const ALL_DATA_CLASSES: [DataClass; 10] = [
     DataClass::Meetings,
     DataClass::Feedback,
     DataClass::RiskFlags,
+    DataClass::Tasks,
 ];
 
 /// The governance state folded from the log.
@@ -1148,6 +1151,16 @@ impl Governance {
                 }
             }
             Command::Feedback { .. } | Command::Flag { .. } => {}
+            Command::Task { command, .. } => match command {
+                TaskCommand::Create { task } => org(
+                    "task.owner.organisation".to_owned(),
+                    &task.owner.organisation,
+                )?,
+                TaskCommand::Reassign { owner, .. } => {
+                    org("owner.organisation".to_owned(), &owner.organisation)?
+                }
+                TaskCommand::ChangeStatus { .. } => {}
+            },
             Command::Organisation { command, .. } => {
                 let (field, services): (&str, Vec<&Code>) = match command {
                     OrganisationCommand::Register { code, services, .. } => {
@@ -1473,6 +1486,64 @@ impl Governance {
                 }
             }
             Command::Meeting { .. } | Command::Feedback { .. } | Command::Flag { .. } => related(),
+            Command::Task { command, .. } => {
+                related()?;
+                // The owner must be able to act on the person: a task is never a way to
+                // hand an organisation a record it has no ground for.
+                let owner_related = |field: &str, owner: &Code| {
+                    if self.related(person, owner, now) && !self.objects_to(person, owner, now) {
+                        Ok(())
+                    } else {
+                        Err(Denial::new(
+                            "OWNER_HAS_NO_RELATIONSHIP",
+                            format!(
+                                "{owner} has no legitimate relationship with this person, so cannot own a task about them ({field})"
+                            ),
+                        ))
+                    }
+                };
+                let task = match state {
+                    Some(AggregateState::Task(t)) => t,
+                    _ => {
+                        return match command {
+                            TaskCommand::Create { task } => {
+                                owner_related("task.owner.organisation", &task.owner.organisation)
+                            }
+                            // The task does not exist: `decide` names it.
+                            _ => Ok(()),
+                        };
+                    }
+                };
+                let is_owner = &task.task.owner.organisation == org;
+                let is_requester = &task.requester == org;
+                match command {
+                    TaskCommand::Create { .. } => Ok(()),
+                    TaskCommand::ChangeStatus { status, .. } => {
+                        if is_owner || (is_requester && *status == TaskStatus::Cancelled) {
+                            Ok(())
+                        } else {
+                            Err(Denial::new(
+                                "NOT_THE_TASK_OWNER",
+                                format!(
+                                    "only the task's owner may change its status (the organisation that asked for it may cancel it); {org} is neither"
+                                ),
+                            ))
+                        }
+                    }
+                    TaskCommand::Reassign { owner, .. } => {
+                        if is_owner || is_requester {
+                            owner_related("owner.organisation", &owner.organisation)
+                        } else {
+                            Err(Denial::new(
+                                "NOT_THE_TASK_OWNER",
+                                format!(
+                                    "only the task's owner or the organisation that asked for it may reassign it; {org} is neither"
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
             Command::Discharge { command, .. } => {
                 let (site, episode) = match (command, state) {
                     (DischargeCommand::Admit { site, .. }, _) => (site, None),

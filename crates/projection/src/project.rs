@@ -20,6 +20,7 @@ use carewoven_domain::flag::FlagEvent;
 use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::{ReferralEvent, ReferralStatus};
+use carewoven_domain::task::{TaskEvent, TaskStatus};
 use carewoven_domain::values::uk_date;
 use carewoven_domain::{Event, EventMeta, RecordedEvent};
 use carewoven_proto::convert::timestamp;
@@ -29,7 +30,7 @@ use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
-use crate::tables::{self, BOARD, CASELOAD, INBOX, INBOX_CLOSED, RECORDS};
+use crate::tables::{self, BOARD, CASELOAD, INBOX, INBOX_CLOSED, RECORDS, WORKLIST};
 
 /// A change to the discharge board caused by one event, for the live watch stream.
 // Not boxed: the service hands the entry straight to the watch stream, and the enum is the
@@ -95,6 +96,8 @@ pub fn apply(
     }
     let mut record = load_record(txn, meta.person_id)?;
     record.person_id = meta.person_id.to_string();
+    // Worklists follow from the record: what it put on them before and after the event.
+    let listed_before = affects_worklists(&event.event).then(|| crate::worklist::items(&record));
     let mut changes = Vec::new();
     match &event.event {
         Event::Person(e) => person(&mut record, meta, e),
@@ -123,6 +126,10 @@ pub fn apply(
         Event::Meeting(e) => meeting(&mut record, meta, e),
         Event::Feedback(e) => feedback(&mut record, meta, e),
         Event::Flag(e) => flag(&mut record, meta, e),
+        Event::Task(e) => task(&mut record, meta, e),
+    }
+    if let Some(before) = listed_before {
+        sync_worklists(txn, before, crate::worklist::items(&record))?;
     }
     save_record(txn, meta.person_id, &record)?;
     Ok(changes)
@@ -714,6 +721,108 @@ fn flag(record: &mut v1::CareRecord, meta: &EventMeta, e: &FlagEvent) {
             view.ended_by = meta.organisation.as_str().to_owned();
         }
     }
+}
+
+fn task_status(s: TaskStatus) -> i32 {
+    use v1::TaskStatus as W;
+    match s {
+        TaskStatus::Requested => W::Requested,
+        TaskStatus::Accepted => W::Accepted,
+        TaskStatus::InProgress => W::InProgress,
+        TaskStatus::OnHold => W::OnHold,
+        TaskStatus::Completed => W::Completed,
+        TaskStatus::Cancelled => W::Cancelled,
+        TaskStatus::Failed => W::Failed,
+    }
+    .into()
+}
+
+fn task(record: &mut v1::CareRecord, meta: &EventMeta, e: &TaskEvent) {
+    let id = meta.aggregate_id.to_string();
+    let at = timestamp(meta.recorded_at);
+    let view = entry(
+        &mut record.tasks,
+        |t| t.task_id == id,
+        || v1::TaskView {
+            task_id: id.clone(),
+            ..Default::default()
+        },
+    );
+    let step = |status: TaskStatus, reason: String| v1::TaskStatusStep {
+        status: task_status(status),
+        reason,
+        organisation: meta.organisation.as_str().to_owned(),
+        user: meta.user.as_str().to_owned(),
+        at: Some(at),
+    };
+    match e {
+        TaskEvent::Created { task, requester } => {
+            view.task = Some(task.into());
+            view.status = task_status(TaskStatus::Requested);
+            view.requester = requester.as_str().to_owned();
+            view.user = meta.user.as_str().to_owned();
+            view.created_at = Some(at);
+            view.history
+                .push(step(TaskStatus::Requested, String::new()));
+        }
+        TaskEvent::StatusChanged { status, reason } => {
+            view.status = task_status(*status);
+            view.history.push(step(
+                *status,
+                reason
+                    .as_ref()
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default(),
+            ));
+            if status.is_final() {
+                view.ended_at = Some(at);
+            }
+        }
+        TaskEvent::Reassigned { owner, reason } => {
+            let to: v1::MemberRef = owner.into();
+            let task = view.task.get_or_insert_with(Default::default);
+            view.reassignments.push(v1::TaskReassignment {
+                from: task.owner.replace(to.clone()),
+                to: Some(to),
+                reason: reason.as_str().to_owned(),
+                organisation: meta.organisation.as_str().to_owned(),
+                at: Some(at),
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worklists
+
+/// Events that can change what a record puts on a worklist.
+fn affects_worklists(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Task(_) | Event::CarePlan(_) | Event::CareTeam(_) | Event::Assessment(_)
+    )
+}
+
+/// Take off the worklists what the record no longer puts there, and put on what it now does
+/// (an item whose content changed is written again under its key).
+fn sync_worklists(
+    txn: &WriteTransaction,
+    before: crate::worklist::Items,
+    after: crate::worklist::Items,
+) -> Result<(), ProjectError> {
+    if before == after {
+        return Ok(());
+    }
+    let mut table = txn.open_table(WORKLIST)?;
+    for key in before.keys().filter(|k| !after.contains_key(*k)) {
+        table.remove((key.0.as_str(), key.1.as_str(), key.2))?;
+    }
+    for (key, value) in &after {
+        if before.get(key) != Some(value) {
+            table.insert((key.0.as_str(), key.1.as_str(), key.2), value.as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

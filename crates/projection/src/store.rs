@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::tables::{
     BOARD, CASELOAD, FORMAT, FORMAT_VERSION, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, SKIPPED,
+    WORKLIST,
 };
 
 /// Open (or create) a views file and check it is ours, in the format this build writes. A
@@ -40,6 +41,7 @@ pub fn open(path: &Path) -> Result<Database> {
             write.open_table(CASELOAD)?;
             write.open_table(INBOX)?;
             write.open_table(INBOX_CLOSED)?;
+            write.open_table(WORKLIST)?;
         }
         write.commit()?;
         return Ok(db);
@@ -111,6 +113,18 @@ pub fn digest(db: &Database) -> Result<String> {
             h.update((v.value().len() as u64).to_le_bytes());
             h.update(v.value());
         }
+    }
+    h.update(WORKLIST.name().as_bytes());
+    for entry in read.open_table(WORKLIST)?.iter()? {
+        let (k, v) = entry?;
+        let (list, sort, item) = k.value();
+        h.update(list.as_bytes());
+        h.update([0]);
+        h.update(sort.as_bytes());
+        h.update([0]);
+        h.update(item.to_le_bytes());
+        h.update((v.value().len() as u64).to_le_bytes());
+        h.update(v.value());
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -22,6 +22,11 @@ pub const INBOX: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("re
 pub const INBOX_CLOSED: TableDefinition<(&str, u128), &[u8]> =
     TableDefinition::new("referral_inbox_closed");
 
+/// (list, sort key, item) -> `v1::WorklistItem`: each organisation's worklists
+/// (`crate::worklist`), derived from the records: list `<kind>:<org>`, sort key the due day
+/// (`YYYY-MM-DD`, then for tasks the priority rank), item the task, assessment or person id.
+pub const WORKLIST: TableDefinition<(&str, &str, u128), &[u8]> = TableDefinition::new("worklist");
+
 pub const POSITION: &str = "position";
 pub const FORMAT: &str = "format";
 pub const SKIPPED: &str = "skipped";
@@ -31,7 +36,8 @@ pub const SKIPPED: &str = "skipped";
 /// correction reasons and previous values); the board runs to the home assessment; ended
 /// referrals stay in `INBOX_CLOSED`.
 /// 5: records carry risk flags and assessor replacements.
-pub const FORMAT_VERSION: u64 = 5;
+/// 6: records carry tasks; organisations' worklists (`WORKLIST`).
+pub const FORMAT_VERSION: u64 = 6;
 
 /// Caseload owner key for a coordinator.
 pub fn coordinator_key(organisation: &str, practitioner: &str) -> String {

@@ -70,7 +70,7 @@ fn governance_ctx(what: &str) -> Option<v1::CommandContext> {
 
 /// Every data class: a partner that may receive everything.
 pub fn all_data_classes() -> Vec<i32> {
-    (1..=10).collect()
+    (1..=11).collect()
 }
 
 /// Register `code` with its `services` and a data-sharing agreement for direct care

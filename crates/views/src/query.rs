@@ -31,7 +31,7 @@ use crate::paging::PageTokens;
 use crate::project::BoardChange;
 use crate::state::Views;
 use crate::tables::{
-    BOARD, CASELOAD, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, coordinator_key,
+    BOARD, CASELOAD, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, WORKLIST, coordinator_key,
     organisation_key,
 };
 
@@ -289,6 +289,9 @@ fn minimum_necessary(record: &mut v1::CareRecord, scope: &carewoven_governance::
     }
     if !scope.allows(C::RiskFlags) {
         record.risk_flags.clear();
+    }
+    if !scope.allows(C::Tasks) {
+        record.tasks.clear();
     }
     record.withheld_classes = scope
         .withheld
@@ -989,6 +992,156 @@ impl QueryService for Queries {
                 "no registered person has that NHS number and date of birth",
             )),
         }
+    }
+
+    async fn list_worklist(
+        &self,
+        request: Request<v1::ListWorklistRequest>,
+    ) -> Result<Response<v1::WorklistPage>, Status> {
+        use carewoven_domain::consent::DataClass;
+        use carewoven_projection::worklist;
+        const RPC: &str = "ListWorklist";
+        let until = answer_by(&request);
+        let who = self.guard.identify(request.metadata(), RPC).await?;
+        let r = request.get_ref();
+        let kind = v1::WorklistKind::try_from(r.kind)
+            .map_err(|_| invalid("kind", &format!("unknown value {}", r.kind)))?;
+        let Some(kind_name) = worklist::kind_name(kind) else {
+            return Err(invalid(
+                "kind",
+                "is required: TASKS, REVIEWS_DUE, NO_COORDINATOR or AWAITING_CONTRIBUTION",
+            ));
+        };
+        let org = if r.organisation.is_empty() {
+            who.organisation.as_str().to_owned()
+        } else {
+            code("organisation", &r.organisation)?
+        };
+        let day = |field: &str, raw: &str| -> Result<Option<NaiveDate>, Status> {
+            if raw.is_empty() {
+                Ok(None)
+            } else {
+                parse_date(raw)
+                    .filter(|d| d.format("%Y-%m-%d").to_string() == raw)
+                    .map(Some)
+                    .ok_or_else(|| invalid(field, "must be a date as YYYY-MM-DD"))
+            }
+        };
+        let from = day("due_from", &r.due_from)?;
+        let to = day("due_to", &r.due_to)?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(invalid("due_to", "is before due_from"));
+        }
+        if kind == v1::WorklistKind::NoCoordinator && r.overdue {
+            return Err(invalid(
+                "overdue",
+                "does not apply to NO_COORDINATOR (nothing there is due)",
+            ));
+        }
+        let practitioner = if r.practitioner.is_empty() {
+            None
+        } else if kind != v1::WorklistKind::Tasks {
+            return Err(invalid("practitioner", "applies to TASKS only"));
+        } else {
+            Some(code("practitioner", &r.practitioner)?)
+        };
+        let size = page_size(r.page_size)?;
+        if org != who.organisation.as_str() {
+            let denial = Denial::new(
+                "NOT_OWN_WORKLIST",
+                format!(
+                    "{} may only read its own organisation's worklists (organisation)",
+                    who.organisation
+                ),
+            );
+            return Err(self.guard.refuse(&who, None, RPC, &denial).await);
+        }
+        let filters = format!(
+            "worklist|{org}|{kind_name}|{}|{}|{}|{}",
+            r.due_from,
+            r.due_to,
+            r.overdue,
+            practitioner.as_deref().unwrap_or("")
+        );
+        let after = self.tokens.read(&r.page_token, &filters)?;
+        self.reach(until, r.min_log_position).await?;
+        let (read, position) = self.consistent_read(until).await?;
+        // What the list shows belongs to this data class: the caller's agreement must cover
+        // it (minimum necessary), besides a ground and no objection.
+        let class = match kind {
+            v1::WorklistKind::Tasks => DataClass::Tasks,
+            v1::WorklistKind::ReviewsDue => DataClass::CarePlan,
+            v1::WorklistKind::NoCoordinator => DataClass::CareTeam,
+            _ => DataClass::Assessments,
+        };
+        let now = Utc::now();
+        let today = uk_date(now).format("%Y-%m-%d").to_string();
+        let list = worklist::list(kind_name, &org);
+        let low = from
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        // Sort keys are ASCII and start with the day: everything of day `to` sorts below
+        // `to` followed by DEL.
+        let high = to.map_or_else(
+            || "\u{7f}".to_owned(),
+            |d| format!("{}\u{7f}", d.format("%Y-%m-%d")),
+        );
+        let table = read.open_table(WORKLIST).map_err(storage)?;
+        let mut readable: HashMap<Uuid, bool> = HashMap::new();
+        let mut items: Vec<v1::WorklistItem> = Vec::new();
+        for entry in table
+            .range((list.as_str(), low.as_str(), 0u128)..=(list.as_str(), high.as_str(), u128::MAX))
+            .map_err(storage)?
+        {
+            let (_, value) = entry.map_err(storage)?;
+            let mut item: v1::WorklistItem = decode(value.value())?;
+            item.overdue = kind != v1::WorklistKind::NoCoordinator && item.due < today;
+            if r.overdue && !item.overdue {
+                continue;
+            }
+            if practitioner
+                .as_deref()
+                .is_some_and(|p| p != item.practitioner)
+            {
+                continue;
+            }
+            let Ok(person) = item.person_id.parse::<Uuid>() else {
+                continue;
+            };
+            let shown = *readable.entry(person).or_insert_with(|| {
+                self.guard.access().with(|g| {
+                    g.read_scope(&who, person, now)
+                        .is_ok_and(|scope| scope.allows(class))
+                })
+            });
+            if shown {
+                items.push(item);
+            }
+        }
+        let skip = after.map_or(0, |a| a as usize);
+        let page: Vec<v1::WorklistItem> = items.iter().skip(skip).take(size).cloned().collect();
+        let next = if skip + page.len() < items.len() {
+            self.tokens.issue((skip + page.len()) as u128, &filters)
+        } else {
+            String::new()
+        };
+        drop(table);
+        drop(read);
+        // Each person on the page is a read of their record: audited before the answer.
+        let persons: Vec<Uuid> = page
+            .iter()
+            .filter_map(|i| i.person_id.parse().ok())
+            .collect();
+        self.guard
+            .audit_reads(&who, &distinct(persons), RPC, position)
+            .await?;
+        Ok(Response::new(v1::WorklistPage {
+            items: page,
+            next_page_token: next,
+            log_position: position,
+        }))
     }
 
     async fn get_referral_receipt(

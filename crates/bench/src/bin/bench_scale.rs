@@ -704,7 +704,7 @@ impl Bench {
                     agreement: Some(v1::SharingAgreement {
                         reference: format!("{code}-DSA"),
                         purposes: vec![v1::Purpose::DirectCare as i32],
-                        data_classes: (1..=10).collect(),
+                        data_classes: (1..=11).collect(),
                         valid_from: valid_from.to_string(),
                         expires_on: expires.to_string(),
                     }),

@@ -30,6 +30,7 @@ named!(
     BoardEntry,
     BoardUpdate,
     InboxEntry,
+    WorklistItem,
     FeedItem,
     RecordAccessEntry,
     ViewsStatus,

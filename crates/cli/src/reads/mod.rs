@@ -18,6 +18,7 @@ mod record;
 mod show;
 mod status;
 mod who_accessed;
+mod worklist;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -171,6 +172,7 @@ pub async fn run(global: Global, read: Read, timeout: Duration) -> ExitCode {
         Read::Board(a) => board::run(&reader, a).await,
         Read::Inbox(a) => inbox::run(&reader, a).await,
         Read::Caseload(a) => caseload::run(&reader, a).await,
+        Read::Worklist(a) => worklist::run(&reader, a).await,
         Read::Feed(a) => feed::run(&reader, a).await,
         Read::WhoAccessed(a) => who_accessed::run(&reader, a).await,
         Read::FindPerson(a) => find_person::run(&reader, a).await,

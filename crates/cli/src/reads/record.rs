@@ -80,6 +80,8 @@ pub fn render(record: &v1::CareRecord) -> String {
     section(&mut out, "Consents and objections", consents(record));
     section(&mut out, "Discharge episodes", episodes(record));
     section(&mut out, "Meetings", meetings(record));
+    section(&mut out, "Risk flags", risk_flags(record));
+    section(&mut out, "Tasks", tasks(record));
     section(&mut out, "Feedback", feedback(record));
     section(&mut out, "Proxies", proxies(record));
     section(&mut out, "Emergency access", emergency(record));
@@ -368,6 +370,77 @@ fn meetings(record: &v1::CareRecord) -> Option<Table> {
             meeting.attendees.join(", "),
             meeting.decisions.join("\n"),
             actions.join("\n"),
+        ]
+    })
+}
+
+fn risk_flags(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
+        "Flag",
+        "Score",
+        "From",
+        "Until",
+        "Raised by",
+        "Note / end reason",
+    ];
+    rows(&headers, &record.risk_flags, |f| {
+        let flag = f.flag.clone().unwrap_or_default();
+        let code = match v1::RiskFlagCode::try_from(flag.code) {
+            Ok(v1::RiskFlagCode::Unspecified) | Err(_) => String::new(),
+            Ok(c) => show::label(c.as_str_name(), "RISK_FLAG_CODE_"),
+        };
+        let score = if flag.frailty_score == 0 {
+            String::new()
+        } else {
+            format!("CFS {}", flag.frailty_score)
+        };
+        let note = if f.end.is_empty() {
+            flag.note
+        } else {
+            f.end_reason.clone()
+        };
+        vec![
+            code,
+            score,
+            flag.start,
+            f.end.clone(),
+            f.organisation.clone(),
+            note,
+        ]
+    })
+}
+
+fn tasks(record: &v1::CareRecord) -> Option<Table> {
+    let headers = [
+        "Task",
+        "Due",
+        "Priority",
+        "Status",
+        "Owner",
+        "Asked by",
+        "Description",
+        "Last change",
+    ];
+    rows(&headers, &record.tasks, |t| {
+        let task = t.task.clone().unwrap_or_default();
+        let status = match v1::TaskStatus::try_from(t.status) {
+            Ok(v1::TaskStatus::Unspecified) | Err(_) => String::new(),
+            Ok(s) => show::label(s.as_str_name(), "TASK_STATUS_"),
+        };
+        let last = t
+            .history
+            .last()
+            .map(|h| show::happened(&status, &h.organisation, h.at.as_ref(), &h.reason))
+            .unwrap_or_default();
+        vec![
+            t.task_id.clone(),
+            task.due,
+            show::priority(task.priority),
+            status,
+            show::member(task.owner.as_ref()),
+            t.requester.clone(),
+            task.description,
+            last,
         ]
     })
 }

@@ -34,6 +34,8 @@ pub enum DataClass {
     Feedback,
     /// Risk flags and conditions (frailty, falls risk, safeguarding concern, ...).
     RiskFlags,
+    /// Tasks about the person (who is to do what, by when, and how it went).
+    Tasks,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod meeting;
 pub mod organisation;
 pub mod person;
 pub mod referral;
+pub mod task;
 
 use crate::{Aggregate, AggregateKind};
 
@@ -27,6 +28,7 @@ pub enum AggregateState {
     Meeting(meeting::Meeting),
     Feedback(feedback::Feedback),
     Flag(flag::Flag),
+    Task(task::Task),
     Organisation(organisation::Organisation),
 }
 
@@ -43,6 +45,7 @@ impl AggregateState {
             AggregateState::Meeting(_) => meeting::Meeting::KIND,
             AggregateState::Feedback(_) => feedback::Feedback::KIND,
             AggregateState::Flag(_) => flag::Flag::KIND,
+            AggregateState::Task(_) => task::Task::KIND,
             AggregateState::Organisation(_) => organisation::Organisation::KIND,
         }
     }

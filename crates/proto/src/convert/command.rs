@@ -15,6 +15,7 @@ use carewoven_domain::meeting::MeetingCommand;
 use carewoven_domain::organisation::OrganisationCommand;
 use carewoven_domain::person::{PersonCommand, Profile};
 use carewoven_domain::referral::ReferralCommand;
+use carewoven_domain::task::TaskCommand;
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText};
 use carewoven_domain::{Actor, Command, DomainError};
 use chrono::{DateTime, Utc};
@@ -518,6 +519,42 @@ command_request!(v1::EndRiskFlagRequest, |r, _ids| {
     })
 });
 
+// ---------------------------------------------------------------------------------------------
+// Tasks
+
+command_request!(v1::CreateTaskRequest, |r, ids| {
+    let person_id = person_id(&r.person_id)?;
+    let task = req_msg("task", r.task.as_ref())?;
+    Ok(Command::Task {
+        person_id,
+        task_id: ids.new_aggregate_id(AggregateKind::Task, person_id),
+        command: TaskCommand::Create { task },
+    })
+});
+
+command_request!(v1::ChangeTaskStatusRequest, |r, _ids| {
+    Ok(Command::Task {
+        person_id: person_id(&r.person_id)?,
+        task_id: req_uuid("task_id", &r.task_id)?,
+        command: TaskCommand::ChangeStatus {
+            status: req_enum("status", r.status)?,
+            reason: opt("reason", &r.reason, LongText::parse)?,
+        },
+    })
+});
+
+command_request!(v1::ReassignTaskRequest, |r, _ids| {
+    Ok(Command::Task {
+        person_id: person_id(&r.person_id)?,
+        task_id: req_uuid("task_id", &r.task_id)?,
+        command: TaskCommand::Reassign {
+            owner: req_msg("owner", r.owner.as_ref())?,
+            reason: reason(&r.reason)?,
+        },
+    })
+});
+
+// ---------------------------------------------------------------------------------------------
 // Feedback
 
 command_request!(v1::RecordFeedbackRequest, prefix(_r) Some("feedback".to_owned()), |r, ids| {

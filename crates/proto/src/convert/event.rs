@@ -14,6 +14,7 @@ use carewoven_domain::meeting::MeetingEvent;
 use carewoven_domain::organisation::OrganisationEvent;
 use carewoven_domain::person::PersonEvent;
 use carewoven_domain::referral::ReferralEvent;
+use carewoven_domain::task::TaskEvent;
 use carewoven_domain::values::{Code, LongText, ShortText};
 use carewoven_domain::{AggregateKind, DomainError, Event, EventMeta};
 use prost::Message;
@@ -129,6 +130,22 @@ fn event_to_wire(event: &Event) -> W {
             end: end.wire(),
             reason: reason.wire(),
         }),
+        Event::Task(TaskEvent::Created { task, requester }) => W::TaskCreated(v1::TaskCreated {
+            task: Some(task.into()),
+            requester: requester.wire(),
+        }),
+        Event::Task(TaskEvent::StatusChanged { status, reason }) => {
+            W::TaskStatusChanged(v1::TaskStatusChanged {
+                status: status.to_i32(),
+                reason: reason.wire(),
+            })
+        }
+        Event::Task(TaskEvent::Reassigned { owner, reason }) => {
+            W::TaskReassigned(v1::TaskReassigned {
+                owner: Some(owner.into()),
+                reason: reason.wire(),
+            })
+        }
         Event::Feedback(FeedbackEvent::Recorded { feedback }) => {
             W::FeedbackRecorded(v1::FeedbackRecorded {
                 feedback: Some(feedback.into()),
@@ -623,6 +640,18 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
         W::RiskFlagEnded(m) => Event::Flag(FlagEvent::Ended {
             end: req_date("risk_flag_ended.end", &m.end)?,
             reason: long("risk_flag_ended.reason", &m.reason)?,
+        }),
+        W::TaskCreated(m) => Event::Task(TaskEvent::Created {
+            task: req_msg("task_created.task", m.task.as_ref())?,
+            requester: Code::parse("task_created.requester", &m.requester)?,
+        }),
+        W::TaskStatusChanged(m) => Event::Task(TaskEvent::StatusChanged {
+            status: req_enum("task_status_changed.status", m.status)?,
+            reason: opt("task_status_changed.reason", &m.reason, LongText::parse)?,
+        }),
+        W::TaskReassigned(m) => Event::Task(TaskEvent::Reassigned {
+            owner: req_msg("task_reassigned.owner", m.owner.as_ref())?,
+            reason: long("task_reassigned.reason", &m.reason)?,
         }),
         W::FeedbackRecorded(m) => Event::Feedback(FeedbackEvent::Recorded {
             feedback: req_msg("feedback_recorded.feedback", m.feedback.as_ref())?,

@@ -15,6 +15,7 @@ use carewoven_domain::meeting::{MeetingAction, MeetingRecord};
 use carewoven_domain::organisation::{OrganisationProfile, OrganisationType, SharingAgreement};
 use carewoven_domain::person::{Carer, Correction, Profile, ProxyGrant, ProxyScope};
 use carewoven_domain::referral::{NewReferral, Priority};
+use carewoven_domain::task::{TaskBasis, TaskContent, TaskStatus};
 use carewoven_domain::values::{Code, LongText, NhsNumber, ShortText, parse_list};
 
 use super::wire::{
@@ -175,6 +176,17 @@ wire_enum_map!(DataClass => DataClass {
     Meetings = Meetings,
     Feedback = Feedback,
     RiskFlags = RiskFlags,
+    Tasks = Tasks,
+});
+
+wire_enum_map!(TaskStatus => TaskStatus {
+    Requested = Requested,
+    Accepted = Accepted,
+    InProgress = InProgress,
+    OnHold = OnHold,
+    Completed = Completed,
+    Cancelled = Cancelled,
+    Failed = Failed,
 });
 
 wire_enum_map!(RiskFlagCode => RiskFlagCode {
@@ -695,6 +707,89 @@ impl From<&RiskFlag> for v1::RiskFlag {
             frailty_score: r.frailty_score.map_or(0, u32::from),
             start: r.start.wire(),
             note: r.note.wire(),
+        }
+    }
+}
+
+impl FromWire<v1::Task> for TaskContent {
+    fn from_wire(field: &str, w: &v1::Task) -> Result<Self, DomainError> {
+        let f = |name: &str| at(field, name);
+        use v1::task_basis::Basis;
+        let basis = match w.basis.as_ref().and_then(|b| b.basis.as_ref()) {
+            None => TaskBasis::Standalone,
+            Some(Basis::PlanActivity(a)) => TaskBasis::PlanActivity {
+                plan_version: match a.plan_version {
+                    0 => {
+                        return Err(DomainError::invalid(
+                            f("basis.plan_activity.plan_version"),
+                            "is required (plan versions start at 1)",
+                        ));
+                    }
+                    v => v,
+                },
+                activity: a.activity,
+            },
+            Some(Basis::MeetingAction(m)) => TaskBasis::MeetingAction {
+                meeting_id: super::wire::req_uuid(
+                    &f("basis.meeting_action.meeting_id"),
+                    &m.meeting_id,
+                )?,
+                action: match m.action {
+                    0 => {
+                        return Err(DomainError::invalid(
+                            f("basis.meeting_action.action"),
+                            "is required (actions are numbered from 1)",
+                        ));
+                    }
+                    n => n,
+                },
+            },
+            Some(Basis::HandoverEpisodeId(id)) => TaskBasis::Handover {
+                episode_id: super::wire::req_uuid(&f("basis.handover_episode_id"), id)?,
+            },
+            Some(Basis::CohortId(id)) => TaskBasis::Cohort {
+                cohort_id: super::wire::req_uuid(&f("basis.cohort_id"), id)?,
+            },
+        };
+        Ok(TaskContent {
+            description: LongText::parse(&f("description"), &w.description)?,
+            owner: req_msg(&f("owner"), w.owner.as_ref())?,
+            due: req_date(&f("due"), &w.due)?,
+            priority: req_enum(&f("priority"), w.priority)?,
+            basis,
+        })
+    }
+}
+
+impl From<&TaskContent> for v1::Task {
+    fn from(t: &TaskContent) -> Self {
+        use v1::task_basis::Basis;
+        let basis = match &t.basis {
+            TaskBasis::Standalone => None,
+            TaskBasis::PlanActivity {
+                plan_version,
+                activity,
+            } => Some(Basis::PlanActivity(v1::PlanActivityRef {
+                plan_version: *plan_version,
+                activity: *activity,
+            })),
+            TaskBasis::MeetingAction { meeting_id, action } => {
+                Some(Basis::MeetingAction(v1::MeetingActionRef {
+                    meeting_id: meeting_id.to_string(),
+                    action: *action,
+                }))
+            }
+            TaskBasis::Handover { episode_id } => {
+                Some(Basis::HandoverEpisodeId(episode_id.to_string()))
+            }
+            TaskBasis::Cohort { cohort_id } => Some(Basis::CohortId(cohort_id.to_string())),
+        };
+        v1::Task {
+            description: t.description.wire(),
+            owner: Some((&t.owner).into()),
+            due: t.due.wire(),
+            priority: t.priority.to_i32(),
+            basis: basis.map(|basis| v1::TaskBasis { basis: Some(basis) }),
         }
     }
 }

@@ -15,6 +15,7 @@ use carewoven_domain::organisation::{
 };
 use carewoven_domain::person::{Carer, Correction, PersonEvent, Profile, ProxyGrant, ProxyScope};
 use carewoven_domain::referral::{NewReferral, Priority, ReferralEvent};
+use carewoven_domain::task::{TaskBasis, TaskContent, TaskEvent, TaskStatus};
 use carewoven_domain::{Event, EventMeta, SCHEMA_VERSION};
 use prost::Message;
 
@@ -24,7 +25,7 @@ use crate::v1;
 use crate::v1::event_envelope::Event as W;
 
 /// The number of cases in `EventEnvelope.event`.
-const ONEOF_CASES: usize = 54;
+const ONEOF_CASES: usize = 57;
 
 fn meta(event: &Event) -> EventMeta {
     EventMeta {
@@ -444,6 +445,7 @@ fn every_event() -> Vec<Event> {
     all.extend(meeting_events().into_iter().map(Event::Meeting));
     all.extend(feedback_events().into_iter().map(Event::Feedback));
     all.extend(flag_events().into_iter().map(Event::Flag));
+    all.extend(task_events().into_iter().map(Event::Task));
     all.extend(organisation_events().into_iter().map(Event::Organisation));
     all
 }
@@ -463,6 +465,56 @@ fn flag_events() -> Vec<FlagEvent> {
             reason: long("Reassessed"),
         },
     ]
+}
+
+fn task_events() -> Vec<TaskEvent> {
+    let member = |org: &str, practitioner: Option<&str>| MemberRef {
+        organisation: code(org),
+        practitioner: practitioner.map(code),
+    };
+    let task = |basis| TaskContent {
+        description: long("Telephone to check medicines and shopping"),
+        owner: member("LA-1", Some("sw-7")),
+        due: date("2026-03-08"),
+        priority: Priority::Urgent,
+        basis,
+    };
+    let mut events: Vec<TaskEvent> = [
+        TaskBasis::Standalone,
+        TaskBasis::PlanActivity {
+            plan_version: 2,
+            activity: 0,
+        },
+        TaskBasis::MeetingAction {
+            meeting_id: uuid::Uuid::from_u128(77),
+            action: 2,
+        },
+        TaskBasis::Handover {
+            episode_id: uuid::Uuid::from_u128(78),
+        },
+        TaskBasis::Cohort {
+            cohort_id: uuid::Uuid::from_u128(79),
+        },
+    ]
+    .into_iter()
+    .map(|basis| TaskEvent::Created {
+        task: task(basis),
+        requester: code("GP-A"),
+    })
+    .collect();
+    events.push(TaskEvent::StatusChanged {
+        status: TaskStatus::OnHold,
+        reason: Some(long("In hospital")),
+    });
+    events.push(TaskEvent::StatusChanged {
+        status: TaskStatus::Accepted,
+        reason: None,
+    });
+    events.push(TaskEvent::Reassigned {
+        owner: member("VCS-1", None),
+        reason: long("Capacity"),
+    });
+    events
 }
 
 fn organisation_events() -> Vec<OrganisationEvent> {
