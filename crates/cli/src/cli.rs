@@ -1048,9 +1048,9 @@ pub struct Seed {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
     /// The anchor day (default: today, UTC): the history ends at its 00:00 UTC. The same seed
-    /// and anchor day give the same history. Care plans are reviewed 90-180 days after it, so
-    /// a fresh load needs an anchor day within the last 90 days; a re-run any day later only
-    /// repeats (duplicates).
+    /// and anchor day give the same history. Care plans are reviewed 90-180 days after it and
+    /// tasks are due 7-42 days after it, so a fresh load needs an anchor day within the last 7
+    /// days; a re-run any day later only repeats (duplicates).
     #[arg(long, value_parser = parse::date, value_name = "DATE")]
     pub anchor_day: Option<NaiveDate>,
 }

@@ -53,6 +53,8 @@ pub(super) struct Access {
     pub(super) team: Vec<(&'static str, String)>,
     pub(super) referrals: BTreeMap<usize, ReferralLink>,
     pub(super) episodes: BTreeMap<usize, EpisodeLink>,
+    /// Each task's owner.
+    pub(super) tasks: BTreeMap<usize, &'static str>,
 }
 
 impl Access {
@@ -112,7 +114,19 @@ impl Access {
             | Op::WithdrawConsent { .. }
             | Op::RecordMeeting(..)
             | Op::CompleteAction { .. }
+            | Op::RaiseFlag(..)
             | Op::Feedback(_) => self.related(actor),
+            // The owner must be related too: a task never hands anyone a record.
+            Op::CreateTask(_, task) => {
+                self.related(actor)
+                    && task
+                        .owner
+                        .as_ref()
+                        .is_some_and(|o| self.related(&o.organisation))
+            }
+            Op::TaskStatus { task, .. } => {
+                self.tasks.get(task) == Some(&actor) && self.related(actor)
+            }
             Op::Admit { site, .. } => owner(site) == Some(actor),
             Op::Discharge { episode, step } => {
                 self.episodes.get(episode).is_some_and(|e| match step {
@@ -189,6 +203,11 @@ impl Access {
             Op::Admit { episode, site, .. } => {
                 self.episodes.entry(*episode).or_default().manager = owner(site);
             }
+            Op::CreateTask(k, task) => {
+                if let Some(o) = &task.owner {
+                    self.tasks.insert(*k, static_org(&o.organisation));
+                }
+            }
             Op::Discharge { episode, step } => {
                 let e = self.episodes.entry(*episode).or_default();
                 match step {
@@ -244,6 +263,8 @@ pub(super) fn target(op: &Op) -> Target {
             Target::Slot(Slot::Meeting(*m))
         }
         Op::Feedback(_) => Target::Own,
+        Op::RaiseFlag(k, _) => Target::Slot(Slot::Flag(*k)),
+        Op::CreateTask(k, _) | Op::TaskStatus { task: k, .. } => Target::Slot(Slot::Task(*k)),
     }
 }
 

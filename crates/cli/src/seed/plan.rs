@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::enums::{Decision, Purpose, ReferralAction, Role};
+use crate::enums::{Decision, Purpose, ReferralAction, RiskFlag, Role};
 use crate::parse::date_string;
 
 use super::access::{schedule, static_org};
@@ -30,6 +30,8 @@ pub(super) enum Slot {
     Consent(usize),
     Episode(usize),
     Meeting(usize),
+    Flag(usize),
+    Task(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +86,13 @@ pub(super) enum Op {
         note: String,
     },
     Feedback(v1::FeedbackRecord),
+    RaiseFlag(usize, v1::RiskFlag),
+    /// A task for `task.owner` (which must be related when it is sent).
+    CreateTask(usize, v1::Task),
+    TaskStatus {
+        task: usize,
+        status: crate::enums::TaskStatus,
+    },
 }
 
 impl Op {
@@ -94,6 +103,8 @@ impl Op {
             Op::RecordConsent(k, _) => Some(Slot::Consent(*k)),
             Op::Admit { episode, .. } => Some(Slot::Episode(*episode)),
             Op::RecordMeeting(k, _) => Some(Slot::Meeting(*k)),
+            Op::RaiseFlag(k, _) => Some(Slot::Flag(*k)),
+            Op::CreateTask(k, _) => Some(Slot::Task(*k)),
             _ => None,
         }
     }
@@ -210,6 +221,8 @@ pub(super) struct Gen {
     pub(super) consents: usize,
     pub(super) episodes: usize,
     pub(super) meetings: usize,
+    pub(super) flags: usize,
+    pub(super) tasks: usize,
     /// Care-team members needed, with their role and the earliest time each is needed.
     pub(super) team: BTreeMap<(String, String), (Role, DateTime<Utc>)>,
     pub(super) coordinator: Option<(v1::MemberRef, DateTime<Utc>)>,
@@ -321,6 +334,8 @@ pub fn plan_person(cfg: &Config, index: u32) -> PersonPlan {
         consents: 0,
         episodes: 0,
         meetings: 0,
+        flags: 0,
+        tasks: 0,
         team: BTreeMap::new(),
         coordinator: None,
         plan_at: None,
@@ -385,6 +400,41 @@ pub fn plan_person(cfg: &Config, index: u32) -> PersonPlan {
         }),
     );
     g.need_member(gp, "", Role::GeneralPractice, registered + minutes(5));
+
+    // Risk flags the practice knows about: frailty (with its Clinical Frailty Scale score)
+    // for many older people, living alone, falls risk.
+    let flag_at = registered + minutes(g.rng.range(20, 120));
+    let mut flags: Vec<(RiskFlag, u32)> = Vec::new();
+    if old && g.rng.chance(0.45) {
+        flags.push((
+            RiskFlag::Frailty,
+            u32::try_from(g.rng.range(4, 8)).unwrap_or(5),
+        ));
+    }
+    if g.rng.chance(0.25) {
+        flags.push((RiskFlag::LivesAlone, 0));
+    }
+    if old && g.rng.chance(0.2) {
+        flags.push((RiskFlag::FallsRisk, 0));
+    }
+    for (code, score) in flags {
+        let k = g.flags;
+        g.flags += 1;
+        g.push(
+            format!("flag{k}"),
+            gp,
+            flag_at + minutes(i64::try_from(k).unwrap_or(0)),
+            Op::RaiseFlag(
+                k,
+                v1::RiskFlag {
+                    code: code.to_i32(),
+                    frailty_score: score,
+                    start: date_string(&uk_date(flag_at)),
+                    note: String::new(),
+                },
+            ),
+        );
+    }
 
     // Consent for direct care, recorded by the GP practice.
     let consent = g.consents;
@@ -519,7 +569,7 @@ pub(super) fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
         let when = added.get(&(gp.to_owned(), String::new())).copied()?;
         g.rng.chance(0.6).then(|| (member(gp, ""), when))
     });
-    if let Some((who, _)) = coordinator
+    if let Some((who, _)) = &coordinator
         && let Some(when) = added.get(&(who.organisation.clone(), who.practitioner.clone()))
     {
         let org = static_org(&who.organisation);
@@ -527,7 +577,7 @@ pub(super) fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
             "name-coordinator".into(),
             org,
             *when + minutes(5),
-            Op::NameCoordinator(who),
+            Op::NameCoordinator(who.clone()),
         );
     }
     if let Some(when) = g.plan_at {
@@ -556,6 +606,54 @@ pub(super) fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
                 review_date: date_string(&review),
             }),
         );
+    }
+    // The coordinator hands the practice a medication review (the plan's second activity),
+    // due in the weeks after the anchor day; some are done already.
+    if let (Some((who, _)), Some(plan_at)) = (&coordinator, g.plan_at)
+        && g.rng.chance(0.7)
+    {
+        let k = g.tasks;
+        g.tasks += 1;
+        let org = static_org(&who.organisation);
+        let gp = g.gp;
+        let created = plan_at + minutes(30);
+        let due = add_days(uk_date(g.end), g.rng.range(7, 42));
+        let pushed = g.push(
+            format!("task{k}"),
+            org,
+            created,
+            Op::CreateTask(
+                k,
+                v1::Task {
+                    description: "Medication review after the change in care".into(),
+                    owner: Some(member(gp, "")),
+                    due: date_string(&due),
+                    priority: crate::enums::Priority::Routine.to_i32(),
+                    basis: Some(v1::TaskBasis {
+                        basis: Some(v1::task_basis::Basis::PlanActivity(v1::PlanActivityRef {
+                            plan_version: 1,
+                            activity: 1,
+                        })),
+                    }),
+                },
+            ),
+        );
+        if pushed && g.rng.chance(0.5) {
+            let mut t = created;
+            for status in [
+                crate::enums::TaskStatus::Accepted,
+                crate::enums::TaskStatus::Completed,
+            ] {
+                t += hours(g.rng.range(2, 24 * 5));
+                let label = format!("{status:?}").to_lowercase();
+                g.push(
+                    format!("task{k}-{label}"),
+                    gp,
+                    t,
+                    Op::TaskStatus { task: k, status },
+                );
+            }
+        }
     }
     let mut steps = g.steps;
     // Registration first, then every fact in time order (stable: a chain's steps keep their

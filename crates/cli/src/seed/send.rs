@@ -181,6 +181,23 @@ pub(super) fn build(op: &Op, context: Option<v1::CommandContext>, ids: &Ids) -> 
             person_id,
             feedback: Some(feedback),
         }),
+        Op::RaiseFlag(_, flag) => Rpc::RaiseRiskFlag(v1::RaiseRiskFlagRequest {
+            context,
+            person_id,
+            flag: Some(flag),
+        }),
+        Op::CreateTask(_, task) => Rpc::CreateTask(v1::CreateTaskRequest {
+            context,
+            person_id,
+            task: Some(task),
+        }),
+        Op::TaskStatus { task, status } => Rpc::ChangeTaskStatus(v1::ChangeTaskStatusRequest {
+            context,
+            person_id,
+            task_id: ids.get(Slot::Task(task)),
+            status: status.to_i32(),
+            reason: String::new(),
+        }),
     }
 }
 
@@ -445,7 +462,7 @@ pub(super) fn print_summary(summary: &Value, s: &Stats) {
     println!(
         "referrals {} ({} rejected, {} cancelled, {} completed), Care Act assessments {} ({} \
          completed), care plans {}, consents {} ({} objections), meetings {}, feedback {}, \
-         late-recorded commands {}",
+         risk flags {}, tasks {} ({} completed), late-recorded commands {}",
         s.referrals,
         s.referrals_rejected,
         s.referrals_cancelled,
@@ -457,6 +474,9 @@ pub(super) fn print_summary(summary: &Value, s: &Stats) {
         s.objections,
         s.meetings,
         s.feedback,
+        s.risk_flags,
+        s.tasks,
+        s.tasks_completed,
         s.late_recorded,
     );
 }

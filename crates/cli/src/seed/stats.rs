@@ -45,6 +45,9 @@ pub struct Stats {
     pub in_hospital_at_anchor: u64,
     pub meetings: u64,
     pub feedback: u64,
+    pub risk_flags: u64,
+    pub tasks: u64,
+    pub tasks_completed: u64,
 }
 
 impl Stats {
@@ -81,7 +84,10 @@ impl Stats {
             readmissions_30d,
             in_hospital_at_anchor,
             meetings,
-            feedback
+            feedback,
+            risk_flags,
+            tasks,
+            tasks_completed
         );
         for (a, b) in self.pathways.iter_mut().zip(o.pathways) {
             *a += b;
@@ -123,6 +129,9 @@ impl Stats {
             "in_hospital_at_anchor": self.in_hospital_at_anchor,
             "meetings": self.meetings,
             "feedback": self.feedback,
+            "risk_flags": self.risk_flags,
+            "tasks": self.tasks,
+            "tasks_completed": self.tasks_completed,
         })
     }
 }
@@ -205,6 +214,12 @@ impl PersonPlan {
                 }
                 Op::RecordMeeting(..) => s.meetings += 1,
                 Op::Feedback(_) => s.feedback += 1,
+                Op::RaiseFlag(..) => s.risk_flags += 1,
+                Op::CreateTask(..) => s.tasks += 1,
+                Op::TaskStatus {
+                    status: crate::enums::TaskStatus::Completed,
+                    ..
+                } => s.tasks_completed += 1,
                 _ => {}
             }
         }

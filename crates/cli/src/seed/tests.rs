@@ -54,6 +54,8 @@ fn plans_stay_in_the_window_with_unique_steps() {
     assert!(total.late_recorded > 0);
     assert!(total.objections > 0);
     assert!(total.readmissions_30d > 0);
+    assert!(total.risk_flags > 0 && total.tasks > 0 && total.tasks_completed > 0);
+    assert!(total.tasks_completed < total.tasks);
 }
 
 #[test]
