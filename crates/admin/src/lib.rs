@@ -68,7 +68,9 @@ pub struct Connection {
 impl Connection {
     /// Whether the server is one of `deploy/`'s, with accounts (an identity is given).
     pub fn accounts(&self) -> bool {
-        self.nkey_seed.as_deref().is_some_and(|s| !s.trim().is_empty())
+        self.nkey_seed
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
     }
 
     pub async fn connect(&self) -> Result<async_nats::Client> {
@@ -161,7 +163,10 @@ async fn snapshot(
         .with_context(|| format!("there is no stream {stream} on this server"))?;
     let created = info["created"].as_str().unwrap_or_default().to_owned();
 
-    let deliver = format!("{DELIVER_PREFIX}.{stream}.{}", uuid::Uuid::new_v4().simple());
+    let deliver = format!(
+        "{DELIVER_PREFIX}.{stream}.{}",
+        uuid::Uuid::new_v4().simple()
+    );
     let mut chunks = client.subscribe(deliver.clone()).await?;
     client.flush().await?;
     let request = serde_json::json!({
@@ -328,7 +333,11 @@ async fn restore_stream(
     // The server's acknowledgements and its final answer are published in the stream's
     // account on the reply subject: `cw.backup.<stream>.<random>`, which reaches this
     // identity as a snapshot's chunks do.
-    let replies = format!("{DELIVER_PREFIX}.{}.{}", entry.name, uuid::Uuid::new_v4().simple());
+    let replies = format!(
+        "{DELIVER_PREFIX}.{}.{}",
+        entry.name,
+        uuid::Uuid::new_v4().simple()
+    );
     let mut answers = client.subscribe(replies.clone()).await?;
     client.flush().await?;
     let mut next_answer = async |what: &str, wait: Duration| -> Result<async_nats::Message> {
@@ -401,9 +410,12 @@ async fn check_restored(
     client: &async_nats::Client,
     entry: &StreamEntry,
 ) -> Result<(StreamState, String)> {
-    let info = stream_info(client, &entry.name)
-        .await?
-        .with_context(|| format!("stream {} is not on the server after its restore", entry.name))?;
+    let info = stream_info(client, &entry.name).await?.with_context(|| {
+        format!(
+            "stream {} is not on the server after its restore",
+            entry.name
+        )
+    })?;
     let state = StreamState::from_json(&info["state"])?;
     let mut differences = entry.state.differences(&state);
     for (key, expected) in entry.config.as_object().into_iter().flatten() {
@@ -424,7 +436,10 @@ async fn check_restored(
             differences.join("; ")
         );
     }
-    Ok((state, info["created"].as_str().unwrap_or_default().to_owned()))
+    Ok((
+        state,
+        info["created"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 /// Stream metadata without the keys the server sets itself (`_nats.…`: its version and API
@@ -450,7 +465,7 @@ pub async fn stream_info(
     let answer = client
         .request(subject, Bytes::new())
         .await
-        .map_err(|e| no_access(e, stream, "information on"))?;
+        .map_err(|e| no_access(e, &format!("information on stream {stream}")))?;
     let answer: serde_json::Value = serde_json::from_slice(&answer.payload)
         .with_context(|| format!("the server's information on stream {stream} is not JSON"))?;
     match answer.get("error") {
@@ -472,7 +487,7 @@ async fn api(
     let answer = client
         .request(subject.to_owned(), body.to_string().into())
         .await
-        .map_err(|e| no_access(e, &stream, what))?;
+        .map_err(|e| no_access(e, &format!("{what} of stream {stream}")))?;
     let answer: serde_json::Value = serde_json::from_slice(&answer.payload)
         .with_context(|| format!("the server's answer to {what} of {stream} is not JSON"))?;
     if let Some(error) = answer.get("error") {
@@ -481,18 +496,18 @@ async fn api(
     Ok(answer)
 }
 
-fn no_access(e: async_nats::RequestError, stream: &str, what: &str) -> anyhow::Error {
+fn no_access(e: async_nats::RequestError, what: &str) -> anyhow::Error {
     use async_nats::RequestErrorKind;
     match e.kind() {
         RequestErrorKind::NoResponders => anyhow::anyhow!(
-            "the server offers {what} stream {stream} to no one here: connect as the backup \
-             identity (deploy/accounts.conf), and check the stream name"
+            "nothing on the server answers {what}: connect as the backup identity \
+             (deploy/accounts.conf), and check the stream's name"
         ),
         RequestErrorKind::TimedOut => anyhow::anyhow!(
-            "the server did not answer {what} stream {stream} in time (a permission refused \
-             is also silent: see the server's log)"
+            "the server did not answer {what} in time (it ignores a request this identity \
+             is not allowed to make: see its log for a Permissions Violation)"
         ),
-        _ => anyhow::Error::new(e).context(format!("{what} stream {stream}")),
+        _ => anyhow::Error::new(e).context(what.to_owned()),
     }
 }
 

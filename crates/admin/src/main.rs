@@ -53,7 +53,11 @@ enum Command {
 #[derive(Args)]
 struct NatsArgs {
     /// NATS server URL
-    #[arg(long, env = "CAREWOVEN_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "CAREWOVEN_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     nats_url: String,
     /// The backup identity's nkey seed (SU...; `carectl keys nats` writes backup.nk)
     #[arg(long, env = "CAREWOVEN_NATS_NKEY_SEED", hide_env_values = true)]
@@ -145,7 +149,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 m.tool
             );
             for c in &checked {
-                println!("  {:<10} {} ({} bytes)", c.stream, c.file.display(), c.bytes);
+                println!(
+                    "  {:<10} {} ({} bytes)",
+                    c.stream,
+                    c.file.display(),
+                    c.bytes
+                );
             }
         }
     }

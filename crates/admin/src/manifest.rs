@@ -93,13 +93,25 @@ impl StreamState {
                 out.push(format!("{field}: expected {a}, found {b}"));
             }
         };
-        check("messages", self.messages.to_string(), other.messages.to_string());
+        check(
+            "messages",
+            self.messages.to_string(),
+            other.messages.to_string(),
+        );
         check("bytes", self.bytes.to_string(), other.bytes.to_string());
-        check("last_seq", self.last_seq.to_string(), other.last_seq.to_string());
+        check(
+            "last_seq",
+            self.last_seq.to_string(),
+            other.last_seq.to_string(),
+        );
         // An empty stream's first sequence and times say nothing (the server reports 0 or
         // last + 1, and the zero time or the restore's).
         if self.messages > 0 || other.messages > 0 {
-            check("first_seq", self.first_seq.to_string(), other.first_seq.to_string());
+            check(
+                "first_seq",
+                self.first_seq.to_string(),
+                other.first_seq.to_string(),
+            );
             check("first_ts", self.first_ts.clone(), other.first_ts.clone());
             check("last_ts", self.last_ts.clone(), other.last_ts.clone());
         }
@@ -234,8 +246,8 @@ fn is_plain_file_name(name: &str) -> bool {
 
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
