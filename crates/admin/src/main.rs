@@ -95,6 +95,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     match command {
         Command::Backup {
             nats,
@@ -105,11 +106,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let report =
                 carewoven_admin::backup(&nats.connection(), &out, &streams, !no_consumers).await?;
             let m = &report.manifest;
+            let bytes: u64 = m.streams.iter().map(|s| s.bytes).sum();
             println!(
-                "backed up {} stream(s) from nats-server {} into {}",
+                "backed up {} stream(s) from nats-server {} into {} ({})",
                 m.streams.len(),
                 m.server.version,
-                report.dir.display()
+                report.dir.display(),
+                rate(bytes, started.elapsed())
             );
             for s in &m.streams {
                 println!(
@@ -126,15 +129,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Restore { nats, from } => {
             let restored = carewoven_admin::restore(&nats.connection(), &from).await?;
+            let bytes: u64 = manifest::Manifest::read(&from)?
+                .streams
+                .iter()
+                .map(|s| s.bytes)
+                .sum();
             println!(
-                "restored {} stream(s) from {}; each matches the manifest",
+                "restored {} stream(s) from {}; each matches the manifest ({})",
                 restored.len(),
-                from.display()
+                from.display(),
+                rate(bytes, started.elapsed())
             );
             for s in &restored {
                 println!(
-                    "  {:<10} {:>10} messages  seq {}..{}",
-                    s.name, s.state.messages, s.state.first_seq, s.state.last_seq
+                    "  {:<10} {:>10} messages  seq {}..{}  created anew {}",
+                    s.name, s.state.messages, s.state.first_seq, s.state.last_seq, s.created
                 );
             }
         }
@@ -159,4 +168,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Bytes of snapshot in `elapsed`, for the operator's record.
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    format!(
+        "{bytes} bytes of snapshots in {secs:.2} s, {:.1} MB/s",
+        bytes as f64 / secs / 1e6
+    )
 }
