@@ -179,6 +179,26 @@ async fn streams(url: &str, ids: &Identities) -> (Vec<(u64, u64)>, String) {
     (out, identity)
 }
 
+/// Messages the partner's durable consumer `<ORG>` on `CW_FEED` has still to deliver, as the
+/// operator sees it (`create`: make the consumer first, as the operator does for a partner).
+async fn partner_consumer_pending(url: &str, ids: &Identities, create: bool) -> u64 {
+    use async_nats::jetstream::consumer::pull;
+    let ops = ids.connect("ops", url).await.unwrap().jetstream();
+    let feed = ops.get_stream("CW_FEED").await.unwrap();
+    let consumer = if create {
+        feed.create_consumer(pull::Config {
+            durable_name: Some(PARTNER.into()),
+            filter_subject: format!("cw.feed.{PARTNER}.>"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    } else {
+        feed.get_consumer::<pull::Config>(PARTNER).await.unwrap()
+    };
+    consumer.cached_info().num_pending
+}
+
 /// Run `carewoven-admin` with the backup identity's seed.
 fn admin(ids: &Identities, url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_carewoven-admin"))
@@ -312,6 +332,13 @@ async fn a_backup_restored_onto_a_fresh_server_rebuilds_the_same_views_feeds_and
         "the access list has the partner's deliveries"
     );
     assert!(access_before.iter().any(|e| e.position > 0));
+    // The partner's durable consumer on CW_FEED (deploy/README.md, "Adding a partner"),
+    // made by the operator: kept in the backup with its state.
+    let pending = partner_consumer_pending(&url, &ids, true).await;
+    assert!(
+        pending > 0,
+        "the partner's consumer has the feed to deliver"
+    );
     a.stop().await;
     let (before, _) = streams(&url, &ids).await;
     let digests_a = digests(&files_a, &identity_a, log_end);
@@ -344,6 +371,11 @@ async fn a_backup_restored_onto_a_fresh_server_rebuilds_the_same_views_feeds_and
     println!("{}", said(&out));
     let (restored, identity_b) = streams(&url, &ids).await;
     assert_eq!(restored, before, "each stream's messages and last sequence");
+    assert_eq!(
+        partner_consumer_pending(&url, &ids, false).await,
+        pending,
+        "the partner's consumer is restored with its state"
+    );
     // Restoring onto a server that has the streams is refused, and changes nothing.
     let out = admin(&ids, &url, &["restore", "--from", backup.to_str().unwrap()]);
     assert!(!out.status.success());
