@@ -13,13 +13,16 @@
 //!   acknowledge (flow control), and ends with an empty message.
 //! - **Restore**: request `$JS.API.STREAM.RESTORE.<stream>` with `{"config", "state"}`
 //!   (refused if the stream exists); the answer names a deliver subject
-//!   (`$JS.SNAPSHOT.RESTORE.<stream>.…`) to which the chunks are sent as requests, each
-//!   acknowledged by an empty reply, then an empty request whose answer is the restored
+//!   (`$JS.SNAPSHOT.RESTORE.<stream>.…`) to which the chunks are sent with a reply subject,
+//!   each acknowledged by an empty reply, then an empty message whose reply is the restored
 //!   stream's information or the server's error.
 //!
-//! The deliver subject of a snapshot is `cw.backup.<stream>.<random>`: published in the
-//! stream's own account, outside every stream's subjects (`deploy/accounts.conf`, identity
-//! `backup`). Nothing here logs message content: snapshots are bytes written to files.
+//! Across accounts (`deploy/accounts.conf`, identity `backup`) everything the server sends
+//! (a snapshot's chunks, a restore's acknowledgements and answer) is published in the
+//! stream's own account on `cw.backup.<stream>.<random>`, outside every stream's subjects,
+//! and exported to the backup account; a restore's chunks go out on
+//! `cw.restore.<stream>.<id>` (see `chunk_subject`). Nothing here logs message content:
+//! snapshots are bytes written to files.
 
 pub mod manifest;
 
@@ -46,7 +49,7 @@ pub const CHUNK: usize = 128 * 1024;
 /// `cw.backup.<stream>.>` of each stream's account to the backup identity).
 pub const DELIVER_PREFIX: &str = "cw.backup";
 
-/// The prefix of a restore's chunks across accounts (see [`chunk_subject`]).
+/// The prefix of a restore's chunks across accounts (see `chunk_subject`).
 pub const RESTORE_PREFIX: &str = "cw.restore";
 
 /// The tool's name and version, as written in manifests.
