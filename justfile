@@ -133,7 +133,23 @@ down:
 
 # Release build of the binaries
 build:
-    cargo build --release --locked -p carewoven-commands -p carewoven-cli -p carewoven-views -p carewoven-gateway
+    cargo build --release --locked -p carewoven-commands -p carewoven-cli -p carewoven-views -p carewoven-gateway -p carewoven-admin
+
+# Stops nothing: for a backup of one moment stop the services first, keeping NATS.
+# deploy/README.md, "Backup and restore".
+# Back up the development NATS (`up`) into DIR as the backup identity, then verify it
+backup DIR:
+    cargo build --release --locked -p carewoven-admin
+    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/backup.nk)" \
+      target/release/carewoven-admin backup --out {{DIR}}
+    target/release/carewoven-admin verify {{DIR}}
+
+# The server must not have the streams: a fresh store, before the services start.
+# Restore the backup in DIR onto the development NATS as the backup identity
+restore DIR:
+    cargo build --release --locked -p carewoven-admin
+    CAREWOVEN_NATS_URL=nats://127.0.0.1:{{nats_port}} CAREWOVEN_NATS_NKEY_SEED="$(cat {{run}}/nats-keys/backup.nk)" \
+      target/release/carewoven-admin restore --from {{DIR}}
 
 # Append benchmark: raw JetStream publish vs the full command path, under both sync policies
 bench-append *ARGS:

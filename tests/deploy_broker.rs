@@ -350,6 +350,7 @@ fn event_subject() -> String {
 /// each; the identities' clients.
 struct Boundaries {
     _nats: ConfiguredServer,
+    ids: Identities,
     clients: Vec<(&'static str, Watched)>,
 }
 
@@ -364,6 +365,7 @@ impl Boundaries {
         }
         let b = Boundaries {
             _nats: nats,
+            ids,
             clients,
         };
         let commands = b.client("commands").client.clone();
@@ -386,6 +388,10 @@ impl Boundaries {
             .await?
             .await?;
         Ok(b)
+    }
+
+    fn seed(&self, name: &str) -> String {
+        self.ids.seed(name)
     }
 
     fn client(&self, name: &str) -> &Watched {
@@ -489,11 +495,44 @@ async fn each_identity_does_its_job() -> Result<()> {
     ensure!(consumer.cached_info().num_pending == 2);
     feed.delete_consumer("PARTNER-A").await?;
 
+    // backup: information on the three streams and their snapshots (carewoven-admin); a
+    // restore over an existing stream is refused by the server itself, not only the tool.
+    let dir = tempfile::tempdir()?;
+    let conn = carewoven_admin::Connection {
+        url: b._nats.url(),
+        nkey_seed: Some(b.seed("backup")),
+        timeout: WAIT,
+    };
+    let streams: Vec<String> = carewoven_admin::STREAMS.map(String::from).to_vec();
+    let report = carewoven_admin::backup(&conn, &dir.path().join("b"), &streams, true).await?;
+    let log = report
+        .manifest
+        .stream("CAREWOVEN")
+        .context("the log's snapshot")?;
+    ensure!(log.state.messages == 2, "{:?}", log.state);
+    let request = serde_json::json!({"config": log.config, "state": {"messages": 0}});
+    let answer = b
+        .client("backup")
+        .client
+        .request(
+            "$JS.API.STREAM.RESTORE.CAREWOVEN",
+            request.to_string().into(),
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+    // 10130: "stream name already in use, cannot restore".
+    ensure!(
+        answer["error"]["err_code"] == 10130,
+        "a restore over the log: {answer}"
+    );
+
     ensure!(b.counts().await? == vec![2, 2, 5]);
     for (name, client) in &mut b.clients {
         let refused = client.drain();
         ensure!(refused.is_empty(), "{name} was refused: {refused:?}");
     }
+    let log = b._nats.log();
+    ensure!(violations(&log).is_empty(), "the server refused:\n{log}");
     Ok(())
 }
 
@@ -561,7 +600,7 @@ async fn no_identity_can_remove_a_stream_or_a_message_or_step_outside_its_job() 
                 publish(subject).boxed(),
             ));
         }
-        if name == "ops" {
+        if name == "ops" || name == "backup" {
             let subject = "cw.audit.none.HOSP-A.read".to_owned();
             outside.push((
                 format!("{name} writing an audit record"),
@@ -606,7 +645,7 @@ async fn no_identity_can_remove_a_stream_or_a_message_or_step_outside_its_job() 
             );
             subjects.push(api("DIRECT.GET.CAREWOVEN"));
         }
-        if name == "ops" {
+        if name == "ops" || name == "backup" {
             let log = js.get_stream_no_info("CAREWOVEN").await?;
             attempts.push(
                 fails(format!("{name} reading the log"), async move {
@@ -886,6 +925,9 @@ async fn a_node_without_the_route_credentials_does_not_join_the_cluster() -> Res
 struct Account {
     exports: Vec<(String, Vec<String>)>,
     imports: Vec<(String, String, String)>,
+    /// Stream exports (subject, importers) and imports (from, subject, local subject).
+    stream_exports: Vec<(String, Vec<String>)>,
+    stream_imports: Vec<(String, String, String)>,
     allowed: Vec<String>,
 }
 
@@ -934,6 +976,19 @@ fn accounts() -> Result<Vec<(String, Account)>> {
             let subject = field(line, "subject").context("import subject")?.to_owned();
             let local = field(line, "to").map_or(subject.clone(), str::to_owned);
             account.imports.push((from, subject, local));
+        } else if line.contains("{ stream: {") {
+            let from = field(line, "account").context("import account")?.to_owned();
+            let subject = field(line, "subject").context("import subject")?.to_owned();
+            let local = field(line, "to").map_or(subject.clone(), str::to_owned);
+            account.stream_imports.push((from, subject, local));
+        } else if line.trim_start().starts_with("{ stream: \"") {
+            let subject = quoted(line).first().cloned().context("export subject")?;
+            let approved = line
+                .split_once("accounts: [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(list, _)| list.split(',').map(|a| a.trim().to_owned()).collect())
+                .unwrap_or_default();
+            account.stream_exports.push((subject, approved));
         } else if line.trim_start().starts_with("{ service: \"") && line.contains("accounts: [") {
             let subject = quoted(line).first().cloned().context("export subject")?;
             let approved = line
@@ -980,11 +1035,57 @@ fn each_identity_may_publish_exactly_what_its_account_imports() -> Result<()> {
                 );
             }
         }
+        // Streams across accounts (the backup identity's snapshots and restores): each
+        // import approved by its exporter and each export imported, and nothing imported
+        // into a stream's subjects (where it would be stored).
+        for (from, subject, local) in &account.stream_imports {
+            let exporter = find(from).with_context(|| format!("{name} imports from {from}"))?;
+            ensure!(
+                exporter
+                    .stream_exports
+                    .iter()
+                    .any(|(s, a)| s == subject && a.contains(name)),
+                "{from} does not export the stream {subject} to {name}"
+            );
+            for stored in ["cw.evt.", "cw.feed.", "cw.audit."] {
+                ensure!(
+                    !local.starts_with(stored) && !subject.starts_with(stored),
+                    "{name} imports {subject} as {local}, a stream's subjects"
+                );
+            }
+        }
+        for (subject, approved) in &account.stream_exports {
+            for importer in approved {
+                let imports = find(importer)
+                    .with_context(|| format!("{name} exports {subject} to {importer}"))?;
+                ensure!(
+                    imports
+                        .stream_imports
+                        .iter()
+                        .any(|(f, s, _)| f == name && s == subject),
+                    "{name} exports the stream {subject} to {importer}, which does not import it"
+                );
+            }
+        }
         if account.allowed.is_empty() {
             continue;
         }
         identities += 1;
-        let mut imported: Vec<&str> = account.imports.iter().map(|(_, _, l)| l.as_str()).collect();
+        // A user publishes to its imports and to the streams its own account exports to
+        // named accounts (the gateway's token-bound export to partners carries what it
+        // publishes through its import of cw.feed.>).
+        let mut imported: Vec<&str> = account
+            .imports
+            .iter()
+            .map(|(_, _, l)| l.as_str())
+            .chain(
+                account
+                    .stream_exports
+                    .iter()
+                    .filter(|(_, approved)| !approved.is_empty())
+                    .map(|(s, _)| s.as_str()),
+            )
+            .collect();
         let mut allowed: Vec<&str> = account.allowed.iter().map(String::as_str).collect();
         imported.sort_unstable();
         allowed.sort_unstable();
@@ -998,6 +1099,6 @@ fn each_identity_may_publish_exactly_what_its_account_imports() -> Result<()> {
             }
         }
     }
-    ensure!(identities == 5, "five identities, found {identities}");
+    ensure!(identities == 6, "six identities, found {identities}");
     Ok(())
 }

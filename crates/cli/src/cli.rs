@@ -985,7 +985,7 @@ pub enum Keys {
         from: Vec<PathBuf>,
     },
     /// Make one NATS nkey pair per identity of deploy/accounts.conf (commands, views,
-    /// analyst, gateway, ops) into a directory: <name>.nk, the seed (owner-only; give it to
+    /// analyst, gateway, ops, backup) into a directory: <name>.nk, the seed (owner-only; give it to
     /// that service as CAREWOVEN_NATS_NKEY_SEED), <name>.pub, and public-keys.env with the
     /// public keys the server configurations read (CAREWOVEN_NATS_<NAME>_NKEY). Existing
     /// seeds are kept, so only missing identities are made; remove one's .nk to rotate it.

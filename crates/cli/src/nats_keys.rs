@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 /// The identities, as named in `deploy/accounts.conf` (`CW_<NAME>`), with what each is for.
-pub const IDENTITIES: [(&str, &str); 5] = [
+pub const IDENTITIES: [(&str, &str); 6] = [
     ("commands", "carewoven-commands"),
     ("views", "carewoven-views"),
     ("analyst", "carewoven-analyst"),
@@ -24,6 +24,10 @@ pub const IDENTITIES: [(&str, &str); 5] = [
     (
         "ops",
         "the operator (partners' consumers, stream information)",
+    ),
+    (
+        "backup",
+        "carewoven-admin backup and restore (snapshots of every stream)",
     ),
 ];
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::{ConfiguredServer, free_port, repo_root};
 
 /// The identities, as `carectl keys nats` makes them (`CW_<NAME>` accounts).
-pub const IDENTITIES: [&str; 5] = ["commands", "views", "analyst", "gateway", "ops"];
+pub const IDENTITIES: [&str; 6] = ["commands", "views", "analyst", "gateway", "ops", "backup"];
 
 /// How long to wait for the server to say something it must say.
 const WAIT: Duration = Duration::from_secs(10);
