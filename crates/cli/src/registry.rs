@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn the_development_agreement_covers_individual_care_and_every_class() {
         let a = agreement("DEMO-GP");
-        assert_eq!(a.data_classes.len(), 10);
+        assert_eq!(a.data_classes.len(), 11);
         assert!(a.purposes.contains(&(v1::Purpose::DirectCare as i32)));
         assert!(a.valid_from < a.expires_on);
     }

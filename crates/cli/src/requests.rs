@@ -577,7 +577,7 @@ mod tests {
         };
         let a = r.agreement.expect("agreement");
         assert_eq!(r.code, "DEMO-GP");
-        assert_eq!(a.data_classes.len(), 10);
+        assert_eq!(a.data_classes.len(), 11);
         assert_eq!(a.purposes, [v1::Purpose::DirectCare as i32]);
         let rpc = rpc(&[
             "carectl",

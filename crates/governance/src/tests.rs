@@ -2575,7 +2575,11 @@ fn a_read_withholds_classes_outside_the_agreement_and_under_a_partial_objection(
     let scope = w.gov.read_scope(&id("HOSP"), P, w.now).expect("readable");
     assert!(scope.allows(DataClass::Discharge));
     assert!(!scope.allows(DataClass::Assessments));
-    assert_eq!(scope.withheld.len(), 7, "risk flags are withheld too");
+    assert_eq!(
+        scope.withheld.len(),
+        8,
+        "risk flags and tasks are withheld too"
+    );
     w.record(
         P,
         agg(5),
