@@ -108,6 +108,7 @@ fn revise_plan(person: &str, org: &str, based_on_version: u32) -> v1::ReviseCare
             review_date: date_days_ahead(30),
         }),
         reason: "review".into(),
+        activity_changes: vec![],
     }
 }
 

@@ -460,6 +460,7 @@ async fn care_coordinator_as_the_single_contact() {
                 activities: vec![v1::Activity {
                     description: "Weekly wound check".into(),
                     responsible_organisation: "COMM".into(),
+                    ..Default::default()
                 }],
                 review_date: date_days_ahead(28),
             }),
@@ -980,6 +981,251 @@ async fn tasks_give_no_access_and_worklists_show_only_what_may_be_read() {
     .await
     .unwrap();
     assert_eq!(gp.len(), 1);
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
+
+/// Falls prevention: the GP refers to the community falls service, whose therapist agrees a
+/// plan with activities for itself, adult social care and a voluntary group; a revision
+/// cannot replace the activities (so nobody's disappears) but names what it ends and adds;
+/// a revision made from an old version is ABORTED; the review is on the team's worklist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falls_prevention() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    register_partner(&mut c, "VOL-3", &[], &all_data_classes())
+        .await
+        .unwrap();
+    let person = register_with_gp(&mut c, 340, "GP-A").await.unwrap();
+    let referral = refer(&mut c, &person, "GP-A", "COMM").await.unwrap();
+    for action in [v1::ReferralAction::Receive, v1::ReferralAction::Accept] {
+        c.progress_referral(signed(referral_action(&person, &referral, action, "COMM")))
+            .await
+            .unwrap();
+    }
+    // The falls service joins the care team (its referral is its ground) and adds the
+    // practice, social care and the voluntary group.
+    add_member(&mut c, &person, "COMM", "COMM").await.unwrap();
+    for org in ["GP-A", "ASC", "VOL-3"] {
+        add_member(&mut c, &person, "COMM", org).await.unwrap();
+    }
+    let activity = |description: &str, org: &str| v1::Activity {
+        description: description.into(),
+        responsible_organisation: org.into(),
+        ..Default::default()
+    };
+    let goals = vec!["To walk to church on Sundays without falling".to_owned()];
+    let agreed = c
+        .agree_care_plan(signed(v1::AgreeCarePlanRequest {
+            context: ctx("COMM"),
+            person_id: person.clone(),
+            plan: Some(v1::PlanContent {
+                goals: goals.clone(),
+                activities: vec![
+                    activity("Strength and balance exercises, 12 weeks", "COMM"),
+                    activity("Grab rails and a bath seat", "ASC"),
+                    activity("Weekly strength and balance class", "VOL-3"),
+                ],
+                review_date: date_days_ahead(84),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let revise = |based_on: u32,
+                  activities: Vec<v1::Activity>,
+                  changes: Vec<v1::activity_change::Change>| {
+        signed(v1::ReviseCarePlanRequest {
+            context: ctx("COMM"),
+            person_id: person.clone(),
+            based_on_version: based_on,
+            plan: Some(v1::PlanContent {
+                goals: goals.clone(),
+                activities,
+                review_date: date_days_ahead(84),
+            }),
+            reason: "Six-week review with the person".into(),
+            activity_changes: changes
+                .into_iter()
+                .map(|c| v1::ActivityChange { change: Some(c) })
+                .collect(),
+        })
+    };
+    use v1::activity_change::Change;
+    let end = |index: u32, status: v1::ActivityStatus, reason: &str| {
+        Change::End(v1::ActivityEnd {
+            index,
+            status: status as i32,
+            reason: reason.into(),
+        })
+    };
+    // Replacing the list (here: leaving social care's and the group's activities out) is
+    // refused, naming the field; so is ending an activity the plan does not have, or ending
+    // without a final status. Nothing is appended.
+    let before = stack.count().await;
+    for (request, field) in [
+        (
+            revise(
+                1,
+                vec![activity("Strength and balance exercises, 12 weeks", "COMM")],
+                vec![],
+            ),
+            "plan.activities",
+        ),
+        (
+            revise(
+                1,
+                vec![],
+                vec![end(7, v1::ActivityStatus::Completed, "Done")],
+            ),
+            "activity_changes[0].index",
+        ),
+        (
+            revise(
+                1,
+                vec![],
+                vec![end(0, v1::ActivityStatus::InProgress, "Done")],
+            ),
+            "activity_changes[0].end.status",
+        ),
+        (
+            revise(
+                1,
+                vec![],
+                vec![Change::Add(activity("Home visit", "NOT-REGISTERED"))],
+            ),
+            "activity_changes[0].add.responsible_organisation",
+        ),
+    ] {
+        let refused = c.revise_care_plan(request).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(refused.message().contains(field), "{field}: {refused:?}");
+    }
+    assert_eq!(stack.count().await, before, "refusals append nothing");
+
+    // The therapist's exercises are done; a follow-up is added; the others stay as they were.
+    let mut started = activity("Weekly strength and balance class", "VOL-3");
+    started.status = v1::ActivityStatus::InProgress as i32;
+    let revised = c
+        .revise_care_plan(revise(
+            1,
+            vec![],
+            vec![
+                end(
+                    0,
+                    v1::ActivityStatus::Completed,
+                    "Completed the 12 weeks; walks with a stick",
+                ),
+                Change::Update(v1::ActivityUpdate {
+                    index: 2,
+                    activity: Some(started),
+                }),
+                Change::Add(activity("Falls review at 6 months", "GP-A")),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // A second revision made from version 1 is refused ABORTED: nothing is overwritten.
+    let stale = c
+        .revise_care_plan(revise(
+            1,
+            vec![],
+            vec![end(1, v1::ActivityStatus::Cancelled, "Not needed")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    // Ended is final.
+    let refused = c
+        .revise_care_plan(revise(
+            2,
+            vec![],
+            vec![end(0, v1::ActivityStatus::Stopped, "Again")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+    let rec = record(&mut q, "ASC", &person, revised.log_position)
+        .await
+        .unwrap();
+    let plan = rec.care_plan.as_ref().unwrap();
+    assert_eq!(plan.version, 2);
+    let acts: Vec<(&str, &str, i32, &str)> = plan
+        .plan
+        .as_ref()
+        .unwrap()
+        .activities
+        .iter()
+        .map(|a| {
+            (
+                a.description.as_str(),
+                a.responsible_organisation.as_str(),
+                a.status,
+                a.status_reason.as_str(),
+            )
+        })
+        .collect();
+    use v1::ActivityStatus as S;
+    assert_eq!(
+        acts,
+        vec![
+            (
+                "Strength and balance exercises, 12 weeks",
+                "COMM",
+                S::Completed as i32,
+                "Completed the 12 weeks; walks with a stick"
+            ),
+            (
+                "Grab rails and a bath seat",
+                "ASC",
+                S::NotStarted as i32,
+                ""
+            ),
+            (
+                "Weekly strength and balance class",
+                "VOL-3",
+                S::InProgress as i32,
+                ""
+            ),
+            ("Falls review at 6 months", "GP-A", S::NotStarted as i32, ""),
+        ]
+    );
+    assert_eq!(plan.history.len(), 2);
+    assert_eq!(plan.history[1].activity_changes.len(), 3);
+    assert_eq!(plan.history[1].reason, "Six-week review with the person");
+    let _ = agreed;
+
+    // The review is on the worklists of the team, within the period asked for.
+    for org in ["COMM", "GP-A", "ASC", "VOL-3"] {
+        let due = worklist(
+            &mut q,
+            org,
+            v1::WorklistKind::ReviewsDue,
+            revised.log_position,
+            |r| {
+                r.due_from = date_days_ahead(80);
+                r.due_to = date_days_ahead(90);
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(due.len(), 1, "{org}");
+        assert_eq!(due[0].due, date_days_ahead(84));
+    }
 
     views.stop().await.unwrap();
     gateway.stop().await.unwrap();

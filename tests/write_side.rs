@@ -319,6 +319,7 @@ async fn bad_input_is_refused_with_the_right_code_and_nothing_is_appended() {
             review_date: date_days_ahead(30),
         }),
         reason: "review".into(),
+        activity_changes: vec![],
     };
     assert_refused(
         &stack,

@@ -530,6 +530,8 @@ fn story(
                 .map(|_| Activity {
                     description: long("Daily visit to support personal care"),
                     responsible_organisation: code(rng.pick(&P1_SERVICES)),
+                    status: carewoven_domain::care_plan::ActivityStatus::NotStarted,
+                    status_reason: None,
                 })
                 .collect(),
             review_date: d0 + days(90),
@@ -556,6 +558,7 @@ fn story(
                     plan_version: 2 + v,
                     plan: plan(rng),
                     reason: long("Reviewed with the person and their daughter"),
+                    changes: Vec::new(),
                 }),
             ));
         }

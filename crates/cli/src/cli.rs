@@ -483,8 +483,13 @@ pub struct ReviseCarePlan {
     /// The plan version this revision was made from.
     #[arg(long, value_name = "VERSION")]
     pub based_on_version: u32,
+    /// Goals and review date as revised; each --activity is added to the plan (a revision
+    /// never replaces the activities: it adds, changes or ends them by name).
     #[command(flatten)]
     pub plan: Plan,
+    /// End an activity: "INDEX|completed|REASON" (or cancelled, stopped; INDEX from 0).
+    #[arg(long = "end-activity", value_name = "INDEX|STATUS|REASON", value_parser = parse::activity_end)]
+    pub end_activities: Vec<v1::ActivityEnd>,
     #[arg(long)]
     pub reason: Option<String>,
 }

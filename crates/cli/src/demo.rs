@@ -526,14 +526,17 @@ async fn journey(run: &mut Runner<'_>, ids: &mut Ids) -> Result<(), Failure> {
                         v1::Activity {
                             description: "Daily reablement visits".into(),
                             responsible_organisation: REABLEMENT.into(),
+                            ..Default::default()
                         },
                         v1::Activity {
                             description: "Wound checks for two weeks".into(),
                             responsible_organisation: COMMUNITY.into(),
+                            ..Default::default()
                         },
                         v1::Activity {
                             description: "Medication review after discharge".into(),
                             responsible_organisation: GP.into(),
+                            ..Default::default()
                         },
                     ],
                     review_date: clock.date(42),

@@ -40,6 +40,31 @@ pub fn activity(raw: &str) -> Result<v1::Activity, String> {
     Ok(v1::Activity {
         description,
         responsible_organisation,
+        ..Default::default()
+    })
+}
+
+/// `"INDEX|STATUS|REASON"`, STATUS completed, cancelled or stopped.
+pub fn activity_end(raw: &str) -> Result<v1::ActivityEnd, String> {
+    let p = split_pipe(raw, 3, 3, "INDEX|STATUS|REASON")?;
+    let [index, status, reason] = <[String; 3]>::try_from(p).map_err(|_| "bad activity end")?;
+    let index = index
+        .parse()
+        .map_err(|_| format!("INDEX must be a number from 0, not {index:?}"))?;
+    let status = match status.as_str() {
+        "completed" => v1::ActivityStatus::Completed,
+        "cancelled" => v1::ActivityStatus::Cancelled,
+        "stopped" => v1::ActivityStatus::Stopped,
+        other => {
+            return Err(format!(
+                "STATUS must be completed, cancelled or stopped, not {other:?}"
+            ));
+        }
+    };
+    Ok(v1::ActivityEnd {
+        index,
+        status: status as i32,
+        reason,
     })
 }
 

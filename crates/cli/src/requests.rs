@@ -142,13 +142,28 @@ pub fn build(command: Command, ctx: &Ctx) -> Result<Rpc> {
             person_id: a.person.person_id.to_string(),
             plan: plan(a.plan),
         }),
-        Command::ReviseCarePlan(a) => Rpc::ReviseCarePlan(v1::ReviseCarePlanRequest {
-            context,
-            person_id: a.person.person_id.to_string(),
-            based_on_version: a.based_on_version,
-            plan: plan(a.plan),
-            reason: text(a.reason),
-        }),
+        Command::ReviseCarePlan(a) => {
+            use v1::activity_change::Change;
+            let mut plan = plan(a.plan);
+            let added = plan
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.activities))
+                .unwrap_or_default();
+            let activity_changes = added
+                .into_iter()
+                .map(Change::Add)
+                .chain(a.end_activities.into_iter().map(Change::End))
+                .map(|c| v1::ActivityChange { change: Some(c) })
+                .collect();
+            Rpc::ReviseCarePlan(v1::ReviseCarePlanRequest {
+                context,
+                person_id: a.person.person_id.to_string(),
+                based_on_version: a.based_on_version,
+                plan,
+                reason: text(a.reason),
+                activity_changes,
+            })
+        }
         Command::AddTeamMember(a) => Rpc::AddCareTeamMember(v1::AddCareTeamMemberRequest {
             context,
             person_id: a.person.person_id.to_string(),

@@ -944,6 +944,7 @@ fn revise(based_on_version: u32, goal: &str) -> CarePlanCommand {
         based_on_version,
         plan: plan(goal),
         reason: long("review"),
+        changes: Vec::new(),
     }
 }
 

@@ -23,7 +23,9 @@ use carewoven_domain::assessment::{
     Assessment, AssessmentCommand, AssessmentKind, AssessmentRequest, AssessmentStatus,
     CareActOutcome, Findings,
 };
-use carewoven_domain::care_plan::{Activity, CarePlan, CarePlanCommand, PlanContent};
+use carewoven_domain::care_plan::{
+    Activity, ActivityChange, ActivityStatus, CarePlan, CarePlanCommand, PlanContent,
+};
 use carewoven_domain::care_team::{CareTeam, CareTeamCommand, CareTeamRole, MemberRef};
 use carewoven_domain::consent::{
     Consent, ConsentCommand, ConsentDecision, ConsentTerms, DataClass, Purpose,
@@ -681,6 +683,8 @@ fn plan_content() -> impl Strategy<Value = PlanContent> {
             .map(|i| Activity {
                 description: long(&format!("activity {i}")),
                 responsible_organisation: org(i),
+                status: ActivityStatus::NotStarted,
+                status_reason: None,
             })
             .collect(),
         review_date,
@@ -694,8 +698,42 @@ fn care_plan_agree() -> impl Strategy<Value = CarePlanCommand> {
 fn care_plan_command() -> impl Strategy<Value = CarePlanCommand> {
     prop_oneof![
         1 => care_plan_agree(),
-        4 => (0u32..6, plan_content()).prop_map(|(based_on_version, plan)| {
-            CarePlanCommand::Revise { based_on_version, plan, reason: long("review") }
+        4 => (0u32..6, plan_content(), proptest::collection::vec(activity_change(), 0..4))
+            .prop_map(|(based_on_version, mut plan, changes)| {
+                plan.activities.clear();
+                CarePlanCommand::Revise { based_on_version, plan, reason: long("review"), changes }
+            }),
+    ]
+}
+
+fn activity_change() -> impl Strategy<Value = ActivityChange> {
+    let status = || {
+        proptest::sample::select(vec![
+            ActivityStatus::NotStarted,
+            ActivityStatus::Scheduled,
+            ActivityStatus::InProgress,
+            ActivityStatus::OnHold,
+            ActivityStatus::Completed,
+            ActivityStatus::Cancelled,
+            ActivityStatus::Stopped,
+        ])
+    };
+    let activity = move || {
+        (0usize..3, status()).prop_map(|(o, status)| Activity {
+            description: long("an activity"),
+            responsible_organisation: org(o),
+            status,
+            status_reason: None,
+        })
+    };
+    prop_oneof![
+        activity().prop_map(|activity| ActivityChange::Add { activity }),
+        (0u32..4, activity())
+            .prop_map(|(index, activity)| ActivityChange::Update { index, activity }),
+        (0u32..4, status()).prop_map(|(index, status)| ActivityChange::End {
+            index,
+            status,
+            reason: long("done"),
         }),
     ]
 }
@@ -1174,7 +1212,19 @@ proptest! {
                         );
                     } else if result.is_ok() {
                         revisions += 1;
-                        prop_assert_eq!(&next.unwrap().plan, plan);
+                        let next = &next.unwrap().plan;
+                        prop_assert_eq!(&next.goals, &plan.goals);
+                        prop_assert_eq!(next.review_date, plan.review_date);
+                        // No activity disappears; an ended one stays as it ended.
+                        prop_assert!(next.activities.len() >= p.plan.activities.len());
+                        for (before, after) in p.plan.activities.iter().zip(&next.activities) {
+                            if before.status.is_final() {
+                                prop_assert_eq!(before, after);
+                            }
+                            if after.status.is_final() && !before.status.is_final() {
+                                prop_assert!(after.status_reason.is_some());
+                            }
+                        }
                     }
                 }
                 _ => {}

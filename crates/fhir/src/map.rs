@@ -457,7 +457,20 @@ fn care_plan_version(
         .activities
         .iter()
         .map(|a| {
-            let mut detail = object(json!({ "status": "unknown", "description": a.description }));
+            let status = match v1::ActivityStatus::try_from(a.status) {
+                Ok(v1::ActivityStatus::NotStarted) => "not-started",
+                Ok(v1::ActivityStatus::Scheduled) => "scheduled",
+                Ok(v1::ActivityStatus::InProgress) => "in-progress",
+                Ok(v1::ActivityStatus::OnHold) => "on-hold",
+                Ok(v1::ActivityStatus::Completed) => "completed",
+                Ok(v1::ActivityStatus::Cancelled) => "cancelled",
+                Ok(v1::ActivityStatus::Stopped) => "stopped",
+                _ => "unknown",
+            };
+            let mut detail = object(json!({ "status": status, "description": a.description }));
+            if !a.status_reason.is_empty() {
+                detail.insert("statusReason".into(), json!({ "text": a.status_reason }));
+            }
             if !a.responsible_organisation.is_empty() {
                 detail.insert(
                     "performer".into(),

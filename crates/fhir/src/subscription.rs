@@ -354,6 +354,7 @@ pub fn event_resources(item: &v1::FeedItem) -> Vec<Value> {
                     reason: reason.to_owned(),
                     organisation: envelope.organisation.clone(),
                     recorded_at: at,
+                    activity_changes: Vec::new(),
                 }],
             });
         });

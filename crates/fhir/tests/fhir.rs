@@ -210,6 +210,7 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
         activities: vec![v1::Activity {
             description: "Reablement visits twice a day".into(),
             responsible_organisation: "ASC-D2A".into(),
+            ..Default::default()
         }],
         review_date: date_days_ahead(14),
     };
@@ -225,6 +226,14 @@ async fn a_partner_follows_a_discharge_to_assess_journey_through_fhir_alone() ->
         based_on_version: 1,
         plan: Some(plan("Walk to the allotment")),
         reason: "Goal agreed with the person".into(),
+        // The reablement activity ends; the validator sees its status and reason.
+        activity_changes: vec![v1::ActivityChange {
+            change: Some(v1::activity_change::Change::End(v1::ActivityEnd {
+                index: 0,
+                status: v1::ActivityStatus::Completed as i32,
+                reason: "Reablement goals met".into(),
+            })),
+        }],
     }))
     .await?;
     let assessment = c

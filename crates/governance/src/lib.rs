@@ -1117,6 +1117,20 @@ impl Governance {
                         &a.responsible_organisation,
                     )?;
                 }
+                if let CarePlanCommand::Revise { changes, .. } = command {
+                    use carewoven_domain::care_plan::ActivityChange as A;
+                    for (i, change) in changes.iter().enumerate() {
+                        let (path, a) = match change {
+                            A::Add { activity } => ("add", activity),
+                            A::Update { activity, .. } => ("update.activity", activity),
+                            A::End { .. } => continue,
+                        };
+                        org(
+                            format!("activity_changes[{i}].{path}.responsible_organisation"),
+                            &a.responsible_organisation,
+                        )?;
+                    }
+                }
             }
             Command::CareTeam { command, .. } => {
                 if let CareTeamCommand::AddMember { member, .. } = command {

@@ -253,6 +253,7 @@ fn plan_revised(version: u32) -> Event {
         plan_version: version,
         plan: plan(),
         reason: text("review"),
+        changes: Vec::new(),
     })
 }
 

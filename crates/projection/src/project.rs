@@ -532,13 +532,21 @@ fn assessment(record: &mut v1::CareRecord, meta: &EventMeta, e: &AssessmentEvent
 // Care plan
 
 fn care_plan(record: &mut v1::CareRecord, meta: &EventMeta, e: &CarePlanEvent) {
-    let (version, plan, reason) = match e {
-        CarePlanEvent::Agreed { plan_version, plan } => (*plan_version, plan, String::new()),
+    let (version, plan, reason, changes) = match e {
+        CarePlanEvent::Agreed { plan_version, plan } => {
+            (*plan_version, plan, String::new(), Vec::new())
+        }
         CarePlanEvent::Revised {
             plan_version,
             plan,
             reason,
-        } => (*plan_version, plan, reason.as_str().to_owned()),
+            changes,
+        } => (
+            *plan_version,
+            plan,
+            reason.as_str().to_owned(),
+            changes.iter().map(v1::ActivityChange::from).collect(),
+        ),
     };
     let plan = v1::PlanContent::from(plan);
     let view = record.care_plan.get_or_insert_with(Default::default);
@@ -550,6 +558,7 @@ fn care_plan(record: &mut v1::CareRecord, meta: &EventMeta, e: &CarePlanEvent) {
         reason,
         organisation: meta.organisation.as_str().to_owned(),
         recorded_at: Some(timestamp(meta.recorded_at)),
+        activity_changes: changes,
     });
 }
 
@@ -1238,6 +1247,8 @@ mod tests {
             activities: vec![Activity {
                 description: long("Daily visits"),
                 responsible_organisation: code("HOMECARE1"),
+                status: carewoven_domain::care_plan::ActivityStatus::NotStarted,
+                status_reason: None,
             }],
             review_date: ymd(2026, 6, 1),
         }
@@ -1841,6 +1852,7 @@ mod tests {
                 plan_version: 2,
                 plan: plan("Walk to the park"),
                 reason: long("Progressing well"),
+                changes: Vec::new(),
             }),
         );
         let again = log.push(
@@ -1851,6 +1863,7 @@ mod tests {
                 plan_version: 3,
                 plan: plan("Walk to the library"),
                 reason: long("New goal"),
+                changes: Vec::new(),
             }),
         );
         for event in [&agreed, &revised, &again] {

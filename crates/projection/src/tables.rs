@@ -36,7 +36,8 @@ pub const SKIPPED: &str = "skipped";
 /// correction reasons and previous values); the board runs to the home assessment; ended
 /// referrals stay in `INBOX_CLOSED`.
 /// 5: records carry risk flags and assessor replacements.
-/// 6: records carry tasks; organisations' worklists (`WORKLIST`).
+/// 6: records carry tasks and care-plan activities with their status; organisations'
+/// worklists (`WORKLIST`).
 pub const FORMAT_VERSION: u64 = 6;
 
 /// Caseload owner key for a coordinator.

@@ -126,9 +126,19 @@ pub fn items(record: &v1::CareRecord) -> Items {
     }
     if let Some(plan) = record.care_plan.as_ref().and_then(|p| p.plan.as_ref()) {
         let mut orgs: BTreeSet<&str> = joined.keys().copied().collect();
+        // Owners of activities still open (an ended activity's owner has nothing to review).
+        let ended = |a: &v1::Activity| {
+            matches!(
+                v1::ActivityStatus::try_from(a.status),
+                Ok(v1::ActivityStatus::Completed
+                    | v1::ActivityStatus::Cancelled
+                    | v1::ActivityStatus::Stopped)
+            )
+        };
         orgs.extend(
             plan.activities
                 .iter()
+                .filter(|a| !ended(a))
                 .map(|a| a.responsible_organisation.as_str()),
         );
         for org in orgs {

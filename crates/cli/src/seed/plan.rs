@@ -597,10 +597,12 @@ pub(super) fn finish(mut g: Gen, index: u32, nhs_number: String) -> PersonPlan {
                     v1::Activity {
                         description: "Reablement or home care visits as agreed".into(),
                         responsible_organisation: COUNCIL.into(),
+                        ..Default::default()
                     },
                     v1::Activity {
                         description: "Medication review".into(),
                         responsible_organisation: gp.into(),
+                        ..Default::default()
                     },
                 ],
                 review_date: date_string(&review),

@@ -1,16 +1,61 @@
 //! Care plan (CarePlan): one per person, shared. Each revision is a new version; a revision
 //! based on an out-of-date version is refused, so concurrent revisions never silently
 //! overwrite each other.
+//!
+//! Activities have a status and an owner (the responsible organisation). A revision never
+//! replaces the list of activities: it names each activity it adds, changes or ends, so no
+//! organisation's activity disappears without an explicit end. Activities are never removed:
+//! an ended one keeps its place (its index is its id) with its final status and the reason.
 
 use chrono::NaiveDate;
 
 use crate::values::{Code, LongText};
 use crate::{Aggregate, AggregateKind, DecideContext, DomainError, ReplayError};
 
+/// FHIR CarePlan.activity.detail.status (without `unknown` and `entered-in-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActivityStatus {
+    NotStarted,
+    Scheduled,
+    InProgress,
+    OnHold,
+    Completed,
+    Cancelled,
+    Stopped,
+}
+
+impl ActivityStatus {
+    /// Completed, cancelled and stopped: the activity has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ActivityStatus::Completed | ActivityStatus::Cancelled | ActivityStatus::Stopped
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activity {
     pub description: LongText,
     pub responsible_organisation: Code,
+    pub status: ActivityStatus,
+    /// Why it ended (required when it ends) or why it is on hold.
+    pub status_reason: Option<LongText>,
+}
+
+/// One change a revision makes to the plan's activities, by index (from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityChange {
+    /// A new activity, not yet ended.
+    Add { activity: Activity },
+    /// New content for an open activity (description, owner, a status that is not final).
+    Update { index: u32, activity: Activity },
+    /// The activity ends: completed, cancelled or stopped, with the reason.
+    End {
+        index: u32,
+        status: ActivityStatus,
+        reason: LongText,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +71,13 @@ pub enum CarePlanCommand {
     Agree {
         plan: PlanContent,
     },
+    /// `plan.activities` is either empty or the current list unchanged: activities change
+    /// only through `changes`.
     Revise {
         based_on_version: u32,
         plan: PlanContent,
         reason: LongText,
+        changes: Vec<ActivityChange>,
     },
 }
 
@@ -39,10 +87,12 @@ pub enum CarePlanEvent {
         plan_version: u32,
         plan: PlanContent,
     },
+    /// `plan` is the whole plan after the revision; `changes` what it did to the activities.
     Revised {
         plan_version: u32,
         plan: PlanContent,
         reason: LongText,
+        changes: Vec<ActivityChange>,
     },
 }
 
@@ -77,6 +127,68 @@ fn check_plan(plan: &PlanContent, ctx: &DecideContext) -> Result<(), DomainError
     Ok(())
 }
 
+fn check_open(field: &str, a: &Activity) -> Result<(), DomainError> {
+    if a.status.is_final() {
+        return Err(DomainError::invalid(
+            field,
+            "cannot be ended here: end an activity with an explicit end change",
+        ));
+    }
+    Ok(())
+}
+
+/// The activities after `changes`, each checked against the list as it stands.
+fn apply_changes(
+    current: &[Activity],
+    changes: &[ActivityChange],
+) -> Result<Vec<Activity>, DomainError> {
+    let mut out = current.to_vec();
+    for (i, change) in changes.iter().enumerate() {
+        let field = format!("activity_changes[{i}]");
+        let open = |out: &Vec<Activity>, index: u32| -> Result<usize, DomainError> {
+            let at = usize::try_from(index).unwrap_or(usize::MAX);
+            match out.get(at) {
+                None => Err(DomainError::invalid(
+                    format!("{field}.index"),
+                    format!("the plan has no activity {index} (it has {})", out.len()),
+                )),
+                Some(a) if a.status.is_final() => Err(DomainError::rule(
+                    "care_plan.activity_lifecycle",
+                    format!("activity {index} has ended and changes no more"),
+                )),
+                Some(_) => Ok(at),
+            }
+        };
+        match change {
+            ActivityChange::Add { activity } => {
+                check_open(&format!("{field}.add.status"), activity)?;
+                out.push(activity.clone());
+            }
+            ActivityChange::Update { index, activity } => {
+                let at = open(&out, *index)?;
+                check_open(&format!("{field}.update.activity.status"), activity)?;
+                out[at] = activity.clone();
+            }
+            ActivityChange::End {
+                index,
+                status,
+                reason,
+            } => {
+                let at = open(&out, *index)?;
+                if !status.is_final() {
+                    return Err(DomainError::invalid(
+                        format!("{field}.end.status"),
+                        "must be completed, cancelled or stopped",
+                    ));
+                }
+                out[at].status = *status;
+                out[at].status_reason = Some(reason.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Aggregate for CarePlan {
     const KIND: AggregateKind = AggregateKind::CarePlan;
     type Command = CarePlanCommand;
@@ -90,6 +202,9 @@ impl Aggregate for CarePlan {
         match (state, command) {
             (None, CarePlanCommand::Agree { plan }) => {
                 check_plan(plan, ctx)?;
+                for (i, a) in plan.activities.iter().enumerate() {
+                    check_open(&format!("plan.activities[{i}].status"), a)?;
+                }
                 Ok(vec![CarePlanEvent::Agreed {
                     plan_version: 1,
                     plan: plan.clone(),
@@ -109,6 +224,7 @@ impl Aggregate for CarePlan {
                     based_on_version,
                     plan,
                     reason,
+                    changes,
                 },
             ) => {
                 if *based_on_version != current.plan_version {
@@ -118,10 +234,21 @@ impl Aggregate for CarePlan {
                     });
                 }
                 check_plan(plan, ctx)?;
+                if !plan.activities.is_empty() && plan.activities != current.plan.activities {
+                    return Err(DomainError::invalid(
+                        "plan.activities",
+                        "a revision cannot replace the activities: leave them out and name each one added, changed or ended in activity_changes",
+                    ));
+                }
+                let activities = apply_changes(&current.plan.activities, changes)?;
                 Ok(vec![CarePlanEvent::Revised {
                     plan_version: current.plan_version + 1,
-                    plan: plan.clone(),
+                    plan: PlanContent {
+                        activities,
+                        ..plan.clone()
+                    },
                     reason: reason.clone(),
+                    changes: changes.clone(),
                 }])
             }
         }

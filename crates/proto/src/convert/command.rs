@@ -326,6 +326,7 @@ command_request!(v1::ReviseCarePlanRequest, |r, _ids| {
             based_on_version: r.based_on_version,
             plan: req_msg("plan", r.plan.as_ref())?,
             reason: reason(&r.reason)?,
+            changes: super::values::activity_changes("activity_changes", &r.activity_changes)?,
         },
     })
 });

@@ -294,10 +294,12 @@ fn care_plan_to_wire(e: &CarePlanEvent) -> W {
             plan_version,
             plan,
             reason,
+            changes,
         } => W::CarePlanRevised(v1::CarePlanRevised {
             plan_version: *plan_version,
             plan: Some(plan.into()),
             reason: reason.wire(),
+            changes: changes.iter().map(Into::into).collect(),
         }),
     }
 }
@@ -538,6 +540,7 @@ fn event_from_wire(w: &W) -> Result<Event, DomainError> {
             plan_version: m.plan_version,
             plan: req_msg("care_plan_revised.plan", m.plan.as_ref())?,
             reason: long("care_plan_revised.reason", &m.reason)?,
+            changes: super::values::activity_changes("care_plan_revised.changes", &m.changes)?,
         }),
 
         W::CareTeamMemberAdded(m) => Event::CareTeam(T::MemberAdded {

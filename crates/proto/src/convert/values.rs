@@ -5,7 +5,7 @@
 
 use carewoven_domain::DomainError;
 use carewoven_domain::assessment::{AssessmentKind, AssessmentRequest, CareActOutcome, Findings};
-use carewoven_domain::care_plan::{Activity, PlanContent};
+use carewoven_domain::care_plan::{Activity, ActivityChange, ActivityStatus, PlanContent};
 use carewoven_domain::care_team::{CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DelayReason, LegacyDelayReason, Pathway};
@@ -531,11 +531,20 @@ impl From<&Findings> for v1::Findings {
 
 impl FromWire<v1::Activity> for Activity {
     fn from_wire(field: &str, w: &v1::Activity) -> Result<Self, DomainError> {
+        let status_field = at(field, "status");
+        let status: v1::ActivityStatus = super::wire::wire_enum(&status_field, w.status)?;
         Ok(Activity {
             description: LongText::parse(&at(field, "description"), &w.description)?,
             responsible_organisation: Code::parse(
                 &at(field, "responsible_organisation"),
                 &w.responsible_organisation,
+            )?,
+            // Unspecified is "not started": plans agreed before statuses existed.
+            status: ActivityStatus::from_wire(status).unwrap_or(ActivityStatus::NotStarted),
+            status_reason: opt(
+                &at(field, "status_reason"),
+                &w.status_reason,
+                LongText::parse,
             )?,
         })
     }
@@ -546,8 +555,74 @@ impl From<&Activity> for v1::Activity {
         v1::Activity {
             description: a.description.wire(),
             responsible_organisation: a.responsible_organisation.wire(),
+            status: a.status.to_i32(),
+            status_reason: a.status_reason.wire(),
         }
     }
+}
+
+wire_enum_map!(ActivityStatus => ActivityStatus {
+    NotStarted = NotStarted,
+    Scheduled = Scheduled,
+    InProgress = InProgress,
+    OnHold = OnHold,
+    Completed = Completed,
+    Cancelled = Cancelled,
+    Stopped = Stopped,
+});
+
+impl FromWire<v1::ActivityChange> for ActivityChange {
+    fn from_wire(field: &str, w: &v1::ActivityChange) -> Result<Self, DomainError> {
+        use v1::activity_change::Change;
+        match &w.change {
+            None => Err(required(&at(field, "change"))),
+            Some(Change::Add(a)) => Ok(ActivityChange::Add {
+                activity: Activity::from_wire(&at(field, "add"), a)?,
+            }),
+            Some(Change::Update(u)) => Ok(ActivityChange::Update {
+                index: u.index,
+                activity: req_msg(&at(field, "update.activity"), u.activity.as_ref())?,
+            }),
+            Some(Change::End(e)) => Ok(ActivityChange::End {
+                index: e.index,
+                status: req_enum(&at(field, "end.status"), e.status)?,
+                reason: LongText::parse(&at(field, "end.reason"), &e.reason)?,
+            }),
+        }
+    }
+}
+
+impl From<&ActivityChange> for v1::ActivityChange {
+    fn from(c: &ActivityChange) -> Self {
+        use v1::activity_change::Change;
+        let change = match c {
+            ActivityChange::Add { activity } => Change::Add(activity.into()),
+            ActivityChange::Update { index, activity } => Change::Update(v1::ActivityUpdate {
+                index: *index,
+                activity: Some(activity.into()),
+            }),
+            ActivityChange::End {
+                index,
+                status,
+                reason,
+            } => Change::End(v1::ActivityEnd {
+                index: *index,
+                status: status.to_i32(),
+                reason: reason.wire(),
+            }),
+        };
+        v1::ActivityChange {
+            change: Some(change),
+        }
+    }
+}
+
+/// A repeated activity-change field.
+pub(super) fn activity_changes(
+    field: &str,
+    wire: &[v1::ActivityChange],
+) -> Result<Vec<ActivityChange>, DomainError> {
+    msg_list(field, wire)
 }
 
 impl FromWire<v1::PlanContent> for PlanContent {

@@ -112,6 +112,7 @@ fn plan() -> Option<v1::PlanContent> {
         activities: vec![v1::Activity {
             description: "Reablement".to_owned(),
             responsible_organisation: "LA-123".to_owned(),
+            ..Default::default()
         }],
         review_date: "2026-01-31".to_owned(),
     })
@@ -252,6 +253,13 @@ fn every_request() -> Vec<Box<dyn CommandRequest>> {
             based_on_version: 1,
             plan: plan(),
             reason: s("Reablement finished"),
+            activity_changes: vec![v1::ActivityChange {
+                change: Some(v1::activity_change::Change::End(v1::ActivityEnd {
+                    index: 0,
+                    status: v1::ActivityStatus::Completed as i32,
+                    reason: s("Goals met"),
+                })),
+            }],
         }),
         Box::new(v1::AddCareTeamMemberRequest {
             context: ctx(),

@@ -3,7 +3,9 @@ use std::collections::BTreeSet;
 use carewoven_domain::assessment::{
     AssessmentEvent, AssessmentKind, AssessmentRequest, CareActOutcome, Eligibility, Findings,
 };
-use carewoven_domain::care_plan::{Activity, CarePlanEvent, PlanContent};
+use carewoven_domain::care_plan::{
+    Activity, ActivityChange, ActivityStatus, CarePlanEvent, PlanContent,
+};
 use carewoven_domain::care_team::{CareTeamEvent, CareTeamRole, MemberRef};
 use carewoven_domain::consent::{ConsentDecision, ConsentEvent, ConsentTerms, DataClass, Purpose};
 use carewoven_domain::discharge::{DelayReason, DischargeEvent, Pathway};
@@ -83,6 +85,8 @@ fn plan() -> PlanContent {
         activities: vec![Activity {
             description: long("Reablement visits twice daily"),
             responsible_organisation: code("LA-123"),
+            status: ActivityStatus::InProgress,
+            status_reason: None,
         }],
         review_date: date("2026-01-31"),
     }
@@ -250,6 +254,30 @@ fn care_plan_events() -> Vec<CarePlanEvent> {
                 ..plan()
             },
             reason: long("Reablement finished"),
+            changes: vec![
+                ActivityChange::End {
+                    index: 0,
+                    status: ActivityStatus::Completed,
+                    reason: long("Goals met"),
+                },
+                ActivityChange::Add {
+                    activity: Activity {
+                        description: long("Befriending calls"),
+                        responsible_organisation: code("VCS-1"),
+                        status: ActivityStatus::Scheduled,
+                        status_reason: None,
+                    },
+                },
+                ActivityChange::Update {
+                    index: 1,
+                    activity: Activity {
+                        description: long("Befriending visits"),
+                        responsible_organisation: code("VCS-1"),
+                        status: ActivityStatus::OnHold,
+                        status_reason: Some(long("In hospital")),
+                    },
+                },
+            ],
         },
     ]
 }
