@@ -105,7 +105,7 @@ enum Measure {
 }
 
 /// Which cases a figure is measured on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Source {
     Discharges,
     Referrals,
@@ -453,17 +453,17 @@ pub fn trend<'a>(
     let figures = FIGURES
         .iter()
         .map(|(key, title, unit, definition, measure)| {
-            let source = measure.source();
-            let (split_by, (by_week, by_month)) = match source {
-                Source::Discharges => ("site", &discharges_by),
-                Source::Referrals => ("service", &referrals_by),
-                Source::Tasks => ("owner", &tasks_by),
-                Source::Plans => ("none", &discharges_by),
-            };
-            let (by_week, by_month) = if source == Source::Plans {
-                (overdue_at_ends(&weeks), overdue_at_ends(&month_periods))
-            } else {
+            let cases = |(by_week, by_month): &(Buckets<'_, '_>, Buckets<'_, '_>)| {
                 (by_week.table(*measure), by_month.table(*measure))
+            };
+            let (split_by, (by_week, by_month)) = match measure.source() {
+                Source::Discharges => ("site", cases(&discharges_by)),
+                Source::Referrals => ("service", cases(&referrals_by)),
+                Source::Tasks => ("owner", cases(&tasks_by)),
+                Source::Plans => (
+                    "none",
+                    (overdue_at_ends(&weeks), overdue_at_ends(&month_periods)),
+                ),
             };
             TrendFigure {
                 key: (*key).to_owned(),
