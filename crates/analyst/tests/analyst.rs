@@ -499,6 +499,10 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
         .await
         .unwrap();
     }
+    // Only the care team may agree a plan.
+    carewoven_testkit::stack::add_member(&mut c, &person, "HOSP-A", "HOSP-A")
+        .await
+        .unwrap();
     c.agree_care_plan(signed(v1::AgreeCarePlanRequest {
         context: ctx("HOSP-A"),
         person_id: person.clone(),
@@ -550,7 +554,10 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     assert!(page.contains("<svg"));
     assert!(page.contains("Tasks completed on time"));
     for absent in ["Ada", "Example", "transport", "garden", "walking frame"] {
-        assert!(!page.contains(absent), "no names or free text in the report: {absent}");
+        assert!(
+            !page.contains(absent),
+            "no names or free text in the report: {absent}"
+        );
     }
     // With NHS England's tables for this UK month, and each as CSV.
     let month = carewoven_domain::values::uk_date(Utc::now())
