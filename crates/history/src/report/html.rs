@@ -350,7 +350,7 @@ fn work_sections(h: &mut String, report: &Report) {
         "Care-plan reviews overdue",
         &r.definition,
         &[
-            ("At the start of", r.as_of_day.to_string()),
+            ("Counted at the start of (UK day)", r.as_of_day.to_string()),
             ("People with a care plan", r.people_with_a_plan.to_string()),
             ("Review overdue", count_pct(r.overdue, r.overdue_percent)),
             ("Days overdue, median", value(r.days_overdue_median, "days")),
