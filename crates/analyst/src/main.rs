@@ -307,6 +307,9 @@ async fn main() -> Result<()> {
                             | K::Person
                             // The registry: which services are adult social care.
                             | K::Organisation
+                            // Tasks completed on time, care-plan reviews overdue.
+                            | K::Task
+                            | K::CarePlan
                     ) {
                         events.push(e);
                     }

@@ -466,6 +466,58 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     let nothing = run(record(days_ago(4), "recorded")).await;
     assert!(!nothing.status.success());
 
+    // A task the hospital completes today, due today (on time), and a care plan whose review
+    // falls due today (not overdue): the report reads both kinds of event.
+    let today = carewoven_domain::values::uk_date(Utc::now()).to_string();
+    let task = c
+        .create_task(signed(v1::CreateTaskRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.clone(),
+            task: Some(v1::Task {
+                description: "Book transport for Ada".into(),
+                owner: Some(v1::MemberRef {
+                    organisation: "HOSP-A".into(),
+                    practitioner: String::new(),
+                }),
+                due: today.clone(),
+                priority: v1::Priority::Routine as i32,
+                basis: None,
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .aggregate_id;
+    for status in [v1::TaskStatus::Accepted, v1::TaskStatus::Completed] {
+        c.change_task_status(signed(v1::ChangeTaskStatusRequest {
+            context: ctx("HOSP-A"),
+            person_id: person.clone(),
+            task_id: task.clone(),
+            status: status as i32,
+            reason: String::new(),
+        }))
+        .await
+        .unwrap();
+    }
+    // Only the care team may agree a plan.
+    carewoven_testkit::stack::add_member(&mut c, &person, "HOSP-A", "HOSP-A")
+        .await
+        .unwrap();
+    c.agree_care_plan(signed(v1::AgreeCarePlanRequest {
+        context: ctx("HOSP-A"),
+        person_id: person.clone(),
+        plan: Some(v1::PlanContent {
+            goals: vec!["Home for the garden".into()],
+            activities: vec![v1::Activity {
+                description: "Arrange a walking frame".into(),
+                responsible_organisation: "HOSP-A".into(),
+            }],
+            review_date: today,
+        }),
+    }))
+    .await
+    .unwrap();
+
     // The service-review report from the same log: JSON and one HTML page with charts.
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (
@@ -490,12 +542,23 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report.get("long_stays").is_some(), "{report}");
+    let tasks = &report["tasks_on_time"];
+    assert_eq!(tasks["all"]["completed_on_time"], 1, "{tasks}");
+    assert_eq!(tasks["all"]["on_time_percent"], 100.0, "{tasks}");
+    assert_eq!(tasks["by_owner"][0]["owner"], "HOSP-A", "{tasks}");
+    let reviews = &report["care_plan_reviews"];
+    assert_eq!(reviews["people_with_a_plan"], 1, "{reviews}");
+    assert_eq!(reviews["overdue"], 0, "{reviews}");
+    assert_eq!(reviews["falling_due_in_period"], 1, "{reviews}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg"));
-    assert!(
-        !page.contains("Ada") && !page.contains("Example"),
-        "no names in the report"
-    );
+    assert!(page.contains("Tasks completed on time"));
+    for absent in ["Ada", "Example", "transport", "garden", "walking frame"] {
+        assert!(
+            !page.contains(absent),
+            "no names or free text in the report: {absent}"
+        );
+    }
     // With NHS England's tables for this UK month, and each as CSV.
     let month = carewoven_domain::values::uk_date(Utc::now())
         .format("%Y-%m")

@@ -1,6 +1,7 @@
 //! The service-review report (issue 5): DRD-to-discharge delay, pathway mix,
-//! referral-to-assessment time, handover time, 30-day readmission and long stays, for a
-//! period and a set of organisations, with people who opted out of secondary use excluded.
+//! referral-to-assessment time, handover time, 30-day readmission, long stays, tasks completed
+//! on time and care-plan reviews overdue (issue 12, `work.rs`), for a period and a set of
+//! organisations, with people who opted out of secondary use excluded.
 //!
 //! Conventions used by every metric:
 //! - The period is `[from, to)` and membership is decided by valid time: the time the event
@@ -22,6 +23,7 @@ mod stats;
 mod tests;
 mod trend;
 mod trend_html;
+mod work;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -47,6 +49,9 @@ use stats::{nearest_rank, percent};
 pub use trend::{
     TREND_DEFINITION, TREND_MAX_MONTHS, Trend, TrendFigure, TrendPeriod, TrendSeries, TrendTable,
     trend, trend_csv_files,
+};
+pub use work::{
+    OwnerTasks, REVIEWS_DEFINITION, ReviewsMetric, TASKS_DEFINITION, TaskCounts, TasksMetric,
 };
 
 /// The file names [`NhsTables::csv`] writes, in order.
@@ -134,6 +139,13 @@ pub struct Report {
     pub handover: DurationMetric,
     pub readmission_30_day: ReadmissionMetric,
     pub long_stays: LongStaysMetric,
+    /// Tasks that reached a final status in the period: completed on time, late, cancelled,
+    /// failed; by owner organisation.
+    #[serde(default)]
+    pub tasks_on_time: TasksMetric,
+    /// Care-plan reviews overdue at the end of the period, and those falling due in it.
+    #[serde(default)]
+    pub care_plan_reviews: ReviewsMetric,
     /// NHS England's table shapes for one month and provider ([`nhs_tables`]), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nhs_tables: Option<NhsTables>,
@@ -418,6 +430,9 @@ struct Folded {
     /// Registry: service (or organisation) code -> its organisation's type.
     service_types: HashMap<Code, OrganisationType>,
     dates_of_birth: HashMap<Uuid, NaiveDate>,
+    tasks: BTreeMap<Uuid, work::TaskFolded>,
+    /// Care plan aggregate -> its versions.
+    plans: BTreeMap<Uuid, work::PlanFolded>,
 }
 
 impl Folded {
@@ -433,10 +448,14 @@ impl Folded {
         let mut org_types: HashMap<Uuid, OrganisationType> = HashMap::new();
         let mut service_types: HashMap<Code, OrganisationType> = HashMap::new();
         let mut dates_of_birth: HashMap<Uuid, NaiveDate> = HashMap::new();
+        let mut tasks = BTreeMap::new();
+        let mut plans = BTreeMap::new();
         for e in &events {
             let id = e.meta.aggregate_id;
             match &e.event {
                 Event::Discharge(event) => fold_episode(&mut episodes, e, event),
+                Event::Task(event) => work::fold_task(&mut tasks, e, event),
+                Event::CarePlan(event) => work::fold_plan(&mut plans, e, event),
                 Event::Person(PersonEvent::Registered { profile }) => {
                     dates_of_birth.insert(e.meta.person_id, profile.date_of_birth);
                 }
@@ -509,6 +528,8 @@ impl Folded {
             needs_assessment_requested,
             service_types,
             dates_of_birth,
+            tasks,
+            plans,
         }
     }
 
@@ -750,6 +771,9 @@ pub fn service_review<'a>(
         episodes: long,
     };
 
+    let tasks_on_time = work::tasks_metric(&folded.tasks, from, to, &in_scope, opted_out);
+    let care_plan_reviews = work::reviews_metric(&folded.plans, from, to, &in_scope, opted_out);
+
     Report {
         period_from: from,
         period_to: to,
@@ -762,6 +786,8 @@ pub fn service_review<'a>(
         handover,
         readmission_30_day,
         long_stays,
+        tasks_on_time,
+        care_plan_reviews,
         nhs_tables: None,
         trend: None,
     }

@@ -257,6 +257,8 @@ pub fn to_html(report: &Report) -> String {
         &table,
     );
 
+    work_sections(&mut h, report);
+
     if let Some(t) = &report.nhs_tables {
         nhs_sections(&mut h, t);
     }
@@ -266,6 +268,103 @@ pub fn to_html(report: &Report) -> String {
 
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// Tasks completed on time (a chart of how they ended, a table by owner) and care-plan
+/// reviews overdue.
+fn work_sections(h: &mut String, report: &Report) {
+    let t = &report.tasks_on_time;
+    let c = &t.all;
+    let bars: Vec<Bar> = [
+        ("On time", c.completed_on_time),
+        ("Late", c.completed_late),
+        ("Cancelled", c.cancelled),
+        ("Failed", c.failed),
+    ]
+    .into_iter()
+    .map(|(label, n)| Bar {
+        label: label.to_owned(),
+        value: n as f64,
+        caption: n.to_string(),
+    })
+    .collect();
+    let mut extra = bar_chart(
+        "Tasks by how they ended",
+        "How the task ended",
+        "Tasks",
+        None,
+        &bars,
+    );
+    if !t.by_owner.is_empty() {
+        let rows: Vec<Vec<String>> = t
+            .by_owner
+            .iter()
+            .map(|o| {
+                let c = &o.tasks;
+                vec![
+                    o.owner.clone(),
+                    c.completed.to_string(),
+                    c.completed_on_time.to_string(),
+                    pct(c.on_time_percent),
+                    c.completed_late.to_string(),
+                    c.cancelled.to_string(),
+                    c.failed.to_string(),
+                ]
+            })
+            .collect();
+        extra.push_str(&table(
+            &[
+                "Owner",
+                "Completed",
+                "On time",
+                "% on time",
+                "Late",
+                "Cancelled",
+                "Failed",
+            ],
+            &rows,
+        ));
+    }
+    section(
+        h,
+        "tasks",
+        "Tasks completed on time",
+        &t.definition,
+        &[
+            ("Tasks ended in the period", c.finished.to_string()),
+            ("Completed", c.completed.to_string()),
+            (
+                "Completed on or before the due date",
+                count_pct(c.completed_on_time, c.on_time_percent),
+            ),
+            ("Completed late", c.completed_late.to_string()),
+            ("Cancelled", c.cancelled.to_string()),
+            ("Failed", c.failed.to_string()),
+        ],
+        &extra,
+    );
+    let r = &report.care_plan_reviews;
+    section(
+        h,
+        "care-plan-reviews",
+        "Care-plan reviews overdue",
+        &r.definition,
+        &[
+            ("Counted at the start of (UK day)", r.as_of_day.to_string()),
+            ("People with a care plan", r.people_with_a_plan.to_string()),
+            ("Review overdue", count_pct(r.overdue, r.overdue_percent)),
+            ("Days overdue, median", value(r.days_overdue_median, "days")),
+            (
+                "Days overdue, 90th percentile",
+                value(r.days_overdue_p90, "days"),
+            ),
+            (
+                "Reviews falling due in the period",
+                r.falling_due_in_period.to_string(),
+            ),
+        ],
+        "",
+    );
 }
 
 /// A table: header cells and rows, every cell escaped.

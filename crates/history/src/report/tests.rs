@@ -53,6 +53,7 @@ use uuid::Uuid;
 use super::*;
 
 mod trend;
+mod work;
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -861,8 +862,13 @@ fn an_empty_history_gives_an_empty_report() {
     assert_eq!(r.pathway_mix.pathways[0].percent, None);
     assert_eq!(r.handover.median, None);
     assert_eq!(r.long_stays.count, 0);
+    assert_eq!(r.tasks_on_time.all.finished, 0);
+    assert_eq!(r.tasks_on_time.all.on_time_percent, None);
+    assert_eq!(r.care_plan_reviews.people_with_a_plan, 0);
+    assert_eq!(r.care_plan_reviews.overdue_percent, None);
+    assert_eq!(r.care_plan_reviews.days_overdue_median, None);
     let html = to_html(&r);
-    assert_eq!(html.matches("<svg").count(), 2);
+    assert_eq!(html.matches("<svg").count(), 3);
 }
 
 #[test]
@@ -881,9 +887,9 @@ fn html_has_a_chart_per_chart_metric_every_definition_and_no_names() {
     let r = report(&events, &[], &opted_out(&events));
     let html = to_html(&r);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    // Two charts: delay distribution and pathway mix.
-    assert_eq!(html.matches("<svg").count(), 2);
-    assert_eq!(html.matches("</svg>").count(), 2);
+    // Three charts: delay distribution, pathway mix and how tasks ended.
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert_eq!(html.matches("</svg>").count(), 3);
     for definition in [
         DELAY_DEFINITION,
         PATHWAY_DEFINITION,
@@ -891,6 +897,8 @@ fn html_has_a_chart_per_chart_metric_every_definition_and_no_names() {
         HANDOVER_DEFINITION,
         READMISSION_DEFINITION,
         LONG_STAY_DEFINITION,
+        TASKS_DEFINITION,
+        REVIEWS_DEFINITION,
         OPT_OUT_NOTE,
     ] {
         assert!(html.contains(&html::escape(definition)), "{definition}");

@@ -1,6 +1,8 @@
 //! The trend view (issue 14, part 4): each headline figure by ISO week and by UK calendar
 //! month over a run of months, for the whole scope and side by side per site (discharge
-//! figures) or per receiving service (referrals), each with its definition and as CSV.
+//! figures), per receiving service (referrals) or per owner organisation (tasks), each with
+//! its definition and as CSV. Care-plan reviews overdue are counted at the end of each week
+//! and month, for the whole scope only.
 //!
 //! Conventions beyond the report's own (see the parent module):
 //! - The range is whole UK calendar months: a discharge or referral belongs to the week and
@@ -21,6 +23,7 @@ use uuid::Uuid;
 
 use super::nhse::{Reablement, StaysByPerson, month_bounds, opt_num, to_csv};
 use super::stats::{nearest_rank, percent, round2};
+use super::work::TaskEnd;
 use super::{Folded, RecordedEvent, seconds};
 
 /// The longest trend, in months.
@@ -28,8 +31,10 @@ pub const TREND_MAX_MONTHS: u32 = 120;
 
 pub const TREND_DEFINITION: &str = "Each headline figure by ISO week (Monday to Sunday) and by \
 UK calendar month over the range, for the whole scope and side by side per site (figures about \
-discharges) or per receiving service (referrals). A discharge or referral belongs to the week \
-and the month of the UK calendar day it happened on. The first and last weeks may be cut by the \
+discharges), per receiving service (referrals) or per owner organisation (tasks). A \
+discharge, referral or task belongs to the week and the month of the UK calendar day it \
+happened on (a task: the day it reached its final status); overdue care-plan reviews are \
+counted at the end of each week and month. The first and last weeks may be cut by the \
 range (marked partial): they count only the days in the range. A week or month with nothing to \
 measure is left empty rather than shown as 0. Follow-ups (handovers, assessments, the 91-day \
 outcome) are taken from the whole history read. People who opted out of secondary use are left \
@@ -72,6 +77,17 @@ whose 91st day after discharge has passed by the end of the history read, the pe
 on that day (not in hospital, not dead, not discharged to a care home from a later stay), \
 rounded to one decimal place.";
 
+const TASKS_ON_TIME_DEFINITION: &str = "Of the tasks completed in the week or month (in scope \
+when the owner then or the requester is), the percentage completed on or before the due date \
+(the UK calendar day of completion against the due date; reassignment does not change it), \
+rounded to one decimal place, shown per organisation owning the task when it was completed. \
+Cancelled and failed tasks are not in it.";
+const REVIEWS_OVERDUE_DEFINITION: &str = "At the end of the week or month (the start of the \
+next UK calendar day), the number of people whose current care plan (its latest version \
+agreed or revised by then, in scope through the organisation that recorded it or one \
+responsible for an activity) has a review date before that day. Empty when nobody in scope \
+had a care plan then. Not split by organisation.";
+
 /// What a figure is measured on.
 #[derive(Debug, Clone, Copy)]
 enum Measure {
@@ -84,16 +100,33 @@ enum Measure {
     ReferralMedian,
     HandoverMedian,
     AtHome91,
+    TasksOnTime,
+    ReviewsOverdue,
+}
+
+/// Which cases a figure is measured on.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Discharges,
+    Referrals,
+    Tasks,
+    /// Care plans at the end of each period, not cases in it.
+    Plans,
 }
 
 impl Measure {
-    fn of_referrals(self) -> bool {
-        matches!(self, Measure::ReferralMedian)
+    fn source(self) -> Source {
+        match self {
+            Measure::ReferralMedian => Source::Referrals,
+            Measure::TasksOnTime => Source::Tasks,
+            Measure::ReviewsOverdue => Source::Plans,
+            _ => Source::Discharges,
+        }
     }
 }
 
 /// key, title, unit, definition, measure.
-const FIGURES: [(&str, &str, &str, &str, Measure); 12] = [
+const FIGURES: [(&str, &str, &str, &str, Measure); 14] = [
     (
         "discharges",
         "Discharges",
@@ -178,6 +211,20 @@ const FIGURES: [(&str, &str, &str, &str, Measure); 12] = [
         AT_HOME_DEFINITION,
         Measure::AtHome91,
     ),
+    (
+        "tasks_completed_on_time_percent",
+        "Tasks completed on time",
+        "%",
+        TASKS_ON_TIME_DEFINITION,
+        Measure::TasksOnTime,
+    ),
+    (
+        "care_plan_reviews_overdue",
+        "Care-plan reviews overdue",
+        "people",
+        REVIEWS_OVERDUE_DEFINITION,
+        Measure::ReviewsOverdue,
+    ),
 ];
 
 /// The trend section of the report.
@@ -214,10 +261,11 @@ pub struct TrendFigure {
     /// Stable name, also the CSV file's: `trend_<key>_by_week.csv`, `..._by_month.csv`.
     pub key: String,
     pub title: String,
-    /// `"discharges"`, `"%"`, `"days"` or `"hours"`.
+    /// `"discharges"`, `"%"`, `"days"`, `"hours"` or `"people"`.
     pub unit: String,
     pub definition: String,
-    /// What the side-by-side series are: `"site"` or `"service"`.
+    /// What the side-by-side series are: `"site"`, `"service"`, `"owner"` (the organisation
+    /// owning a task) or `"none"`.
     pub split_by: String,
     pub by_week: TrendTable,
     pub by_month: TrendTable,
@@ -238,9 +286,9 @@ pub struct TrendSeries {
     pub values: Vec<Option<f64>>,
 }
 
-/// One discharge or referral in the range, as the figures read it.
+/// One discharge, referral or task in the range, as the figures read it.
 struct Case<'a> {
-    /// The site (discharges) or the receiving service (referrals).
+    /// The site (discharges), the receiving service (referrals) or the owner (tasks).
     group: &'a str,
     day: NaiveDate,
     delay_days: Option<u64>,
@@ -248,6 +296,7 @@ struct Case<'a> {
     /// Handover hours (discharges) or days to needs assessment (referrals).
     wait: Option<f64>,
     reablement: Option<Reablement>,
+    task_end: Option<TaskEnd>,
 }
 
 /// The file names [`Trend::csv`] writes, in order.
@@ -322,6 +371,7 @@ pub fn trend<'a>(
                     .filter(|h| *h >= at)
                     .map(|h| seconds(h - at) / 3_600.0),
                 reablement: stay.reablement(&by_person, &folded.dates_of_birth, history_end),
+                task_end: None,
             })
         })
         .collect();
@@ -342,6 +392,25 @@ pub fn trend<'a>(
             pathway: None,
             wait: folded.days_to_needs_assessment(id, r),
             reablement: None,
+            task_end: None,
+        })
+        .collect();
+    let tasks: Vec<Case<'_>> = folded
+        .tasks
+        .values()
+        .filter(|t| !opted_out.contains(&t.person) && t.in_scope(&in_scope))
+        .filter_map(|t| {
+            let (end, at, owner) = t.ended.as_ref()?;
+            let day = uk_date(*at);
+            in_range(day).then(|| Case {
+                group: owner.as_str(),
+                day,
+                delay_days: None,
+                pathway: None,
+                wait: None,
+                reablement: None,
+                task_end: Some(*end),
+            })
         })
         .collect();
 
@@ -355,27 +424,55 @@ pub fn trend<'a>(
         Buckets::new(&referrals, &weeks),
         Buckets::new(&referrals, &month_periods),
     );
+    let tasks_by = (
+        Buckets::new(&tasks, &weeks),
+        Buckets::new(&tasks, &month_periods),
+    );
+    let plans: Vec<&super::work::PlanFolded> = folded
+        .plans
+        .values()
+        .filter(|p| !opted_out.contains(&p.person))
+        .collect();
+    // People whose review is overdue at the end of each period; empty when nobody has a plan.
+    let overdue_at_ends = |periods: &[TrendPeriod]| -> TrendTable {
+        TrendTable {
+            all: periods
+                .iter()
+                .map(|p| {
+                    let next = p.last_day.succ_opt()?;
+                    let days: Vec<i64> = plans
+                        .iter()
+                        .filter_map(|plan| plan.days_overdue(next, &in_scope))
+                        .collect();
+                    (!days.is_empty()).then(|| days.iter().filter(|d| **d > 0).count() as f64)
+                })
+                .collect(),
+            split: Vec::new(),
+        }
+    };
     let figures = FIGURES
         .iter()
         .map(|(key, title, unit, definition, measure)| {
-            let (by_week, by_month) = if measure.of_referrals() {
-                &referrals_by
-            } else {
-                &discharges_by
+            let cases = |(by_week, by_month): &(Buckets<'_, '_>, Buckets<'_, '_>)| {
+                (by_week.table(*measure), by_month.table(*measure))
+            };
+            let (split_by, (by_week, by_month)) = match measure.source() {
+                Source::Discharges => ("site", cases(&discharges_by)),
+                Source::Referrals => ("service", cases(&referrals_by)),
+                Source::Tasks => ("owner", cases(&tasks_by)),
+                Source::Plans => (
+                    "none",
+                    (overdue_at_ends(&weeks), overdue_at_ends(&month_periods)),
+                ),
             };
             TrendFigure {
                 key: (*key).to_owned(),
                 title: (*title).to_owned(),
                 unit: (*unit).to_owned(),
                 definition: (*definition).to_owned(),
-                split_by: if measure.of_referrals() {
-                    "service"
-                } else {
-                    "site"
-                }
-                .to_owned(),
-                by_week: by_week.table(*measure),
-                by_month: by_month.table(*measure),
+                split_by: split_by.to_owned(),
+                by_week,
+                by_month,
             }
         })
         .collect();
@@ -505,6 +602,19 @@ fn value(measure: Measure, cases: &[&Case<'_>]) -> Option<f64> {
             let home = done.iter().filter(|r| **r == Reablement::AtHome).count() as u64;
             percent(home, done.len() as u64)
         }
+        Measure::TasksOnTime => {
+            let on_time = cases
+                .iter()
+                .filter(|c| c.task_end == Some(TaskEnd::OnTime))
+                .count() as u64;
+            let late = cases
+                .iter()
+                .filter(|c| c.task_end == Some(TaskEnd::Late))
+                .count() as u64;
+            percent(on_time, on_time + late)
+        }
+        // Counted at the end of each period, not over cases (see `trend`).
+        Measure::ReviewsOverdue => None,
     }
 }
 

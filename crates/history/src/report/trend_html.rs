@@ -31,10 +31,11 @@ pub(super) fn trend_sections(h: &mut String, t: &Trend) {
     );
     let _ = writeln!(h, "<p>{}</p>", escape(&t.definition));
     for f in &t.figures {
-        let per = if f.split_by == "service" {
-            "receiving service"
-        } else {
-            "site"
+        let per = match f.split_by.as_str() {
+            "service" => "receiving service",
+            "owner" => "owner organisation",
+            "none" => "",
+            _ => "site",
         };
         let mut extra = String::new();
         for (by, periods, data) in [
@@ -52,7 +53,14 @@ pub(super) fn trend_sections(h: &mut String, t: &Trend) {
             &format!("Trend: {}", f.title),
             &f.definition,
             &[
-                ("Side by side", format!("per {per}")),
+                (
+                    "Side by side",
+                    if per.is_empty() {
+                        "none (the whole scope only)".to_owned()
+                    } else {
+                        format!("per {per}")
+                    },
+                ),
                 ("Unit", f.unit.clone()),
             ],
             &extra,
@@ -181,10 +189,14 @@ fn line_chart(
             .unwrap_or_default(),
         periods.last().map(|p| p.label.as_str()).unwrap_or_default(),
     );
+    let lines = if per.is_empty() {
+        "one line for all in scope".to_owned()
+    } else {
+        format!("one line per {per} and one for all in scope")
+    };
     let desc = format!(
-        "Line chart of {title} ({unit}), {first} to {last}, one line per {per} and one for all \
-in scope: {}. A period with nothing to measure has no point. The numbers are in the table \
-under the chart.",
+        "Line chart of {title} ({unit}), {first} to {last}, {lines}: {}. A period with nothing \
+to measure has no point. The numbers are in the table under the chart.",
         names.join(", ")
     );
     let mut s = String::new();

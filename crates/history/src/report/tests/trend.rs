@@ -451,7 +451,7 @@ fn trend_csv_has_a_file_per_table_with_empty_cells_for_no_data() {
     let files = t.csv();
     let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(names, trend_csv_files());
-    assert_eq!(names.len(), 24);
+    assert_eq!(names.len(), 28);
     let csv: BTreeMap<String, String> = files.into_iter().collect();
     assert_eq!(
         csv["trend_discharges_by_month.csv"],
@@ -502,8 +502,8 @@ fn trend_charts_are_well_formed_svg_with_a_point_per_period_and_a_table() {
     report.trend = Some(t.clone());
     let html = to_html(&report);
     let charts = svgs(&html);
-    // The report's own two charts, then two per trend figure.
-    assert_eq!(charts.len(), 2 + 2 * t.figures.len());
+    // The report's own three charts, then two per trend figure.
+    assert_eq!(charts.len(), 3 + 2 * t.figures.len());
     for svg in &charts {
         let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
         let root = doc.root_element();
