@@ -511,6 +511,7 @@ async fn as_of_answers_differ_by_recorded_and_occurred_time_for_a_late_fact() {
             activities: vec![v1::Activity {
                 description: "Arrange a walking frame".into(),
                 responsible_organisation: "HOSP-A".into(),
+                ..Default::default()
             }],
             review_date: today,
         }),

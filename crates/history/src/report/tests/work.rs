@@ -115,6 +115,8 @@ fn plan_version(h: &mut History, who: u128, when: &str, org: &str, review: &str,
         activities: vec![Activity {
             description: long("Physio twice a week"),
             responsible_organisation: code(org),
+            status: carewoven_domain::care_plan::ActivityStatus::NotStarted,
+            status_reason: None,
         }],
         review_date: day(review),
     };
@@ -128,6 +130,7 @@ fn plan_version(h: &mut History, who: u128, when: &str, org: &str, review: &str,
             plan_version: version,
             plan: content,
             reason: long("reviewed with the person"),
+            changes: Vec::new(),
         }
     };
     h.push(who, plan(who), when, "A81001", Event::CarePlan(event));
