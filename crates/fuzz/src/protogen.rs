@@ -59,7 +59,8 @@ const CODES: [&str; 14] = [
     "NHS-TRUST",
 ];
 
-const KINDS: [&str; 11] = [
+/// Every aggregate kind as the envelope names it.
+pub const KINDS: [&str; 11] = [
     "person",
     "referral",
     "assessment",
@@ -160,8 +161,10 @@ fn string_for(rng: &mut Rng, name: &str) -> String {
             _ => text(rng),
         };
     }
-    if name.ends_with("_id") || name == "id" || name.ends_with("_ids") {
+    if name.ends_with("_id") || name == "id" || name.ends_with("_ids") || name == "replaces" {
         uuid(rng)
+    } else if name == "destination_code" {
+        (*rng.pick(&["19", "29", "54", "65", "87"])).to_owned()
     } else if name.contains("nhs") {
         nhs_number(rng)
     } else if name == "aggregate_kind" || name == "kind" {
@@ -170,8 +173,13 @@ fn string_for(rng: &mut Rng, name: &str) -> String {
         || name.ends_with("_on")
         || name.contains("birth")
         || name.ends_with("_day")
-        || name == "end"
-        || name == "start"
+        || name.ends_with("_by")
+        || name.starts_with("valid_")
+        || name.ends_with("_for")
+        || matches!(
+            name,
+            "end" | "start" | "since" | "until" | "expected" | "supersedes"
+        )
     {
         date(rng)
     } else if name.contains("organisation")
@@ -182,6 +190,12 @@ fn string_for(rng: &mut Rng, name: &str) -> String {
         || name.contains("practitioner")
         || name.contains("role")
         || name.contains("class")
+        || name.contains("assessor")
+        || name.contains("partner")
+        || matches!(
+            name,
+            "reference" | "replaced" | "registered_gp" | "owner" | "by" | "ward" | "attendees"
+        )
     {
         (*rng.pick(&CODES)).to_owned()
     } else {
@@ -191,7 +205,7 @@ fn string_for(rng: &mut Rng, name: &str) -> String {
 
 fn int(rng: &mut Rng) -> i64 {
     if !hostile(rng) {
-        return 1 + rng.below(24) as i64;
+        return 1 + rng.below(5) as i64;
     }
     match rng.below(10) {
         0 => i64::MAX,
@@ -249,7 +263,8 @@ fn value(rng: &mut Rng, kind: &Kind, name: &str, depth: usize) -> Value {
             Value::Bytes(b.into())
         }
         Kind::Enum(e) => {
-            let values: Vec<i32> = e.values().map(|v| v.number()).collect();
+            // Clean values leave out 0, every enum's UNSPECIFIED.
+            let values: Vec<i32> = e.values().map(|v| v.number()).filter(|n| *n != 0).collect();
             if !hostile(rng) && !values.is_empty() {
                 Value::EnumNumber(*rng.pick(&values))
             } else {
@@ -287,7 +302,8 @@ pub fn generate(rng: &mut Rng, desc: &MessageDescriptor, depth: usize) -> Dynami
             }
             continue;
         }
-        if !rng.chance(85) {
+        // Clean messages set every field; hostile ones leave some out.
+        if HOSTILE.with(Cell::get) > 0 && !rng.chance(85) {
             continue;
         }
         let v = if f.is_list() {

@@ -252,6 +252,26 @@ impl Target for Events {
     }
 
     fn generate(&self, rng: &mut Rng, out: &mut Vec<u8>) {
+        if rng.chance(40) {
+            // A clean envelope whose kind is its event's, so that it decodes whole.
+            let bytes = encoded(rng, &protogen::message("EventEnvelope"));
+            if let Ok(mut envelope) = v1::EventEnvelope::decode(bytes.as_slice()) {
+                for kind in protogen::KINDS {
+                    envelope.aggregate_kind = kind.to_owned();
+                    if carewoven_proto::convert::from_envelope(&envelope)
+                        != Err(carewoven_proto::convert::DecodeError::KindMismatch)
+                    {
+                        break;
+                    }
+                }
+                let mut bytes = envelope.encode_to_vec();
+                if rng.chance(50) {
+                    mutate(rng, &mut bytes);
+                }
+                out.extend(bytes);
+                return;
+            }
+        }
         protobuf_input(rng, "EventEnvelope", out);
     }
 
