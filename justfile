@@ -179,3 +179,12 @@ bench-feed *ARGS:
 bench-scale *ARGS: build
     cargo build --release --locked -p carewoven-bench --bin bench-scale
     target/release/bench-scale {{ARGS}}
+
+# Hostile input at scale (not in `test`; a 20,000-input version is): 10,000,000 inputs
+# across every decoder and parser reachable from outside, arbitrary and structure-aware,
+# in the `fuzz` profile (release with overflow checks). Prints
+# `fuzz: inputs=<n> panics=<n> hangs=<n> ...`; failing inputs go to target/fuzz-findings.
+# One target: just fuzz --target bearer --inputs 100000 --seed 1
+fuzz *ARGS:
+    cargo build --profile fuzz --locked -p carewoven-fuzz
+    time target/fuzz/carewoven-fuzz {{ARGS}}

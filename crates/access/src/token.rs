@@ -182,9 +182,14 @@ impl Verifier {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading trust file {}: {e}", path.display()))?;
-        let trust: TrustFile = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("trust file {}: {e}", path.display()))?;
-        Self::new(&trust).map_err(|e| anyhow::anyhow!("trust file {}: {e}", path.display()))
+        Self::from_json(&text).map_err(|e| anyhow::anyhow!("trust file {}: {e}", path.display()))
+    }
+
+    /// A trust file's text, parsed and its keys loaded (what [`Verifier::from_file`] does
+    /// with the file it reads).
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let trust: TrustFile = serde_json::from_str(text)?;
+        Self::new(&trust)
     }
 
     /// The identity a token proves.

@@ -113,7 +113,8 @@ impl Failure {
         )
     }
 
-    fn outcome(&self) -> Value {
+    /// The answer's body.
+    pub fn outcome(&self) -> Value {
         let mut issue = json!({
             "severity": "error",
             "code": self.code,
@@ -123,6 +124,17 @@ impl Failure {
             issue["expression"] = json!([e]);
         }
         json!({ "resourceType": "OperationOutcome", "issue": [issue] })
+    }
+
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The parameter or field the failure names, if any (the `OperationOutcome`'s
+    /// `expression`).
+    pub fn expression(&self) -> Option<&str> {
+        self.expression.as_deref()
     }
 
     /// Whether this is the "no relationship" refusal, which must look like absence.
@@ -216,7 +228,8 @@ fn request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     request
 }
 
-fn min_position(headers: &HeaderMap) -> Result<u64, Failure> {
+/// The `carewoven-min-log-position` header (0 without one).
+pub fn min_position(headers: &HeaderMap) -> Result<u64, Failure> {
     match headers.get(MIN_LOG_POSITION) {
         None => Ok(0),
         Some(v) => v
@@ -230,7 +243,7 @@ fn min_position(headers: &HeaderMap) -> Result<u64, Failure> {
 }
 
 /// The base URL as the caller addressed it (for `fullUrl` and links).
-fn base(headers: &HeaderMap) -> String {
+pub fn base(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -436,6 +449,12 @@ fn parameters(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let name = name.into_owned();
+        if name.is_empty() {
+            return Err(Failure::parameter(
+                "query",
+                "has a parameter without a name (nothing before `=`)",
+            ));
+        }
         if name == "_format" {
             match value.as_ref() {
                 "json" | "application/json" | "application/fhir+json" => continue,
@@ -488,28 +507,76 @@ async fn metadata<Q: QueryService>(State(api): State<Arc<Api<Q>>>, headers: Head
     )
 }
 
+/// What a search asks for, read from its resource type and query string before anything
+/// is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchQuery {
+    /// The caller's own Subscription (no parameters).
+    Subscription,
+    /// A trace: `identifier=<NHS number system>|<number>` and `birthdate`.
+    Patient {
+        nhs_number: String,
+        birthdate: String,
+    },
+    /// Any other type: `patient=` the person's id (`Patient/<id>` or the bare id).
+    ByPatient { person: String },
+}
+
+/// Parse a search's resource type and query string: unknown types are 404, unknown or
+/// repeated parameters and malformed values 400 naming the parameter.
+pub fn search_query(rtype: &str, raw: Option<&str>) -> Result<SearchQuery, Failure> {
+    if rtype == "Subscription" {
+        parameters(raw, &[])?;
+        return Ok(SearchQuery::Subscription);
+    }
+    known_type(rtype)?;
+    if rtype == "Patient" {
+        let params = parameters(raw, &["identifier", "birthdate"])?;
+        let identifier = required(&params, "identifier")?;
+        let Some(nhs) = identifier.strip_prefix(&format!("{}|", crate::codes::NHS_NUMBER)) else {
+            return Err(Failure::parameter(
+                "identifier",
+                format!("must be {}|<NHS number>", crate::codes::NHS_NUMBER),
+            ));
+        };
+        // A trace needs the date of birth as well as the number, as FindPerson does.
+        let birthdate = required(&params, "birthdate")?;
+        return Ok(SearchQuery::Patient {
+            nhs_number: nhs.to_owned(),
+            birthdate: birthdate.to_owned(),
+        });
+    }
+    let params = parameters(raw, &["patient"])?;
+    let patient = required(&params, "patient")?;
+    let person = uuid(
+        "patient",
+        patient.strip_prefix("Patient/").unwrap_or(patient),
+    )?;
+    Ok(SearchQuery::ByPatient { person })
+}
+
+/// Parse `$events`' query string: `eventsSinceNumber` (default 1) and `eventsUntilNumber`
+/// (if given, not less than the first).
+pub fn events_query(raw: Option<&str>) -> Result<(u64, Option<u64>), Failure> {
+    let params = parameters(raw, &["eventsSinceNumber", "eventsUntilNumber"])?;
+    let since = event_number(&params, "eventsSinceNumber")?.unwrap_or(1);
+    let asked_until = event_number(&params, "eventsUntilNumber")?;
+    if asked_until.is_some_and(|u| u < since) {
+        return Err(Failure::parameter(
+            "eventsUntilNumber",
+            "must not be less than eventsSinceNumber",
+        ));
+    }
+    Ok((since, asked_until))
+}
+
 async fn search<Q: QueryService>(
     State(api): State<Arc<Api<Q>>>,
     Path(rtype): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    if rtype == "Subscription" {
-        // The caller's own subscription: there is one per partner organisation.
-        parameters(raw.as_deref(), &[])?;
-        let status = api.feed_status(&headers).await?;
-        let base = base(&headers);
-        let entries = vec![search_entry(
-            &base,
-            subscription::subscription(&status),
-            "match",
-        )];
-        return Ok(fhir(
-            StatusCode::OK,
-            &bundle("searchset", &base, "Subscription", entries),
-        ));
-    }
-    known_type(&rtype)?;
+    let query = search_query(&rtype, raw.as_deref())?;
     let base = base(&headers);
     let echo = raw.clone().unwrap_or_default();
     let self_link = if echo.is_empty() {
@@ -523,62 +590,65 @@ async fn search<Q: QueryService>(
             &bundle("searchset", &base, &self_link, Vec::new()),
         )
     };
-    if rtype == "Patient" {
-        let params = parameters(raw.as_deref(), &["identifier", "birthdate"])?;
-        let identifier = required(&params, "identifier")?;
-        let Some(nhs) = identifier.strip_prefix(&format!("{}|", crate::codes::NHS_NUMBER)) else {
-            return Err(Failure::parameter(
-                "identifier",
-                format!("must be {}|<NHS number>", crate::codes::NHS_NUMBER),
+    let person = match query {
+        SearchQuery::Subscription => {
+            // The caller's own subscription: there is one per partner organisation.
+            let status = api.feed_status(&headers).await?;
+            let entries = vec![search_entry(
+                &base,
+                subscription::subscription(&status),
+                "match",
+            )];
+            return Ok(fhir(
+                StatusCode::OK,
+                &bundle("searchset", &base, "Subscription", entries),
             ));
-        };
-        // A trace needs the date of birth as well as the number, as FindPerson does.
-        let birthdate = required(&params, "birthdate")?;
-        let rename = |f: &str| match f {
-            "nhs_number" => "identifier".to_owned(),
-            "date_of_birth" => "birthdate".to_owned(),
-            other => other.to_owned(),
-        };
-        let found = api
-            .queries
-            .find_person(request(
-                &headers,
-                v1::FindPersonRequest {
-                    nhs_number: nhs.to_owned(),
-                    date_of_birth: birthdate.to_owned(),
-                },
-            ))
-            .await;
-        let person = match found {
-            Ok(reply) => reply.into_inner().person_id,
-            Err(s) => {
-                let failure = from_status(&s, "Patient", &rename);
-                return if failure.is_absence() {
-                    Ok(empty())
-                } else {
-                    Err(failure)
-                };
-            }
-        };
-        return match api.record(&headers, &person, "Patient", "identifier").await {
-            Ok(record) => {
-                let entries = vec![search_entry(&base, map::patient(&record), "match")];
-                Ok(fhir(
-                    StatusCode::OK,
-                    &bundle("searchset", &base, &self_link, entries),
+        }
+        SearchQuery::Patient {
+            nhs_number,
+            birthdate,
+        } => {
+            let rename = |f: &str| match f {
+                "nhs_number" => "identifier".to_owned(),
+                "date_of_birth" => "birthdate".to_owned(),
+                other => other.to_owned(),
+            };
+            let found = api
+                .queries
+                .find_person(request(
+                    &headers,
+                    v1::FindPersonRequest {
+                        nhs_number,
+                        date_of_birth: birthdate,
+                    },
                 ))
-            }
-            // Found by the trace but not readable: the same as not found.
-            Err(f) if f.is_absence() => Ok(empty()),
-            Err(f) => Err(f),
-        };
-    }
-    let params = parameters(raw.as_deref(), &["patient"])?;
-    let patient = required(&params, "patient")?;
-    let person = uuid(
-        "patient",
-        patient.strip_prefix("Patient/").unwrap_or(patient),
-    )?;
+                .await;
+            let person = match found {
+                Ok(reply) => reply.into_inner().person_id,
+                Err(s) => {
+                    let failure = from_status(&s, "Patient", &rename);
+                    return if failure.is_absence() {
+                        Ok(empty())
+                    } else {
+                        Err(failure)
+                    };
+                }
+            };
+            return match api.record(&headers, &person, "Patient", "identifier").await {
+                Ok(record) => {
+                    let entries = vec![search_entry(&base, map::patient(&record), "match")];
+                    Ok(fhir(
+                        StatusCode::OK,
+                        &bundle("searchset", &base, &self_link, entries),
+                    ))
+                }
+                // Found by the trace but not readable: the same as not found.
+                Err(f) if f.is_absence() => Ok(empty()),
+                Err(f) => Err(f),
+            };
+        }
+        SearchQuery::ByPatient { person } => person,
+    };
     if rtype == "AuditEvent" {
         return match api.accesses(&headers, &person).await {
             Ok(entries) => Ok(fhir(
@@ -679,15 +749,7 @@ async fn operation<Q: QueryService>(
             ))
         }
         ("Subscription", "$events") => {
-            let params = parameters(raw.as_deref(), &["eventsSinceNumber", "eventsUntilNumber"])?;
-            let since = event_number(&params, "eventsSinceNumber")?.unwrap_or(1);
-            let asked_until = event_number(&params, "eventsUntilNumber")?;
-            if asked_until.is_some_and(|u| u < since) {
-                return Err(Failure::parameter(
-                    "eventsUntilNumber",
-                    "must not be less than eventsSinceNumber",
-                ));
-            }
+            let (since, asked_until) = events_query(raw.as_deref())?;
             let status = api.own_subscription(&headers, &id).await?;
             // At most MAX_EVENTS, and never beyond the feed's end.
             let until = asked_until

@@ -366,21 +366,40 @@ pub(crate) fn decode_items(
     expected: u64,
     cursors: &CursorKey,
 ) -> Result<Vec<v1::FeedItem>, Status> {
-    let batch = decode_batch(message.headers.as_ref(), message.payload.as_ref())
+    decode_feed_message(
+        message.headers.as_ref(),
+        message.payload.as_ref(),
+        org,
+        expected,
+        cursors,
+    )
+}
+
+/// [`decode_items`] of a stored message's headers and payload.
+pub fn decode_feed_message(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    org: &str,
+    expected: u64,
+    cursors: &CursorKey,
+) -> Result<Vec<v1::FeedItem>, Status> {
+    let batch = decode_batch(headers, payload)
         .map_err(|e| Status::data_loss(format!("an undecodable feed message: {e}")))?;
-    let header: Option<u64> = message
-        .headers
-        .as_ref()
+    let header: Option<u64> = headers
         .and_then(|h| h.get(NUMBER_HEADER))
         .and_then(|v| v.as_str().parse().ok());
+    // Checked arithmetic: a stored message is not trusted to keep its numbers below
+    // u64::MAX (an overflow would panic in a build with overflow checks, or wrap).
     let consecutive = batch
         .items
         .iter()
-        .zip(batch.first..)
-        .all(|(item, n)| item.number == n);
-    let whole = consecutive
-        && batch.items.len() as u64 == (batch.last + 1).saturating_sub(batch.first)
-        && header == Some(batch.last);
+        .enumerate()
+        .all(|(i, item)| batch.first.checked_add(i as u64) == Some(item.number));
+    let span = match batch.last.checked_sub(batch.first) {
+        Some(d) => d.checked_add(1),
+        None => Some(0),
+    };
+    let whole = consecutive && Some(batch.items.len() as u64) == span && header == Some(batch.last);
     if !whole || batch.first > expected || batch.last < expected {
         // Never hand a subscriber a gap or a repeat: end the stream; resuming finds it.
         return Err(Status::aborted(format!(

@@ -69,26 +69,28 @@ pub struct Retry {
 pub fn read_endpoints(path: &Path) -> anyhow::Result<BTreeMap<String, http::Uri>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the rest-hook endpoints {}", path.display()))?;
-    let raw: BTreeMap<String, String> = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: expected a JSON object of organisation code to URL",
-            path.display()
-        )
-    })?;
+    parse_endpoints(&text, &path.display())
+}
+
+/// The endpoints file's text (`file` names it in errors), parsed and checked.
+pub fn parse_endpoints(
+    text: &str,
+    file: &dyn std::fmt::Display,
+) -> anyhow::Result<BTreeMap<String, http::Uri>> {
+    let raw: BTreeMap<String, String> = serde_json::from_str(text)
+        .with_context(|| format!("{file}: expected a JSON object of organisation code to URL"))?;
     raw.into_iter()
         .map(|(org, url)| {
             anyhow::ensure!(
                 !org.is_empty() && org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
-                "{}: {org:?} is not an organisation code",
-                path.display()
+                "{file}: {org:?} is not an organisation code"
             );
             let uri: http::Uri = url
                 .parse()
-                .with_context(|| format!("{}: {org}: {url:?} is not a URL", path.display()))?;
+                .with_context(|| format!("{file}: {org}: {url:?} is not a URL"))?;
             anyhow::ensure!(
                 uri.scheme_str() == Some("http") && uri.host().is_some(),
-                "{}: {org}: only http:// endpoints are supported",
-                path.display()
+                "{file}: {org}: only http:// endpoints are supported"
             );
             Ok((org, uri))
         })

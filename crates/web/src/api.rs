@@ -159,8 +159,19 @@ impl Failure {
         )
     }
 
-    fn body(&self) -> Value {
+    /// The answer's `error` object.
+    pub fn body(&self) -> Value {
         json!({ "code": self.code, "message": self.message, "field": self.field })
+    }
+
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The field or parameter the failure names, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
     }
 }
 
@@ -290,6 +301,12 @@ fn parameters(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let (name, value) = (name.into_owned(), value.into_owned());
+        if name.is_empty() {
+            return Err(Failure::invalid(
+                "query",
+                "has a parameter without a name (nothing before `=`)",
+            ));
+        }
         if !allowed.contains(&name.as_str()) {
             return Err(Failure::invalid(
                 &name,
@@ -345,18 +362,125 @@ fn delay_reason(raw: &str) -> Result<v1::DelayReason, Failure> {
     })
 }
 
+/// `/api/board/watch`'s query (`site`, `pathway`, `delay_reason`) and headers as the
+/// `WatchDischargeBoard` request.
+pub fn board_request(
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<v1::WatchDischargeBoardRequest, Failure> {
+    let params = parameters(raw, &["site", "pathway", "delay_reason"])?;
+    Ok(v1::WatchDischargeBoardRequest {
+        site: param(&params, "site").to_owned(),
+        pathway: pathway(param(&params, "pathway"))? as i32,
+        delay_reason: delay_reason(param(&params, "delay_reason"))? as i32,
+        min_log_position: min_position(headers)?,
+    })
+}
+
+/// `/api/record/<person>` as the `GetCareRecord` request.
+pub fn record_request(
+    person: &str,
+    headers: &HeaderMap,
+) -> Result<v1::GetCareRecordRequest, Failure> {
+    Ok(v1::GetCareRecordRequest {
+        person_id: person_id(person)?,
+        min_log_position: min_position(headers)?,
+    })
+}
+
+/// `/api/inbox`'s query (`service`, `status`, `page_token`) and headers as the
+/// `ListReferralInbox` request.
+pub fn inbox_request(
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<v1::ListReferralInboxRequest, Failure> {
+    let params = parameters(raw, &["service", "status", "page_token"])?;
+    Ok(v1::ListReferralInboxRequest {
+        service: param(&params, "service").to_owned(),
+        status: param(&params, "status").to_owned(),
+        page_size: 500,
+        page_token: param(&params, "page_token").to_owned(),
+        min_log_position: min_position(headers)?,
+    })
+}
+
+/// `/api/caseload`'s query (`organisation`, or `coordinator` with `practitioner`) and
+/// headers as the `GetCaseload` request.
+pub fn caseload_request(
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<v1::GetCaseloadRequest, Failure> {
+    use v1::get_caseload_request::Owner;
+    let params = parameters(raw, &["organisation", "coordinator", "practitioner"])?;
+    let owner = match (
+        param(&params, "organisation"),
+        param(&params, "coordinator"),
+    ) {
+        (org, "") if !org.is_empty() => Owner::Organisation(org.to_owned()),
+        ("", org) if !org.is_empty() => Owner::Coordinator(v1::MemberRef {
+            organisation: org.to_owned(),
+            practitioner: param(&params, "practitioner").to_owned(),
+        }),
+        _ => {
+            return Err(Failure::invalid(
+                "organisation",
+                "give either organisation or coordinator (an organisation code)",
+            ));
+        }
+    };
+    Ok(v1::GetCaseloadRequest {
+        owner: Some(owner),
+        min_log_position: min_position(headers)?,
+    })
+}
+
+/// A decision's path (`<person>/<referral>/accept|reject`) and body (`{"reason": "..."}`)
+/// as the `ProgressReferral` request, with a fresh command id.
+pub fn decision_request(
+    person: &str,
+    referral: &str,
+    decision: &str,
+    body: &[u8],
+) -> Result<v1::ProgressReferralRequest, Failure> {
+    let action = match decision {
+        "accept" => v1::ReferralAction::Accept,
+        "reject" => v1::ReferralAction::Reject,
+        _ => return Err(Failure::invalid("decision", "must be accept or reject")),
+    };
+    let person = person_id(person)?;
+    let referral = referral
+        .parse::<uuid::Uuid>()
+        .map(|u| u.to_string())
+        .map_err(|_| Failure::invalid("referral_id", "is not a valid id (a UUID)"))?;
+    let reason = if body.is_empty() {
+        String::new()
+    } else {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| Failure::invalid("body", "must be JSON: {\"reason\": \"...\"}"))?;
+        match value.get("reason") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(Failure::invalid("reason", "must be text")),
+        }
+    };
+    Ok(v1::ProgressReferralRequest {
+        context: Some(v1::CommandContext {
+            command_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        }),
+        person_id: person,
+        referral_id: referral,
+        action: action as i32,
+        reason,
+    })
+}
+
 async fn watch_board<Q: QueryService>(
     State(api): State<Arc<Api<Q>>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let params = parameters(raw.as_deref(), &["site", "pathway", "delay_reason"])?;
-    let message = v1::WatchDischargeBoardRequest {
-        site: param(&params, "site").to_owned(),
-        pathway: pathway(param(&params, "pathway"))? as i32,
-        delay_reason: delay_reason(param(&params, "delay_reason"))? as i32,
-        min_log_position: min_position(&headers)?,
-    };
+    let message = board_request(raw.as_deref(), &headers)?;
     let stream = api
         .queries
         .watch_discharge_board(request(&headers, message))
@@ -385,10 +509,7 @@ async fn record<Q: QueryService>(
     Path(person): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let message = v1::GetCareRecordRequest {
-        person_id: person_id(&person)?,
-        min_log_position: min_position(&headers)?,
-    };
+    let message = record_request(&person, &headers)?;
     let record = api
         .queries
         .get_care_record(request(&headers, message))
@@ -428,14 +549,7 @@ async fn inbox<Q: QueryService>(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let params = parameters(raw.as_deref(), &["service", "status", "page_token"])?;
-    let message = v1::ListReferralInboxRequest {
-        service: param(&params, "service").to_owned(),
-        status: param(&params, "status").to_owned(),
-        page_size: 500,
-        page_token: param(&params, "page_token").to_owned(),
-        min_log_position: min_position(&headers)?,
-    };
+    let message = inbox_request(raw.as_deref(), &headers)?;
     let page = api
         .queries
         .list_referral_inbox(request(&headers, message))
@@ -449,31 +563,7 @@ async fn caseload<Q: QueryService>(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    use v1::get_caseload_request::Owner;
-    let params = parameters(
-        raw.as_deref(),
-        &["organisation", "coordinator", "practitioner"],
-    )?;
-    let owner = match (
-        param(&params, "organisation"),
-        param(&params, "coordinator"),
-    ) {
-        (org, "") if !org.is_empty() => Owner::Organisation(org.to_owned()),
-        ("", org) if !org.is_empty() => Owner::Coordinator(v1::MemberRef {
-            organisation: org.to_owned(),
-            practitioner: param(&params, "practitioner").to_owned(),
-        }),
-        _ => {
-            return Err(Failure::invalid(
-                "organisation",
-                "give either organisation or coordinator (an organisation code)",
-            ));
-        }
-    };
-    let message = v1::GetCaseloadRequest {
-        owner: Some(owner),
-        min_log_position: min_position(&headers)?,
-    };
+    let message = caseload_request(raw.as_deref(), &headers)?;
     let rename = |f: &str| match f {
         "coordinator.organisation" => "coordinator".to_owned(),
         "coordinator.practitioner" => "practitioner".to_owned(),
@@ -495,43 +585,13 @@ async fn decide<Q: QueryService>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let action = match decision.as_str() {
-        "accept" => v1::ReferralAction::Accept,
-        "reject" => v1::ReferralAction::Reject,
-        _ => return Err(Failure::invalid("decision", "must be accept or reject")),
-    };
-    let person = person_id(&person)?;
-    let referral = referral
-        .parse::<uuid::Uuid>()
-        .map(|u| u.to_string())
-        .map_err(|_| Failure::invalid("referral_id", "is not a valid id (a UUID)"))?;
-    let reason = if body.is_empty() {
-        String::new()
-    } else {
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|_| Failure::invalid("body", "must be JSON: {\"reason\": \"...\"}"))?;
-        match value.get("reason") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(Failure::invalid("reason", "must be text")),
-        }
-    };
+    let message = decision_request(&person, &referral, &decision, &body)?;
     let Some(mut client) = api.commands.clone() else {
         return Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "decisions cannot be sent from here: no command service is configured (--web-commands-server)",
         ));
-    };
-    let message = v1::ProgressReferralRequest {
-        context: Some(v1::CommandContext {
-            command_id: uuid::Uuid::now_v7().to_string(),
-            ..Default::default()
-        }),
-        person_id: person,
-        referral_id: referral,
-        action: action as i32,
-        reason,
     };
     let reply = client
         .progress_referral(request(&headers, message))
