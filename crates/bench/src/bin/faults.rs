@@ -35,16 +35,16 @@ struct RunArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
     /// Concurrent load workers.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Commands acknowledged under load in each phase.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 300)]
     phase_acks: u64,
     /// Service kill rounds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 9)]
     rounds: usize,
     /// Broker kills.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     broker_kills: usize,
     /// Seconds a cluster node stays paused (longer than the election timeout).
     #[arg(long, default_value_t = 12)]
