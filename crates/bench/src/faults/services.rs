@@ -57,7 +57,6 @@ pub async fn run(options: &Options) -> Result<Report> {
     let mut load = world.load()?;
     load.progress(options.phase_acks, options.timeout).await?;
     let mut failures = Vec::new();
-    let mut last = None;
     for round in 0..options.rounds {
         let kind = [Kind::Commands, Kind::Views, Kind::Gateway][round % 3];
         let index = (round / 3) % 2;
@@ -74,7 +73,6 @@ pub async fn run(options: &Options) -> Result<Report> {
                 converged.detail()
             ));
         }
-        last = Some(converged);
     }
     let tally = load.finish(options.timeout).await;
     // The commands sent after the last round's check, checked too.
@@ -84,7 +82,6 @@ pub async fn run(options: &Options) -> Result<Report> {
     if !converged.ok() {
         failures.push(format!("after the last round:\n{}", converged.detail()));
     }
-    let _ = last;
     world.finish().await?;
     Ok(Report {
         rounds: options.rounds,
