@@ -188,3 +188,12 @@ bench-scale *ARGS: build
 fuzz *ARGS:
     cargo build --profile fuzz --locked -p carewoven-fuzz
     time target/fuzz/carewoven-fuzz {{ARGS}}
+
+# Fault-injection suite (not in `test`; a short version is, crates/bench/tests/faults.rs): a
+# 3-node cluster under load (kill -9 a follower, the leader; SIGSTOP a node), kill -9 of
+# nats-server, kill -9 of each service at random moments, a full disk (a loopback filesystem
+# as root, else JetStream's max_file_store). Release binaries as child processes; about
+# 2.5 min on 2 cores. Longer: just faults --phase-acks 1000 --rounds 30 --broker-kills 10
+faults *ARGS: build
+    cargo build --release --locked -p carewoven-bench --bin faults
+    target/release/faults {{ARGS}}

@@ -478,10 +478,17 @@ impl EventLog {
     }
 }
 
+/// How often a service's NATS client pings its server (see [`connect`]).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Connect to NATS (a comma-separated URL list for a cluster). The client keeps
 /// reconnecting for as long as it lives, so a service recovers by itself when NATS returns;
 /// the first connection is also made in the background. With an nkey seed it authenticates
 /// with it (every configuration in `deploy/`, where each service has its own identity).
+/// The client pings every [`PING_INTERVAL`], so a server that stops answering without
+/// closing the connection (a paused or partitioned node) is left for another within about
+/// three intervals (async-nats' default of 60 s kept every service on a paused cluster node
+/// for a minute: `just faults`).
 pub async fn connect(
     urls: &str,
     name: &str,
@@ -501,6 +508,7 @@ pub async fn connect(
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
+        .ping_interval(PING_INTERVAL)
         .connection_timeout(timeout)
         .request_timeout(Some(timeout))
         .event_callback(|event| async move {
