@@ -1230,3 +1230,404 @@ async fn falls_prevention() {
     views.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
+
+fn member(org: &str, practitioner: &str) -> Option<v1::MemberRef> {
+    Some(v1::MemberRef {
+        organisation: org.into(),
+        practitioner: practitioner.into(),
+    })
+}
+
+/// Community mental health team: a care team around a person with no hospital episode (the
+/// GP, the team's psychologist and care coordinator, the practice pharmacist, a housing
+/// officer), a named coordinator whose caseload holds the person, and an MDT whose action
+/// for housing becomes that organisation's task and is completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn community_mental_health_team() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    for org in ["CMHT-1", "HOUSING-1"] {
+        register_partner(&mut c, org, &[], &all_data_classes())
+            .await
+            .unwrap();
+    }
+    let person = register_with_gp(&mut c, 350, "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    use v1::CareTeamRole as R;
+    for (org, practitioner, role) in [
+        ("CMHT-1", "psy-1", R::Psychologist),
+        ("CMHT-1", "cc-4", R::MentalHealth),
+        ("GP-A", "pharm-2", R::Pharmacist),
+        ("HOUSING-1", "", R::HousingOfficer),
+    ] {
+        c.add_care_team_member(signed(v1::AddCareTeamMemberRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            member: member(org, practitioner),
+            role: role as i32,
+            since: date_days_ago(0),
+        }))
+        .await
+        .unwrap();
+    }
+    let named = c
+        .name_care_coordinator(signed(v1::NameCareCoordinatorRequest {
+            context: ctx("CMHT-1"),
+            person_id: person.clone(),
+            member: member("CMHT-1", "cc-4"),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let caseload = q
+        .get_caseload(as_org(
+            "CMHT-1",
+            v1::GetCaseloadRequest {
+                owner: Some(v1::get_caseload_request::Owner::Coordinator(
+                    v1::MemberRef {
+                        organisation: "CMHT-1".into(),
+                        practitioner: "cc-4".into(),
+                    },
+                )),
+                min_log_position: named.log_position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(caseload.person_ids, vec![person.clone()]);
+    // No hospital: the person is on nobody's discharge board, and nobody's "no coordinator".
+    for org in ["GP-A", "CMHT-1", "HOUSING-1"] {
+        let items = worklist(
+            &mut q,
+            org,
+            v1::WorklistKind::NoCoordinator,
+            named.log_position,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert!(items.is_empty(), "{org}");
+    }
+
+    // The MDT: an action for housing, handed over as its task, done.
+    let meeting = c
+        .record_meeting(signed(v1::RecordMeetingRequest {
+            context: ctx("CMHT-1"),
+            person_id: person.clone(),
+            meeting: Some(v1::MeetingRecord {
+                held_at: ts_hours_ago(2),
+                attendees: vec!["CMHT-1".into(), "GP-A".into(), "HOUSING-1".into()],
+                decisions: vec!["Support to keep the tenancy; review medication".into()],
+                actions: vec![v1::MeetingAction {
+                    description: "Arrange a tenancy support visit".into(),
+                    owner: "HOUSING-1".into(),
+                    due_by: date_days_ahead(7),
+                }],
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut request = task_request(
+        &person,
+        "CMHT-1",
+        "HOUSING-1",
+        "Tenancy support visit",
+        date_days_ahead(7),
+    );
+    request.task.as_mut().unwrap().basis = Some(v1::TaskBasis {
+        basis: Some(v1::task_basis::Basis::MeetingAction(v1::MeetingActionRef {
+            meeting_id: meeting.aggregate_id.clone(),
+            action: 1,
+        })),
+    });
+    let task = c.create_task(signed(request)).await.unwrap().into_inner();
+    let listed = worklist(
+        &mut q,
+        "HOUSING-1",
+        v1::WorklistKind::Tasks,
+        task.log_position,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 1);
+    for s in [
+        v1::TaskStatus::Accepted,
+        v1::TaskStatus::InProgress,
+        v1::TaskStatus::Completed,
+    ] {
+        c.change_task_status(signed(v1::ChangeTaskStatusRequest {
+            context: ctx("HOUSING-1"),
+            person_id: person.clone(),
+            task_id: task.aggregate_id.clone(),
+            status: s as i32,
+            reason: String::new(),
+        }))
+        .await
+        .unwrap();
+    }
+    let done = c
+        .complete_meeting_action(signed(v1::CompleteMeetingActionRequest {
+            context: ctx("HOUSING-1"),
+            person_id: person.clone(),
+            meeting_id: meeting.aggregate_id.clone(),
+            action: 1,
+            note: "Visit booked for Thursday".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let rec = record(&mut q, "GP-A", &person, done.log_position)
+        .await
+        .unwrap();
+    assert!(rec.discharge_episodes.is_empty());
+    let team = rec.care_team.as_ref().unwrap();
+    let roles: Vec<i32> = team.members.iter().map(|m| m.role).collect();
+    for role in [R::Psychologist, R::Pharmacist, R::HousingOfficer] {
+        assert!(roles.contains(&(role as i32)), "{role:?}");
+    }
+    assert_eq!(team.coordinator, member("CMHT-1", "cc-4"));
+    assert_eq!(rec.meetings[0].completions.len(), 1);
+    assert_eq!(rec.tasks[0].status, v1::TaskStatus::Completed as i32);
+    assert!(
+        worklist(
+            &mut q,
+            "HOUSING-1",
+            v1::WorklistKind::Tasks,
+            done.log_position,
+            |_| {}
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
+
+/// Single point of access: referrals from the practice and the hospital arrive at adult
+/// social care's front door, listed by priority then age; one is accepted, the other
+/// redirected (rejected with a reason, then referred again to community nursing naming the
+/// referral it replaces). The referrers, who gain no ground by referring, read only their
+/// referral's receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_point_of_access() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    let person = register(&mut c, 360).await.unwrap();
+    let other = register(&mut c, 361).await.unwrap();
+    let mut routine = referral_request(&person, "GP-A", "ASC");
+    routine.referral.as_mut().unwrap().priority = v1::Priority::Routine as i32;
+    let from_gp = c.make_referral(signed(routine)).await.unwrap().into_inner();
+    let from_hospital = c
+        .make_referral(signed(referral_request(&other, "HOSP-A", "ASC")))
+        .await
+        .unwrap()
+        .into_inner();
+    let inbox = q
+        .list_referral_inbox(as_org(
+            "ASC",
+            v1::ListReferralInboxRequest {
+                service: "ASC".into(),
+                min_log_position: from_hospital.log_position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let order: Vec<&str> = inbox
+        .entries
+        .iter()
+        .map(|e| e.referral_id.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            from_hospital.aggregate_id.as_str(),
+            from_gp.aggregate_id.as_str()
+        ],
+        "urgent before routine"
+    );
+    // Triage: the hospital's is accepted; the practice's is redirected.
+    for action in [v1::ReferralAction::Receive, v1::ReferralAction::Accept] {
+        c.progress_referral(signed(referral_action(
+            &other,
+            &from_hospital.aggregate_id,
+            action,
+            "ASC",
+        )))
+        .await
+        .unwrap();
+    }
+    c.progress_referral(signed(referral_action(
+        &person,
+        &from_gp.aggregate_id,
+        v1::ReferralAction::Receive,
+        "ASC",
+    )))
+    .await
+    .unwrap();
+    let mut reject = referral_action(
+        &person,
+        &from_gp.aggregate_id,
+        v1::ReferralAction::Reject,
+        "ASC",
+    );
+    reject.reason = "Nursing need, not social care: redirect to community nursing".into();
+    let rejected = c
+        .progress_referral(signed(reject))
+        .await
+        .unwrap()
+        .into_inner();
+    // The practice gained no ground by referring: no record, only its referral's receipt.
+    let refused = record(&mut q, "GP-A", &person, rejected.log_position)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let receipt = q
+        .get_referral_receipt(as_org(
+            "GP-A",
+            v1::GetReferralReceiptRequest {
+                person_id: person.clone(),
+                referral_id: from_gp.aggregate_id.clone(),
+                min_log_position: rejected.log_position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(receipt.status, "rejected");
+    assert!(receipt.reason.contains("community nursing"));
+    let mut again = referral_request(&person, "GP-A", "COMM");
+    again.referral.as_mut().unwrap().replaces = from_gp.aggregate_id.clone();
+    let redirected = c.make_referral(signed(again)).await.unwrap().into_inner();
+    let comm = q
+        .list_referral_inbox(as_org(
+            "COMM",
+            v1::ListReferralInboxRequest {
+                service: "COMM".into(),
+                min_log_position: redirected.log_position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(comm.entries.len(), 1);
+    assert_eq!(comm.entries[0].referral_id, redirected.aggregate_id);
+    // Social care's ground ended when it rejected the referral: even its own list of ended
+    // referrals no longer shows this person.
+    let ended = q
+        .list_referral_inbox(as_org(
+            "ASC",
+            v1::ListReferralInboxRequest {
+                service: "ASC".into(),
+                status: "rejected".into(),
+                min_log_position: redirected.log_position,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ended.entries.is_empty(), "{ended:?}");
+    // Community nursing, now receiving, reads the record and sees what it replaces.
+    let rec = record(&mut q, "COMM", &person, redirected.log_position)
+        .await
+        .unwrap();
+    let view = rec
+        .referrals
+        .iter()
+        .find(|r| r.referral_id == redirected.aggregate_id)
+        .unwrap();
+    assert_eq!(
+        view.referral.as_ref().unwrap().replaces,
+        from_gp.aggregate_id
+    );
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
+
+/// Tell the story once: the registered practice corrects the person's contact details once,
+/// with a reason, and every organisation caring for them reads the corrected details and who
+/// corrected what, when and why; a correction made from an out-of-date version is ABORTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tell_the_story_once() {
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    let person = register_with_gp(&mut c, 370, "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "ASC").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "COMM").await.unwrap();
+    let at = stack.count().await;
+    let before = record(&mut q, "GP-A", &person, at).await.unwrap();
+    let correct = |based_on: u64| {
+        signed(v1::CorrectPersonDetailsRequest {
+            context: ctx("GP-A"),
+            person_id: person.clone(),
+            correction: Some(v1::Correction {
+                contact: Some("07700 900123".into()),
+                communication_needs: Some("Hard of hearing: please face me".into()),
+                ..Default::default()
+            }),
+            reason: "The person told us at their appointment".into(),
+            based_on_version: based_on,
+        })
+    };
+    let corrected = c
+        .correct_person_details(correct(before.person_version))
+        .await
+        .unwrap()
+        .into_inner();
+    let stale = c
+        .correct_person_details(correct(before.person_version))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    for org in ["GP-A", "ASC", "COMM"] {
+        let rec = record(&mut q, org, &person, corrected.log_position)
+            .await
+            .unwrap();
+        let profile = rec.profile.as_ref().unwrap();
+        assert_eq!(profile.contact, "07700 900123", "{org}");
+        assert_eq!(
+            profile.communication_needs,
+            "Hard of hearing: please face me"
+        );
+        let last = rec.corrections.last().unwrap();
+        assert_eq!(last.organisation, "GP-A");
+        assert_eq!(last.reason, "The person told us at their appointment");
+        let mut fields = last.fields.clone();
+        fields.sort();
+        assert_eq!(fields, vec!["communication_needs", "contact"]);
+    }
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
