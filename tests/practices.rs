@@ -1631,3 +1631,142 @@ async fn tell_the_story_once() {
     views.stop().await.unwrap();
     gateway.stop().await.unwrap();
 }
+
+/// Co-production: the person, signed in with their own citizen identity, says what matters
+/// to them; the team writes the plan's goals in their words; the person reads their own plan
+/// and gives feedback, which the team reads. A lower identity level may give feedback but
+/// not change the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn co_production() {
+    use carewoven_access::citizen::testing as citizens;
+    use carewoven_governance::IdentityLevel;
+    let Services {
+        stack,
+        views,
+        gateway,
+        dir: _dir,
+        ..
+    } = Services::start().await.unwrap();
+    let mut c = stack.client.clone();
+    let mut q = QueryServiceClient::new(views.channel());
+    let person = register_with_gp(&mut c, 380, "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "GP-A").await.unwrap();
+    add_member(&mut c, &person, "GP-A", "ASC").await.unwrap();
+    let p9 = citizens::token(&test_nhs_number(380), IdentityLevel::P9);
+    let p5 = citizens::token(&test_nhs_number(380), IdentityLevel::P5);
+    fn bearer<T>(token: &str, m: T) -> tonic::Request<T> {
+        carewoven_access::grpc::with_token(tonic::Request::new(m), token)
+    }
+    let own = || {
+        Some(v1::CommandContext {
+            command_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+    };
+    let at = stack.count().await;
+    let mine = q
+        .get_care_record(bearer(
+            &p9,
+            v1::GetCareRecordRequest {
+                person_id: String::new(),
+                min_log_position: at,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let words = "Getting back to my choir on Thursdays";
+    let correction = |version: u64| v1::CorrectPersonDetailsRequest {
+        context: own(),
+        person_id: person.clone(),
+        correction: Some(v1::Correction {
+            what_matters: Some(words.into()),
+            ..Default::default()
+        }),
+        reason: "In my own words".into(),
+        based_on_version: version,
+    };
+    // At P5 the person may not change the record; nothing is appended.
+    let before = stack.count().await;
+    let refused = c
+        .correct_person_details(bearer(&p5, correction(mine.person_version)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(stack.count().await, before);
+    c.correct_person_details(bearer(&p9, correction(mine.person_version)))
+        .await
+        .unwrap();
+    // The team reads what matters and writes the plan's goal in the person's words.
+    let now = stack.count().await;
+    let rec = record(&mut q, "ASC", &person, now).await.unwrap();
+    let said = rec.profile.as_ref().unwrap().what_matters.clone();
+    assert_eq!(said, words);
+    let agreed = c
+        .agree_care_plan(signed(v1::AgreeCarePlanRequest {
+            context: ctx("ASC"),
+            person_id: person.clone(),
+            plan: Some(v1::PlanContent {
+                goals: vec![said],
+                activities: vec![v1::Activity {
+                    description: "Transport to choir practice".into(),
+                    responsible_organisation: "ASC".into(),
+                    ..Default::default()
+                }],
+                review_date: date_days_ahead(42),
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mine = q
+        .get_care_record(bearer(
+            &p9,
+            v1::GetCareRecordRequest {
+                person_id: String::new(),
+                min_log_position: agreed.log_position,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let goals = &mine
+        .care_plan
+        .as_ref()
+        .unwrap()
+        .plan
+        .as_ref()
+        .unwrap()
+        .goals;
+    assert_eq!(goals, &vec![words.to_owned()]);
+    // Feedback at P5, read by the team.
+    let given = c
+        .record_feedback(bearer(
+            &p5,
+            v1::RecordFeedbackRequest {
+                context: own(),
+                person_id: person.clone(),
+                feedback: Some(v1::FeedbackRecord {
+                    source: v1::FeedbackSource::Person as i32,
+                    anonymous: false,
+                    text: "The transport has made a real difference".into(),
+                    rating: 5,
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let rec = record(&mut q, "ASC", &person, given.log_position)
+        .await
+        .unwrap();
+    let fb = rec.feedback.last().unwrap().feedback.as_ref().unwrap();
+    assert_eq!(
+        (fb.rating, fb.source),
+        (5, v1::FeedbackSource::Person as i32)
+    );
+    assert_eq!(fb.text, "The transport has made a real difference");
+
+    views.stop().await.unwrap();
+    gateway.stop().await.unwrap();
+}
