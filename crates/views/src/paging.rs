@@ -73,7 +73,13 @@ impl PageTokens {
             ));
         }
         let issued = i64::from_str_radix(issued, 16).map_err(|_| refuse("is malformed"))?;
-        if Utc::now().timestamp() - issued > TOKEN_TTL_SECS {
+        // Checked: a signed token never carries an issue time near i64::MIN, but nothing
+        // here should be able to overflow whatever it carries.
+        if Utc::now()
+            .timestamp()
+            .checked_sub(issued)
+            .is_none_or(|age| age > TOKEN_TTL_SECS)
+        {
             return Err(refuse("has expired; start again from the first page"));
         }
         u128::from_str_radix(cursor, 16)
