@@ -158,10 +158,20 @@ pub struct ClusterPorts {
 }
 
 impl ClusterPorts {
+    /// Six distinct free ports: all six listeners are held until each has its port, since
+    /// one free port after another may be the same port twice (seen: a duplicate route).
     pub fn new() -> Result<Self> {
+        let held: Vec<std::net::TcpListener> = (0..6)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<_>>()?;
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()?;
+        drop(held);
         Ok(ClusterPorts {
-            clients: (0..3).map(|_| free_port()).collect::<Result<_>>()?,
-            routes: (0..3).map(|_| free_port()).collect::<Result<_>>()?,
+            clients: ports[..3].to_vec(),
+            routes: ports[3..].to_vec(),
         })
     }
 
