@@ -38,14 +38,14 @@ pub fn kind_name(kind: v1::WorklistKind) -> Option<&'static str> {
 /// (list, sort key, item id) -> encoded `v1::WorklistItem`.
 pub type Items = BTreeMap<(String, String, u128), Vec<u8>>;
 
-/// Stat first, then asap, urgent, routine: the order of equal due days.
-fn priority_rank(p: i32) -> u8 {
+/// Stat first, then asap, urgent, routine: the order of equal due days on a worklist, and
+/// of referrals in an inbox.
+pub fn priority_rank(p: i32) -> u8 {
     match v1::Priority::try_from(p) {
         Ok(v1::Priority::Stat) => 0,
         Ok(v1::Priority::Asap) => 1,
         Ok(v1::Priority::Urgent) => 2,
-        Ok(v1::Priority::Routine) => 3,
-        _ => 4,
+        _ => 3,
     }
 }
 

@@ -34,6 +34,7 @@ use crate::tables::{
     BOARD, CASELOAD, INBOX, INBOX_CLOSED, META, POSITION, RECORDS, WORKLIST, coordinator_key,
     organisation_key,
 };
+use carewoven_projection::worklist::priority_rank;
 
 /// Longest a query waits for the views to reach `min_log_position` when the caller sets no
 /// deadline.
@@ -462,15 +463,6 @@ impl BoardFilter {
             "{}|{:?}|{}|{:?}",
             self.site, self.pathway, self.status, self.delay_reason
         )
-    }
-}
-
-fn priority_rank(p: i32) -> u8 {
-    match v1::Priority::try_from(p) {
-        Ok(v1::Priority::Stat) => 0,
-        Ok(v1::Priority::Asap) => 1,
-        Ok(v1::Priority::Urgent) => 2,
-        _ => 3,
     }
 }
 

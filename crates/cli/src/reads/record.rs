@@ -385,10 +385,7 @@ fn risk_flags(record: &v1::CareRecord) -> Option<Table> {
     ];
     rows(&headers, &record.risk_flags, |f| {
         let flag = f.flag.clone().unwrap_or_default();
-        let code = match v1::RiskFlagCode::try_from(flag.code) {
-            Ok(v1::RiskFlagCode::Unspecified) | Err(_) => String::new(),
-            Ok(c) => show::label(c.as_str_name(), "RISK_FLAG_CODE_"),
-        };
+        let code = show::risk_flag(flag.code);
         let score = if flag.frailty_score == 0 {
             String::new()
         } else {
@@ -423,10 +420,7 @@ fn tasks(record: &v1::CareRecord) -> Option<Table> {
     ];
     rows(&headers, &record.tasks, |t| {
         let task = t.task.clone().unwrap_or_default();
-        let status = match v1::TaskStatus::try_from(t.status) {
-            Ok(v1::TaskStatus::Unspecified) | Err(_) => String::new(),
-            Ok(s) => show::label(s.as_str_name(), "TASK_STATUS_"),
-        };
+        let status = show::task_status(t.status);
         let last = t
             .history
             .last()

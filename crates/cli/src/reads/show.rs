@@ -111,6 +111,8 @@ labels! {
     audit_action => AuditAction, "AUDIT_ACTION_";
     audit_outcome => AuditOutcome, "AUDIT_OUTCOME_";
     disclosure => Disclosure, "DISCLOSURE_";
+    task_status => TaskStatus, "TASK_STATUS_";
+    risk_flag => RiskFlagCode, "RISK_FLAG_CODE_";
 }
 
 /// Labels of repeated enum values, comma-separated.

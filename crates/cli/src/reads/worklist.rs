@@ -11,14 +11,6 @@ use super::show::{self, table_of};
 use super::{Failure, PAGE_SIZE, Reader, all_pages, json};
 use crate::cli::WorklistArgs;
 
-fn task_status(value: i32) -> String {
-    match v1::TaskStatus::try_from(value) {
-        Ok(v1::TaskStatus::Unspecified) => String::new(),
-        Ok(v) => show::label(v.as_str_name(), "TASK_STATUS_"),
-        Err(_) => format!("({value})"),
-    }
-}
-
 pub async fn run(r: &Reader, a: WorklistArgs) -> Result<ExitCode, Failure> {
     let client = QueryServiceClient::new(r.views().await?);
     let kind = a.kind.wire();
@@ -75,7 +67,7 @@ pub async fn run(r: &Reader, a: WorklistArgs) -> Result<ExitCode, Failure> {
                     i.due.clone(),
                     overdue(i),
                     show::priority(i.priority),
-                    task_status(i.status),
+                    show::task_status(i.status),
                     i.person_id.clone(),
                     i.item_id.clone(),
                     i.practitioner.clone(),
